@@ -1,0 +1,35 @@
+# The front door: each recipe is a thin line over a command anyone can also type.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the whole test suite (arguments go to pytest, e.g. `just test -k storage`).
+test *ARGS:
+    python -m pytest {{ARGS}}
+
+# Lint, check formatting and types.
+lint:
+    ruff check .
+    ruff format --check .
+    mypy
+
+# Format the code in place.
+fmt:
+    ruff format .
+    ruff check --fix .
+
+# Ingest the bundled build history into a temporary store; print the summary and recent builds.
+demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    python data-fixtures/generate.py --output "$work/history.jsonl"
+    export BUILDER_TELEMETRY_DIR="$work/telemetry"
+    builder telemetry ingest "$work/history.jsonl"
+    echo
+    builder telemetry summary
+    echo
+    builder telemetry recent 5

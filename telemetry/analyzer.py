@@ -1,0 +1,401 @@
+"""The analyzer: every metric of the specification, as polars lazy queries over the store.
+
+Per-session metrics are computed from the stored session rows; bottlenecks from the stored
+target rows of the sessions in the window. Partitions outside the window are never opened,
+and ``recent`` opens only the newest days it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final, Literal, TypeAlias
+
+import polars as pl
+
+from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
+from telemetry.schema import Dataset
+from telemetry.storage import StoredFile, TelemetryStorage
+from telemetry.window import Window
+
+Trend: TypeAlias = Literal["Increasing", "Decreasing", "Stable"]
+TREND_BAND: Final = 0.10
+RECENT_BOTTLENECKS: Final = 3
+_EXECUTED: Final = ["built", "failed"]
+_RETRIES: Final = 3
+
+
+@dataclass(slots=True, frozen=True)
+class Bottleneck:
+    """A target and the mean duration of its executed runs."""
+
+    target: str
+    mean_ms: float
+    runs: int
+
+
+@dataclass(slots=True, frozen=True)
+class Regression:
+    """A build at least ``threshold`` times slower than the mean of the builds before it."""
+
+    session_id: str
+    start_time: datetime
+    ratio: float
+    expected_ms: float
+    actual_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class SummaryReport:
+    """The numbers of ``builder telemetry summary``."""
+
+    total_builds: int
+    successful: int
+    failed: int
+    success_rate: float
+    average_build_ms: float
+    fastest_build_ms: int
+    slowest_build_ms: int
+    average_cache_hit_rate: float
+    cache_trend: Trend
+    average_utilization: float
+    average_targets_per_second: float
+    bottlenecks: tuple[Bottleneck, ...]
+    build_time_trend: Trend
+    regressions: tuple[Regression, ...]
+    regression_threshold: float
+
+
+@dataclass(slots=True, frozen=True)
+class BuildReport:
+    """One build as ``builder telemetry recent`` shows it."""
+
+    session_id: str
+    start_time: datetime
+    duration_ms: int
+    succeeded: bool
+    interrupted: bool
+    error: str | None
+    total_targets: int
+    built: int
+    cached: int
+    failed: int
+    skipped: int
+    cache_hit_rate: float
+    parallelism_utilization: float
+    targets_per_second: float
+    labels: dict[str, str]
+    bottlenecks: tuple[Bottleneck, ...]
+
+
+class TelemetryAnalyzer:
+    """Answers questions about the builds in a window of the store.
+
+    >>> analyzer = TelemetryAnalyzer(TelemetryStorage(".builder-cache/telemetry"))
+    >>> analyzer.summary().total_builds  # doctest: +SKIP
+    147
+    """
+
+    def __init__(
+        self,
+        storage: TelemetryStorage,
+        *,
+        window: Window | None = None,
+        regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
+    ) -> None:
+        self.storage = storage
+        self.window = window or Window()
+        self.regression_threshold = regression_threshold
+
+    # -- per session --------------------------------------------------------------------------
+
+    def sessions(self, *, days: list[date] | None = None) -> pl.DataFrame:
+        """Every session in the window with its derived metrics, oldest first."""
+        window = self.window
+        frame = self._collect(
+            "sessions",
+            lambda lf: _in_window(lf, window).pipe(with_session_metrics),
+            days=days,
+        )
+        if frame is None:
+            return _empty_sessions()
+        return frame.sort("start_time", "session_id")
+
+    # -- across sessions ----------------------------------------------------------------------
+
+    def summary(self, *, top: int = 5) -> SummaryReport:
+        """Totals, averages, trends, the top bottlenecks and the latest regressions."""
+        sessions = self.sessions()
+        n = sessions.height
+        if n == 0:
+            return SummaryReport(
+                0,
+                0,
+                0,
+                0.0,
+                0.0,
+                0,
+                0,
+                0.0,
+                "Stable",
+                0.0,
+                0.0,
+                (),
+                "Stable",
+                (),
+                self.regression_threshold,
+            )
+        row = sessions.select(
+            successful=pl.col("succeeded").sum(),
+            average_build_ms=pl.col("duration_ms").mean(),
+            fastest=pl.col("duration_ms").min(),
+            slowest=pl.col("duration_ms").max(),
+            hit_rate=pl.col("cache_hit_rate").mean(),
+            utilization=pl.col("parallelism_utilization").mean(),
+            tps=pl.col("targets_per_second").mean(),
+        ).row(0, named=True)
+        successful = int(row["successful"])
+        return SummaryReport(
+            total_builds=n,
+            successful=successful,
+            failed=n - successful,
+            success_rate=100.0 * successful / n,
+            average_build_ms=float(row["average_build_ms"]),
+            fastest_build_ms=int(row["fastest"]),
+            slowest_build_ms=int(row["slowest"]),
+            average_cache_hit_rate=float(row["hit_rate"]),
+            cache_trend=trend(sessions["cache_hit_rate"]),
+            average_utilization=float(row["utilization"]),
+            average_targets_per_second=float(row["tps"]),
+            bottlenecks=self.bottlenecks(sessions, top=top),
+            build_time_trend=trend(sessions["duration_ms"]),
+            regressions=regressions(sessions, threshold=self.regression_threshold),
+            regression_threshold=self.regression_threshold,
+        )
+
+    def bottlenecks(
+        self, sessions: pl.DataFrame | None = None, *, top: int = 5
+    ) -> tuple[Bottleneck, ...]:
+        """Targets ranked by the mean duration of their executed runs, ties by label."""
+        sessions = self.sessions() if sessions is None else sessions
+        if sessions.is_empty():
+            return ()
+        ids = sessions["session_id"]
+        days = _days_of(sessions)
+        frame = self._collect(
+            "targets",
+            lambda lf: (
+                lf.filter(
+                    pl.col("session_id").is_in(ids.implode()),
+                    pl.col("status").cast(pl.String).is_in(_EXECUTED),
+                )
+                .group_by(target=pl.col("target").cast(pl.String))
+                .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
+                .sort(["mean_ms", "target"], descending=[True, False])
+                .head(top)
+            ),
+            days=days,
+        )
+        if frame is None:
+            return ()
+        return tuple(
+            Bottleneck(r["target"], r["mean_ms"], r["runs"]) for r in frame.iter_rows(named=True)
+        )
+
+    def recent(self, count: int = 10) -> list[BuildReport]:
+        """The newest ``count`` builds, newest first, each with its top bottlenecks."""
+        sessions = self._newest_sessions(count)
+        if sessions.is_empty():
+            return []
+        ids = sessions["session_id"]
+        top = self._collect(
+            "targets",
+            lambda lf: (
+                lf.filter(
+                    pl.col("session_id").is_in(ids.implode()),
+                    pl.col("status").cast(pl.String).is_in(_EXECUTED),
+                )
+                .group_by("session_id", target=pl.col("target").cast(pl.String))
+                .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
+                .sort(["session_id", "mean_ms", "target"], descending=[False, True, False])
+                .group_by("session_id", maintain_order=True)
+                .head(RECENT_BOTTLENECKS)
+            ),
+            days=_days_of(sessions),
+        )
+        per_session: dict[str, list[Bottleneck]] = {}
+        if top is not None:
+            for r in top.iter_rows(named=True):
+                per_session.setdefault(r["session_id"], []).append(
+                    Bottleneck(r["target"], r["mean_ms"], r["runs"])
+                )
+        return [
+            BuildReport(
+                session_id=r["session_id"],
+                start_time=r["start_time"],
+                duration_ms=r["duration_ms"],
+                succeeded=r["succeeded"],
+                interrupted=r["interrupted"],
+                error=r["error"],
+                total_targets=r["total_targets"],
+                built=r["built"],
+                cached=r["cached"],
+                failed=r["failed"],
+                skipped=r["skipped"],
+                cache_hit_rate=r["cache_hit_rate"],
+                parallelism_utilization=r["parallelism_utilization"],
+                targets_per_second=r["targets_per_second"],
+                labels=dict(r["labels"] or {}),
+                bottlenecks=tuple(per_session.get(r["session_id"], ())),
+            )
+            for r in sessions.reverse().iter_rows(named=True)
+        ]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _newest_sessions(self, count: int) -> pl.DataFrame:
+        """The newest ``count`` sessions, opening only as many day partitions as needed."""
+        files = self.storage.files(
+            "sessions", since=self.window.first_day, until=self.window.last_day
+        )
+        by_day: dict[date, int] = {}
+        for stored in files:
+            by_day[stored.day] = by_day.get(stored.day, 0) + (stored.rows or 1)
+        newest_first = sorted(by_day, reverse=True)
+        taken: list[date] = []
+        covered = 0
+        frame = _empty_sessions()
+        for day in newest_first:
+            taken.append(day)
+            covered += by_day[day]
+            if covered < count and day != newest_first[-1]:
+                continue
+            frame = self.sessions(days=taken)
+            if frame.height >= count:
+                break
+        return frame.tail(count)
+
+    def _collect(
+        self,
+        dataset: Dataset,
+        query: Callable[[pl.LazyFrame], pl.LazyFrame],
+        *,
+        days: list[date] | None = None,
+    ) -> pl.DataFrame | None:
+        """Run ``query`` over the readable files of ``dataset``; None when there are none.
+
+        A file can vanish between listing and reading when retention runs beside us; the
+        listing is then taken again, so a reader never fails because of a writer.
+        """
+        for attempt in range(_RETRIES):
+            files = self.storage.files(
+                dataset, days=days, since=self.window.first_day, until=self.window.last_day
+            )
+            readable = self.storage.readable(dataset, files)
+            if not readable:
+                return None
+            try:
+                return query(scan(readable)).collect()
+            except (FileNotFoundError, pl.exceptions.ComputeError):
+                if attempt == _RETRIES - 1 or all(f.path.exists() for f in readable):
+                    raise
+        return None
+
+
+def scan(files: list[StoredFile]) -> pl.LazyFrame:
+    """A lazy frame over stored files, with the partition day as a ``date`` column."""
+    return pl.scan_ipc([f.path for f in files], hive_partitioning=True)
+
+
+def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
+    """Add cache_hit_rate, parallelism_utilization and targets_per_second (SPEC §3)."""
+    attempted = pl.col("built") + pl.col("cached") + pl.col("failed")
+    workers = pl.coalesce(pl.col("parallelism"), pl.col("peak_concurrency")).cast(pl.Int64)
+    capacity = pl.col("duration_ms") * workers
+    return sessions.with_columns(
+        cache_hit_rate=pl.when(attempted > 0)
+        .then(100.0 * pl.col("cached") / attempted)
+        .otherwise(0.0),
+        parallelism_utilization=pl.when(capacity > 0)
+        .then(100.0 * pl.col("executed_ms") / capacity)
+        .otherwise(0.0),
+        targets_per_second=pl.when(pl.col("duration_ms") > 0)
+        .then(pl.col("total_targets") / (pl.col("duration_ms") / 1000.0))
+        .otherwise(0.0),
+    )
+
+
+def trend(values: pl.Series) -> Trend:
+    """Compare the mean of the newer half with the older ⌊n/2⌋ (values in time order).
+
+    >>> trend(pl.Series([10.0, 10.0, 12.0, 12.0]))
+    'Increasing'
+    """
+    n = values.len()
+    if n < 2:
+        return "Stable"
+    old = values.head(n // 2).mean()
+    new = values.tail(n - n // 2).mean()
+    if not isinstance(old, int | float) or not isinstance(new, int | float) or old == 0:
+        return "Stable"
+    change = (new - old) / old
+    if change > TREND_BAND:
+        return "Increasing"
+    if change < -TREND_BAND:
+        return "Decreasing"
+    return "Stable"
+
+
+def regressions(sessions: pl.DataFrame, *, threshold: float) -> tuple[Regression, ...]:
+    """The latest builds (3 when there are ≥ 10, else 1) slower than ``threshold`` times the
+    mean of the builds before them, oldest first."""
+    n = sessions.height
+    checked = 3 if n >= 10 else 1
+    frame = (
+        sessions.lazy()
+        .select("session_id", "start_time", "duration_ms")
+        .with_row_index("position")
+        .with_columns(
+            expected=(pl.col("duration_ms").cum_sum() - pl.col("duration_ms")) / pl.col("position")
+        )
+        .tail(checked)
+        .filter(pl.col("position") > 0, pl.col("expected") > 0)
+        .with_columns(ratio=pl.col("duration_ms") / pl.col("expected"))
+        .filter(pl.col("ratio") >= threshold)
+        .collect()
+    )
+    return tuple(
+        Regression(r["session_id"], r["start_time"], r["ratio"], r["expected"], r["duration_ms"])
+        for r in frame.iter_rows(named=True)
+    )
+
+
+def _in_window(frame: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    if window.since is not None:
+        frame = frame.filter(pl.col("start_time") >= window.since)
+    if window.until is not None:
+        frame = frame.filter(pl.col("start_time") < window.until)
+    return frame
+
+
+def _days_of(sessions: pl.DataFrame) -> list[date]:
+    return sorted(set(sessions["date"].to_list()))
+
+
+def _empty_sessions() -> pl.DataFrame:
+    from telemetry.schema import SESSIONS_SCHEMA
+
+    empty = pl.from_arrow(SESSIONS_SCHEMA.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return with_session_metrics(empty.with_columns(date=pl.lit(None, pl.Date)).lazy()).collect()
+
+
+__all__ = [
+    "Bottleneck",
+    "BuildReport",
+    "Regression",
+    "SummaryReport",
+    "TelemetryAnalyzer",
+    "Trend",
+]

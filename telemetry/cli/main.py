@@ -1,0 +1,311 @@
+"""Entry point: argument parsing, rendering and the mapping of errors to exit statuses.
+
+Each command opens the library objects, makes one call, and renders what comes back. Expected
+errors become one line ``Error: ...`` on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from telemetry.config import TelemetryConfig, parse_threshold
+from telemetry.errors import TelemetryError
+
+app = typer.Typer(
+    name="builder",
+    help="Build telemetry: record builds, then find bottlenecks, cache trends and regressions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+telemetry_app = typer.Typer(
+    help="Analyse stored builds (with no command: the summary).",
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(telemetry_app, name="telemetry")
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class ExportFormatOption(StrEnum):
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+    arrow = "arrow"
+
+
+@dataclass(slots=True)
+class _State:
+    config: TelemetryConfig
+
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        help="Telemetry directory [env: BUILDER_TELEMETRY_DIR; default: .builder-cache/telemetry]",
+        show_default=False,
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Only builds started at or after: 2025-10-27, 2025-10-27T14:00, 7d, 12h."),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(help="Only builds started before this time (a date includes that whole day)."),
+]
+ReportFormatOption = Annotated[
+    ReportFormat, typer.Option("--format", help="text for people, json for scripts.")
+]
+
+
+@telemetry_app.callback()
+def telemetry(ctx: typer.Context, dir: DirOption = None) -> None:
+    """Analyse stored builds (with no command: the summary)."""
+    config = TelemetryConfig.from_env()
+    if dir is not None:
+        config = replace(config, dir=dir)
+    ctx.obj = _State(config)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(summary, ctx)
+
+
+def _config(ctx: typer.Context) -> TelemetryConfig:
+    state = ctx.find_object(_State)
+    assert state is not None
+    return state.config
+
+
+def _storage(config: TelemetryConfig) -> Any:
+    from telemetry.storage import TelemetryStorage
+
+    return TelemetryStorage(
+        config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
+    )
+
+
+def _analyzer(
+    config: TelemetryConfig, since: str | None, until: str | None, threshold: float | None = None
+) -> Any:
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.window import Window
+
+    return TelemetryAnalyzer(
+        _storage(config),
+        window=Window.parse(since, until),
+        regression_threshold=threshold or config.regression_threshold,
+    )
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@telemetry_app.command()
+def summary(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    top: Annotated[int, typer.Option(min=1, help="How many bottlenecks to show.")] = 5,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help="Slowdown ratio that counts as a regression "
+            "[env: BUILDER_TELEMETRY_REGRESSION_THRESHOLD; default: 1.5]"
+        ),
+    ] = None,
+    format: ReportFormatOption = ReportFormat.text,
+) -> None:
+    """Totals, averages, trends, bottlenecks and regressions of the stored builds."""
+    from telemetry import exporter
+
+    config = _config(ctx)
+    ratio = parse_threshold(threshold, source="--threshold") if threshold is not None else None
+    analyzer = _analyzer(config, since, until, ratio)
+    report = analyzer.summary(top=top)
+    if format is ReportFormat.json:
+        _out(exporter.summary_json(report))
+    elif report.total_builds == 0:
+        empty = analyzer.storage.is_empty()
+        _out((exporter.NO_DATA if empty else exporter.NO_DATA_IN_WINDOW) + "\n")
+    else:
+        _out(exporter.render_summary(report, color=_color()))
+
+
+@telemetry_app.command()
+def recent(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Argument(min=1, help="How many builds to show.")] = 10,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    format: ReportFormatOption = ReportFormat.text,
+) -> None:
+    """The newest builds, newest first, with each one's slowest targets."""
+    from telemetry import exporter
+
+    analyzer = _analyzer(_config(ctx), since, until)
+    builds = analyzer.recent(count)
+    if format is ReportFormat.json:
+        _out(exporter.recent_json(builds))
+    elif not builds:
+        empty = analyzer.storage.is_empty()
+        _out((exporter.NO_DATA if empty else exporter.NO_DATA_IN_WINDOW) + "\n")
+    else:
+        _out(exporter.render_recent(builds, color=_color()))
+
+
+@telemetry_app.command()
+def export(
+    ctx: typer.Context,
+    format: Annotated[
+        ExportFormatOption, typer.Option("--format", help="Output format.")
+    ] = ExportFormatOption.json,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """One record per build, oldest first, for spreadsheets, DuckDB, Spark and scripts."""
+    from telemetry import exporter
+    from telemetry.files import atomic_output
+
+    analyzer = _analyzer(_config(ctx), since, until)
+    if output is None and format.value in exporter.BINARY_FORMATS and sys.stdout.isatty():
+        raise TelemetryError(
+            f"{format.value} is binary and stdout is a terminal; add --output PATH "
+            f"or redirect to a file"
+        )
+    sessions = analyzer.sessions()
+    if sessions.is_empty() and analyzer.storage.is_empty():
+        _err(exporter.NO_DATA)
+    if output is None:
+        exporter.write_export(sessions, format.value, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        with atomic_output(output) as handle:
+            exporter.write_export(sessions, format.value, handle)
+
+
+@telemetry_app.command()
+def clear(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Remove all telemetry data."""
+    storage = _storage(_config(ctx))
+    if storage.is_empty():
+        _out(f"No telemetry data in {storage.dir}.\n")
+        return
+    if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        count = storage.session_count()
+        if not typer.confirm(f"Remove all telemetry data in {storage.dir} ({count} builds)?"):
+            raise typer.Exit(1)
+    removed = storage.clear()
+    _out(f"Removed {removed} builds from {storage.dir}.\n")
+
+
+@telemetry_app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(metavar="FILE|-", help="JSON-lines events; - for stdin.")],
+) -> None:
+    """Store builds from JSON-lines events (malformed lines are reported and skipped)."""
+    from telemetry.ingest import ingest_file
+
+    storage = _storage(_config(ctx))
+    result = ingest_file(storage, path)
+    name = "<stdin>" if path == "-" else path
+    for problem in result.problems[:_MAX_PROBLEMS]:
+        _err(f"{name}:{problem.line}: {problem.message}")
+    if len(result.problems) > _MAX_PROBLEMS:
+        _err(f"{name}: ... and {len(result.problems) - _MAX_PROBLEMS} more malformed lines")
+    if result.duplicates:
+        _err(f"Skipped {result.duplicates} builds already stored.")
+    if result.retention.removed_days:
+        _err(
+            f"Retention removed {result.retention.removed_sessions} builds in "
+            f"{len(result.retention.removed_days)} day partitions (keeping "
+            f"{storage.retention_days} days and at most {storage.max_sessions} builds)."
+        )
+    interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
+    noun = "build" if result.sessions == 1 else "builds"
+    _out(f"Stored {result.sessions} {noun}{interrupted} from {result.events} events.\n")
+    if result.problems:
+        _err(f"Skipped {len(result.problems)} malformed lines.")
+        raise typer.Exit(1)
+
+
+_MAX_PROBLEMS = 20
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    _err(f"Warning: {message}")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI; every expected failure ends as one ``Error:`` line and exit status 1."""
+    warnings.showwarning = _show_warning
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="builder", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as done:
+        code = done.exit_code
+    except typer.Abort:
+        _err("Aborted.")
+        code = 130
+    except typer.TyperException as error:
+        _err(f"Error: {' '.join(error.format_message().split())}")
+        code = error.exit_code
+    except TelemetryError as error:
+        _err(f"Error: {error}")
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader (``| head``) has gone; that is not an error of ours.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    except Exception as error:
+        if os.environ.get("BUILDER_DEBUG"):
+            raise
+        _err(
+            f"Error: internal error ({type(error).__name__}: {error}); "
+            f"set BUILDER_DEBUG=1 to see the traceback and please report it"
+        )
+        code = 70
+    sys.exit(code)

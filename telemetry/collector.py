@@ -1,0 +1,415 @@
+"""The collector: aggregates a build's events into one session row and its target rows.
+
+Targets are buffered column by column in compact arrays (about 30 bytes a target), guarded by
+one lock so a build executor may report from many worker threads. When a build finishes, its
+columns become Arrow record batches and go to a :class:`SessionSink` (normally the store).
+The collector never raises into the build: a bad event or a failed write becomes a
+:class:`~telemetry.errors.TelemetryWarning`, reported once, and the build goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.errors import TelemetryError, TelemetryWarning
+from telemetry.events import (
+    STATUSES,
+    BuildFinished,
+    BuildStarted,
+    Event,
+    Status,
+    TargetFinished,
+    TargetStarted,
+)
+from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
+
+_STATUS_CODE: dict[str, int] = {status: code for code, status in enumerate(STATUSES)}
+_BUILT, _CACHED, _FAILED, _SKIPPED = (_STATUS_CODE[s] for s in STATUSES)
+_STATUS_DICTIONARY = pa.array(STATUSES, pa.string())
+_NO_WORKER = -1
+
+
+class SessionSink(Protocol):
+    """Where finished sessions go: one session row and its target rows per call."""
+
+    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None: ...
+
+
+@dataclass(slots=True, frozen=True)
+class SessionInfo:
+    """What ``build_started`` said about a build."""
+
+    parallelism: int | None = None
+    tool: str | None = None
+    labels: Mapping[str, str] | None = None
+    host: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+
+
+class _Buffer:
+    """One open session's target rows, column by column."""
+
+    __slots__ = (
+        "counts",
+        "ends",
+        "errors",
+        "executed_ms",
+        "first_ts",
+        "info",
+        "last_ts",
+        "pending",
+        "session",
+        "start_ts",
+        "starts",
+        "statuses",
+        "target_ids",
+        "workers",
+    )
+
+    def __init__(self, session: str, ts: int) -> None:
+        self.session = session
+        self.start_ts: int | None = None
+        self.first_ts = ts
+        self.last_ts = ts
+        self.info = SessionInfo()
+        self.target_ids = array("i")
+        self.statuses = array("b")
+        self.starts = array("q")
+        self.ends = array("q")
+        self.workers = array("i")
+        self.errors: dict[int, str] = {}
+        self.counts = [0, 0, 0, 0]
+        self.executed_ms = 0
+        # target id -> starts not yet matched by a finish, first in first out
+        self.pending: dict[int, deque[tuple[int, int]]] = {}
+
+
+class TelemetryCollector:
+    """Turns build events into stored sessions; safe to call from many threads.
+
+    >>> from telemetry.storage import TelemetryStorage
+    >>> collector = TelemetryCollector(TelemetryStorage(".builder-cache/telemetry"))
+    >>> collector.build_started("b-1", ts=1761575000000, parallelism=8)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sink: SessionSink,
+        *,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._open: dict[str, _Buffer] = {}
+        self._labels: dict[str, int] = {}
+        self._label_list: list[str] = []
+        self._warned = False
+        self._on_warning = on_warning
+
+    # -- the protocol, one method per event -------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        """Take one event; a finished build is written to the sink."""
+        try:
+            if isinstance(event, TargetFinished):
+                self._target_finished(event)
+            elif isinstance(event, TargetStarted):
+                self._target_started(event)
+            elif isinstance(event, BuildStarted):
+                self._build_started(event)
+            elif isinstance(event, BuildFinished):
+                self._build_finished(event)
+        except Exception as error:  # the build must never see our failure
+            self._warn_once(f"telemetry stopped recording this build: {error}")
+
+    def handle_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.handle(event)
+
+    def build_started(
+        self,
+        session: str,
+        *,
+        ts: int,
+        parallelism: int | None = None,
+        tool: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        host: str | None = None,
+        commit: str | None = None,
+        branch: str | None = None,
+    ) -> None:
+        self.handle(
+            BuildStarted(session, ts, parallelism, tool, dict(labels or {}), host, commit, branch)
+        )
+
+    def target_started(
+        self, session: str, target: str, *, ts: int, worker: int | None = None
+    ) -> None:
+        self.handle(TargetStarted(session, ts, target, worker))
+
+    def target_finished(
+        self,
+        session: str,
+        target: str,
+        *,
+        ts: int,
+        status: Status,
+        duration_ms: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.handle(TargetFinished(session, ts, target, status, duration_ms, error))
+
+    def build_finished(
+        self, session: str, *, ts: int, success: bool, error: str | None = None
+    ) -> None:
+        self.handle(BuildFinished(session, ts, success, error))
+
+    @property
+    def open_sessions(self) -> list[str]:
+        """Sessions started or reported but not yet finished."""
+        with self._lock:
+            return list(self._open)
+
+    def close(self) -> int:
+        """Store every open session as interrupted; returns how many there were."""
+        with self._lock:
+            buffers = list(self._open.values())
+            self._open.clear()
+        for buffer in buffers:
+            self._flush(
+                buffer, end_ts=buffer.last_ts, success=False, error="interrupted", interrupted=True
+            )
+        return len(buffers)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _buffer(self, session: str, ts: int) -> _Buffer:
+        buffer = self._open.get(session)
+        if buffer is None:
+            buffer = self._open[session] = _Buffer(session, ts)
+        else:
+            buffer.first_ts = min(buffer.first_ts, ts)
+            buffer.last_ts = max(buffer.last_ts, ts)
+        return buffer
+
+    def _label(self, target: str) -> int:
+        label = self._labels.get(target)
+        if label is None:
+            label = self._labels[target] = len(self._label_list)
+            self._label_list.append(target)
+        return label
+
+    def _build_started(self, event: BuildStarted) -> None:
+        with self._lock:
+            buffer = self._buffer(event.session, event.ts)
+            buffer.start_ts = event.ts
+            buffer.info = SessionInfo(
+                event.parallelism,
+                event.tool,
+                event.labels,
+                event.host,
+                event.commit,
+                event.branch,
+            )
+
+    def _target_started(self, event: TargetStarted) -> None:
+        with self._lock:
+            buffer = self._buffer(event.session, event.ts)
+            worker = _NO_WORKER if event.worker is None else event.worker
+            buffer.pending.setdefault(self._label(event.target), deque()).append((event.ts, worker))
+
+    def _target_finished(self, event: TargetFinished) -> None:
+        with self._lock:
+            buffer = self._buffer(event.session, event.ts)
+            target = self._label(event.target)
+            started = buffer.pending.get(target)
+            start, worker = started.popleft() if started else (event.ts, _NO_WORKER)
+            if started is not None and not started:
+                del buffer.pending[target]
+            if event.duration_ms is not None:
+                start = event.ts - event.duration_ms
+            # A finish stamped before its start (clock skew between hosts) counts as 0 ms.
+            start = min(start, event.ts)
+            code = _STATUS_CODE[event.status]
+            index = len(buffer.statuses)
+            buffer.target_ids.append(target)
+            buffer.statuses.append(code)
+            buffer.starts.append(start)
+            buffer.ends.append(event.ts)
+            buffer.workers.append(worker)
+            if event.error is not None:
+                buffer.errors[index] = event.error
+            buffer.counts[code] += 1
+            if code in (_BUILT, _FAILED):
+                buffer.executed_ms += event.ts - start
+
+    def _build_finished(self, event: BuildFinished) -> None:
+        with self._lock:
+            buffer = self._buffer(event.session, event.ts)
+            del self._open[event.session]
+        self._flush(
+            buffer, end_ts=event.ts, success=event.success, error=event.error, interrupted=False
+        )
+
+    def _flush(
+        self,
+        buffer: _Buffer,
+        *,
+        end_ts: int,
+        success: bool,
+        error: str | None,
+        interrupted: bool,
+    ) -> None:
+        try:
+            with self._lock:
+                labels = list(self._label_list)
+            sessions, targets = session_batches(
+                buffer, labels, end_ts=end_ts, success=success, error=error, interrupted=interrupted
+            )
+            self._sink.write(sessions, targets)
+        except TelemetryError as failure:
+            self._warn_once(f"telemetry could not store build {buffer.session!r}: {failure}")
+        except OSError as failure:
+            self._warn_once(f"telemetry could not store build {buffer.session!r}: {failure}")
+
+    def _warn_once(self, message: str) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        if self._on_warning is not None:
+            self._on_warning(message)
+        else:
+            warnings.warn(message, TelemetryWarning, stacklevel=3)
+
+
+def session_batches(
+    buffer: _Buffer,
+    labels: list[str],
+    *,
+    end_ts: int,
+    success: bool,
+    error: str | None,
+    interrupted: bool,
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """The session row and target rows of one buffered build, as Arrow record batches."""
+    rows = len(buffer.statuses)
+    start_ts = buffer.start_ts if buffer.start_ts is not None else buffer.first_ts
+    end_ts = max(end_ts, start_ts)
+    counts = buffer.counts
+    info = buffer.info
+    if error is None and not success:
+        error = _failure_text(buffer, labels)
+
+    starts = _int_array(pa.int64(), buffer.starts)
+    ends = _int_array(pa.int64(), buffer.ends)
+    statuses = _int_array(pa.int8(), buffer.statuses)
+    workers_raw = _int_array(pa.int32(), buffer.workers)
+    workers = pc.if_else(
+        pc.equal(workers_raw, _NO_WORKER), pa.scalar(None, pa.int32()), workers_raw
+    )
+    used = sorted(set(buffer.target_ids))
+    # Each file carries only the labels its rows use, so files stay small and self-contained.
+    remap = array("i", [0]) * (max(used) + 1 if used else 0)
+    for new, old in enumerate(used):
+        remap[old] = new
+    indices = array("i", (remap[i] for i in buffer.target_ids))
+    target_col = pa.DictionaryArray.from_arrays(
+        _int_array(pa.int32(), indices), pa.array([labels[i] for i in used], pa.string())
+    )
+    status_col = pa.DictionaryArray.from_arrays(statuses, _STATUS_DICTIONARY)
+    error_col = pa.array(
+        [buffer.errors.get(i) for i in range(rows)] if buffer.errors else [None] * rows,
+        pa.string(),
+    )
+    targets = pa.RecordBatch.from_arrays(
+        [
+            pa.array([buffer.session] * rows, pa.string()),
+            target_col,
+            status_col,
+            starts.cast(pa.timestamp("ms", tz="UTC")),
+            ends.cast(pa.timestamp("ms", tz="UTC")),
+            pc.subtract(ends, starts),
+            workers,
+            error_col,
+        ],
+        schema=TARGETS_SCHEMA,
+    )
+
+    executed = pc.is_in(statuses, pa.array([_BUILT, _FAILED], pa.int8()))
+    peak = peak_concurrency(starts.filter(executed), ends.filter(executed))
+    session = pa.RecordBatch.from_pylist(
+        [
+            {
+                "session_id": buffer.session,
+                "start_time": start_ts,
+                "end_time": end_ts,
+                "duration_ms": end_ts - start_ts,
+                "succeeded": bool(success) and not interrupted,
+                "interrupted": interrupted,
+                "error": error,
+                "total_targets": rows,
+                "built": counts[_BUILT],
+                "cached": counts[_CACHED],
+                "failed": counts[_FAILED],
+                "skipped": counts[_SKIPPED],
+                "executed_ms": buffer.executed_ms,
+                "peak_concurrency": peak,
+                "parallelism": info.parallelism,
+                "tool": info.tool,
+                "host": info.host,
+                "commit": info.commit,
+                "branch": info.branch,
+                "labels": list((info.labels or {}).items()),
+            }
+        ],
+        schema=SESSIONS_SCHEMA,
+    )
+    return session, targets
+
+
+def peak_concurrency(starts: pa.Array, ends: pa.Array) -> int:
+    """The most intervals ``[start, end)`` open at once; touching intervals do not overlap.
+
+    >>> peak_concurrency(pa.array([0, 10, 5]), pa.array([10, 20, 15]))
+    2
+    """
+    nonempty = pc.less(starts, ends)
+    starts = starts.filter(nonempty)
+    ends = ends.filter(nonempty)
+    if len(starts) == 0:
+        return 0
+    # Sweep: +1 at each start, -1 at each end; at equal times ends come first, so an interval
+    # ending at t and one starting at t are never counted together.
+    times = pa.concat_arrays([starts, ends])
+    steps = pa.concat_arrays(
+        [pa.array([1] * len(starts), pa.int8()), pa.array([-1] * len(ends), pa.int8())]
+    )
+    table = pa.table({"t": times, "step": steps})
+    order = pc.sort_indices(table, sort_keys=[("t", "ascending"), ("step", "ascending")])
+    running = pc.cumulative_sum(steps.cast(pa.int64()).take(order))
+    return int(pc.max(running).as_py())
+
+
+def _int_array(kind: pa.DataType, values: array[int]) -> pa.Array:
+    """A zero-copy Arrow view of a Python ``array`` of fixed-width integers."""
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+def _failure_text(buffer: _Buffer, labels: list[str]) -> str | None:
+    failed = [
+        labels[buffer.target_ids[i]] for i, code in enumerate(buffer.statuses) if code == _FAILED
+    ]
+    if not failed:
+        return None
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    return f"target {failed[0]} failed{more}"

@@ -1,0 +1,121 @@
+"""Configuration from ``BUILDER_TELEMETRY_*`` environment variables, validated.
+
+A flag on the command line beats the environment: callers build a config with
+:meth:`TelemetryConfig.from_env` and then :func:`dataclasses.replace` what the user passed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from telemetry.errors import ConfigError
+
+DEFAULT_DIR = Path(".builder-cache") / "telemetry"
+DEFAULT_MAX_SESSIONS = 1000
+DEFAULT_RETENTION_DAYS = 90
+DEFAULT_REGRESSION_THRESHOLD = 1.5
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(slots=True, frozen=True)
+class TelemetryConfig:
+    """Where the data lives and how long it is kept.
+
+    >>> TelemetryConfig.from_env({"BUILDER_TELEMETRY_MAX_SESSIONS": "500"}).max_sessions
+    500
+    """
+
+    enabled: bool = True
+    dir: Path = DEFAULT_DIR
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """Read and validate the ``BUILDER_TELEMETRY_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            enabled=_parse_bool(env, "BUILDER_TELEMETRY_ENABLED", default=True),
+            dir=_parse_dir(env, "BUILDER_TELEMETRY_DIR"),
+            max_sessions=_parse_positive_int(
+                env, "BUILDER_TELEMETRY_MAX_SESSIONS", DEFAULT_MAX_SESSIONS
+            ),
+            retention_days=_parse_positive_int(
+                env, "BUILDER_TELEMETRY_RETENTION_DAYS", DEFAULT_RETENTION_DAYS
+            ),
+            regression_threshold=parse_threshold(
+                env.get("BUILDER_TELEMETRY_REGRESSION_THRESHOLD"),
+                source="BUILDER_TELEMETRY_REGRESSION_THRESHOLD",
+            ),
+        )
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _parse_bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name} must be one of 1/true/yes/on or 0/false/no/off, got {value!r}; "
+        f"unset it to use the default"
+    )
+
+
+def _parse_dir(env: Mapping[str, str], name: str) -> Path:
+    value = env.get(name)
+    if value is None or value == "":
+        return DEFAULT_DIR
+    if "\0" in value:
+        raise ConfigError(f"{name} must be a directory path, got {value!r}")
+    return Path(value)
+
+
+def _parse_positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    return parse_positive_int(value, source=name)
+
+
+def parse_positive_int(value: str, *, source: str) -> int:
+    """Parse a whole number ≥ 1, naming ``source`` in the error."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{source} must be a whole number of at least 1, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{source} must be a whole number of at least 1, got {value!r}")
+    return number
+
+
+def parse_threshold(value: str | None, *, source: str) -> float:
+    """Parse a regression threshold: a finite ratio greater than 1 (``1.5`` = 50% slower)."""
+    if value is None or value.strip() == "":
+        return DEFAULT_REGRESSION_THRESHOLD
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"{source} must be a number greater than 1 (e.g. 1.5), got {value!r}"
+        ) from None
+    if not math.isfinite(number) or number <= 1.0:
+        raise ConfigError(f"{source} must be a number greater than 1 (e.g. 1.5), got {value!r}")
+    return number

@@ -1,0 +1,319 @@
+"""The exporter: reports as text for people, JSON for scripts, and sessions as files.
+
+Text keeps the seed document's lines exactly, so ``grep`` in existing scripts keeps working.
+Everything here returns strings or writes to a binary stream; nothing prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO, Any, Final, Literal, TypeAlias
+
+import polars as pl
+
+from telemetry.analyzer import Bottleneck, BuildReport, SummaryReport
+from telemetry.errors import TelemetryError
+
+ExportFormat: TypeAlias = Literal["json", "csv", "parquet", "arrow"]
+EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("json", "csv", "parquet", "arrow")
+BINARY_FORMATS: Final = frozenset({"parquet", "arrow"})
+
+NO_DATA: Final = (
+    "No telemetry data yet. Run a build with telemetry enabled, "
+    "or store events with `builder telemetry ingest FILE`."
+)
+NO_DATA_IN_WINDOW: Final = "No builds in the selected time window."
+
+# The seed's keys first, in the seed's order; more keys follow.
+SESSION_KEYS: Final = (
+    "startTime",
+    "durationMs",
+    "totalTargets",
+    "built",
+    "cached",
+    "failed",
+    "cacheHitRate",
+    "parallelismUtilization",
+    "targetsPerSecond",
+    "succeeded",
+    "sessionId",
+    "endTime",
+    "skipped",
+    "interrupted",
+    "error",
+    "parallelism",
+    "tool",
+    "host",
+    "commit",
+    "branch",
+    "labels",
+)
+_RATES: Final = frozenset({"cacheHitRate", "parallelismUtilization", "targetsPerSecond"})
+_COLUMNS: Final = {
+    "startTime": "start_time",
+    "durationMs": "duration_ms",
+    "totalTargets": "total_targets",
+    "built": "built",
+    "cached": "cached",
+    "failed": "failed",
+    "cacheHitRate": "cache_hit_rate",
+    "parallelismUtilization": "parallelism_utilization",
+    "targetsPerSecond": "targets_per_second",
+    "succeeded": "succeeded",
+    "sessionId": "session_id",
+    "endTime": "end_time",
+    "skipped": "skipped",
+    "interrupted": "interrupted",
+    "error": "error",
+    "parallelism": "parallelism",
+    "tool": "tool",
+    "host": "host",
+    "commit": "commit",
+    "branch": "branch",
+    "labels": "labels",
+}
+
+_GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+
+
+# -- small formats ----------------------------------------------------------------------------
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, to the second: ``2025-10-27T14:23:15``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def format_duration(ms: float) -> str:
+    """Seconds with one decimal from 100 ms up (``2.3s``), whole milliseconds below (``45ms``)."""
+    return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms:.0f}ms"
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"{code}{text}{_RESET}" if color else text
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+def render_summary(report: SummaryReport, *, color: bool = False) -> str:
+    """The seed's summary text, ending in a newline."""
+    lines = [
+        _paint("=== Build Telemetry Summary ===", _BOLD, color),
+        "",
+        f"Total Builds: {report.total_builds}",
+        f"Successful: {report.successful} ({report.success_rate:.1f}%)",
+        f"Failed: {report.failed}",
+        "",
+        "Performance Metrics:",
+        f"  Average Build Time: {report.average_build_ms:.0f} ms",
+        f"  Fastest Build: {report.fastest_build_ms} ms",
+        f"  Slowest Build: {report.slowest_build_ms} ms",
+        "",
+        "Cache Efficiency:",
+        f"  Average Hit Rate: {report.average_cache_hit_rate:.1f}%",
+        f"  Trend: {report.cache_trend}",
+        "",
+        "Parallelism:",
+        f"  Average Utilization: {report.average_utilization:.1f}%",
+        f"  Targets/Second: {report.average_targets_per_second:.2f}",
+        "",
+        "Top Bottlenecks:",
+    ]
+    if report.bottlenecks:
+        lines += [
+            f"  {rank}. {b.target} (avg: {format_duration(b.mean_ms)})"
+            for rank, b in enumerate(report.bottlenecks, start=1)
+        ]
+    else:
+        lines.append("  (none)")
+    lines += ["", f"Build Time Trend: {report.build_time_trend}"]
+    if report.regressions:
+        lines += ["", _paint("⚠️  Performance Regressions Detected:", _YELLOW, color)]
+        lines += [
+            f"  • {format_time(r.start_time)}: {r.ratio:.1f}x slower than average "
+            f"(expected {format_duration(r.expected_ms)}, got {format_duration(r.actual_ms)})"
+            for r in report.regressions
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_json(report: SummaryReport) -> str:
+    """The summary's numbers, unrounded, as a JSON object."""
+    return _dumps(
+        {
+            "totalBuilds": report.total_builds,
+            "successful": report.successful,
+            "failed": report.failed,
+            "successRate": report.success_rate,
+            "averageBuildTimeMs": report.average_build_ms,
+            "fastestBuildMs": report.fastest_build_ms,
+            "slowestBuildMs": report.slowest_build_ms,
+            "averageCacheHitRate": report.average_cache_hit_rate,
+            "cacheHitRateTrend": report.cache_trend,
+            "averageParallelismUtilization": report.average_utilization,
+            "averageTargetsPerSecond": report.average_targets_per_second,
+            "bottlenecks": [_bottleneck(b) for b in report.bottlenecks],
+            "buildTimeTrend": report.build_time_trend,
+            "regressionThreshold": report.regression_threshold,
+            "regressions": [
+                {
+                    "sessionId": r.session_id,
+                    "startTime": format_time(r.start_time),
+                    "ratio": r.ratio,
+                    "expectedMs": r.expected_ms,
+                    "actualMs": r.actual_ms,
+                }
+                for r in report.regressions
+            ],
+        }
+    )
+
+
+# -- recent -----------------------------------------------------------------------------------
+
+
+def render_recent(builds: Sequence[BuildReport], *, color: bool = False) -> str:
+    """The seed's recent-builds text, newest first, ending in a newline."""
+    noun = "Build" if len(builds) == 1 else "Builds"
+    lines = [_paint(f"Recent {len(builds)} {noun}:", _BOLD, color)]
+    for rank, build in enumerate(builds, start=1):
+        mark = _paint("✓", _GREEN, color) if build.succeeded else _paint("✗", _RED, color)
+        lines += [
+            "",
+            f"{rank}. [{mark}] {format_time(build.start_time)} - {build.duration_ms}ms "
+            f"(cache: {build.cache_hit_rate:.1f}%)",
+        ]
+        if not build.succeeded:
+            error = "interrupted" if build.interrupted else (build.error or "build failed")
+            lines.append(f"   Error: {_one_line(error)}")
+        if build.bottlenecks:
+            lines.append("   Top bottlenecks:")
+            lines += [f"     • {b.target}: {b.mean_ms:.0f}ms" for b in build.bottlenecks]
+    return "\n".join(lines) + "\n"
+
+
+def recent_json(builds: Sequence[BuildReport]) -> str:
+    """The recent builds, newest first, as a JSON object ``{"builds": [...]}``."""
+    return _dumps(
+        {
+            "builds": [
+                {
+                    "sessionId": b.session_id,
+                    "startTime": format_time(b.start_time),
+                    "durationMs": b.duration_ms,
+                    "succeeded": b.succeeded,
+                    "interrupted": b.interrupted,
+                    "error": "interrupted" if b.interrupted else b.error,
+                    "totalTargets": b.total_targets,
+                    "built": b.built,
+                    "cached": b.cached,
+                    "failed": b.failed,
+                    "skipped": b.skipped,
+                    "cacheHitRate": b.cache_hit_rate,
+                    "parallelismUtilization": b.parallelism_utilization,
+                    "targetsPerSecond": b.targets_per_second,
+                    "labels": b.labels,
+                    "bottlenecks": [_bottleneck(x) for x in b.bottlenecks],
+                }
+                for b in builds
+            ]
+        }
+    )
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def write_export(sessions: pl.DataFrame, fmt: ExportFormat, out: IO[bytes]) -> None:
+    """Write sessions (oldest first, as :meth:`TelemetryAnalyzer.sessions` gives them)."""
+    if fmt == "json":
+        out.write(sessions_json(sessions).encode())
+    elif fmt == "csv":
+        out.write(sessions_csv(sessions).encode())
+    elif fmt in BINARY_FORMATS:
+        _write_binary(sessions, fmt, out)
+    else:
+        raise TelemetryError(
+            f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
+        )
+
+
+def sessions_json(sessions: pl.DataFrame) -> str:
+    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals."""
+    if sessions.is_empty():
+        return '{\n  "sessions": []\n}\n'
+    objects = []
+    for row in _session_rows(sessions):
+        fields = []
+        for key in SESSION_KEYS:
+            value = row[key]
+            text = f"{value:.2f}" if key in _RATES else json.dumps(value, ensure_ascii=False)
+            fields.append(f'      "{key}": {text}')
+        objects.append("    {\n" + ",\n".join(fields) + "\n    }")
+    return '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
+
+
+def sessions_csv(sessions: pl.DataFrame) -> str:
+    """One row per session with a header; RFC 4180 (CRLF, quotes where needed)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(SESSION_KEYS)
+    for row in _session_rows(sessions):
+        writer.writerow([_csv_value(key, row[key]) for key in SESSION_KEYS])
+    return buffer.getvalue()
+
+
+def _session_rows(sessions: pl.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for r in sessions.iter_rows(named=True):
+        row = {key: r[column] for key, column in _COLUMNS.items()}
+        row["startTime"] = format_time(r["start_time"])
+        row["endTime"] = format_time(r["end_time"])
+        row["labels"] = dict(r["labels"] or {})
+        if r["interrupted"] and row["error"] is None:
+            row["error"] = "interrupted"
+        rows.append(row)
+    return rows
+
+
+def _csv_value(key: str, value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key in _RATES:
+        return f"{value:.2f}"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
+    return str(value)
+
+
+def _write_binary(sessions: pl.DataFrame, fmt: str, out: IO[bytes]) -> None:
+    table = sessions.drop("date", strict=False).to_arrow()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out, compression="zstd")
+    else:
+        import pyarrow.ipc as ipc
+
+        options = ipc.IpcWriteOptions(compression="zstd")
+        with ipc.new_file(out, table.schema, options=options) as writer:
+            writer.write_table(table)
+
+
+def _bottleneck(b: Bottleneck) -> dict[str, object]:
+    return {"target": b.target, "meanDurationMs": b.mean_ms, "runs": b.runs}
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,94 @@
+"""The Arrow schemas of the two stored datasets, ``sessions`` and ``targets``.
+
+Columns are snake_case, times are ``timestamp[ms, UTC]``, target labels and statuses are
+dictionary-encoded. Each schema carries its dataset name and schema version in its metadata, so
+a reader can tell our files from foreign ones and from files written by a newer version.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeAlias
+
+import pyarrow as pa
+
+Dataset: TypeAlias = Literal["sessions", "targets"]
+DATASETS: Final[tuple[Dataset, ...]] = ("sessions", "targets")
+
+SCHEMA_VERSION: Final = 1
+VERSION_KEY: Final = b"builder_telemetry.schema_version"
+DATASET_KEY: Final = b"builder_telemetry.dataset"
+
+TIMESTAMP: Final = pa.timestamp("ms", tz="UTC")
+LABELS: Final = pa.map_(pa.string(), pa.string())
+
+
+def _metadata(dataset: Dataset) -> dict[bytes, bytes]:
+    return {VERSION_KEY: str(SCHEMA_VERSION).encode(), DATASET_KEY: dataset.encode()}
+
+
+SESSIONS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("start_time", TIMESTAMP, nullable=False),
+        pa.field("end_time", TIMESTAMP, nullable=False),
+        pa.field("duration_ms", pa.int64(), nullable=False),
+        pa.field("succeeded", pa.bool_(), nullable=False),
+        pa.field("interrupted", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("total_targets", pa.int64(), nullable=False),
+        pa.field("built", pa.int64(), nullable=False),
+        pa.field("cached", pa.int64(), nullable=False),
+        pa.field("failed", pa.int64(), nullable=False),
+        pa.field("skipped", pa.int64(), nullable=False),
+        # Σ durations of executed (built or failed) targets, and the most of them running at
+        # once: the two facts parallelism utilization needs that a session row cannot derive.
+        pa.field("executed_ms", pa.int64(), nullable=False),
+        pa.field("peak_concurrency", pa.int32(), nullable=False),
+        pa.field("parallelism", pa.int32()),
+        pa.field("tool", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("commit", pa.string()),
+        pa.field("branch", pa.string()),
+        pa.field("labels", LABELS),
+    ],
+    metadata=_metadata("sessions"),
+)
+
+TARGETS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("target", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("start_time", TIMESTAMP, nullable=False),
+        pa.field("end_time", TIMESTAMP, nullable=False),
+        pa.field("duration_ms", pa.int64(), nullable=False),
+        pa.field("worker", pa.int32()),
+        pa.field("error", pa.string()),
+    ],
+    metadata=_metadata("targets"),
+)
+
+SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
+    "sessions": SESSIONS_SCHEMA,
+    "targets": TARGETS_SCHEMA,
+}
+
+
+def check_schema(schema: pa.Schema, dataset: Dataset) -> None:
+    """Raise ``ValueError`` saying why ``schema`` is not one this version can read."""
+    metadata = schema.metadata or {}
+    if metadata.get(DATASET_KEY) != dataset.encode():
+        raise ValueError(f"not a builder-telemetry {dataset} file")
+    try:
+        version = int(metadata.get(VERSION_KEY, b""))
+    except ValueError:
+        raise ValueError("its schema version is unreadable") from None
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"written with schema version {version}, newer than this version's "
+            f"{SCHEMA_VERSION}; upgrade builder-telemetry to read it"
+        )
+    names = set(schema.names)
+    missing = [f.name for f in SCHEMAS[dataset] if f.name not in names]
+    if missing:
+        raise ValueError(f"columns {', '.join(missing)} are missing")

@@ -1,0 +1,377 @@
+"""The store: day-partitioned, zstd-compressed Arrow IPC files, written atomically.
+
+Layout (Hive partitioning by the UTC day a session started)::
+
+    <dir>/sessions/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n1.arrow
+    <dir>/targets/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n25.arrow
+
+Every write makes new files with unique names, so concurrent builds never overwrite each
+other. A file is written to a hidden temporary name, synced, then renamed into place. The
+targets file is renamed first and the sessions file last: a session row is the commit marker,
+and readers only count targets of sessions they can see. So a session is visible completely
+or not at all, and a crash leaves at worst a hidden temporary file or unreferenced targets.
+The ``-nN`` in a name is the file's row count, which lets retention and ``recent`` plan
+without opening files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from telemetry.errors import CorruptFileWarning, StorageError
+from telemetry.schema import DATASETS, SCHEMAS, Dataset, check_schema
+
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_ROWS = re.compile(r"-n(\d+)\.arrow$")
+_TMP_PREFIX = ".tmp-"
+_TRASH_PREFIX = ".trash-"
+# A temporary file older than this was left by a writer that died; retention removes it.
+_STALE_TMP_SECONDS = 3600
+_WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+
+
+@dataclass(slots=True, frozen=True)
+class StoredFile:
+    """One readable data file of a dataset."""
+
+    path: Path
+    day: date
+    rows: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class RetentionResult:
+    """What one retention pass removed."""
+
+    removed_days: tuple[date, ...] = ()
+    removed_sessions: int = 0
+
+
+class TelemetryStorage:
+    """Reads and writes one telemetry directory.
+
+    >>> storage = TelemetryStorage(".builder-cache/telemetry")
+    >>> storage.dir.name
+    'telemetry'
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str],
+        *,
+        max_sessions: int | None = None,
+        retention_days: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.dir = Path(dir)
+        self.max_sessions = max_sessions
+        self.retention_days = retention_days
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(
+        self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
+    ) -> None:
+        """Store sessions and their targets atomically, then apply retention.
+
+        Rows go to the partition of the UTC day their session started; a session's targets
+        must be in ``targets`` with the same ``session_id``.
+        """
+        self.append(sessions, targets)
+        self.apply_retention()
+
+    def append(
+        self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
+    ) -> list[date]:
+        """Store without applying retention; returns the days written to."""
+        sessions_table = _as_table(sessions, "sessions")
+        targets_table = _as_table(targets, "targets")
+        if sessions_table.num_rows == 0:
+            return []
+        session_days = pc.cast(sessions_table["start_time"], pa.date32())
+        days = sorted(set(session_days.to_pylist()))
+        if len(days) == 1:
+            groups = [(days[0], sessions_table, targets_table)]
+        else:
+            groups = []
+            for day in days:
+                in_day = pc.equal(session_days, pa.scalar(day, pa.date32()))
+                day_sessions = sessions_table.filter(in_day)
+                day_targets = targets_table.filter(
+                    pc.is_in(targets_table["session_id"], day_sessions["session_id"])
+                )
+                groups.append((day, day_sessions, day_targets))
+        for day, day_sessions, day_targets in groups:
+            stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+            # Targets first: the sessions file, renamed last, is what makes the build visible.
+            self._write_file("targets", day, stem, day_targets)
+            self._write_file("sessions", day, stem, day_sessions)
+        return days
+
+    def _write_file(self, dataset: Dataset, day: date, stem: str, table: pa.Table) -> Path:
+        folder = self.dir / dataset / f"date={day.isoformat()}"
+        final = folder / f"{stem}-n{table.num_rows}.arrow"
+        temporary = folder / f"{_TMP_PREFIX}{stem}.arrow"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with temporary.open("xb") as handle:
+                with ipc.new_file(handle, SCHEMAS[dataset], options=_WRITE_OPTIONS) as writer:
+                    writer.write_table(table)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(temporary, final)
+            _fsync_dir(folder)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise StorageError(
+                f"could not write {final}: {error.strerror or error}; check that the "
+                f"directory is writable and the disk is not full"
+            ) from error
+        return final
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def days(self, dataset: Dataset = "sessions") -> list[date]:
+        """The day partitions of a dataset, oldest first."""
+        folder = self.dir / dataset
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StorageError(f"could not list {folder}: {error.strerror or error}") from error
+        found = []
+        for entry in entries:
+            match = _PARTITION.match(entry.name)
+            if match and entry.is_dir():
+                try:
+                    found.append(date.fromisoformat(match.group(1)))
+                except ValueError:
+                    continue
+        return sorted(found)
+
+    def files(
+        self,
+        dataset: Dataset,
+        *,
+        days: Iterable[date] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[StoredFile]:
+        """The committed data files of a dataset, by name only (nothing is opened)."""
+        chosen = self.days(dataset) if days is None else sorted(set(days))
+        found: list[StoredFile] = []
+        for day in chosen:
+            if (since and day < since) or (until and day > until):
+                continue
+            folder = self.dir / dataset / f"date={day.isoformat()}"
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue  # removed by retention since we listed it
+            except OSError as error:
+                warnings.warn(
+                    f"skipping {folder}: {error.strerror or error}",
+                    CorruptFileWarning,
+                    stacklevel=2,
+                )
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.endswith(".arrow"):
+                    continue
+                match = _ROWS.search(entry.name)
+                rows = int(match.group(1)) if match else None
+                found.append(StoredFile(Path(entry.path), day, rows))
+        return found
+
+    def readable(self, dataset: Dataset, files: Iterable[StoredFile]) -> list[StoredFile]:
+        """The files whose footer and schema this version can read; warns about the rest."""
+        good = []
+        for stored in files:
+            problem = _problem(stored.path, dataset)
+            if problem is None:
+                good.append(stored)
+            elif problem != "vanished":
+                warnings.warn(
+                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=2
+                )
+        return good
+
+    def verify(self) -> Iterator[tuple[Path, str]]:
+        """Every data file that cannot be read, with the reason."""
+        for dataset in DATASETS:
+            for stored in self.files(dataset):
+                problem = _problem(stored.path, dataset)
+                if problem not in (None, "vanished"):
+                    yield stored.path, problem
+
+    def session_ids(self) -> set[str]:
+        """The ids of every stored session (unreadable files are skipped with a warning)."""
+        ids: set[str] = set()
+        for stored in self.readable("sessions", self.files("sessions")):
+            try:
+                with pa.memory_map(str(stored.path)) as source:
+                    reader = ipc.open_file(source)
+                    for i in range(reader.num_record_batches):
+                        ids.update(reader.get_batch(i).column("session_id").to_pylist())
+            except (OSError, pa.ArrowException):
+                continue  # vanished or damaged since it was checked; nothing to deduplicate
+        return ids
+
+    def session_count(self) -> int:
+        """Sessions stored, counted from file names where they say."""
+        return sum(_rows(f) for f in self.files("sessions"))
+
+    def is_empty(self) -> bool:
+        return not self.days("sessions")
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def apply_retention(self) -> RetentionResult:
+        """Remove whole day partitions: older than the retention days, then oldest first
+        while more sessions than the cap are stored (the newest day is always kept)."""
+        removed: list[date] = []
+        removed_sessions = 0
+        day_rows: dict[date, int] = {}
+        for stored in self.files("sessions"):
+            day_rows[stored.day] = day_rows.get(stored.day, 0) + _rows(stored)
+        days = sorted(day_rows)
+        if self.retention_days is not None:
+            cutoff = self._clock().date() - timedelta(days=self.retention_days)
+            while days and days[0] < cutoff:
+                day = days.pop(0)
+                removed.append(day)
+                removed_sessions += day_rows[day]
+        if self.max_sessions is not None:
+            total = sum(day_rows[d] for d in days)
+            while len(days) > 1 and total > self.max_sessions:
+                day = days.pop(0)
+                removed.append(day)
+                removed_sessions += day_rows[day]
+                total -= day_rows[day]
+        for day in removed:
+            self.remove_day(day)
+        # Targets partitions whose sessions are gone (a crash between the two renames of
+        # a removal) and temporary files of writers that died go too.
+        kept = set(self.days("sessions"))
+        cutoff_day = days[0] if days else None
+        for day in self.days("targets"):
+            if day not in kept and (cutoff_day is None or day < cutoff_day):
+                self._remove_partition("targets", day)
+        self._remove_stale_temporaries()
+        return RetentionResult(tuple(removed), removed_sessions)
+
+    def remove_day(self, day: date) -> None:
+        """Remove one day of both datasets; sessions first, so no session loses its targets."""
+        self._remove_partition("sessions", day)
+        self._remove_partition("targets", day)
+
+    def _remove_partition(self, dataset: Dataset, day: date) -> None:
+        folder = self.dir / dataset / f"date={day.isoformat()}"
+        # Renaming first makes the removal atomic for readers; the slow delete comes after.
+        trash = self.dir / dataset / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
+        try:
+            os.rename(folder, trash)
+        except FileNotFoundError:
+            return  # another process removed it first
+        except OSError as error:
+            raise StorageError(f"could not remove {folder}: {error.strerror or error}") from error
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        now = time.time()
+        for dataset in DATASETS:
+            folder = self.dir / dataset
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if entry.name.startswith(_TRASH_PREFIX):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    continue
+                if not entry.is_dir():
+                    continue
+                for inner in os.scandir(entry.path):
+                    if inner.name.startswith(_TMP_PREFIX):
+                        with contextlib.suppress(OSError):
+                            if now - inner.stat().st_mtime > _STALE_TMP_SECONDS:
+                                os.unlink(inner.path)
+
+    def clear(self) -> int:
+        """Remove all telemetry data; returns the number of sessions removed."""
+        count = self.session_count()
+        for dataset in DATASETS:
+            for day in self.days(dataset):
+                self._remove_partition(dataset, day)
+            folder = self.dir / dataset
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+        return count
+
+
+def _as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    schema = SCHEMAS[dataset]
+    if not table.schema.equals(schema, check_metadata=False):
+        raise StorageError(
+            f"the {dataset} rows do not have the {dataset} schema: got {table.schema.names}"
+        )
+    return table.replace_schema_metadata(schema.metadata)
+
+
+def _rows(stored: StoredFile) -> int:
+    if stored.rows is not None:
+        return stored.rows
+    try:
+        with ipc.open_file(stored.path) as reader:
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except (OSError, pa.ArrowException):
+        return 0
+
+
+def _problem(path: Path, dataset: Dataset) -> str | None:
+    """Why ``path`` cannot be read as a file of ``dataset``, or None when it can."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            reader = ipc.open_file(source)
+            schema = reader.schema
+    except FileNotFoundError:
+        return "vanished"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    except pa.ArrowException as error:
+        return f"not a complete Arrow IPC file ({str(error).splitlines()[0]})"
+    try:
+        check_schema(schema, dataset)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is; not every OS allows it.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,72 @@
+"""The time window a command is asked about: ``--since`` and ``--until``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from telemetry.errors import ConfigError
+
+_RELATIVE = re.compile(r"^(\d+)\s*(m|min|h|d|w)$")
+_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(slots=True, frozen=True)
+class Window:
+    """Sessions that started in ``[since, until)``; an open end is unbounded.
+
+    >>> Window.parse("2025-10-01", "2025-10-31").until
+    datetime.datetime(2025, 11, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None, *, now: datetime | None = None) -> Window:
+        """Parse ``YYYY-MM-DD`` (a whole UTC day), an RFC 3339 time, or an age like ``7d``.
+
+        ``--until`` with a date includes that whole day.
+        """
+        moment = now or datetime.now(UTC)
+        window = cls(
+            _parse(since, "--since", moment, end_of_day=False),
+            _parse(until, "--until", moment, end_of_day=True),
+        )
+        if window.since and window.until and window.since >= window.until:
+            raise ConfigError(f"--since ({since}) must be earlier than --until ({until})")
+        return window
+
+    @property
+    def first_day(self) -> date | None:
+        return self.since.date() if self.since else None
+
+    @property
+    def last_day(self) -> date | None:
+        # until is exclusive: a window ending at midnight does not reach into that day.
+        return (self.until - timedelta(milliseconds=1)).date() if self.until else None
+
+
+def _parse(text: str | None, option: str, now: datetime, *, end_of_day: bool) -> datetime | None:
+    if text is None or text.strip() == "":
+        return None
+    value = text.strip()
+    relative = _RELATIVE.match(value.lower())
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            start = datetime.combine(day, time(), tzinfo=UTC)
+            return start + timedelta(days=1) if end_of_day else start
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{option} must be a date (2025-10-27), a UTC time (2025-10-27T14:23:15) "
+            f"or an age (7d, 12h, 2w), got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,149 @@
+"""`builder telemetry export`: JSON with the seed's keys, CSV for spreadsheets, Parquet, Arrow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from tests.conftest import Runner
+
+SEED_KEYS = [
+    "startTime",
+    "durationMs",
+    "totalTargets",
+    "built",
+    "cached",
+    "failed",
+    "cacheHitRate",
+    "parallelismUtilization",
+    "targetsPerSecond",
+    "succeeded",
+]
+
+
+def test_json_has_the_seeds_keys_first_oldest_first(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "export")
+    assert (result.code, result.stderr) == (0, "")
+    sessions = json.loads(result.stdout)["sessions"]
+    assert [s["sessionId"] for s in sessions] == ["a", "b", "c"]
+    assert all(list(s)[: len(SEED_KEYS)] == SEED_KEYS for s in sessions)
+    assert sessions[0] == {
+        "startTime": "2025-10-27T14:23:20",
+        "durationMs": 1000,
+        "totalTargets": 4,
+        "built": 3,
+        "cached": 1,
+        "failed": 0,
+        "cacheHitRate": 25.0,
+        "parallelismUtilization": 45.0,
+        "targetsPerSecond": 4.0,
+        "succeeded": True,
+        "sessionId": "a",
+        "endTime": "2025-10-27T14:23:21",
+        "skipped": 0,
+        "interrupted": False,
+        "error": None,
+        "parallelism": 2,
+        "tool": "ninja",
+        "host": None,
+        "commit": None,
+        "branch": None,
+        "labels": {"ci": "true"},
+    }
+
+
+def test_json_rates_have_two_decimals_as_in_the_seed(small_cli: Runner) -> None:
+    text = small_cli("telemetry", "export").stdout
+    assert '"cacheHitRate": 25.00,' in text
+    assert '"parallelismUtilization": 67.50,' in text
+    assert '"targetsPerSecond": 1.33,' in text
+
+
+def test_csv_reads_back_to_the_same_numbers(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "export", "--format", "csv")
+    assert "\r\n" in result.stdout  # RFC 4180 line ends
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    exported = json.loads(small_cli("telemetry", "export").stdout)["sessions"]
+    assert len(rows) == len(exported) == 3
+    for row, session in zip(rows, exported, strict=True):
+        for key in SEED_KEYS:
+            expected = session[key]
+            if isinstance(expected, bool):
+                assert row[key] == ("true" if expected else "false")
+            elif isinstance(expected, float):
+                assert float(row[key]) == round(expected, 2)
+            else:
+                assert row[key] == str(expected)
+    assert rows[2]["error"] == "Compilation failed for //app:compile"
+    assert json.loads(rows[0]["labels"]) == {"ci": "true"}
+
+
+def test_csv_quotes_commas_quotes_and_newlines(cli: Runner) -> None:
+    error = 'linker said "no", then\nstopped'
+    events = [
+        {"event": "build_started", "session": "q", "ts": 1761575000000},
+        {
+            "event": "build_finished",
+            "session": "q",
+            "ts": 1761575000500,
+            "success": False,
+            "error": error,
+        },
+    ]
+    cli("telemetry", "ingest", "-", stdin="\n".join(map(json.dumps, events)).encode())
+    text = cli("telemetry", "export", "--format", "csv").stdout
+    [row] = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert row["error"] == error
+    assert row["durationMs"] == "500"
+
+
+def test_output_file_and_binary_formats(small_cli: Runner, tmp_path: Path) -> None:
+    parquet = tmp_path / "sessions.parquet"
+    arrow = tmp_path / "sessions.arrow"
+    assert (
+        small_cli("telemetry", "export", "--format", "parquet", "--output", str(parquet)).code == 0
+    )
+    assert small_cli("telemetry", "export", "--format", "arrow", "-o", str(arrow)).code == 0
+    table = pq.read_table(parquet)
+    assert table.column("session_id").to_pylist() == ["a", "b", "c"]
+    assert table.column("cache_hit_rate").to_pylist() == [25.0, 40.0, 50.0]
+    with ipc.open_file(arrow) as reader:
+        assert reader.read_all().column("duration_ms").to_pylist() == [1000, 2000, 3000]
+    con = duckdb.connect()
+    assert con.execute(
+        f"select sum(total_targets), max(parallelism_utilization) from '{parquet}'"
+    ).fetchone() == (13, 67.5)
+
+
+def test_output_replaces_a_file_atomically(small_cli: Runner, tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    small_cli("telemetry", "export", "--output", str(target))
+    assert len(json.loads(target.read_text())["sessions"]) == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
+
+
+def test_unknown_format_is_one_line(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "export", "--format", "xml")
+    assert result.code == 2 and result.stdout == ""
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert "xml" in result.stderr
+
+
+def test_window(small_cli: Runner) -> None:
+    sessions = json.loads(small_cli("telemetry", "export", "--since", "2025-10-27T15:00Z").stdout)
+    assert [s["sessionId"] for s in sessions["sessions"]] == ["b", "c"]
+
+
+def test_empty_store_exports_valid_empty_files(cli: Runner) -> None:
+    result = cli("telemetry", "export")
+    assert json.loads(result.stdout) == {"sessions": []}
+    assert result.stderr.startswith("No telemetry data yet.")
+    header = cli("telemetry", "export", "--format", "csv").stdout
+    assert header.startswith("startTime,durationMs,totalTargets,") and header.count("\n") == 1

@@ -1,0 +1,129 @@
+"""Shared fixtures: a hand-computed event stream, temporary stores, and a CLI runner."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "data-fixtures"
+T0 = 1761575000000  # 2025-10-27T14:23:20Z
+HOUR = 3_600_000
+
+
+def _event(kind: str, session: str, ts: int, **fields: object) -> str:
+    return json.dumps({"event": kind, "session": session, "ts": ts, **fields})
+
+
+def small_history() -> list[str]:
+    """Three builds whose every metric is worked out by hand in tests/test_analyzer.py.
+
+    a: parallelism 2, compile [0,400) test [0,300) link 200 ms by duration_ms, util cached.
+    b: no parallelism, compile [0,1000) test [500,1600) link [1400,2000), two cache hits.
+    c: parallelism 4, compile fails over [0,3000), two targets skipped, one cache hit.
+    """
+    a, b, c = T0, T0 + HOUR, T0 + 2 * HOUR
+    return [
+        _event("build_started", "a", a, parallelism=2, tool="ninja", labels={"ci": "true"}),
+        _event("target_started", "a", a, target="//app:compile", worker=0),
+        _event("target_started", "a", a, target="//app:test", worker=1),
+        _event("target_finished", "a", a + 300, target="//app:test", status="built"),
+        _event("target_finished", "a", a + 310, target="//lib:util", status="cached"),
+        _event("target_finished", "a", a + 400, target="//app:compile", status="built"),
+        _event(
+            "target_finished", "a", a + 700, target="//app:link", status="built", duration_ms=200
+        ),
+        _event("build_finished", "a", a + 1000, success=True),
+        _event("build_started", "b", b, tool="bazel"),
+        _event("target_started", "b", b, target="//app:compile", worker=0),
+        _event("target_finished", "b", b + 5, target="//lib:util", status="cached"),
+        _event("target_started", "b", b + 500, target="//app:test", worker=1),
+        _event("target_finished", "b", b + 1000, target="//app:compile", status="built"),
+        _event("target_started", "b", b + 1400, target="//app:link", worker=0),
+        _event("target_finished", "b", b + 1600, target="//app:test", status="built"),
+        _event("target_finished", "b", b + 1700, target="//lib:extra", status="cached"),
+        _event("target_finished", "b", b + 2000, target="//app:link", status="built"),
+        _event("build_finished", "b", b + 2000, success=True),
+        _event("build_started", "c", c, parallelism=4),
+        _event("target_finished", "c", c + 10, target="//lib:util", status="cached"),
+        _event("target_started", "c", c, target="//app:compile", worker=0),
+        _event(
+            "target_finished", "c", c + 3000, target="//app:compile", status="failed", error="boom"
+        ),
+        _event("target_finished", "c", c + 3000, target="//app:test", status="skipped"),
+        _event("target_finished", "c", c + 3000, target="//app:link", status="skipped"),
+        _event(
+            "build_finished",
+            "c",
+            c + 3000,
+            success=False,
+            error="Compilation failed for //app:compile",
+        ),
+    ]
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> TelemetryStorage:
+    """An empty store with no retention (the hand-made history lies in 2025)."""
+    return TelemetryStorage(tmp_path / "telemetry")
+
+
+@pytest.fixture
+def small_store(storage: TelemetryStorage) -> TelemetryStorage:
+    result = ingest_jsonl(storage, small_history())
+    assert result.sessions == 3 and not result.problems
+    return storage
+
+
+@dataclass(slots=True, frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> Iterator[Runner]:
+    """Run ``builder`` in this process against a store in ``tmp_path``."""
+    from telemetry.cli import main
+
+    monkeypatch.setenv("BUILDER_TELEMETRY_DIR", str(tmp_path / "telemetry"))
+    monkeypatch.setenv("BUILDER_TELEMETRY_RETENTION_DAYS", "100000")
+    monkeypatch.delenv("BUILDER_TELEMETRY_MAX_SESSIONS", raising=False)
+    monkeypatch.delenv("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", raising=False)
+    monkeypatch.delenv("BUILDER_TELEMETRY_ENABLED", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Result:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        capsysbinary.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        out, err = capsysbinary.readouterr()
+        code = exit_info.value.code
+        return Result(code if isinstance(code, int) else 1, out.decode(), err.decode())
+
+    yield run
+
+
+@pytest.fixture
+def small_cli(cli: Runner) -> Runner:
+    stored = cli("telemetry", "ingest", "-", stdin="\n".join(small_history()).encode())
+    assert stored.code == 0, stored.stderr
+    return cli
