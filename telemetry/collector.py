@@ -130,7 +130,7 @@ class TelemetryCollector:
             elif isinstance(event, BuildFinished):
                 self._build_finished(event)
         except Exception as error:  # the build must never see our failure
-            self._warn_once(f"telemetry stopped recording this build: {error}")
+            self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
 
     def handle_all(self, events: Iterable[Event]) -> None:
         for event in events:

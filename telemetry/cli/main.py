@@ -240,6 +240,12 @@ def ingest(
     storage = _storage(_config(ctx))
     result = ingest_file(storage, path)
     name = "<stdin>" if path == "-" else path
+    if result.problems and result.events == 0:
+        first = result.problems[0]
+        raise TelemetryError(
+            f"{name} holds no build events: none of its {len(result.problems)} lines could be "
+            f"read (line {first.line}: {first.message}); expected JSON lines as in the docs"
+        )
     for problem in result.problems[:_MAX_PROBLEMS]:
         _err(f"{name}:{problem.line}: {problem.message}")
     if len(result.problems) > _MAX_PROBLEMS:

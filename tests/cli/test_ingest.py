@@ -1,0 +1,137 @@
+"""`builder telemetry ingest FILE|-`: malformed lines are named and skipped, the rest is stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import FIXTURES, Runner, small_history
+
+MALFORMED = FIXTURES / "malformed"
+
+
+def test_ingest_from_stdin_and_file(cli: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(small_history()) + "\n")
+    result = cli("telemetry", "ingest", str(path))
+    assert (result.code, result.stdout, result.stderr) == (
+        0,
+        "Stored 3 builds from 25 events.\n",
+        "",
+    )
+    again = cli("telemetry", "ingest", "-", stdin=path.read_bytes())
+    assert again.stdout == "Stored 0 builds from 25 events.\n"
+    assert again.stderr == "Skipped 3 builds already stored.\n"
+    assert len(json.loads(cli("telemetry", "export").stdout)["sessions"]) == 3
+
+
+def test_bad_json_line_is_reported_with_its_number(cli: Runner) -> None:
+    path = MALFORMED / "bad-json.jsonl"
+    result = cli("telemetry", "ingest", str(path))
+    assert result.code == 1
+    assert result.stdout == "Stored 2 builds from 10 events.\n"
+    assert result.stderr == (
+        f"{path}:6: not valid JSON (Expecting value)\nSkipped 1 malformed lines.\n"
+    )
+    ids = [s["sessionId"] for s in json.loads(cli("telemetry", "export").stdout)["sessions"]]
+    assert ids == ["bj-1", "bj-2"]
+
+
+def test_bad_fields_are_each_named(cli: Runner) -> None:
+    path = MALFORMED / "bad-fields.jsonl"
+    result = cli("telemetry", "ingest", str(path))
+    assert result.code == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[1] for line in lines[:-1]] == ["3", "5", "9", "11", "12", "14"]
+    assert "status must be one of built, cached, failed, skipped, got 'exploded'" in lines[3]
+    assert lines[-1] == "Skipped 6 malformed lines."
+    sessions = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert [(s["sessionId"], s["built"]) for s in sessions] == [("bf-1", 1), ("bf-2", 1)]
+
+
+def test_truncated_stream_keeps_the_open_build_as_interrupted(cli: Runner) -> None:
+    result = cli("telemetry", "ingest", str(MALFORMED / "truncated.jsonl"))
+    assert result.code == 1
+    assert result.stdout == "Stored 2 builds (1 interrupted) from 9 events.\n"
+    sessions = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert [(s["sessionId"], s["interrupted"], s["succeeded"]) for s in sessions] == [
+        ("tr-1", False, True),
+        ("tr-2", True, False),
+    ]
+
+
+def test_binary_garbage_is_one_clear_error(cli: Runner) -> None:
+    result = cli("telemetry", "ingest", str(MALFORMED / "not-jsonl.bin"))
+    assert result.code == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: ")
+    assert "holds no build events" in result.stderr and "line 1: not UTF-8 text" in result.stderr
+    assert "No telemetry data yet" in cli("telemetry", "summary").stdout
+
+
+def test_empty_input_stores_nothing_and_succeeds(cli: Runner) -> None:
+    result = cli("telemetry", "ingest", str(MALFORMED / "empty.jsonl"))
+    assert (result.code, result.stdout) == (0, "Stored 0 builds from 0 events.\n")
+
+
+def test_a_bad_file_never_loses_what_is_stored(small_cli: Runner) -> None:
+    before = small_cli("telemetry", "export").stdout
+    small_cli("telemetry", "ingest", str(MALFORMED / "not-jsonl.bin"))
+    small_cli("telemetry", "ingest", str(MALFORMED / "bad-fields.jsonl"))
+    after = json.loads(small_cli("telemetry", "export").stdout)["sessions"]
+    kept = [s for s in after if s["sessionId"] in {"a", "b", "c"}]
+    assert kept == json.loads(before)["sessions"]
+    assert len(after) == 5
+
+
+def test_missing_file_and_directory(cli: Runner, tmp_path: Path) -> None:
+    missing = cli("telemetry", "ingest", str(tmp_path / "nope.jsonl"))
+    assert missing.code == 1
+    assert (
+        missing.stderr == f"Error: {tmp_path / 'nope.jsonl'} does not exist; give a "
+        "JSON-lines file or - for stdin\n"
+    )
+    folder = cli("telemetry", "ingest", str(tmp_path))
+    assert folder.code == 1 and "is a directory" in folder.stderr
+
+
+def test_events_after_build_finished_are_refused(cli: Runner) -> None:
+    lines = [
+        *small_history()[:8],
+        json.dumps(
+            {
+                "event": "target_finished",
+                "session": "a",
+                "ts": 1761575009000,
+                "target": "//late",
+                "status": "built",
+            }
+        ),
+    ]
+    result = cli("telemetry", "ingest", "-", stdin="\n".join(lines).encode())
+    assert result.code == 1
+    assert "<stdin>:9: session 'a' already finished earlier in the stream" in result.stderr
+
+
+def test_many_problems_are_capped(cli: Runner) -> None:
+    lines = ["nope"] * 30 + small_history()
+    result = cli("telemetry", "ingest", "-", stdin="\n".join(lines).encode())
+    errors = result.stderr.splitlines()
+    assert len(errors) == 22
+    assert errors[20] == "<stdin>: ... and 10 more malformed lines"
+    assert result.stdout == "Stored 3 builds from 25 events.\n"
+
+
+def test_old_events_are_reported_when_retention_removes_them(cli: Runner) -> None:
+    result = cli(
+        "telemetry",
+        "ingest",
+        "-",
+        stdin="\n".join(small_history()).encode(),
+        env={"BUILDER_TELEMETRY_RETENTION_DAYS": "90"},
+    )
+    assert result.code == 0
+    assert result.stderr == (
+        "Retention removed 3 builds in 1 day partitions (keeping 90 days and at most "
+        "1000 builds).\n"
+    )

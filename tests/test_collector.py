@@ -1,0 +1,181 @@
+"""The collector: aggregation into session and target rows, threads, and never failing a build."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.collector import TelemetryCollector, peak_concurrency
+from telemetry.errors import StorageError, TelemetryWarning
+from telemetry.storage import TelemetryStorage
+
+T0 = 1761575000000
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.batches: list[tuple[pa.RecordBatch, pa.RecordBatch]] = []
+
+    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
+        self.batches.append((sessions, targets))
+
+
+def test_a_build_becomes_one_session_row_and_target_rows() -> None:
+    sink = ListSink()
+    collector = TelemetryCollector(sink)
+    collector.build_started("b", ts=T0, parallelism=4, labels={"branch": "main"})
+    collector.target_started("b", "//a", ts=T0 + 10, worker=1)
+    collector.target_finished("b", "//a", ts=T0 + 110, status="built")
+    collector.target_finished("b", "//b", ts=T0 + 120, status="cached")
+    collector.target_finished(
+        "b", "//c", ts=T0 + 500, status="failed", duration_ms=300, error="oops"
+    )
+    assert sink.batches == []  # nothing is written before the build finishes
+    collector.build_finished("b", ts=T0 + 1000, success=False)
+    [(session, targets)] = sink.batches
+    assert session.to_pylist()[0] | {"start_time": None, "end_time": None} == {
+        "session_id": "b",
+        "start_time": None,
+        "end_time": None,
+        "duration_ms": 1000,
+        "succeeded": False,
+        "interrupted": False,
+        "error": "target //c failed",
+        "total_targets": 3,
+        "built": 1,
+        "cached": 1,
+        "failed": 1,
+        "skipped": 0,
+        "executed_ms": 400,
+        "peak_concurrency": 1,
+        "parallelism": 4,
+        "tool": None,
+        "host": None,
+        "commit": None,
+        "branch": None,
+        "labels": [("branch", "main")],
+    }
+    rows = targets.to_pydict()
+    assert rows["target"] == ["//a", "//b", "//c"]
+    assert rows["status"] == ["built", "cached", "failed"]
+    assert rows["duration_ms"] == [100, 0, 300]
+    assert rows["worker"] == [1, None, None]
+    assert rows["error"] == [None, None, "oops"]
+    assert targets.schema.field("target").type == pa.dictionary(pa.int32(), pa.string())
+
+
+def test_repeated_starts_pair_first_in_first_out() -> None:
+    sink = ListSink()
+    collector = TelemetryCollector(sink)
+    collector.build_started("b", ts=T0)
+    collector.target_started("b", "//t", ts=T0)
+    collector.target_started("b", "//t", ts=T0 + 50)
+    collector.target_finished("b", "//t", ts=T0 + 100, status="built")
+    collector.target_finished("b", "//t", ts=T0 + 130, status="built")
+    collector.build_finished("b", ts=T0 + 200, success=True)
+    assert sink.batches[0][1].column("duration_ms").to_pylist() == [100, 80]
+
+
+def test_interleaved_sessions_and_close_marks_interrupted() -> None:
+    sink = ListSink()
+    collector = TelemetryCollector(sink)
+    collector.build_started("x", ts=T0)
+    collector.build_started("y", ts=T0 + 5)
+    collector.target_finished("y", "//t", ts=T0 + 20, status="cached")
+    collector.target_finished("x", "//t", ts=T0 + 30, status="built", duration_ms=30)
+    collector.build_finished("y", ts=T0 + 40, success=True)
+    assert collector.open_sessions == ["x"]
+    assert collector.close() == 1
+    by_id = {s.column("session_id")[0].as_py(): s.to_pylist()[0] for s, _ in sink.batches}
+    assert by_id["y"]["duration_ms"] == 35 and by_id["y"]["cached"] == 1
+    # Killed: a failed build whose duration runs to its last event.
+    assert (by_id["x"]["interrupted"], by_id["x"]["succeeded"], by_id["x"]["duration_ms"]) == (
+        True,
+        False,
+        30,
+    )
+    assert by_id["x"]["error"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("intervals", "expected"),
+    [
+        ([], 0),
+        ([(0, 10), (10, 20)], 1),  # touching intervals do not overlap
+        ([(0, 10), (5, 15), (9, 11)], 3),
+        ([(0, 10), (5, 5)], 1),  # an empty run overlaps nothing
+        ([(5, 5)], 0),
+        ([(0, 100), (10, 20), (20, 30), (30, 40)], 2),
+    ],
+)
+def test_peak_concurrency(intervals: list[tuple[int, int]], expected: int) -> None:
+    starts = pa.array([s for s, _ in intervals], pa.int64())
+    ends = pa.array([e for _, e in intervals], pa.int64())
+    assert peak_concurrency(starts, ends) == expected
+
+
+def test_many_threads_reporting_one_build(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path)
+    collector = TelemetryCollector(storage)
+    collector.build_started("big", ts=T0, parallelism=8)
+    threads, per_thread = 8, 500
+
+    def work(worker: int) -> None:
+        for i in range(per_thread):
+            name = f"//w{worker}:t{i}"
+            ts = T0 + 1 + i * 10
+            if i % 5 == 0:
+                collector.target_finished("big", name, ts=ts, status="cached")
+            else:
+                collector.target_started("big", name, ts=ts, worker=worker)
+                collector.target_finished("big", name, ts=ts + 7, status="built")
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    collector.build_finished("big", ts=T0 + per_thread * 10 + 10, success=True)
+    [row] = TelemetryAnalyzer(storage).sessions().to_dicts()
+    cached = threads * per_thread // 5
+    assert (row["total_targets"], row["cached"], row["built"]) == (
+        threads * per_thread,
+        cached,
+        threads * per_thread - cached,
+    )
+    assert row["executed_ms"] == 7 * (threads * per_thread - cached)
+    assert row["peak_concurrency"] == threads  # every thread's target ran over [ts, ts+7)
+
+
+class FailingSink:
+    calls = 0
+
+    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
+        self.calls += 1
+        raise StorageError("disk full")
+
+
+def test_storage_failure_is_reported_once_and_never_raised() -> None:
+    sink = FailingSink()
+    collector = TelemetryCollector(sink)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for session in ("one", "two"):
+            collector.build_started(session, ts=T0)
+            collector.build_finished(session, ts=T0 + 1, success=True)
+    assert sink.calls == 2
+    assert [str(w.message) for w in caught if w.category is TelemetryWarning] == [
+        "telemetry could not store build 'one': disk full"
+    ]
+
+
+def test_a_bad_event_from_python_never_raises() -> None:
+    messages: list[str] = []
+    collector = TelemetryCollector(ListSink(), on_warning=messages.append)
+    collector.target_finished("b", "//t", ts=T0, status="exploded")  # type: ignore[arg-type]
+    assert len(messages) == 1 and "exploded" in messages[0]

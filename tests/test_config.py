@@ -1,0 +1,81 @@
+"""Configuration from the environment: defaults, valid values, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telemetry.config import TelemetryConfig
+from telemetry.errors import ConfigError
+from telemetry.window import Window
+
+
+def test_defaults() -> None:
+    assert TelemetryConfig.from_env({}) == TelemetryConfig(
+        enabled=True,
+        dir=Path(".builder-cache/telemetry"),
+        max_sessions=1000,
+        retention_days=90,
+        regression_threshold=1.5,
+    )
+
+
+def test_values() -> None:
+    config = TelemetryConfig.from_env(
+        {
+            "BUILDER_TELEMETRY_ENABLED": "off",
+            "BUILDER_TELEMETRY_DIR": "/data/t",
+            "BUILDER_TELEMETRY_MAX_SESSIONS": " 500 ",
+            "BUILDER_TELEMETRY_RETENTION_DAYS": "30",
+            "BUILDER_TELEMETRY_REGRESSION_THRESHOLD": "2",
+        }
+    )
+    assert config == TelemetryConfig(False, Path("/data/t"), 500, 30, 2.0)
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "OFF"])
+def test_disabled_spellings(value: str) -> None:
+    assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_ENABLED": value}).enabled is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "BUILDER_TELEMETRY_MAX_SESSIONS",
+            "abc",
+            "BUILDER_TELEMETRY_MAX_SESSIONS must be a whole number of at least 1, got 'abc'",
+        ),
+        ("BUILDER_TELEMETRY_MAX_SESSIONS", "0", "at least 1, got '0'"),
+        ("BUILDER_TELEMETRY_RETENTION_DAYS", "1.5", "at least 1, got '1.5'"),
+        ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "fast", "greater than 1"),
+        ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "0.5", "greater than 1"),
+        ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "nan", "greater than 1"),
+        ("BUILDER_TELEMETRY_ENABLED", "maybe", "must be one of 1/true/yes/on"),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_value(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as error:
+        TelemetryConfig.from_env({name: value})
+    assert name in str(error.value)
+
+
+def test_window_parsing() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    window = Window.parse("7d", "2026-11-24", now=now)
+    assert window.since == datetime(2026, 11, 18, 12, tzinfo=UTC)
+    assert window.until == datetime(2026, 11, 25, tzinfo=UTC)
+    assert (window.first_day, window.last_day) == (
+        datetime(2026, 11, 18).date(),
+        datetime(2026, 11, 24).date(),
+    )
+    assert Window.parse("2026-11-01T10:00:00+02:00", None).since == datetime(
+        2026, 11, 1, 8, tzinfo=UTC
+    )
+    with pytest.raises(ConfigError, match="--since must be a date"):
+        Window.parse("last tuesday", None)
+    with pytest.raises(ConfigError, match="must be earlier than --until"):
+        Window.parse("2026-11-02", "2026-11-01")

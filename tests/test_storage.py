@@ -1,0 +1,252 @@
+"""The store: layout, format, atomicity, damaged files, retention and clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
+import pytest
+
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.errors import CorruptFileWarning, StorageError
+from telemetry.ingest import ingest_jsonl
+from telemetry.schema import SCHEMA_VERSION, VERSION_KEY
+from telemetry.storage import TelemetryStorage
+from tests.conftest import T0, small_history
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DAY = 86_400_000
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_layout_is_hive_partitioned_arrow_ipc_files(small_store: TelemetryStorage) -> None:
+    files = [p.relative_to(small_store.dir) for p in _files(small_store.dir)]
+    assert [(p.parts[0], p.parts[1]) for p in files] == [
+        ("sessions", "date=2025-10-27"),
+        ("targets", "date=2025-10-27"),
+    ]
+    for path in _files(small_store.dir):
+        data = path.read_bytes()
+        assert data[:6] == b"ARROW1" and data[-6:] == b"ARROW1"  # IPC *file* format
+        assert ZSTD_MAGIC in data  # buffers are zstd frames
+        with ipc.open_file(path) as reader:
+            schema = reader.schema
+            table = reader.read_all()
+        assert schema.metadata[VERSION_KEY] == str(SCHEMA_VERSION).encode()
+        assert schema.field("start_time").type == pa.timestamp("ms", tz="UTC")
+        assert path.name.endswith(f"-n{table.num_rows}.arrow")
+    targets = next(p for p in _files(small_store.dir) if p.parts[-3] == "targets")
+    with ipc.open_file(targets) as reader:
+        assert reader.schema.field("target").type == pa.dictionary(pa.int32(), pa.string())
+
+
+def test_partition_is_the_utc_day_the_session_started(storage: TelemetryStorage) -> None:
+    # Starts 23:59:59.900 UTC on the 26th and finishes on the 27th.
+    start = T0 - 14 * 3_600_000 - 23 * 60_000 - 20_100
+    events = [
+        {"event": "build_started", "session": "late", "ts": start},
+        {
+            "event": "target_finished",
+            "session": "late",
+            "ts": start + 500,
+            "target": "//t",
+            "status": "built",
+            "duration_ms": 400,
+        },
+        {"event": "build_finished", "session": "late", "ts": start + 1000, "success": True},
+    ]
+    ingest_jsonl(storage, [json.dumps(e) for e in events])
+    assert storage.days("sessions") == storage.days("targets") == [date(2025, 10, 26)]
+
+
+def test_duckdb_reads_the_store(small_store: TelemetryStorage) -> None:
+    sessions = ds.dataset(small_store.dir / "sessions", format="ipc", partitioning="hive")
+    targets = ds.dataset(small_store.dir / "targets", format="ipc", partitioning="hive")
+    con = duckdb.connect()
+    con.register("sessions", sessions)
+    con.register("targets", targets)
+    assert con.execute(
+        "select session_id, duration_ms, labels['ci'] from sessions order by start_time"
+    ).fetchall() == [("a", 1000, "true"), ("b", 2000, None), ("c", 3000, None)]
+    assert con.execute(
+        "select count(*), sum(duration_ms) from targets where status = 'built'"
+    ).fetchone() == (6, 400 + 300 + 200 + 1000 + 1100 + 600)
+
+
+def test_concurrent_writers_never_share_a_file_name(storage: TelemetryStorage) -> None:
+    for _ in range(3):
+        ingest_jsonl(storage, small_history()[:8])  # session "a" each time
+    # Re-ingesting the same session is skipped, so only one file pair exists ...
+    assert len(_files(storage.dir)) == 2
+    # ... while distinct builds written in the same second get distinct files.
+    for n in range(5):
+        lines = [line.replace('"a"', f'"a{n}"') for line in small_history()[:8]]
+        ingest_jsonl(storage, lines)
+    assert len({p.name for p in _files(storage.dir / "sessions")}) == 6
+
+
+def _corrupt(small_store: TelemetryStorage, name: str, data: bytes) -> Path:
+    path = small_store.dir / "sessions" / "date=2025-10-27" / name
+    path.write_bytes(data)
+    return path
+
+
+def _foreign_arrow() -> bytes:
+    sink = pa.BufferOutputStream()
+    table = pa.table({"x": [1, 2, 3]})
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _future_version(small_store: TelemetryStorage) -> bytes:
+    good = next((small_store.dir / "sessions").rglob("*.arrow"))
+    with ipc.open_file(good) as reader:
+        table = reader.read_all()
+    schema = table.schema.with_metadata(
+        {**table.schema.metadata, VERSION_KEY: str(SCHEMA_VERSION + 1).encode()}
+    )
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, schema) as writer:
+        writer.write_table(table.replace_schema_metadata(schema.metadata))
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("zero-byte", "not a complete Arrow IPC file"),
+        ("random", "not a complete Arrow IPC file"),
+        ("truncated", "not a complete Arrow IPC file"),
+        ("foreign", "not a builder-telemetry sessions file"),
+        ("future", "newer than this version's"),
+    ],
+)
+def test_a_damaged_file_is_named_skipped_and_the_rest_still_counts(
+    small_store: TelemetryStorage, kind: str, reason: str
+) -> None:
+    good = next((small_store.dir / "sessions").rglob("*.arrow")).read_bytes()
+    data = {
+        "zero-byte": b"",
+        "random": os.urandom(4096),
+        "truncated": good[: len(good) // 2],
+        "foreign": _foreign_arrow(),
+        "future": _future_version(small_store) if kind == "future" else b"",
+    }[kind]
+    bad = _corrupt(small_store, f"zz-{kind}-n1.arrow", data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = TelemetryAnalyzer(small_store).summary()
+    assert report.total_builds == 3
+    messages = [str(w.message) for w in caught if w.category is CorruptFileWarning]
+    assert messages and all(str(bad) in m and reason in m for m in messages)
+    assert [path for path, _ in small_store.verify()] == [bad]
+
+
+def test_temporary_files_of_a_dead_writer_are_invisible_then_removed(
+    small_store: TelemetryStorage,
+) -> None:
+    folder = small_store.dir / "sessions" / "date=2025-10-27"
+    partial = folder / ".tmp-20251027T000000Z-deadbeef0000.arrow"
+    partial.write_bytes(b"ARROW1\x00\x00half")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even a warning: it is not a data file
+        assert TelemetryAnalyzer(small_store).summary().total_builds == 3
+    os.utime(partial, (0, 0))  # old enough to belong to a writer that died
+    small_store.apply_retention()
+    assert not partial.exists()
+
+
+def test_targets_without_their_session_file_are_not_counted(
+    small_store: TelemetryStorage,
+) -> None:
+    # A crash between the two renames leaves a targets file whose session never appeared.
+    stored = next((small_store.dir / "targets").rglob("*.arrow"))
+    copy = stored.with_name("20251027T000000Z-000000000000-n11.arrow")
+    with ipc.open_file(stored) as reader:
+        table = reader.read_all()
+    table = table.set_column(0, "session_id", pa.array(["ghost"] * table.num_rows))
+    with ipc.new_file(copy, table.schema) as writer:
+        writer.write_table(table)
+    report = TelemetryAnalyzer(small_store).summary()
+    assert report.total_builds == 3
+    assert sum(b.runs for b in report.bottlenecks) == 7  # the ghost's runs are not among them
+
+
+def _history(days: list[int], now: datetime) -> list[str]:
+    """One build per entry, ``days[i]`` days before ``now``."""
+    lines = []
+    base = int(now.timestamp() * 1000)
+    for i, age in enumerate(days):
+        start = base - age * DAY - 3_600_000
+        lines += [
+            json.dumps({"event": "build_started", "session": f"s{i}", "ts": start}),
+            json.dumps(
+                {"event": "build_finished", "session": f"s{i}", "ts": start + 100, "success": True}
+            ),
+        ]
+    return lines
+
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+def test_retention_by_days_removes_whole_old_partitions(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path, retention_days=30, clock=lambda: NOW)
+    result = ingest_jsonl(storage, _history([45, 31, 30, 29, 0, 0], NOW))
+    # Kept: the days from 2026-10-26 (30 days before the 25th) on.
+    assert (
+        storage.days("sessions")
+        == storage.days("targets")
+        == [date(2026, 10, 26), date(2026, 10, 27), date(2026, 11, 25)]
+    )
+    assert result.retention.removed_days == (date(2026, 10, 11), date(2026, 10, 25))
+    assert result.retention.removed_sessions == 2
+    assert TelemetryAnalyzer(storage).summary().total_builds == 4
+
+
+def test_retention_by_session_cap_removes_oldest_days(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path, max_sessions=3, clock=lambda: NOW)
+    ingest_jsonl(storage, _history([3, 2, 2, 1, 0], NOW))
+    # 5 builds over 4 days: dropping day -3 leaves 4, dropping day -2 leaves 2 ≤ 3.
+    assert storage.days("sessions") == [date(2026, 11, 24), date(2026, 11, 25)]
+    assert storage.session_count() == 2
+
+
+def test_session_cap_keeps_the_newest_day_whole(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path, max_sessions=2, clock=lambda: NOW)
+    ingest_jsonl(storage, _history([0, 0, 0, 0], NOW))
+    assert storage.session_count() == 4
+
+
+def test_clear_removes_everything(small_store: TelemetryStorage) -> None:
+    assert small_store.clear() == 3
+    assert small_store.is_empty()
+    assert _files(small_store.dir) == []
+
+
+def test_a_store_that_is_a_file_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    storage = TelemetryStorage(blocker)
+    with pytest.raises(StorageError, match="Not a directory"):
+        ingest_jsonl(storage, small_history())
+
+
+def test_a_failed_write_leaves_no_file_and_names_the_path(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path)
+    (tmp_path / "targets").write_text("in the way")
+    with pytest.raises(StorageError, match=r"could not write .*targets.*disk is not full"):
+        ingest_jsonl(storage, small_history())
+    assert storage.is_empty()
+    assert [p.name for p in tmp_path.rglob("*")] == ["targets"]
