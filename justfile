@@ -33,3 +33,7 @@ demo:
     builder telemetry summary
     echo
     builder telemetry recent 5
+
+# Regenerate the command-line reference in docs/cli.md from --help.
+docs:
+    python -m telemetry.cli.reference > docs/cli.md

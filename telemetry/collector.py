@@ -44,6 +44,11 @@ class SessionSink(Protocol):
     def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None: ...
 
 
+class _NullSink:
+    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
+        return None
+
+
 @dataclass(slots=True, frozen=True)
 class SessionInfo:
     """What ``build_started`` said about a build."""
@@ -106,8 +111,10 @@ class TelemetryCollector:
         self,
         sink: SessionSink,
         *,
+        enabled: bool = True,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
+        self.enabled = enabled
         self._sink = sink
         self._lock = threading.Lock()
         self._open: dict[str, _Buffer] = {}
@@ -116,10 +123,34 @@ class TelemetryCollector:
         self._warned = False
         self._on_warning = on_warning
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryCollector:
+        """A collector for the store the ``BUILDER_TELEMETRY_*`` variables configure.
+
+        Disabled when ``BUILDER_TELEMETRY_ENABLED`` is off; a bad variable is reported once
+        as a warning and disables it, so a build script never fails because of telemetry.
+        """
+        from telemetry.config import TelemetryConfig
+        from telemetry.storage import TelemetryStorage
+
+        try:
+            config = TelemetryConfig.from_env(environ)
+        except TelemetryError as error:
+            warnings.warn(
+                f"telemetry is off for this build: {error}", TelemetryWarning, stacklevel=2
+            )
+            return cls(_NullSink(), enabled=False)
+        storage = TelemetryStorage(
+            config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
+        )
+        return cls(storage, enabled=config.enabled)
+
     # -- the protocol, one method per event -------------------------------------------------
 
     def handle(self, event: Event) -> None:
         """Take one event; a finished build is written to the sink."""
+        if not self.enabled:
+            return
         try:
             if isinstance(event, TargetFinished):
                 self._target_finished(event)

@@ -126,7 +126,7 @@ class TelemetryStorage:
     def _write_file(self, dataset: Dataset, day: date, stem: str, table: pa.Table) -> Path:
         folder = self.dir / dataset / f"date={day.isoformat()}"
         final = folder / f"{stem}-n{table.num_rows}.arrow"
-        temporary = folder / f"{_TMP_PREFIX}{stem}.arrow"
+        temporary = folder / f"{_TMP_PREFIX}{stem}.arrow.partial"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("xb") as handle:

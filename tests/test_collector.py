@@ -179,3 +179,30 @@ def test_a_bad_event_from_python_never_raises() -> None:
     collector = TelemetryCollector(ListSink(), on_warning=messages.append)
     collector.target_finished("b", "//t", ts=T0, status="exploded")  # type: ignore[arg-type]
     assert len(messages) == 1 and "exploded" in messages[0]
+
+
+def test_from_env_honours_the_switch_and_the_directory(tmp_path: Path) -> None:
+    on = TelemetryCollector.from_env(
+        {
+            "BUILDER_TELEMETRY_DIR": str(tmp_path / "on"),
+            "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
+        }
+    )
+    off = TelemetryCollector.from_env(
+        {"BUILDER_TELEMETRY_DIR": str(tmp_path / "off"), "BUILDER_TELEMETRY_ENABLED": "0"}
+    )
+    for collector in (on, off):
+        collector.build_started("b", ts=T0)
+        collector.build_finished("b", ts=T0 + 5, success=True)
+    assert TelemetryStorage(tmp_path / "on").session_count() == 1
+    assert not (tmp_path / "off").exists()
+
+
+def test_from_env_with_a_bad_variable_warns_and_records_nothing(tmp_path: Path) -> None:
+    with pytest.warns(TelemetryWarning, match="BUILDER_TELEMETRY_MAX_SESSIONS"):
+        collector = TelemetryCollector.from_env(
+            {"BUILDER_TELEMETRY_DIR": str(tmp_path), "BUILDER_TELEMETRY_MAX_SESSIONS": "x"}
+        )
+    collector.build_started("b", ts=T0)
+    collector.build_finished("b", ts=T0 + 5, success=True)
+    assert list(tmp_path.iterdir()) == []

@@ -157,7 +157,7 @@ def test_temporary_files_of_a_dead_writer_are_invisible_then_removed(
     small_store: TelemetryStorage,
 ) -> None:
     folder = small_store.dir / "sessions" / "date=2025-10-27"
-    partial = folder / ".tmp-20251027T000000Z-deadbeef0000.arrow"
+    partial = folder / ".tmp-20251027T000000Z-deadbeef0000.arrow.partial"
     partial.write_bytes(b"ARROW1\x00\x00half")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a warning: it is not a data file

@@ -26,11 +26,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: no boxes or markup when piped, and rich is never imported.
+    rich_markup_mode=None,
 )
 telemetry_app = typer.Typer(
     help="Analyse stored builds (with no command: the summary).",
     invoke_without_command=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(telemetry_app, name="telemetry")
 
@@ -58,19 +61,43 @@ DirOption = Annotated[
         "--dir",
         help="Telemetry directory [env: BUILDER_TELEMETRY_DIR; default: .builder-cache/telemetry]",
         show_default=False,
+        metavar="DIR",
     ),
 ]
 SinceOption = Annotated[
     str | None,
-    typer.Option(help="Only builds started at or after: 2025-10-27, 2025-10-27T14:00, 7d, 12h."),
+    typer.Option(
+        metavar="WHEN",
+        help="Only builds started at or after WHEN: 2025-10-27, 2025-10-27T14:00, 7d, 12h.",
+    ),
 ]
 UntilOption = Annotated[
     str | None,
-    typer.Option(help="Only builds started before this time (a date includes that whole day)."),
+    typer.Option(
+        metavar="WHEN", help="Only builds started before WHEN (a date includes that whole day)."
+    ),
 ]
 ReportFormatOption = Annotated[
     ReportFormat, typer.Option("--format", help="text for people, json for scripts.")
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from telemetry import __version__
+
+        _out(f"builder-telemetry {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def builder(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Build telemetry: record builds, then find bottlenecks, cache trends and regressions."""
 
 
 @telemetry_app.callback()
@@ -130,12 +157,13 @@ def summary(
     ctx: typer.Context,
     since: SinceOption = None,
     until: UntilOption = None,
-    top: Annotated[int, typer.Option(min=1, help="How many bottlenecks to show.")] = 5,
+    top: Annotated[int, typer.Option(min=1, metavar="N", help="How many bottlenecks to show.")] = 5,
     threshold: Annotated[
         str | None,
         typer.Option(
+            metavar="RATIO",
             help="Slowdown ratio that counts as a regression "
-            "[env: BUILDER_TELEMETRY_REGRESSION_THRESHOLD; default: 1.5]"
+            "[env: BUILDER_TELEMETRY_REGRESSION_THRESHOLD; default: 1.5]",
         ),
     ] = None,
     format: ReportFormatOption = ReportFormat.text,
@@ -159,7 +187,9 @@ def summary(
 @telemetry_app.command()
 def recent(
     ctx: typer.Context,
-    count: Annotated[int, typer.Argument(min=1, help="How many builds to show.")] = 10,
+    count: Annotated[
+        int, typer.Argument(min=1, metavar="COUNT", help="How many builds to show.")
+    ] = 10,
     since: SinceOption = None,
     until: UntilOption = None,
     format: ReportFormatOption = ReportFormat.text,
@@ -185,7 +215,8 @@ def export(
         ExportFormatOption, typer.Option("--format", help="Output format.")
     ] = ExportFormatOption.json,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH", help="Write here instead of stdout."),
     ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -244,12 +275,15 @@ def ingest(
         first = result.problems[0]
         raise TelemetryError(
             f"{name} holds no build events: none of its {len(result.problems)} lines could be "
-            f"read (line {first.line}: {first.message}); expected JSON lines as in the docs"
+            f"read (line {first.line}: {first.message}); expected one JSON event per line"
         )
     for problem in result.problems[:_MAX_PROBLEMS]:
         _err(f"{name}:{problem.line}: {problem.message}")
     if len(result.problems) > _MAX_PROBLEMS:
         _err(f"{name}: ... and {len(result.problems) - _MAX_PROBLEMS} more malformed lines")
+    interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
+    noun = "build" if result.sessions == 1 else "builds"
+    _out(f"Stored {result.sessions} {noun}{interrupted} from {result.events} events.\n")
     if result.duplicates:
         _err(f"Skipped {result.duplicates} builds already stored.")
     if result.retention.removed_days:
@@ -258,9 +292,6 @@ def ingest(
             f"{len(result.retention.removed_days)} day partitions (keeping "
             f"{storage.retention_days} days and at most {storage.max_sessions} builds)."
         )
-    interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
-    noun = "build" if result.sessions == 1 else "builds"
-    _out(f"Stored {result.sessions} {noun}{interrupted} from {result.events} events.\n")
     if result.problems:
         _err(f"Skipped {len(result.problems)} malformed lines.")
         raise typer.Exit(1)
@@ -293,7 +324,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _err("Aborted.")
         code = 130
     except typer.TyperException as error:
-        _err(f"Error: {' '.join(error.format_message().split())}")
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `builder`: show the help
+            _err(error.format_message())
+        else:
+            _err(f"Error: {' '.join(error.format_message().split())}")
         code = error.exit_code
     except TelemetryError as error:
         _err(f"Error: {error}")

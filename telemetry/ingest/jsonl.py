@@ -55,6 +55,7 @@ class _ChunkSink:
         self.targets: list[pa.RecordBatch] = []
         self.rows = 0
         self.written = 0
+        self.interrupted = 0
         self.duplicates = 0
 
     def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
@@ -63,6 +64,7 @@ class _ChunkSink:
             self.duplicates += 1
             return
         self.stored_ids.add(session_id)
+        self.interrupted += bool(sessions["interrupted"][0].as_py())
         self.sessions.append(sessions)
         self.targets.append(targets)
         self.rows += targets.num_rows + 1
@@ -96,7 +98,6 @@ def ingest_jsonl(
     started: set[str] = set()
     finished: set[str] = set()
     events = 0
-    number = 0
     for number, raw in enumerate(lines, start=1):
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
@@ -133,14 +134,14 @@ def ingest_jsonl(
         events += 1
         if failures:
             break
-    interrupted = collector.close()
+    collector.close()
     if failures:
         raise StorageError(failures[0])
     sink.flush()
     retention = storage.apply_retention() if apply_retention else RetentionResult()
     return IngestResult(
         sessions=sink.written,
-        interrupted=interrupted,
+        interrupted=sink.interrupted,
         events=events,
         duplicates=sink.duplicates,
         problems=tuple(problems),
