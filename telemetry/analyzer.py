@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
-from telemetry.schema import Dataset
+from telemetry.errors import StorageError
+from telemetry.schema import SESSIONS_SCHEMA, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage
 from telemetry.window import Window
 
@@ -285,22 +287,29 @@ class TelemetryAnalyzer:
     ) -> pl.DataFrame | None:
         """Run ``query`` over the readable files of ``dataset``; None when there are none.
 
-        A file can vanish between listing and reading when retention runs beside us; the
-        listing is then taken again, so a reader never fails because of a writer.
+        A file can vanish between listing and reading when retention runs beside us: the
+        listing is then taken again, so a reader never fails because of a writer. A file
+        whose footer is sound but whose data is damaged is found, named in a warning and
+        left out, so it never takes the rest of the history with it.
         """
-        for attempt in range(_RETRIES):
+        damaged: set[Path] = set()
+        for _ in range(_RETRIES):
             files = self.storage.files(
                 dataset, days=days, since=self.window.first_day, until=self.window.last_day
             )
-            readable = self.storage.readable(dataset, files)
+            readable = [f for f in self.storage.readable(dataset, files) if f.path not in damaged]
             if not readable:
                 return None
             try:
                 return query(scan(readable)).collect()
-            except (FileNotFoundError, pl.exceptions.ComputeError):
-                if attempt == _RETRIES - 1 or all(f.path.exists() for f in readable):
+            except (Exception, pl.exceptions.PanicException):
+                if not all(f.path.exists() for f in readable):
+                    continue  # removed by retention since we listed it: list again
+                found = self.storage.damaged(dataset, readable)
+                if not found:
                     raise
-        return None
+                damaged |= found
+        raise StorageError(f"the {dataset} files kept changing while they were read; try again")
 
 
 def scan(files: list[StoredFile]) -> pl.LazyFrame:
@@ -384,8 +393,6 @@ def _days_of(sessions: pl.DataFrame) -> list[date]:
 
 
 def _empty_sessions() -> pl.DataFrame:
-    from telemetry.schema import SESSIONS_SCHEMA
-
     empty = pl.from_arrow(SESSIONS_SCHEMA.empty_table())
     assert isinstance(empty, pl.DataFrame)
     return with_session_metrics(empty.with_columns(date=pl.lit(None, pl.Date)).lazy()).collect()

@@ -302,8 +302,9 @@ class TelemetryCollector:
         interrupted: bool,
     ) -> None:
         try:
-            with self._lock:
-                labels = list(self._label_list)
+            # Labels are only ever appended, so the indices this buffer holds stay valid
+            # while other threads add more; no copy is needed.
+            labels = self._label_list
             sessions, targets = session_batches(
                 buffer, labels, end_ts=end_ts, success=success, error=error, interrupted=interrupted
             )

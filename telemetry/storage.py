@@ -213,11 +213,24 @@ class TelemetryStorage:
                 )
         return good
 
+    def damaged(self, dataset: Dataset, files: Iterable[StoredFile]) -> set[Path]:
+        """The files whose data cannot be read in full (a slower check than
+        :meth:`readable`, for when a query over them failed); warns about each."""
+        found = set()
+        for stored in files:
+            problem = _problem(stored.path, dataset, full=True)
+            if problem is not None and problem != "vanished":
+                warnings.warn(
+                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=2
+                )
+                found.add(stored.path)
+        return found
+
     def verify(self) -> Iterator[tuple[Path, str]]:
         """Every data file that cannot be read, with the reason."""
         for dataset in DATASETS:
             for stored in self.files(dataset):
-                problem = _problem(stored.path, dataset)
+                problem = _problem(stored.path, dataset, full=True)
                 if problem not in (None, "vanished"):
                     yield stored.path, problem
 
@@ -344,18 +357,24 @@ def _rows(stored: StoredFile) -> int:
         return 0
 
 
-def _problem(path: Path, dataset: Dataset) -> str | None:
-    """Why ``path`` cannot be read as a file of ``dataset``, or None when it can."""
+def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
+    """Why ``path`` cannot be read as a file of ``dataset``, or None when it can.
+
+    By default only the footer and schema are read; ``full`` reads and validates the data.
+    """
     try:
         with pa.memory_map(str(path)) as source:
             reader = ipc.open_file(source)
             schema = reader.schema
+            if full:
+                reader.read_all().validate(full=True)
     except FileNotFoundError:
         return "vanished"
     except OSError as error:
         return f"unreadable ({error.strerror or error})"
     except pa.ArrowException as error:
-        return f"not a complete Arrow IPC file ({str(error).splitlines()[0]})"
+        what = "damaged data" if full else "not a complete Arrow IPC file"
+        return f"{what} ({str(error).splitlines()[0]})"
     try:
         check_schema(schema, dataset)
     except ValueError as error:

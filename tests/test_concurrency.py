@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -56,3 +60,56 @@ def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
     built_per_target = {b.target: b.runs for b in report.bottlenecks}
     assert built_per_target == {f"//p{t}:t": PROCESSES * BUILDS for t in range(TARGETS) if t % 3}
     assert seen == sorted(seen)  # the count never went down
+
+
+def test_concurrent_cli_ingests_lose_nothing(tmp_path: Path) -> None:
+    builder = str(Path(sys.executable).with_name("builder"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
+    env |= {
+        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
+        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
+    }
+    files = []
+    for writer in range(4):
+        lines = []
+        for build in range(40):
+            session, start = f"i{writer}-{build}", T0 + (writer * 40 + build) * 86_400_000 // 8
+            lines += [
+                json.dumps({"event": "build_started", "session": session, "ts": start}),
+                json.dumps(
+                    {
+                        "event": "target_finished",
+                        "session": session,
+                        "ts": start + 9,
+                        "target": "//t",
+                        "status": "built",
+                        "duration_ms": 9,
+                    }
+                ),
+                json.dumps(
+                    {
+                        "event": "build_finished",
+                        "session": session,
+                        "ts": start + 10,
+                        "success": True,
+                    }
+                ),
+            ]
+        path = tmp_path / f"events-{writer}.jsonl"
+        path.write_text("\n".join(lines))
+        files.append(path)
+    running = [
+        subprocess.Popen(
+            [builder, "telemetry", "ingest", str(f)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for f in files
+    ]
+    outputs = [p.communicate(timeout=120) for p in running]
+    assert [p.returncode for p in running] == [0, 0, 0, 0], outputs
+    assert all(out == b"Stored 40 builds from 120 events.\n" for out, _ in outputs)
+    sessions = TelemetryAnalyzer(TelemetryStorage(tmp_path / "t")).sessions()
+    assert sessions.height == 160 and sessions["session_id"].n_unique() == 160
+    assert sessions["executed_ms"].to_list() == [9] * 160

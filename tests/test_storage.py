@@ -250,3 +250,30 @@ def test_a_failed_write_leaves_no_file_and_names_the_path(tmp_path: Path) -> Non
         ingest_jsonl(storage, small_history())
     assert storage.is_empty()
     assert [p.name for p in tmp_path.rglob("*")] == ["targets"]
+
+
+def test_damaged_data_behind_a_sound_footer_is_found_and_skipped(
+    small_store: TelemetryStorage,
+) -> None:
+    later = [
+        line.replace('"a"', '"a2"').replace("17615750", "17616614") for line in small_history()[:8]
+    ]  # the same build one day later, in its own files
+    ingest_jsonl(small_store, later)
+    [damaged] = list((small_store.dir / "targets" / "date=2025-10-27").glob("*.arrow"))
+    data = bytearray(damaged.read_bytes())
+    for i in range(200, len(data) // 2, 7):  # the footer at the end stays intact
+        data[i] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = TelemetryAnalyzer(small_store).summary()
+    assert report.total_builds == 4  # sessions are intact; only that day's targets are lost
+    assert [(b.target, b.runs) for b in report.bottlenecks] == [
+        ("//app:compile", 1),
+        ("//app:test", 1),
+        ("//app:link", 1),
+    ]
+    messages = [str(w.message) for w in caught if w.category is CorruptFileWarning]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"skipping {damaged}: damaged data (")
+    assert [path for path, _ in small_store.verify()] == [damaged]
