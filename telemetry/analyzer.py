@@ -301,8 +301,8 @@ class TelemetryAnalyzer:
             if not readable:
                 return None
             try:
-                return query(scan(readable)).collect()
-            except (Exception, pl.exceptions.PanicException):
+                return query(scan(readable, with_day=dataset == "sessions")).collect()
+            except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
                 if not all(f.path.exists() for f in readable):
                     continue  # removed by retention since we listed it: list again
                 found = self.storage.damaged(dataset, readable)
@@ -312,16 +312,32 @@ class TelemetryAnalyzer:
         raise StorageError(f"the {dataset} files kept changing while they were read; try again")
 
 
-def scan(files: list[StoredFile]) -> pl.LazyFrame:
-    """A lazy frame over stored files, with the partition day as a ``date`` column."""
-    return pl.scan_ipc([f.path for f in files], hive_partitioning=True)
+def scan(files: list[StoredFile], *, with_day: bool = False) -> pl.LazyFrame:
+    """A lazy frame over stored files; ``with_day`` adds the partition day as ``date``.
+
+    Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
+    ``[x]`` or ``date=...`` reads like any other.
+    """
+    paths = [str(f.path) for f in files]
+    if not with_day:
+        return pl.scan_ipc(paths, glob=False, hive_partitioning=False)
+    day_of = pl.DataFrame(
+        {"_file": paths, "date": [f.day for f in files]},
+        schema={"_file": pl.String, "date": pl.Date},
+    ).lazy()
+    return (
+        pl.scan_ipc(paths, glob=False, hive_partitioning=False, include_file_paths="_file")
+        .join(day_of, on="_file", how="left")
+        .drop("_file")
+    )
 
 
 def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
     """Add cache_hit_rate, parallelism_utilization and targets_per_second (SPEC §3)."""
     attempted = pl.col("built") + pl.col("cached") + pl.col("failed")
-    workers = pl.coalesce(pl.col("parallelism"), pl.col("peak_concurrency")).cast(pl.Int64)
-    capacity = pl.col("duration_ms") * workers
+    workers = pl.coalesce(pl.col("parallelism"), pl.col("peak_concurrency"))
+    # In floating point: milliseconds times workers can pass the range of an int64.
+    capacity = pl.col("duration_ms").cast(pl.Float64) * workers.cast(pl.Float64)
     return sessions.with_columns(
         cache_hit_rate=pl.when(attempted > 0)
         .then(100.0 * pl.col("cached") / attempted)

@@ -13,14 +13,14 @@ import threading
 import warnings
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.errors import TelemetryError, TelemetryWarning
+from telemetry.errors import EventError, TelemetryError, TelemetryWarning
 from telemetry.events import (
     STATUSES,
     BuildFinished,
@@ -29,6 +29,9 @@ from telemetry.events import (
     Status,
     TargetFinished,
     TargetStarted,
+    parse_duration,
+    parse_labels,
+    parse_timestamp,
 )
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 
@@ -36,6 +39,7 @@ _STATUS_CODE: dict[str, int] = {status: code for code, status in enumerate(STATU
 _BUILT, _CACHED, _FAILED, _SKIPPED = (_STATUS_CODE[s] for s in STATUSES)
 _STATUS_DICTIONARY = pa.array(STATUSES, pa.string())
 _NO_WORKER = -1
+_MAX_MS = 253_402_300_800_000  # year 10000, as the event protocol allows
 
 
 class SessionSink(Protocol):
@@ -163,47 +167,81 @@ class TelemetryCollector:
         except Exception as error:  # the build must never see our failure
             self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
 
-    def handle_all(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.handle(event)
-
     def build_started(
         self,
         session: str,
         *,
-        ts: int,
+        ts: int | float | str,
         parallelism: int | None = None,
         tool: str | None = None,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, object] | None = None,
         host: str | None = None,
         commit: str | None = None,
         branch: str | None = None,
     ) -> None:
-        self.handle(
-            BuildStarted(session, ts, parallelism, tool, dict(labels or {}), host, commit, branch)
-        )
+        """A build began; ``ts`` in epoch milliseconds (int or float) or RFC 3339 text."""
+        try:
+            event = BuildStarted(
+                _text(session),
+                _ms(ts),
+                parallelism,
+                tool,
+                parse_labels(labels),
+                host,
+                commit,
+                branch,
+            )
+        except (TelemetryError, TypeError) as error:
+            self._warn_once(f"telemetry ignored build_started of {session!r}: {error}")
+            return
+        self.handle(event)
 
     def target_started(
-        self, session: str, target: str, *, ts: int, worker: int | None = None
+        self, session: str, target: str, *, ts: int | float | str, worker: int | None = None
     ) -> None:
-        self.handle(TargetStarted(session, ts, target, worker))
+        """A target began running (on ``worker``, if the build tool numbers them)."""
+        try:
+            event = TargetStarted(_text(session), _ms(ts), _text(target), worker)
+        except (TelemetryError, TypeError) as error:
+            self._warn_once(f"telemetry ignored target_started of {target!r}: {error}")
+            return
+        self.handle(event)
 
     def target_finished(
         self,
         session: str,
         target: str,
         *,
-        ts: int,
+        ts: int | float | str,
         status: Status,
-        duration_ms: int | None = None,
+        duration_ms: int | float | None = None,
         error: str | None = None,
     ) -> None:
-        self.handle(TargetFinished(session, ts, target, status, duration_ms, error))
+        """A target finished: ``built``, ``cached``, ``failed`` or ``skipped``."""
+        try:
+            if status not in _STATUS_CODE:
+                raise EventError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+            duration = (
+                duration_ms
+                if type(duration_ms) is int and duration_ms >= 0
+                else parse_duration(duration_ms)
+            )
+            event = TargetFinished(_text(session), _ms(ts), _text(target), status, duration, error)
+        except (TelemetryError, TypeError) as failure:
+            self._warn_once(f"telemetry ignored target_finished of {target!r}: {failure}")
+            return
+        self.handle(event)
 
     def build_finished(
-        self, session: str, *, ts: int, success: bool, error: str | None = None
+        self, session: str, *, ts: int | float | str, success: bool, error: str | None = None
     ) -> None:
-        self.handle(BuildFinished(session, ts, success, error))
+        """The build ended; its session and targets are written now."""
+        try:
+            event = BuildFinished(_text(session), _ms(ts), bool(success), error)
+        except (TelemetryError, TypeError) as failure:
+            self._warn_once(f"telemetry ignored build_finished of {session!r}: {failure}")
+            return
+        self.handle(event)
 
     @property
     def open_sessions(self) -> list[str]:
@@ -339,33 +377,26 @@ def session_batches(
     end_ts = max(end_ts, start_ts)
     counts = buffer.counts
     info = buffer.info
-    if error is None and not success:
-        error = _failure_text(buffer, labels)
 
     starts = _int_array(pa.int64(), buffer.starts)
     ends = _int_array(pa.int64(), buffer.ends)
     statuses = _int_array(pa.int8(), buffer.statuses)
+    if error is None and not success:
+        error = _failure_text(buffer, labels, statuses)
     workers_raw = _int_array(pa.int32(), buffer.workers)
     workers = pc.if_else(
         pc.equal(workers_raw, _NO_WORKER), pa.scalar(None, pa.int32()), workers_raw
     )
-    used = sorted(set(buffer.target_ids))
     # Each file carries only the labels its rows use, so files stay small and self-contained.
-    remap = array("i", [0]) * (max(used) + 1 if used else 0)
-    for new, old in enumerate(used):
-        remap[old] = new
-    indices = array("i", (remap[i] for i in buffer.target_ids))
+    encoded = _int_array(pa.int32(), buffer.target_ids).dictionary_encode()
     target_col = pa.DictionaryArray.from_arrays(
-        _int_array(pa.int32(), indices), pa.array([labels[i] for i in used], pa.string())
+        encoded.indices, pa.array([labels[i] for i in encoded.dictionary.to_pylist()], pa.string())
     )
     status_col = pa.DictionaryArray.from_arrays(statuses, _STATUS_DICTIONARY)
-    error_col = pa.array(
-        [buffer.errors.get(i) for i in range(rows)] if buffer.errors else [None] * rows,
-        pa.string(),
-    )
+    error_col = _sparse_text(buffer.errors, rows)
     targets = pa.RecordBatch.from_arrays(
         [
-            pa.array([buffer.session] * rows, pa.string()),
+            pa.repeat(pa.scalar(buffer.session, pa.string()), rows),
             target_col,
             status_col,
             starts.cast(pa.timestamp("ms", tz="UTC")),
@@ -432,16 +463,38 @@ def peak_concurrency(starts: pa.Array, ends: pa.Array) -> int:
     return int(pc.max(running).as_py())
 
 
+def _ms(value: int | float | str) -> int:
+    """Milliseconds from what a Python caller passes; plain ints in range pass straight."""
+    if type(value) is int and 0 <= value < _MAX_MS:
+        return value
+    return parse_timestamp(value)
+
+
+def _text(value: str) -> str:
+    if type(value) is not str or not value:
+        raise EventError(f"a session id or target must be a non-empty string, got {value!r}")
+    return value
+
+
 def _int_array(kind: pa.DataType, values: array[int]) -> pa.Array:
     """A zero-copy Arrow view of a Python ``array`` of fixed-width integers."""
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
-def _failure_text(buffer: _Buffer, labels: list[str]) -> str | None:
-    failed = [
-        labels[buffer.target_ids[i]] for i, code in enumerate(buffer.statuses) if code == _FAILED
-    ]
-    if not failed:
+def _sparse_text(values: dict[int, str], rows: int) -> pa.Array:
+    """A string column that is null but at the few rows ``values`` names."""
+    if not values:
+        return pa.nulls(rows, pa.string())
+    positions = array("i", [0]) * rows
+    for row, slot in zip(values, range(1, len(values) + 1), strict=True):
+        positions[row] = slot
+    return pa.array([None, *values.values()], pa.string()).take(_int_array(pa.int32(), positions))
+
+
+def _failure_text(buffer: _Buffer, labels: list[str], statuses: pa.Array) -> str | None:
+    failed = pc.indices_nonzero(pc.equal(statuses, _FAILED))
+    if len(failed) == 0:
         return None
+    first = labels[buffer.target_ids[failed[0].as_py()]]
     more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-    return f"target {failed[0]} failed{more}"
+    return f"target {first} failed{more}"

@@ -18,6 +18,9 @@ DEFAULT_DIR = Path(".builder-cache") / "telemetry"
 DEFAULT_MAX_SESSIONS = 1000
 DEFAULT_RETENTION_DAYS = 90
 DEFAULT_REGRESSION_THRESHOLD = 1.5
+# Bounds that keep date arithmetic in range (100,000 days is over 270 years).
+MAX_SESSIONS_LIMIT = 1_000_000_000
+RETENTION_DAYS_LIMIT = 100_000
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -45,10 +48,13 @@ class TelemetryConfig:
             enabled=_parse_bool(env, "BUILDER_TELEMETRY_ENABLED", default=True),
             dir=_parse_dir(env, "BUILDER_TELEMETRY_DIR"),
             max_sessions=_parse_positive_int(
-                env, "BUILDER_TELEMETRY_MAX_SESSIONS", DEFAULT_MAX_SESSIONS
+                env, "BUILDER_TELEMETRY_MAX_SESSIONS", DEFAULT_MAX_SESSIONS, MAX_SESSIONS_LIMIT
             ),
             retention_days=_parse_positive_int(
-                env, "BUILDER_TELEMETRY_RETENTION_DAYS", DEFAULT_RETENTION_DAYS
+                env,
+                "BUILDER_TELEMETRY_RETENTION_DAYS",
+                DEFAULT_RETENTION_DAYS,
+                RETENTION_DAYS_LIMIT,
             ),
             regression_threshold=parse_threshold(
                 env.get("BUILDER_TELEMETRY_REGRESSION_THRESHOLD"),
@@ -81,28 +87,28 @@ def _parse_bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
 
 def _parse_dir(env: Mapping[str, str], name: str) -> Path:
     value = env.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return DEFAULT_DIR
     if "\0" in value:
         raise ConfigError(f"{name} must be a directory path, got {value!r}")
     return Path(value)
 
 
-def _parse_positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _parse_positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
     value = _raw(env, name)
     if value is None:
         return default
-    return parse_positive_int(value, source=name)
+    return parse_positive_int(value, source=name, maximum=maximum)
 
 
-def parse_positive_int(value: str, *, source: str) -> int:
-    """Parse a whole number ≥ 1, naming ``source`` in the error."""
+def parse_positive_int(value: str, *, source: str, maximum: int) -> int:
+    """Parse a whole number from 1 to ``maximum``, naming ``source`` in the error."""
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"{source} must be a whole number of at least 1, got {value!r}") from None
-    if number < 1:
-        raise ConfigError(f"{source} must be a whole number of at least 1, got {value!r}")
+        number = 0
+    if not 1 <= number <= maximum:
+        raise ConfigError(f"{source} must be a whole number from 1 to {maximum}, got {value!r}")
     return number
 
 

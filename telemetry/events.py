@@ -73,7 +73,9 @@ def parse_timestamp(value: object, *, name: str = "ts") -> int:
     """
     if isinstance(value, bool):
         raise EventError(f"{name} must be epoch milliseconds or an RFC 3339 string, got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        ms = value  # checked against the range below; never converted to a float
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise EventError(f"{name} must be a finite number of milliseconds, got {value!r}")
         ms = round(value)
@@ -94,7 +96,8 @@ def parse_timestamp(value: object, *, name: str = "ts") -> int:
         )
     if not 0 <= ms < _MAX_TS_MS:
         raise EventError(
-            f"{name} must lie between 1970 and year 9999 in epoch milliseconds, got {value!r}"
+            f"{name} must lie between 1970 and year 9999 in epoch milliseconds, "
+            f"got {_short(value)!r}"
         )
     return ms
 
@@ -117,7 +120,7 @@ def parse_event(obj: object) -> Event:
             ts=ts,
             parallelism=_count(obj, "parallelism", minimum=1),
             tool=_text(obj, "tool"),
-            labels=_labels(obj.get("labels")),
+            labels=parse_labels(obj.get("labels")),
             host=_text(obj, "host"),
             commit=_text(obj, "commit"),
             branch=_text(obj, "branch"),
@@ -139,7 +142,7 @@ def parse_event(obj: object) -> Event:
             ts=ts,
             target=target,
             status=status,
-            duration_ms=_duration(obj.get("duration_ms")),
+            duration_ms=parse_duration(obj.get("duration_ms")),
             error=_text(obj, "error"),
         )
     if kind == "build_finished":
@@ -165,8 +168,20 @@ def _text(obj: Mapping[str, Any], name: str, *, required: bool = False) -> str |
         return None
     if not isinstance(value, str) or (required and value == ""):
         raise EventError(f"{name} must be a non-empty string, got {_short(value)!r}")
+    return _checked(value, name)
+
+
+def _checked(value: str, name: str) -> str:
+    """Refuse text that cannot be stored: too long, or not encodable as UTF-8."""
     if len(value) > _MAX_TEXT:
         raise EventError(f"{name} is {len(value)} characters long; at most {_MAX_TEXT} are kept")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError(
+            f"{name} holds an unpaired surrogate (\\ud800-\\udfff escape), which is not text: "
+            f"{_short(value)!r}"
+        ) from None
     return value
 
 
@@ -179,31 +194,39 @@ def _count(obj: Mapping[str, Any], name: str, *, minimum: int) -> int | None:
     return value
 
 
-def _duration(value: object) -> int | None:
+def parse_duration(value: object) -> int | None:
+    """A ``duration_ms`` value as whole milliseconds (None stays None)."""
     if value is None:
         return None
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        or (isinstance(value, float) and not math.isfinite(value))
         or not 0 <= value < _MAX_TS_MS
     ):
-        raise EventError(f"duration_ms must be a number of milliseconds ≥ 0, got {_short(value)!r}")
+        raise EventError(
+            f"duration_ms must be a number of milliseconds from 0 up to about 317 years, "
+            f"got {_short(value)!r}"
+        )
     return round(value)
 
 
-def _labels(value: object) -> dict[str, str]:
+def parse_labels(value: object) -> dict[str, str]:
+    """Labels as a ``str → str`` dict; numbers and booleans become their text."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise EventError(f"labels must be an object of strings, got {_short(value)!r}")
     labels: dict[str, str] = {}
     for key, item in value.items():
+        if not isinstance(key, str):
+            raise EventError(f"label names must be strings, got {_short(key)!r}")
+        _checked(key, "a label name")
         if isinstance(item, str):
-            labels[key] = item
+            labels[key] = _checked(item, f"label {key!r}")
         elif isinstance(item, bool):
             labels[key] = "true" if item else "false"
-        elif isinstance(item, int | float):
+        elif isinstance(item, int) or (isinstance(item, float) and math.isfinite(item)):
             labels[key] = str(item)
         else:
             raise EventError(f"label {key!r} must be a string, got {_short(item)!r}")
@@ -212,7 +235,10 @@ def _labels(value: object) -> dict[str, str]:
 
 def _short(value: object) -> object:
     """Keep error messages one readable line even when the bad value is huge."""
-    text = value if isinstance(value, str) else repr(value)
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        return "<a number too long to show>"
     if len(text) > 60:
         return text[:57] + "..."
     return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any, Final, Literal, TypeAlias
@@ -77,6 +78,9 @@ _COLUMNS: Final = {
     "labels": "labels",
 }
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 
 
@@ -91,6 +95,17 @@ def format_time(moment: datetime) -> str:
 def format_duration(ms: float) -> str:
     """Seconds with one decimal from 100 ms up (``2.3s``), whole milliseconds below (``45ms``)."""
     return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms:.0f}ms"
+
+
+def printable(text: str) -> str:
+    """Text with control characters escaped (``\\n``, ``\\x1b``), so a label can neither add
+    lines to a report (and fool a ``grep``) nor send escape sequences to a terminal."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
 
 
 def _paint(text: str, code: str, color: bool) -> str:
@@ -126,7 +141,7 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
     ]
     if report.bottlenecks:
         lines += [
-            f"  {rank}. {b.target} (avg: {format_duration(b.mean_ms)})"
+            f"  {rank}. {printable(b.target)} (avg: {format_duration(b.mean_ms)})"
             for rank, b in enumerate(report.bottlenecks, start=1)
         ]
     else:
@@ -190,10 +205,10 @@ def render_recent(builds: Sequence[BuildReport], *, color: bool = False) -> str:
         ]
         if not build.succeeded:
             error = "interrupted" if build.interrupted else (build.error or "build failed")
-            lines.append(f"   Error: {_one_line(error)}")
+            lines.append(f"   Error: {printable(_one_line(error))}")
         if build.bottlenecks:
             lines.append("   Top bottlenecks:")
-            lines += [f"     • {b.target}: {b.mean_ms:.0f}ms" for b in build.bottlenecks]
+            lines += [f"     • {printable(b.target)}: {b.mean_ms:.0f}ms" for b in build.bottlenecks]
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +305,8 @@ def _csv_value(key: str, value: object) -> str:
         return f"{value:.2f}"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # shown as text, never evaluated
     return str(value)
 
 

@@ -88,7 +88,14 @@ def check_schema(schema: pa.Schema, dataset: Dataset) -> None:
             f"written with schema version {version}, newer than this version's "
             f"{SCHEMA_VERSION}; upgrade builder-telemetry to read it"
         )
-    names = set(schema.names)
-    missing = [f.name for f in SCHEMAS[dataset] if f.name not in names]
+    expected = SCHEMAS[dataset]
+    missing = [f.name for f in expected if f.name not in schema.names]
     if missing:
         raise ValueError(f"columns {', '.join(missing)} are missing")
+    extra = [name for name in schema.names if name not in expected.names]
+    if extra:
+        raise ValueError(f"it has columns this version does not know: {', '.join(extra)}")
+    for field in expected:
+        found = schema.field(field.name).type
+        if not found.equals(field.type):
+            raise ValueError(f"column {field.name} is {found}, expected {field.type}")

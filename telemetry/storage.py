@@ -33,12 +33,20 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from telemetry.errors import CorruptFileWarning, StorageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; ingests there should not overlap
+    fcntl = None  # type: ignore[assignment]
 from telemetry.schema import DATASETS, SCHEMAS, Dataset, check_schema
 
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_ROWS = re.compile(r"-n(\d+)\.arrow$")
+# Only names this writer makes are trusted for their row count; any other file is counted
+# by opening it, so a stray file's name cannot make retention delete real history.
+_ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}-n(\d+)\.arrow$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
+_LOCK = ".lock"
 # A temporary file older than this was left by a writer that died; retention removes it.
 _STALE_TMP_SECONDS = 3600
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
@@ -119,8 +127,13 @@ class TelemetryStorage:
         for day, day_sessions, day_targets in groups:
             stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
             # Targets first: the sessions file, renamed last, is what makes the build visible.
-            self._write_file("targets", day, stem, day_targets)
-            self._write_file("sessions", day, stem, day_sessions)
+            targets_file = self._write_file("targets", day, stem, day_targets)
+            try:
+                self._write_file("sessions", day, stem, day_sessions)
+            except StorageError:
+                with contextlib.suppress(OSError):
+                    targets_file.unlink()
+                raise
         return days
 
     def _write_file(self, dataset: Dataset, day: date, stem: str, table: pa.Table) -> Path:
@@ -145,6 +158,27 @@ class TelemetryStorage:
             ) from error
         return final
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (for check-then-write sequences such as ingest's
+        deduplication); plain writes and reads never need it."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StorageError(
+                f"{self.dir} is not a directory; point BUILDER_TELEMETRY_DIR (or --dir) at one"
+            )
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            handle = (self.dir / _LOCK).open("a")
+        except OSError as error:
+            raise StorageError(
+                f"could not use {self.dir}: {error.strerror or error}; check "
+                f"BUILDER_TELEMETRY_DIR and that the directory is writable"
+            ) from error
+        with handle:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield
+
     # -- reading ------------------------------------------------------------------------------
 
     def days(self, dataset: Dataset = "sessions") -> list[date]:
@@ -155,7 +189,10 @@ class TelemetryStorage:
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise StorageError(f"could not list {folder}: {error.strerror or error}") from error
+            raise StorageError(
+                f"could not list {folder}: {error.strerror or error}; check "
+                f"BUILDER_TELEMETRY_DIR (or --dir)"
+            ) from error
         found = []
         for entry in entries:
             match = _PARTITION.match(entry.name)
@@ -195,36 +232,33 @@ class TelemetryStorage:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.name.endswith(".arrow"):
                     continue
-                match = _ROWS.search(entry.name)
+                match = _ROWS.match(entry.name)
                 rows = int(match.group(1)) if match else None
                 found.append(StoredFile(Path(entry.path), day, rows))
         return found
 
     def readable(self, dataset: Dataset, files: Iterable[StoredFile]) -> list[StoredFile]:
         """The files whose footer and schema this version can read; warns about the rest."""
-        good = []
-        for stored in files:
-            problem = _problem(stored.path, dataset)
-            if problem is None:
-                good.append(stored)
-            elif problem != "vanished":
-                warnings.warn(
-                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=2
-                )
-        return good
+        bad = self._check(dataset, files := list(files), full=False)
+        return [f for f in files if f.path not in bad]
 
     def damaged(self, dataset: Dataset, files: Iterable[StoredFile]) -> set[Path]:
         """The files whose data cannot be read in full (a slower check than
         :meth:`readable`, for when a query over them failed); warns about each."""
-        found = set()
+        return self._check(dataset, files, full=True)
+
+    def _check(self, dataset: Dataset, files: Iterable[StoredFile], *, full: bool) -> set[Path]:
+        bad = set()
         for stored in files:
-            problem = _problem(stored.path, dataset, full=True)
-            if problem is not None and problem != "vanished":
+            problem = _problem(stored.path, dataset, full=full)
+            if problem is None:
+                continue
+            bad.add(stored.path)
+            if problem != "vanished":
                 warnings.warn(
-                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=2
+                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=3
                 )
-                found.add(stored.path)
-        return found
+        return bad
 
     def verify(self) -> Iterator[tuple[Path, str]]:
         """Every data file that cannot be read, with the reason."""
@@ -265,6 +299,7 @@ class TelemetryStorage:
         for stored in self.files("sessions"):
             day_rows[stored.day] = day_rows.get(stored.day, 0) + _rows(stored)
         days = sorted(day_rows)
+        cutoff = None
         if self.retention_days is not None:
             cutoff = self._clock().date() - timedelta(days=self.retention_days)
             while days and days[0] < cutoff:
@@ -280,13 +315,12 @@ class TelemetryStorage:
                 total -= day_rows[day]
         for day in removed:
             self.remove_day(day)
-        # Targets partitions whose sessions are gone (a crash between the two renames of
-        # a removal) and temporary files of writers that died go too.
-        kept = set(self.days("sessions"))
-        cutoff_day = days[0] if days else None
-        for day in self.days("targets"):
-            if day not in kept and (cutoff_day is None or day < cutoff_day):
-                self._remove_partition("targets", day)
+        # Targets partitions past the cutoff whose sessions are gone (a crash between the two
+        # renames of a removal) go too. Newer ones may belong to a write in progress.
+        if cutoff is not None:
+            for day in self.days("targets"):
+                if day < cutoff:
+                    self._remove_partition("targets", day)
         self._remove_stale_temporaries()
         return RetentionResult(tuple(removed), removed_sessions)
 
@@ -310,16 +344,11 @@ class TelemetryStorage:
     def _remove_stale_temporaries(self) -> None:
         now = time.time()
         for dataset in DATASETS:
-            folder = self.dir / dataset
-            if not folder.is_dir():
-                continue
-            for entry in os.scandir(folder):
+            for entry in _entries(self.dir / dataset):
                 if entry.name.startswith(_TRASH_PREFIX):
                     shutil.rmtree(entry.path, ignore_errors=True)
                     continue
-                if not entry.is_dir():
-                    continue
-                for inner in os.scandir(entry.path):
+                for inner in _entries(entry.path):
                     if inner.name.startswith(_TMP_PREFIX):
                         with contextlib.suppress(OSError):
                             if now - inner.stat().st_mtime > _STALE_TMP_SECONDS:
@@ -380,6 +409,15 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
     except ValueError as error:
         return str(error)
     return None
+
+
+def _entries(folder: str | Path) -> list[os.DirEntry[str]]:
+    """A folder's entries; none when it is gone or not a folder (another process may be
+    removing it right now)."""
+    try:
+        return list(os.scandir(folder))
+    except OSError:
+        return []
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -10,6 +10,8 @@ from telemetry.errors import ConfigError
 
 _RELATIVE = re.compile(r"^(\d+)\s*(m|min|h|d|w)$")
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,21 +54,31 @@ def _parse(text: str | None, option: str, now: datetime, *, end_of_day: bool) ->
     if text is None or text.strip() == "":
         return None
     value = text.strip()
-    relative = _RELATIVE.match(value.lower())
-    if relative:
-        amount, unit = relative.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            start = datetime.combine(day, time(), tzinfo=UTC)
-            return start + timedelta(days=1) if end_of_day else start
-        moment = datetime.fromisoformat(value)
+        moment = _moment(value, now, end_of_day=end_of_day)
     except ValueError:
         raise ConfigError(
             f"{option} must be a date (2025-10-27), a UTC time (2025-10-27T14:23:15) "
             f"or an age (7d, 12h, 2w), got {value!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not _EARLIEST <= moment <= _LATEST:
+        raise ConfigError(f"{option} must lie between 1970 and the year 9999, got {value!r}")
+    return moment
+
+
+def _moment(value: str, now: datetime, *, end_of_day: bool) -> datetime:
+    relative = _RELATIVE.match(value.lower())
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        day = date.fromisoformat(value)  # 2025-10-27 or 20251027: a whole UTC day
+    except ValueError:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start + timedelta(days=1) if end_of_day else start

@@ -45,10 +45,10 @@ def test_disabled_spellings(value: str) -> None:
         (
             "BUILDER_TELEMETRY_MAX_SESSIONS",
             "abc",
-            "BUILDER_TELEMETRY_MAX_SESSIONS must be a whole number of at least 1, got 'abc'",
+            "BUILDER_TELEMETRY_MAX_SESSIONS must be a whole number from 1 to 1000000000, got 'abc'",
         ),
-        ("BUILDER_TELEMETRY_MAX_SESSIONS", "0", "at least 1, got '0'"),
-        ("BUILDER_TELEMETRY_RETENTION_DAYS", "1.5", "at least 1, got '1.5'"),
+        ("BUILDER_TELEMETRY_MAX_SESSIONS", "0", "from 1 to 1000000000, got '0'"),
+        ("BUILDER_TELEMETRY_RETENTION_DAYS", "1.5", "from 1 to 100000, got '1.5'"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "fast", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "0.5", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "nan", "greater than 1"),

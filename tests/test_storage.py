@@ -26,7 +26,8 @@ DAY = 86_400_000
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """Every file but the store's (empty) lock file."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".lock")
 
 
 def test_layout_is_hive_partitioned_arrow_ipc_files(small_store: TelemetryStorage) -> None:
@@ -239,17 +240,21 @@ def test_a_store_that_is_a_file_is_a_storage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     storage = TelemetryStorage(blocker)
-    with pytest.raises(StorageError, match="Not a directory"):
+    with pytest.raises(StorageError, match=f"^{blocker} is not a directory; point"):
         ingest_jsonl(storage, small_history())
 
 
-def test_a_failed_write_leaves_no_file_and_names_the_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("blocked", ["targets", "sessions"])
+def test_a_failed_write_leaves_no_file_and_names_the_path(tmp_path: Path, blocked: str) -> None:
     storage = TelemetryStorage(tmp_path)
-    (tmp_path / "targets").write_text("in the way")
-    with pytest.raises(StorageError, match=r"could not write .*targets.*disk is not full"):
+    in_the_way = tmp_path / blocked / "date=2025-10-27"
+    in_the_way.parent.mkdir()
+    in_the_way.write_text("a file where the day's folder should be")
+    with pytest.raises(StorageError, match=rf"could not write .*{blocked}.*disk is not full"):
         ingest_jsonl(storage, small_history())
     assert storage.is_empty()
-    assert [p.name for p in tmp_path.rglob("*")] == ["targets"]
+    # When the sessions file fails, the targets file already written is taken back.
+    assert list(tmp_path.rglob("*.arrow")) == []
 
 
 def test_damaged_data_behind_a_sound_footer_is_found_and_skipped(

@@ -10,15 +10,20 @@ import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import TelemetryError
+
+if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.storage import TelemetryStorage
 
 app = typer.Typer(
     name="builder",
@@ -38,6 +43,9 @@ telemetry_app = typer.Typer(
 app.add_typer(telemetry_app, name="telemetry")
 
 
+_MAX_COUNT = 1_000_000
+
+
 class ReportFormat(StrEnum):
     text = "text"
     json = "json"
@@ -52,7 +60,11 @@ class ExportFormatOption(StrEnum):
 
 @dataclass(slots=True)
 class _State:
-    config: TelemetryConfig
+    dir: Path | None
+
+
+class _OutputClosed(Exception):
+    """The reader of our stdout went away (``| head``): stop quietly."""
 
 
 DirOption = Annotated[
@@ -103,21 +115,32 @@ def builder(
 @telemetry_app.callback()
 def telemetry(ctx: typer.Context, dir: DirOption = None) -> None:
     """Analyse stored builds (with no command: the summary)."""
-    config = TelemetryConfig.from_env()
-    if dir is not None:
-        config = replace(config, dir=dir)
-    ctx.obj = _State(config)
+    ctx.obj = _State(dir)
     if ctx.invoked_subcommand is None:
         ctx.invoke(summary, ctx)
 
 
-def _config(ctx: typer.Context) -> TelemetryConfig:
+def _config(ctx: typer.Context, *, threshold: str | None = None) -> TelemetryConfig:
+    """The configuration, flags beating the environment: a variable that a flag replaces
+    is not even read, so a bad value there does not stop a command that overrides it."""
     state = ctx.find_object(_State)
-    assert state is not None
-    return state.config
+    directory = state.dir if state else None
+    replaced = {
+        "BUILDER_TELEMETRY_DIR": directory,
+        "BUILDER_TELEMETRY_REGRESSION_THRESHOLD": threshold,
+    }
+    environ = {k: v for k, v in os.environ.items() if replaced.get(k) is None}
+    config = TelemetryConfig.from_env(environ)
+    if directory is not None:
+        config = replace(config, dir=directory)
+    if threshold is not None:
+        config = replace(
+            config, regression_threshold=parse_threshold(threshold, source="--threshold")
+        )
+    return config
 
 
-def _storage(config: TelemetryConfig) -> Any:
+def _storage(config: TelemetryConfig) -> TelemetryStorage:
     from telemetry.storage import TelemetryStorage
 
     return TelemetryStorage(
@@ -125,17 +148,30 @@ def _storage(config: TelemetryConfig) -> Any:
     )
 
 
-def _analyzer(
-    config: TelemetryConfig, since: str | None, until: str | None, threshold: float | None = None
-) -> Any:
+def _analyzer(config: TelemetryConfig, since: str | None, until: str | None) -> TelemetryAnalyzer:
     from telemetry.analyzer import TelemetryAnalyzer
     from telemetry.window import Window
 
     return TelemetryAnalyzer(
         _storage(config),
         window=Window.parse(since, until),
-        regression_threshold=threshold or config.regression_threshold,
+        regression_threshold=config.regression_threshold,
     )
+
+
+def _no_builds(analyzer: TelemetryAnalyzer) -> str:
+    """Why there is nothing to show: no data at all, none readable, or none in the window."""
+    from telemetry import exporter
+
+    if analyzer.storage.is_empty():
+        return exporter.NO_DATA
+    if analyzer.window.since is None and analyzer.window.until is None:
+        return f"No readable builds in {analyzer.storage.dir} (see the warnings above)."
+    return exporter.NO_DATA_IN_WINDOW
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _color() -> bool:
@@ -143,13 +179,32 @@ def _color() -> bool:
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    with _writing():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """Map failures to write stdout: a closed pipe ends quietly, anything else is an error."""
+    if sys.stdout is None:
+        raise TelemetryError("standard output is closed; redirect it to a file")
+    try:
+        yield
+    except BrokenPipeError:
+        raise _OutputClosed from None
+    except OSError as error:
+        raise TelemetryError(
+            f"cannot write to standard output: {error.strerror or error}"
+        ) from None
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 @telemetry_app.command()
@@ -157,7 +212,9 @@ def summary(
     ctx: typer.Context,
     since: SinceOption = None,
     until: UntilOption = None,
-    top: Annotated[int, typer.Option(min=1, metavar="N", help="How many bottlenecks to show.")] = 5,
+    top: Annotated[
+        int, typer.Option(min=1, max=_MAX_COUNT, metavar="N", help="How many bottlenecks to show.")
+    ] = 5,
     threshold: Annotated[
         str | None,
         typer.Option(
@@ -171,15 +228,14 @@ def summary(
     """Totals, averages, trends, bottlenecks and regressions of the stored builds."""
     from telemetry import exporter
 
-    config = _config(ctx)
-    ratio = parse_threshold(threshold, source="--threshold") if threshold is not None else None
-    analyzer = _analyzer(config, since, until, ratio)
+    analyzer = _analyzer(_config(ctx, threshold=threshold), since, until)
     report = analyzer.summary(top=top)
     if format is ReportFormat.json:
+        if report.total_builds == 0:
+            _err(_no_builds(analyzer))
         _out(exporter.summary_json(report))
     elif report.total_builds == 0:
-        empty = analyzer.storage.is_empty()
-        _out((exporter.NO_DATA if empty else exporter.NO_DATA_IN_WINDOW) + "\n")
+        _out(_no_builds(analyzer) + "\n")
     else:
         _out(exporter.render_summary(report, color=_color()))
 
@@ -188,7 +244,7 @@ def summary(
 def recent(
     ctx: typer.Context,
     count: Annotated[
-        int, typer.Argument(min=1, metavar="COUNT", help="How many builds to show.")
+        int, typer.Argument(min=1, max=_MAX_COUNT, metavar="COUNT", help="How many builds to show.")
     ] = 10,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -200,10 +256,11 @@ def recent(
     analyzer = _analyzer(_config(ctx), since, until)
     builds = analyzer.recent(count)
     if format is ReportFormat.json:
+        if not builds:
+            _err(_no_builds(analyzer))
         _out(exporter.recent_json(builds))
     elif not builds:
-        empty = analyzer.storage.is_empty()
-        _out((exporter.NO_DATA if empty else exporter.NO_DATA_IN_WINDOW) + "\n")
+        _out(_no_builds(analyzer) + "\n")
     else:
         _out(exporter.render_recent(builds, color=_color()))
 
@@ -232,11 +289,12 @@ def export(
             f"or redirect to a file"
         )
     sessions = analyzer.sessions()
-    if sessions.is_empty() and analyzer.storage.is_empty():
-        _err(exporter.NO_DATA)
+    if sessions.is_empty():
+        _err(_no_builds(analyzer))
     if output is None:
-        exporter.write_export(sessions, format.value, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        with _writing():
+            exporter.write_export(sessions, format.value, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
     else:
         with atomic_output(output) as handle:
             exporter.write_export(sessions, format.value, handle)
@@ -254,10 +312,11 @@ def clear(
         return
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
         count = storage.session_count()
-        if not typer.confirm(f"Remove all telemetry data in {storage.dir} ({count} builds)?"):
+        question = f"Remove all telemetry data in {storage.dir} ({_plural(count, 'build')})?"
+        if not typer.confirm(question):
             raise typer.Exit(1)
     removed = storage.clear()
-    _out(f"Removed {removed} builds from {storage.dir}.\n")
+    _out(f"Removed {_plural(removed, 'build')} from {storage.dir}.\n")
 
 
 @telemetry_app.command()
@@ -282,18 +341,20 @@ def ingest(
     if len(result.problems) > _MAX_PROBLEMS:
         _err(f"{name}: ... and {len(result.problems) - _MAX_PROBLEMS} more malformed lines")
     interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
-    noun = "build" if result.sessions == 1 else "builds"
-    _out(f"Stored {result.sessions} {noun}{interrupted} from {result.events} events.\n")
+    _out(
+        f"Stored {_plural(result.sessions, 'build')}{interrupted} from "
+        f"{_plural(result.events, 'event')}.\n"
+    )
     if result.duplicates:
-        _err(f"Skipped {result.duplicates} builds already stored.")
+        _err(f"Skipped {_plural(result.duplicates, 'build')} already stored.")
     if result.retention.removed_days:
         _err(
-            f"Retention removed {result.retention.removed_sessions} builds in "
-            f"{len(result.retention.removed_days)} day partitions (keeping "
+            f"Retention removed {_plural(result.retention.removed_sessions, 'build')} in "
+            f"{_plural(len(result.retention.removed_days), 'day partition')} (keeping "
             f"{storage.retention_days} days and at most {storage.max_sessions} builds)."
         )
     if result.problems:
-        _err(f"Skipped {len(result.problems)} malformed lines.")
+        _err(f"Skipped {_plural(len(result.problems), 'malformed line')}.")
         raise typer.Exit(1)
 
 
@@ -309,6 +370,17 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     _err(f"Warning: {message}")
+
+
+def _internal_error(error: BaseException) -> int:
+    if os.environ.get("BUILDER_DEBUG"):
+        raise error
+    message = " ".join(str(error).split())[:300]
+    _err(
+        f"Error: internal error ({type(error).__name__}: {message}); "
+        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
+    )
+    return 70
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -330,22 +402,21 @@ def main(argv: list[str] | None = None) -> NoReturn:
             _err(f"Error: {' '.join(error.format_message().split())}")
         code = error.exit_code
     except TelemetryError as error:
-        _err(f"Error: {error}")
+        _err(f"Error: {' '.join(str(error).split())}")
         code = 1
     except KeyboardInterrupt:
         code = 130
-    except BrokenPipeError:
-        # The reader (``| head``) has gone; that is not an error of ours.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+    except _OutputClosed:
+        # The reader (``| head``) has gone; that is not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain either.
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     except Exception as error:
-        if os.environ.get("BUILDER_DEBUG"):
+        code = _internal_error(error)
+    except BaseException as error:
+        # polars reports a Rust panic as a BaseException; it is still our bug, not a crash
+        if type(error).__name__ != "PanicException":
             raise
-        _err(
-            f"Error: internal error ({type(error).__name__}: {error}); "
-            f"set BUILDER_DEBUG=1 to see the traceback and please report it"
-        )
-        code = 70
+        code = _internal_error(error)
     sys.exit(code)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError, StorageError
@@ -50,7 +52,6 @@ class _ChunkSink:
 
     def __init__(self, storage: TelemetryStorage) -> None:
         self.storage = storage
-        self.stored_ids = storage.session_ids()
         self.sessions: list[pa.RecordBatch] = []
         self.targets: list[pa.RecordBatch] = []
         self.rows = 0
@@ -59,12 +60,6 @@ class _ChunkSink:
         self.duplicates = 0
 
     def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
-        session_id = sessions["session_id"][0].as_py()
-        if session_id in self.stored_ids:
-            self.duplicates += 1
-            return
-        self.stored_ids.add(session_id)
-        self.interrupted += bool(sessions["interrupted"][0].as_py())
         self.sessions.append(sessions)
         self.targets.append(targets)
         self.rows += targets.num_rows + 1
@@ -75,10 +70,33 @@ class _ChunkSink:
         if not self.sessions:
             return
         sessions = pa.Table.from_batches(self.sessions)
-        targets = pa.Table.from_batches(self.targets).unify_dictionaries()
-        self.storage.append(sessions, targets.combine_chunks())
-        self.written += sessions.num_rows
+        targets = pa.Table.from_batches(self.targets).unify_dictionaries().combine_chunks()
         self.sessions, self.targets, self.rows = [], [], 0
+        # Checking for stored ids and writing happen under one lock, so two ingests of the
+        # same events at once still store each build once.
+        with self.storage.lock():
+            stored = self.storage.session_ids()
+            if stored:
+                new = pc.invert(pc.is_in(sessions["session_id"], pa.array(list(stored))))
+                self.duplicates += sessions.num_rows - pc.sum(new).as_py()
+                sessions = sessions.filter(new)
+                targets = targets.filter(pc.is_in(targets["session_id"], sessions["session_id"]))
+            self.storage.append(sessions, targets)
+        self.written += sessions.num_rows
+        self.interrupted += pc.sum(sessions["interrupted"]).as_py() or 0
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unreadable(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "not valid JSON (nested too deeply)"
+    text = str(error)
+    if "digits" in text:
+        return "not valid JSON (a number has too many digits)"
+    return f"not valid JSON ({text.splitlines()[0] if text else type(error).__name__})"
 
 
 def ingest_jsonl(
@@ -89,7 +107,9 @@ def ingest_jsonl(
 ) -> IngestResult:
     """Store the builds described by JSON-lines events; returns what was stored and skipped.
 
-    >>> ingest_jsonl(TelemetryStorage("/tmp/t"), open("events.jsonl", "rb"))  # doctest: +SKIP
+    >>> storage = TelemetryStorage(".builder-cache/telemetry")
+    >>> ingest_jsonl(storage, open("events.jsonl", "rb")).sessions  # doctest: +SKIP
+    200
     """
     sink = _ChunkSink(storage)
     failures: list[str] = []
@@ -107,12 +127,15 @@ def ingest_jsonl(
         if not text.strip():
             continue
         try:
-            event = parse_event(json.loads(text))
+            event = parse_event(json.loads(text, parse_constant=_no_constant))
         except json.JSONDecodeError as error:
             problems.append(IngestProblem(number, f"not valid JSON ({error.msg})"))
             continue
-        except (EventError, RecursionError) as error:
+        except EventError as error:
             problems.append(IngestProblem(number, str(error)))
+            continue
+        except (ValueError, RecursionError) as error:  # a huge number, or nesting too deep
+            problems.append(IngestProblem(number, _unreadable(error)))
             continue
         if event.session in finished:
             problems.append(
@@ -152,17 +175,31 @@ def ingest_jsonl(
 def ingest_file(
     storage: TelemetryStorage, path: str | os.PathLike[str], *, apply_retention: bool = True
 ) -> IngestResult:
-    """Ingest a JSON-lines file (``-`` reads standard input)."""
+    """Ingest a JSON-lines file (``-`` reads standard input).
+
+    >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
+    """
     if str(path) == "-":
+        if sys.stdin is None:
+            raise InputError("standard input is closed; give a JSON-lines file instead of -")
         return ingest_jsonl(storage, sys.stdin.buffer, apply_retention=apply_retention)
     try:
-        with Path(path).open("rb") as handle:
-            return ingest_jsonl(storage, handle, apply_retention=apply_retention)
+        handle = Path(path).open("rb")  # noqa: SIM115 - closed by the with below
     except IsADirectoryError:
         raise InputError(f"{path} is a directory; give a JSON-lines file or - for stdin") from None
     except FileNotFoundError:
         raise InputError(f"{path} does not exist; give a JSON-lines file or - for stdin") from None
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
+        return ingest_jsonl(storage, _lines(handle, path), apply_retention=apply_retention)
+
+
+def _lines(handle: IO[bytes], path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The file's lines; a read error (a bad disk, a vanished mount) names the file."""
+    try:
+        yield from handle
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None

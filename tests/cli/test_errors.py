@@ -33,7 +33,8 @@ BUILDER = str(Path(sys.executable).with_name("builder"))
         (
             ["telemetry"],
             {"BUILDER_TELEMETRY_MAX_SESSIONS": "abc"},
-            "Error: BUILDER_TELEMETRY_MAX_SESSIONS must be a whole number of at least 1, got 'abc'",
+            "Error: BUILDER_TELEMETRY_MAX_SESSIONS must be a whole number from 1 to "
+            "1000000000, got 'abc'",
         ),
         (
             ["telemetry", "summary"],

@@ -31,7 +31,7 @@ def test_bad_json_line_is_reported_with_its_number(cli: Runner) -> None:
     assert result.code == 1
     assert result.stdout == "Stored 2 builds from 10 events.\n"
     assert result.stderr == (
-        f"{path}:6: not valid JSON (Expecting value)\nSkipped 1 malformed lines.\n"
+        f"{path}:6: not valid JSON (Expecting value)\nSkipped 1 malformed line.\n"
     )
     ids = [s["sessionId"] for s in json.loads(cli("telemetry", "export").stdout)["sessions"]]
     assert ids == ["bj-1", "bj-2"]
@@ -132,6 +132,5 @@ def test_old_events_are_reported_when_retention_removes_them(cli: Runner) -> Non
     )
     assert result.code == 0
     assert result.stderr == (
-        "Retention removed 3 builds in 1 day partitions (keeping 90 days and at most "
-        "1000 builds).\n"
+        "Retention removed 3 builds in 1 day partition (keeping 90 days and at most 1000 builds).\n"
     )
