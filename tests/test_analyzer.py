@@ -148,3 +148,22 @@ def test_regressions_check_only_the_last_when_fewer_than_ten() -> None:
     [found] = regressions(_sessions([100, 150]), threshold=1.5)
     assert found.ratio == 1.5
     assert regressions(_sessions([100]), threshold=1.5) == ()
+
+
+def test_utilization_does_not_overflow() -> None:
+    from telemetry.analyzer import with_session_metrics
+
+    frame = pl.DataFrame(
+        {
+            "built": [1],
+            "cached": [0],
+            "failed": [0],
+            "total_targets": [1],
+            "duration_ms": [200_000_000_000_000],
+            "executed_ms": [1_000],
+            "parallelism": pl.Series([2**31 - 1], dtype=pl.Int32),
+            "peak_concurrency": pl.Series([1], dtype=pl.Int32),
+        }
+    )
+    [utilization] = with_session_metrics(frame.lazy()).collect()["parallelism_utilization"]
+    assert utilization == pytest.approx(100 * 1_000 / (2e14 * (2**31 - 1)), rel=1e-12)

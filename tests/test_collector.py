@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,10 +39,10 @@ def test_a_build_becomes_one_session_row_and_target_rows() -> None:
     assert sink.batches == []  # nothing is written before the build finishes
     collector.build_finished("b", ts=T0 + 1000, success=False)
     [(session, targets)] = sink.batches
-    assert session.to_pylist()[0] | {"start_time": None, "end_time": None} == {
+    assert session.to_pylist()[0] == {
         "session_id": "b",
-        "start_time": None,
-        "end_time": None,
+        "start_time": datetime(2025, 10, 27, 14, 23, 20, tzinfo=UTC),
+        "end_time": datetime(2025, 10, 27, 14, 23, 21, tzinfo=UTC),
         "duration_ms": 1000,
         "succeeded": False,
         "interrupted": False,
@@ -61,6 +62,8 @@ def test_a_build_becomes_one_session_row_and_target_rows() -> None:
         "labels": [("branch", "main")],
     }
     rows = targets.to_pydict()
+    assert [t.timestamp() * 1000 - T0 for t in rows["start_time"]] == [10, 120, 200]
+    assert [t.timestamp() * 1000 - T0 for t in rows["end_time"]] == [110, 120, 500]
     assert rows["target"] == ["//a", "//b", "//c"]
     assert rows["status"] == ["built", "cached", "failed"]
     assert rows["duration_ms"] == [100, 0, 300]
@@ -206,3 +209,28 @@ def test_from_env_with_a_bad_variable_warns_and_records_nothing(tmp_path: Path) 
     collector.build_started("b", ts=T0)
     collector.build_finished("b", ts=T0 + 5, success=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_takes_what_the_protocol_takes(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path)
+    collector = TelemetryCollector(storage)
+    collector.build_started("f", ts=T0 + 0.4, labels={"jobs": 8, "ci": True})
+    collector.target_finished(
+        "f", "//t", ts="2025-10-27T14:23:20.300Z", status="built", duration_ms=99.6
+    )
+    collector.build_finished("f", ts=T0 + 1000.2, success=True)
+    [row] = TelemetryAnalyzer(storage).sessions().to_dicts()
+    assert (row["duration_ms"], row["executed_ms"], row["built"]) == (1000, 100, 1)
+    assert dict(row["labels"]) == {"jobs": "8", "ci": "true"}
+
+
+def test_the_python_api_never_raises_into_the_build() -> None:
+    messages: list[str] = []
+    sink = ListSink()
+    collector = TelemetryCollector(sink, on_warning=messages.append)
+    collector.build_started("b", ts=T0, labels=["not", "a", "mapping"])  # type: ignore[arg-type]
+    collector.target_started("b", None, ts=T0)  # type: ignore[arg-type]
+    collector.target_finished("b", "//t", ts=float("nan"), status="built")
+    collector.build_finished("b", ts=T0 + 5, success=True)
+    assert len(messages) == 1 and "labels must be an object" in messages[0]
+    assert len(sink.batches) == 1  # the build itself is still recorded

@@ -79,3 +79,16 @@ def test_window_parsing() -> None:
         Window.parse("last tuesday", None)
     with pytest.raises(ConfigError, match="must be earlier than --until"):
         Window.parse("2026-11-02", "2026-11-01")
+
+
+def test_basic_iso_dates_are_whole_days_too() -> None:
+    from datetime import UTC, datetime
+
+    assert Window.parse(None, "20251027").until == datetime(2025, 10, 28, tzinfo=UTC)
+    assert Window.parse("20251027", None).since == datetime(2025, 10, 27, tzinfo=UTC)
+
+
+def test_a_blank_directory_means_the_default() -> None:
+    assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_DIR": "  "}).dir == Path(
+        ".builder-cache/telemetry"
+    )

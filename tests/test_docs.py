@@ -134,3 +134,13 @@ def test_every_doc_is_linked_from_the_index() -> None:
     for page in DOCS.glob("*.md"):
         if page.name != "README.md":
             assert f"({page.name})" in index
+
+
+def test_the_readme_shows_the_guides_real_summary() -> None:
+    [readme_summary] = [
+        body
+        for kind, body in blocks(REPO / "README.md")
+        if body.startswith("=== Build Telemetry Summary ===")
+    ]
+    [guide_summary] = [output for command, output in GUIDE if command == "builder telemetry"]
+    assert readme_summary == guide_summary

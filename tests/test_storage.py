@@ -110,6 +110,27 @@ def _foreign_arrow() -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _altered(small_store: TelemetryStorage, change: str) -> bytes:
+    """A sessions file with our metadata whose columns are not ours."""
+    good = next((small_store.dir / "sessions").rglob("*.arrow"))
+    with ipc.open_file(good) as reader:
+        table = reader.read_all()
+    metadata = table.schema.metadata
+    if change == "extra":
+        table = table.append_column("surprise", pa.array([1] * table.num_rows))
+    else:
+        table = table.set_column(
+            table.schema.get_field_index("duration_ms"),
+            "duration_ms",
+            table["duration_ms"].cast(pa.int32()),
+        )
+    table = table.replace_schema_metadata(metadata)
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def _future_version(small_store: TelemetryStorage) -> bytes:
     good = next((small_store.dir / "sessions").rglob("*.arrow"))
     with ipc.open_file(good) as reader:
@@ -131,6 +152,8 @@ def _future_version(small_store: TelemetryStorage) -> bytes:
         ("truncated", "not a complete Arrow IPC file"),
         ("foreign", "not a builder-telemetry sessions file"),
         ("future", "newer than this version's"),
+        ("extra-column", "it has columns this version does not know: surprise"),
+        ("wrong-type", "column duration_ms is int32, expected int64"),
     ],
 )
 def test_a_damaged_file_is_named_skipped_and_the_rest_still_counts(
@@ -143,6 +166,8 @@ def test_a_damaged_file_is_named_skipped_and_the_rest_still_counts(
         "truncated": good[: len(good) // 2],
         "foreign": _foreign_arrow(),
         "future": _future_version(small_store) if kind == "future" else b"",
+        "extra-column": _altered(small_store, "extra") if kind == "extra-column" else b"",
+        "wrong-type": _altered(small_store, "type") if kind == "wrong-type" else b"",
     }[kind]
     bad = _corrupt(small_store, f"zz-{kind}-n1.arrow", data)
     with warnings.catch_warnings(record=True) as caught:
@@ -184,16 +209,21 @@ def test_targets_without_their_session_file_are_not_counted(
     assert sum(b.runs for b in report.bottlenecks) == 7  # the ghost's runs are not among them
 
 
-def _history(days: list[int], now: datetime) -> list[str]:
+def _history(days: list[int], now: datetime, prefix: str = "s") -> list[str]:
     """One build per entry, ``days[i]`` days before ``now``."""
     lines = []
     base = int(now.timestamp() * 1000)
     for i, age in enumerate(days):
         start = base - age * DAY - 3_600_000
         lines += [
-            json.dumps({"event": "build_started", "session": f"s{i}", "ts": start}),
+            json.dumps({"event": "build_started", "session": f"{prefix}{i}", "ts": start}),
             json.dumps(
-                {"event": "build_finished", "session": f"s{i}", "ts": start + 100, "success": True}
+                {
+                    "event": "build_finished",
+                    "session": f"{prefix}{i}",
+                    "ts": start + 100,
+                    "success": True,
+                }
             ),
         ]
     return lines
@@ -282,3 +312,31 @@ def test_damaged_data_behind_a_sound_footer_is_found_and_skipped(
     assert len(messages) == 1
     assert messages[0].startswith(f"skipping {damaged}: damaged data (")
     assert [path for path, _ in small_store.verify()] == [damaged]
+
+
+def test_a_stray_files_name_cannot_make_retention_delete_history(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path, max_sessions=10, clock=lambda: NOW)
+    ingest_jsonl(storage, _history([3, 2, 1], NOW))
+    stray = tmp_path / "sessions" / "date=2026-11-22" / "backup-n5000.arrow"
+    stray.write_bytes(b"junk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptFileWarning)
+        ingest_jsonl(storage, _history([0], NOW, prefix="later"))
+        assert TelemetryAnalyzer(storage).summary().total_builds == 4
+
+
+def test_retention_spares_a_write_in_progress(tmp_path: Path) -> None:
+    # A backfill has renamed its targets file into a day that has no sessions yet; the
+    # sessions file follows. Retention running in between must not take the targets.
+    storage = TelemetryStorage(tmp_path, retention_days=30, clock=lambda: NOW)
+    ingest_jsonl(storage, _history([0], NOW))
+    pending = tmp_path / "targets" / "date=2026-11-10" / "20261110T000000Z-0123456789ab-n0.arrow"
+    pending.parent.mkdir(parents=True)
+    pending.write_bytes(b"")
+    storage.apply_retention()
+    assert pending.exists()
+    old = tmp_path / "targets" / "date=2026-10-01" / "20261001T000000Z-0123456789ab-n0.arrow"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"")
+    storage.apply_retention()  # past the cutoff, targets without sessions do go
+    assert not old.exists() and pending.exists()

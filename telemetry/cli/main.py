@@ -231,9 +231,9 @@ def summary(
     analyzer = _analyzer(_config(ctx, threshold=threshold), since, until)
     report = analyzer.summary(top=top)
     if format is ReportFormat.json:
+        _out(exporter.summary_json(report))
         if report.total_builds == 0:
             _err(_no_builds(analyzer))
-        _out(exporter.summary_json(report))
     elif report.total_builds == 0:
         _out(_no_builds(analyzer) + "\n")
     else:
@@ -256,9 +256,9 @@ def recent(
     analyzer = _analyzer(_config(ctx), since, until)
     builds = analyzer.recent(count)
     if format is ReportFormat.json:
+        _out(exporter.recent_json(builds))
         if not builds:
             _err(_no_builds(analyzer))
-        _out(exporter.recent_json(builds))
     elif not builds:
         _out(_no_builds(analyzer) + "\n")
     else:
@@ -289,8 +289,6 @@ def export(
             f"or redirect to a file"
         )
     sessions = analyzer.sessions()
-    if sessions.is_empty():
-        _err(_no_builds(analyzer))
     if output is None:
         with _writing():
             exporter.write_export(sessions, format.value, sys.stdout.buffer)
@@ -298,6 +296,8 @@ def export(
     else:
         with atomic_output(output) as handle:
             exporter.write_export(sessions, format.value, handle)
+    if sessions.is_empty():
+        _err(_no_builds(analyzer))
 
 
 @telemetry_app.command()

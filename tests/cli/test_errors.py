@@ -5,6 +5,7 @@ These run the installed `builder` command and `python -m telemetry` as real proc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,57 @@ def test_one_error_line_no_traceback(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("shell", "message"),
+    [
+        ("telemetry summary --since 99999999999d", "Error: --since must lie between 1970"),
+        ("telemetry summary --until 0001-01-01T00:00:00", "Error: --until must lie between"),
+        ("telemetry recent 99999999999999999999", "Error: Invalid value for 'COUNT'"),
+        ("telemetry summary --top 9223372036854775808", "Error: Invalid value for '--top'"),
+        ("telemetry ingest - <&-", "Error: standard input is closed"),
+        ("telemetry export >&-", "Error: standard output is closed"),
+        ("telemetry summary --format json >/dev/full", "Error: cannot write to standard output"),
+        ("telemetry export -o .", "Error: . is a directory; give a file name to --output"),
+        ("telemetry --dir /dev/null/t ingest -", "Error: could not"),
+    ],
+)
+def test_hostile_invocations_are_one_line_errors(tmp_path: Path, shell: str, message: str) -> None:
+    result = _run(["bash", "-c", f"'{BUILDER}' {shell}"], tmp_path)
+    assert result.returncode not in (0, 70), result.stderr
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_huge_retention_days_is_a_config_error(tmp_path: Path) -> None:
+    result = _run([BUILDER, "telemetry"], tmp_path, BUILDER_TELEMETRY_RETENTION_DAYS="99999999999")
+    assert result.stderr == (
+        "Error: BUILDER_TELEMETRY_RETENTION_DAYS must be a whole number from 1 to 100000, "
+        "got '99999999999'\n"
+    )
+
+
+def test_a_flag_replaces_a_bad_variable(tmp_path: Path) -> None:
+    result = _run(
+        [BUILDER, "telemetry", "summary", "--threshold", "2"],
+        tmp_path,
+        BUILDER_TELEMETRY_REGRESSION_THRESHOLD="abc",
+    )
+    assert result.returncode == 0 and result.stdout.startswith("No telemetry data yet.")
+
+
+def test_a_store_under_glob_and_partition_like_folders(tmp_path: Path) -> None:
+    store = tmp_path / "we[i]rd" / "date=2020-01-01" / "t"
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(small_history()))
+    env = {"BUILDER_TELEMETRY_DIR": str(store), "BUILDER_TELEMETRY_RETENTION_DAYS": "100000"}
+    assert _run([BUILDER, "telemetry", "ingest", str(events)], tmp_path, **env).returncode == 0
+    summary = _run([BUILDER, "telemetry"], tmp_path, **env)
+    assert summary.returncode == 0, summary.stderr
+    assert "Total Builds: 3\n" in summary.stdout
+    recent = _run([BUILDER, "telemetry", "recent", "1"], tmp_path, **env)
+    assert "     • //app:compile: 3000ms" in recent.stdout
+
+
 def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(small_history()))
@@ -86,27 +138,35 @@ def test_help_works_and_lists_the_commands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
-def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_a_closed_pipe_ends_quietly_with_status_0(tmp_path: Path, fmt: str) -> None:
+    # 2,000 builds export to far more than a pipe holds, so the writer meets EPIPE.
+    lines = []
+    for n in range(2000):
+        start = 1761575000000 + n * 60_000
+        lines += [
+            json.dumps({"event": "build_started", "session": f"s{n}", "ts": start}),
+            json.dumps(
+                {"event": "build_finished", "session": f"s{n}", "ts": start + 5, "success": True}
+            ),
+        ]
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join(small_history()))
+    events.write_text("\n".join(lines))
     _run(
         [BUILDER, "telemetry", "ingest", str(events)],
         tmp_path,
         BUILDER_TELEMETRY_RETENTION_DAYS="100000",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
-    env["BUILDER_TELEMETRY_DIR"] = str(tmp_path / "t")
-    piped = subprocess.run(
-        f"'{BUILDER}' telemetry export | head -c 10",
-        shell=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+    piped = _run(
+        [
+            "bash",
+            "-c",
+            f"'{BUILDER}' telemetry export --format {fmt} | head -c 10 >/dev/null; "
+            "echo ${PIPESTATUS[0]}",
+        ],
+        tmp_path,
     )
-    assert piped.stdout == '{\n  "sessi'
-    assert "Traceback" not in piped.stderr and "Error" not in piped.stderr
+    assert (piped.stdout, piped.stderr) == ("0\n", "")
 
 
 def test_clear_removes_everything_without_asking_when_not_a_tty(small_cli: Runner) -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import FIXTURES, Runner, small_history
 
@@ -134,3 +139,67 @@ def test_old_events_are_reported_when_retention_removes_them(cli: Runner) -> Non
     assert result.stderr == (
         "Retention removed 3 builds in 1 day partition (keeping 90 days and at most 1000 builds).\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            '{"event":"build_started","session":"x","ts":1' + "0" * 400 + "}",
+            "ts must lie between 1970 and year 9999",
+        ),
+        (
+            '{"event":"build_started","session":"x","ts":' + "9" * 5000 + "}",
+            "not valid JSON (a number has too many digits)",
+        ),
+        ('{"event":"build_started","session":"x","ts":NaN}', "not valid JSON (NaN is not"),
+        (
+            '{"event":"build_started","session":"\\ud800","ts":1761575000000}',
+            "session holds an unpaired surrogate",
+        ),
+        (
+            '{"event":"build_started","session":"x","ts":1761575000000,"labels":{"k":"\\udfff"}}',
+            "label 'k' holds an unpaired surrogate",
+        ),
+        ("[" * 100_000, "not valid JSON (nested too deeply)"),
+    ],
+)
+def test_a_hostile_line_is_skipped_and_the_rest_is_stored(
+    cli: Runner, line: str, message: str
+) -> None:
+    stdin = "\n".join([*small_history()[:8], line]).encode()
+    result = cli("telemetry", "ingest", "-", stdin=stdin)
+    assert result.code == 1
+    assert result.stdout == "Stored 1 build from 8 events.\n"
+    assert result.stderr.startswith(f"<stdin>:9: {message}")
+    assert len(result.stderr.splitlines()) == 2
+
+
+def test_concurrent_ingests_of_the_same_events_store_each_build_once(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(small_history()))
+    builder = str(Path(sys.executable).with_name("builder"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
+    env |= {
+        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
+        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
+    }
+    running = [
+        subprocess.Popen(
+            [builder, "telemetry", "ingest", str(events)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    stored = [p.communicate(timeout=120)[0].decode() for p in running]
+    assert sorted(stored) == ["Stored 0 builds from 25 events.\n"] * 3 + [
+        "Stored 3 builds from 25 events.\n"
+    ]
+    export = subprocess.run(
+        [builder, "telemetry", "export"], env=env, capture_output=True, check=True
+    )
+    assert [s["sessionId"] for s in json.loads(export.stdout)["sessions"]] == ["a", "b", "c"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,14 @@ def test_empty_store_says_so(cli: Runner) -> None:
 
 def test_piped_output_has_no_colour(small_cli: Runner) -> None:
     assert "\x1b[" not in small_cli("telemetry", "summary").stdout
+
+
+def test_a_store_with_nothing_readable_says_so(cli: Runner, tmp_path: Path) -> None:
+    folder = tmp_path / "telemetry" / "sessions" / "date=2025-10-27"
+    folder.mkdir(parents=True)
+    (folder / "20251027T000000Z-0123456789ab-n1.arrow").write_bytes(b"broken")
+    result = cli("telemetry", "summary")
+    assert result.stdout == (
+        f"No readable builds in {tmp_path / 'telemetry'} (see the warnings above).\n"
+    )
+    assert result.stderr.startswith("Warning: skipping ")
