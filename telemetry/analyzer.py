@@ -183,21 +183,14 @@ class TelemetryAnalyzer:
         sessions = self.sessions() if sessions is None else sessions
         if sessions.is_empty():
             return ()
-        ids = sessions["session_id"]
-        days = _days_of(sessions)
-        frame = self._collect(
-            "targets",
-            lambda lf: (
-                lf.filter(
-                    pl.col("session_id").is_in(ids.implode()),
-                    pl.col("status").cast(pl.String).is_in(_EXECUTED),
-                )
-                .group_by(target=pl.col("target").cast(pl.String))
+        frame = self._executed_runs(
+            sessions,
+            lambda runs: (
+                runs.group_by("target")
                 .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
                 .sort(["mean_ms", "target"], descending=[True, False])
                 .head(top)
             ),
-            days=days,
         )
         if frame is None:
             return ()
@@ -210,21 +203,15 @@ class TelemetryAnalyzer:
         sessions = self._newest_sessions(count)
         if sessions.is_empty():
             return []
-        ids = sessions["session_id"]
-        top = self._collect(
-            "targets",
-            lambda lf: (
-                lf.filter(
-                    pl.col("session_id").is_in(ids.implode()),
-                    pl.col("status").cast(pl.String).is_in(_EXECUTED),
-                )
-                .group_by("session_id", target=pl.col("target").cast(pl.String))
+        top = self._executed_runs(
+            sessions,
+            lambda runs: (
+                runs.group_by("session_id", "target")
                 .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
                 .sort(["session_id", "mean_ms", "target"], descending=[False, True, False])
                 .group_by("session_id", maintain_order=True)
                 .head(RECENT_BOTTLENECKS)
             ),
-            days=_days_of(sessions),
         )
         per_session: dict[str, list[Bottleneck]] = {}
         if top is not None:
@@ -277,6 +264,23 @@ class TelemetryAnalyzer:
             if frame.height >= count:
                 break
         return frame.tail(count)
+
+    def _executed_runs(
+        self, sessions: pl.DataFrame, query: Callable[[pl.LazyFrame], pl.LazyFrame]
+    ) -> pl.DataFrame | None:
+        """``query`` over the executed (built or failed) target runs of ``sessions``, with
+        ``target`` as text; only the day partitions of those sessions are opened."""
+        ids = sessions["session_id"].implode()
+        return self._collect(
+            "targets",
+            lambda lf: query(
+                lf.filter(
+                    pl.col("session_id").is_in(ids),
+                    pl.col("status").cast(pl.String).is_in(_EXECUTED),
+                ).with_columns(pl.col("target").cast(pl.String))
+            ),
+            days=_days_of(sessions),
+        )
 
     def _collect(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 
 REPO = Path(__file__).resolve().parent.parent
+# The console script installed beside this interpreter (the venv's bin/).
+BUILDER = str(Path(sys.executable).with_name("builder"))
 FIXTURES = REPO / "data-fixtures"
 T0 = 1761575000000  # 2025-10-27T14:23:20Z
 HOUR = 3_600_000
@@ -69,6 +72,16 @@ def small_history() -> list[str]:
             error="Compilation failed for //app:compile",
         ),
     ]
+
+
+def process_env(store: Path, **extra: str) -> dict[str, str]:
+    """The environment for a real ``builder`` process: ours without BUILDER_* and NO_COLOR,
+    with ``store`` as the telemetry directory and retention out of the way (the hand-made
+    histories lie in 2025)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUILDER_", "NO_COLOR"))}
+    env["BUILDER_TELEMETRY_DIR"] = str(store)
+    env["BUILDER_TELEMETRY_RETENTION_DAYS"] = "100000"
+    return env | extra
 
 
 @pytest.fixture

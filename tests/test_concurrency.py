@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.collector import TelemetryCollector
 from telemetry.storage import TelemetryStorage
+from tests.conftest import BUILDER, process_env
 
 PROCESSES = 6
 BUILDS = 25
@@ -63,12 +62,7 @@ def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_concurrent_cli_ingests_lose_nothing(tmp_path: Path) -> None:
-    builder = str(Path(sys.executable).with_name("builder"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
-    env |= {
-        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
-        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
-    }
+    env = process_env(tmp_path / "t")
     files = []
     for writer in range(4):
         lines = []
@@ -100,7 +94,7 @@ def test_concurrent_cli_ingests_lose_nothing(tmp_path: Path) -> None:
         files.append(path)
     running = [
         subprocess.Popen(
-            [builder, "telemetry", "ingest", str(f)],
+            [BUILDER, "telemetry", "ingest", str(f)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -6,26 +6,24 @@ These run the installed `builder` command and `python -m telemetry` as real proc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner, small_history
+from tests.conftest import BUILDER, Runner, process_env, small_history
 
 
 def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
-    environment |= {"BUILDER_TELEMETRY_DIR": str(tmp_path / "t")} | env
     return subprocess.run(
-        args, capture_output=True, text=True, env=environment, timeout=60, check=False
+        args,
+        capture_output=True,
+        text=True,
+        env=process_env(tmp_path / "t", **env),
+        timeout=60,
+        check=False,
     )
-
-
-# The console script installed beside this interpreter (the venv's bin/).
-BUILDER = str(Path(sys.executable).with_name("builder"))
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Runner, small_history
+from tests.conftest import BUILDER, FIXTURES, Runner, process_env, small_history
 
 MALFORMED = FIXTURES / "malformed"
 
@@ -180,15 +178,10 @@ def test_concurrent_ingests_of_the_same_events_store_each_build_once(
 ) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(small_history()))
-    builder = str(Path(sys.executable).with_name("builder"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
-    env |= {
-        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
-        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
-    }
+    env = process_env(tmp_path / "t")
     running = [
         subprocess.Popen(
-            [builder, "telemetry", "ingest", str(events)],
+            [BUILDER, "telemetry", "ingest", str(events)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -200,6 +193,6 @@ def test_concurrent_ingests_of_the_same_events_store_each_build_once(
         "Stored 3 builds from 25 events.\n"
     ]
     export = subprocess.run(
-        [builder, "telemetry", "export"], env=env, capture_output=True, check=True
+        [BUILDER, "telemetry", "export"], env=env, capture_output=True, check=True
     )
     assert [s["sessionId"] for s in json.loads(export.stdout)["sessions"]] == ["a", "b", "c"]

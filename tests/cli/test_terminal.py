@@ -5,27 +5,17 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import small_history
-
-BUILDER = str(Path(sys.executable).with_name("builder"))
+from tests.conftest import BUILDER, process_env, small_history
 
 
 def _in_terminal(
     args: list[str], tmp_path: Path, answer: bytes = b"", **env: str
 ) -> tuple[int, str]:
     """Run builder with a pseudo-terminal as stdin and stdout; returns (status, screen)."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("BUILDER_") and k != "NO_COLOR"
-    }
-    environment |= {
-        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
-        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
-        "TERM": "xterm",
-    } | env
+    environment = process_env(tmp_path / "t", TERM="xterm", **env)
     controller, terminal = os.openpty()
     process = subprocess.Popen(
         [BUILDER, *args],
@@ -60,13 +50,11 @@ def _in_terminal(
 def _store(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(small_history()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
-    env |= {
-        "BUILDER_TELEMETRY_DIR": str(tmp_path / "t"),
-        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
-    }
     subprocess.run(
-        [BUILDER, "telemetry", "ingest", str(events)], env=env, check=True, capture_output=True
+        [BUILDER, "telemetry", "ingest", str(events)],
+        env=process_env(tmp_path / "t"),
+        check=True,
+        capture_output=True,
     )
 
 
