@@ -7,6 +7,7 @@ and ``recent`` opens only the newest days it needs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -298,9 +299,11 @@ class TelemetryAnalyzer:
         """
         damaged: set[Path] = set()
         for _ in range(_RETRIES):
-            files = self.storage.files(
-                dataset, days=days, since=self.window.first_day, until=self.window.last_day
-            )
+            since, until = self.window.first_day, self.window.last_day
+            if dataset == "targets":
+                files = self.storage.committed_targets(days=days, since=since, until=until)
+            else:
+                files = self.storage.files(dataset, days=days, since=since, until=until)
             readable = [f for f in self.storage.readable(dataset, files) if f.path not in damaged]
             if not readable:
                 return None
@@ -322,7 +325,8 @@ def scan(files: list[StoredFile], *, with_day: bool = False) -> pl.LazyFrame:
     Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
     ``[x]`` or ``date=...`` reads like any other.
     """
-    paths = [str(f.path) for f in files]
+    # Absolute: polars would read a leading "~" as the home directory, Python does not.
+    paths = [os.path.abspath(f.path) for f in files]
     if not with_day:
         return pl.scan_ipc(paths, glob=False, hive_partitioning=False)
     day_of = pl.DataFrame(

@@ -29,9 +29,7 @@ from telemetry.events import (
     Status,
     TargetFinished,
     TargetStarted,
-    parse_duration,
-    parse_labels,
-    parse_timestamp,
+    parse_event,
 )
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 
@@ -40,6 +38,7 @@ _BUILT, _CACHED, _FAILED, _SKIPPED = (_STATUS_CODE[s] for s in STATUSES)
 _STATUS_DICTIONARY = pa.array(STATUSES, pa.string())
 _NO_WORKER = -1
 _MAX_MS = 253_402_300_800_000  # year 10000, as the event protocol allows
+_MAX_TEXT = 65_536
 
 
 class SessionSink(Protocol):
@@ -117,8 +116,10 @@ class TelemetryCollector:
         *,
         enabled: bool = True,
         on_warning: Callable[[str], None] | None = None,
+        warn_every_time: bool = False,
     ) -> None:
         self.enabled = enabled
+        self._warn_every_time = warn_every_time
         self._sink = sink
         self._lock = threading.Lock()
         self._open: dict[str, _Buffer] = {}
@@ -180,32 +181,36 @@ class TelemetryCollector:
         branch: str | None = None,
     ) -> None:
         """A build began; ``ts`` in epoch milliseconds (int or float) or RFC 3339 text."""
-        try:
-            event = BuildStarted(
-                _text(session),
-                _ms(ts),
-                parallelism,
-                tool,
-                parse_labels(labels),
-                host,
-                commit,
-                branch,
-            )
-        except (TelemetryError, TypeError) as error:
-            self._warn_once(f"telemetry ignored build_started of {session!r}: {error}")
-            return
-        self.handle(event)
+        self._parsed(
+            {
+                "event": "build_started",
+                "session": session,
+                "ts": ts,
+                "parallelism": parallelism,
+                "tool": tool,
+                "labels": dict(labels) if isinstance(labels, Mapping) else labels,
+                "host": host,
+                "commit": commit,
+                "branch": branch,
+            }
+        )
 
     def target_started(
         self, session: str, target: str, *, ts: int | float | str, worker: int | None = None
     ) -> None:
         """A target began running (on ``worker``, if the build tool numbers them)."""
-        try:
-            event = TargetStarted(_text(session), _ms(ts), _text(target), worker)
-        except (TelemetryError, TypeError) as error:
-            self._warn_once(f"telemetry ignored target_started of {target!r}: {error}")
-            return
-        self.handle(event)
+        if _plain(session, target, ts) and (worker is None or _small(worker, 2**31)):
+            self.handle(TargetStarted(session, ts, target, worker))  # type: ignore[arg-type]
+        else:
+            self._parsed(
+                {
+                    "event": "target_started",
+                    "session": session,
+                    "ts": ts,
+                    "target": target,
+                    "worker": worker,
+                }
+            )
 
     def target_finished(
         self,
@@ -218,28 +223,49 @@ class TelemetryCollector:
         error: str | None = None,
     ) -> None:
         """A target finished: ``built``, ``cached``, ``failed`` or ``skipped``."""
-        try:
-            if status not in _STATUS_CODE:
-                raise EventError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-            duration = (
-                duration_ms
-                if type(duration_ms) is int and duration_ms >= 0
-                else parse_duration(duration_ms)
+        if (
+            _plain(session, target, ts)
+            and status in _STATUS_CODE
+            and error is None
+            and (duration_ms is None or _small(duration_ms, _MAX_MS))
+        ):
+            event = TargetFinished(session, ts, target, status, duration_ms)  # type: ignore[arg-type]
+            self.handle(event)
+        else:
+            self._parsed(
+                {
+                    "event": "target_finished",
+                    "session": session,
+                    "ts": ts,
+                    "target": target,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "error": error,
+                }
             )
-            event = TargetFinished(_text(session), _ms(ts), _text(target), status, duration, error)
-        except (TelemetryError, TypeError) as failure:
-            self._warn_once(f"telemetry ignored target_finished of {target!r}: {failure}")
-            return
-        self.handle(event)
 
     def build_finished(
         self, session: str, *, ts: int | float | str, success: bool, error: str | None = None
     ) -> None:
         """The build ended; its session and targets are written now."""
+        self._parsed(
+            {
+                "event": "build_finished",
+                "session": session,
+                "ts": ts,
+                "success": success,
+                "error": error,
+            }
+        )
+
+    def _parsed(self, fields: dict[str, object]) -> None:
+        """Validate a call the slow, thorough way (as ingest does), then take it."""
         try:
-            event = BuildFinished(_text(session), _ms(ts), bool(success), error)
-        except (TelemetryError, TypeError) as failure:
-            self._warn_once(f"telemetry ignored build_finished of {session!r}: {failure}")
+            event = parse_event(fields)
+        except EventError as error:
+            self._warn_once(
+                f"telemetry ignored {fields['event']} of {fields['session']!r}: {error}"
+            )
             return
         self.handle(event)
 
@@ -299,6 +325,7 @@ class TelemetryCollector:
 
     def _target_finished(self, event: TargetFinished) -> None:
         with self._lock:
+            code = _STATUS_CODE[event.status]
             buffer = self._buffer(event.session, event.ts)
             target = self._label(event.target)
             started = buffer.pending.get(target)
@@ -308,8 +335,7 @@ class TelemetryCollector:
             if event.duration_ms is not None:
                 start = event.ts - event.duration_ms
             # A finish stamped before its start (clock skew between hosts) counts as 0 ms.
-            start = min(start, event.ts)
-            code = _STATUS_CODE[event.status]
+            start = max(0, min(start, event.ts))
             index = len(buffer.statuses)
             buffer.target_ids.append(target)
             buffer.statuses.append(code)
@@ -347,13 +373,11 @@ class TelemetryCollector:
                 buffer, labels, end_ts=end_ts, success=success, error=error, interrupted=interrupted
             )
             self._sink.write(sessions, targets)
-        except TelemetryError as failure:
-            self._warn_once(f"telemetry could not store build {buffer.session!r}: {failure}")
-        except OSError as failure:
+        except Exception as failure:  # the build must never see our failure
             self._warn_once(f"telemetry could not store build {buffer.session!r}: {failure}")
 
     def _warn_once(self, message: str) -> None:
-        if self._warned:
+        if self._warned and not self._warn_every_time:
             return
         self._warned = True
         if self._on_warning is not None:
@@ -463,17 +487,22 @@ def peak_concurrency(starts: pa.Array, ends: pa.Array) -> int:
     return int(pc.max(running).as_py())
 
 
-def _ms(value: int | float | str) -> int:
-    """Milliseconds from what a Python caller passes; plain ints in range pass straight."""
-    if type(value) is int and 0 <= value < _MAX_MS:
-        return value
-    return parse_timestamp(value)
+def _plain(session: object, target: object, ts: object) -> bool:
+    """The common case a build executor sends, cheap to accept without parsing: short ASCII
+    names and integer milliseconds in range."""
+    return (
+        type(session) is str
+        and type(target) is str
+        and 0 < len(session) <= _MAX_TEXT
+        and 0 < len(target) <= _MAX_TEXT
+        and session.isascii()
+        and target.isascii()
+        and _small(ts, _MAX_MS)
+    )
 
 
-def _text(value: str) -> str:
-    if type(value) is not str or not value:
-        raise EventError(f"a session id or target must be a non-empty string, got {value!r}")
-    return value
+def _small(value: object, limit: int) -> bool:
+    return type(value) is int and 0 <= value < limit
 
 
 def _int_array(kind: pa.DataType, values: array[int]) -> pa.Array:

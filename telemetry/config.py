@@ -91,7 +91,7 @@ def _parse_dir(env: Mapping[str, str], name: str) -> Path:
         return DEFAULT_DIR
     if "\0" in value:
         raise ConfigError(f"{name} must be a directory path, got {value!r}")
-    return Path(value)
+    return Path(value).expanduser()
 
 
 def _parse_positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:

@@ -81,7 +81,8 @@ def parse_timestamp(value: object, *, name: str = "ts") -> int:
         ms = round(value)
     elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip())
+            # RFC 3339 allows a lower-case "t" and "z"; Python's parser wants capitals.
+            moment = datetime.fromisoformat(value.strip().upper())
         except ValueError:
             raise EventError(
                 f"{name} must be epoch milliseconds or an RFC 3339 string "

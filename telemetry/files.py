@@ -17,13 +17,22 @@ from telemetry.errors import InputError
 def atomic_output(path: Path) -> Iterator[IO[bytes]]:
     """Yield a binary handle; on success it replaces ``path``, on failure nothing changes.
 
-    The new file gets the old file's permissions, or those a plain ``open`` would give.
+    A symlink is followed (the link stays, its target is replaced); a FIFO or a device is
+    written straight into, since it cannot be replaced. The new file gets the old file's
+    permissions, or those a plain ``open`` would give.
+
+    >>> with atomic_output(Path("sessions.csv")) as out:  # doctest: +SKIP
+    ...     out.write(b"startTime,durationMs\\r\\n")
     """
     if path.is_dir():
         raise InputError(f"{path} is a directory; give a file name to --output")
-    folder = path.parent if str(path.parent) else Path()
+    real = Path(os.path.realpath(path))
+    if real.exists() and not real.is_file():
+        with _opened(real) as handle:
+            yield handle
+        return
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=real.parent)
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     try:
@@ -31,8 +40,8 @@ def atomic_output(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, _mode_for(path))
-        os.replace(temporary, path)
+        os.chmod(temporary, _mode_for(real))
+        os.replace(temporary, real)
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -43,10 +52,20 @@ def atomic_output(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[IO[bytes]]:
+    try:
+        with path.open("wb") as handle:
+            yield handle
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def _mode_for(path: Path) -> int:
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
+        # The umask can only be read by setting it; the CLI is single-threaded here.
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask

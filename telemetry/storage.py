@@ -44,11 +44,12 @@ _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.
 _ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}-n(\d+)\.arrow$")
+_COUNT_SUFFIX = re.compile(r"(-n\d+)?\.arrow$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _LOCK = ".lock"
 # A temporary file older than this was left by a writer that died; retention removes it.
-_STALE_TMP_SECONDS = 3600
+_STALE_SECONDS = 3600
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -237,6 +238,29 @@ class TelemetryStorage:
                 found.append(StoredFile(Path(entry.path), day, rows))
         return found
 
+    def committed_targets(
+        self,
+        *,
+        days: Iterable[date] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[StoredFile]:
+        """The targets files whose sessions file (the same name stem) is visible.
+
+        A write's session row is its commit marker: targets left by a writer that died
+        between its two renames are not counted, even if the build is stored again later.
+        """
+        chosen = None if days is None else list(days)
+        committed = {
+            (f.day, _stem(f.path.name))
+            for f in self.files("sessions", days=chosen, since=since, until=until)
+        }
+        return [
+            f
+            for f in self.files("targets", days=chosen, since=since, until=until)
+            if (f.day, _stem(f.path.name)) in committed
+        ]
+
     def readable(self, dataset: Dataset, files: Iterable[StoredFile]) -> list[StoredFile]:
         """The files whose footer and schema this version can read; warns about the rest."""
         bad = self._check(dataset, files := list(files), full=False)
@@ -286,7 +310,8 @@ class TelemetryStorage:
         return sum(_rows(f) for f in self.files("sessions"))
 
     def is_empty(self) -> bool:
-        return not self.days("sessions")
+        """Whether no sessions file is stored (readable or not)."""
+        return not self.files("sessions")
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -321,7 +346,7 @@ class TelemetryStorage:
             for day in self.days("targets"):
                 if day < cutoff:
                     self._remove_partition("targets", day)
-        self._remove_stale_temporaries()
+        self._remove_leftovers()
         return RetentionResult(tuple(removed), removed_sessions)
 
     def remove_day(self, day: date) -> None:
@@ -341,18 +366,37 @@ class TelemetryStorage:
             raise StorageError(f"could not remove {folder}: {error.strerror or error}") from error
         shutil.rmtree(trash, ignore_errors=True)
 
-    def _remove_stale_temporaries(self) -> None:
+    def _remove_leftovers(self) -> None:
+        """Remove what writers that died left behind, once it is over an hour old (younger
+        files may belong to a write in progress): temporary files, half-removed partitions,
+        and targets files whose sessions file never appeared."""
         now = time.time()
+
+        def stale(entry: os.DirEntry[str]) -> bool:
+            try:
+                return now - entry.stat().st_mtime > _STALE_SECONDS
+            except OSError:
+                return False
+
         for dataset in DATASETS:
             for entry in _entries(self.dir / dataset):
                 if entry.name.startswith(_TRASH_PREFIX):
                     shutil.rmtree(entry.path, ignore_errors=True)
                     continue
+                committed = (
+                    {_stem(e.name) for e in _entries(self.dir / "sessions" / entry.name)}
+                    if dataset == "targets"
+                    else None
+                )
                 for inner in _entries(entry.path):
-                    if inner.name.startswith(_TMP_PREFIX):
+                    leftover = inner.name.startswith(_TMP_PREFIX) or (
+                        committed is not None
+                        and inner.name.endswith(".arrow")
+                        and _stem(inner.name) not in committed
+                    )
+                    if leftover and stale(inner):
                         with contextlib.suppress(OSError):
-                            if now - inner.stat().st_mtime > _STALE_TMP_SECONDS:
-                                os.unlink(inner.path)
+                            os.unlink(inner.path)
 
     def clear(self) -> int:
         """Remove all telemetry data; returns the number of sessions removed."""
@@ -409,6 +453,11 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
     except ValueError as error:
         return str(error)
     return None
+
+
+def _stem(name: str) -> str:
+    """What the two files of one write share: the name less ``-nN.arrow``."""
+    return _COUNT_SUFFIX.sub("", name)
 
 
 def _entries(folder: str | Path) -> list[os.DirEntry[str]]:

@@ -234,3 +234,37 @@ def test_the_python_api_never_raises_into_the_build() -> None:
     collector.build_finished("b", ts=T0 + 5, success=True)
     assert len(messages) == 1 and "labels must be an object" in messages[0]
     assert len(sink.batches) == 1  # the build itself is still recorded
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.target_started("b", "//x", ts=T0 + 1, worker=2**40), "worker must be"),
+        (lambda c: c.target_started("b", "//x", ts=T0 + 1, worker="3"), "worker must be"),
+        (
+            lambda c: c.target_finished("b", "//x", ts=T0 + 2, status="built", duration_ms=10**20),
+            "duration_ms must be",
+        ),
+        (
+            lambda c: c.target_finished("b", "//x", ts=T0 + 2, status="failed", error=5),
+            "error must be",
+        ),
+        (lambda c: c.build_started("b2", ts=T0, parallelism="8"), "parallelism must be"),
+        (lambda c: c.build_started("b2", ts=T0, parallelism=0), "parallelism must be"),
+        (lambda c: c.build_started("b2", ts=T0, tool=5), "tool must be"),
+        (lambda c: c.build_finished("b2", ts=T0, success="false"), "success must be"),
+        (lambda c: c.target_finished("b", "\ud800", ts=T0 + 2, status="built"), "surrogate"),
+    ],
+)
+def test_a_bad_argument_is_refused_alone_and_the_build_is_kept(call: object, message: str) -> None:
+    messages: list[str] = []
+    sink = ListSink()
+    collector = TelemetryCollector(sink, on_warning=messages.append)
+    collector.build_started("b", ts=T0, parallelism=2)
+    call(collector)  # type: ignore[operator]
+    collector.target_finished("b", "//ok", ts=T0 + 10, status="built", duration_ms=5)
+    collector.build_finished("b", ts=T0 + 20, success=True)
+    collector.close()  # never raises, whatever came before
+    assert len(messages) == 1 and message in messages[0], messages
+    [session] = [s.to_pylist()[0] for s, _ in sink.batches if s["session_id"][0].as_py() == "b"]
+    assert (session["built"], session["executed_ms"]) == (1, 5)

@@ -340,3 +340,17 @@ def test_retention_spares_a_write_in_progress(tmp_path: Path) -> None:
     old.write_bytes(b"")
     storage.apply_retention()  # past the cutoff, targets without sessions do go
     assert not old.exists() and pending.exists()
+
+
+def test_retention_removes_a_dead_writers_targets_after_an_hour(
+    small_store: TelemetryStorage,
+) -> None:
+    folder = small_store.dir / "targets" / "date=2025-10-27"
+    [committed] = folder.glob("*.arrow")
+    orphan = folder / "20251027T000000Z-0123456789ab-n7.arrow"
+    orphan.write_bytes(committed.read_bytes())
+    small_store.apply_retention()
+    assert orphan.exists()  # young: its sessions file may still be on its way
+    os.utime(orphan, (0, 0))
+    small_store.apply_retention()
+    assert not orphan.exists() and committed.exists()

@@ -132,7 +132,7 @@ def _config(ctx: typer.Context, *, threshold: str | None = None) -> TelemetryCon
     environ = {k: v for k, v in os.environ.items() if replaced.get(k) is None}
     config = TelemetryConfig.from_env(environ)
     if directory is not None:
-        config = replace(config, dir=directory)
+        config = replace(config, dir=directory.expanduser())
     if threshold is not None:
         config = replace(
             config, regression_threshold=parse_threshold(threshold, source="--threshold")
@@ -175,7 +175,7 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return sys.stdout is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 def _out(text: str) -> None:
@@ -283,7 +283,12 @@ def export(
     from telemetry.files import atomic_output
 
     analyzer = _analyzer(_config(ctx), since, until)
-    if output is None and format.value in exporter.BINARY_FORMATS and sys.stdout.isatty():
+    if (
+        output is None
+        and format.value in exporter.BINARY_FORMATS
+        and sys.stdout is not None
+        and sys.stdout.isatty()
+    ):
         raise TelemetryError(
             f"{format.value} is binary and stdout is a terminal; add --output PATH "
             f"or redirect to a file"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.collector import TelemetryCollector
-from telemetry.errors import EventError, InputError, StorageError
+from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.storage import RetentionResult, TelemetryStorage
 
@@ -60,11 +60,11 @@ class _ChunkSink:
         self.duplicates = 0
 
     def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
+        # Only buffers: the ingest loop flushes, so a storage failure reaches it directly
+        # instead of being taken for a problem with one build's events.
         self.sessions.append(sessions)
         self.targets.append(targets)
         self.rows += targets.num_rows + 1
-        if self.rows >= _CHUNK_ROWS:
-            self.flush()
 
     def flush(self) -> None:
         if not self.sessions:
@@ -112,18 +112,21 @@ def ingest_jsonl(
     200
     """
     sink = _ChunkSink(storage)
-    failures: list[str] = []
-    collector = TelemetryCollector(sink, on_warning=failures.append)
+    rejected: list[str] = []  # what the collector could not use, for the current line
+    collector = TelemetryCollector(sink, on_warning=rejected.append, warn_every_time=True)
     problems: list[IngestProblem] = []
     started: set[str] = set()
     finished: set[str] = set()
     events = 0
+    number = 0
     for number, raw in enumerate(lines, start=1):
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as error:
             problems.append(IngestProblem(number, f"not UTF-8 text ({error.reason})"))
             continue
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors write
         if not text.strip():
             continue
         try:
@@ -155,11 +158,13 @@ def ingest_jsonl(
             finished.add(event.session)
         collector.handle(event)
         events += 1
-        if failures:
-            break
-    collector.close()
-    if failures:
-        raise StorageError(failures[0])
+        if rejected:
+            problems += [IngestProblem(number, message) for message in rejected]
+            rejected.clear()
+        if sink.rows >= _CHUNK_ROWS:
+            sink.flush()
+    collector.close()  # builds still open at the end of the stream: stored as interrupted
+    problems += [IngestProblem(number, message) for message in rejected]
     sink.flush()
     retention = storage.apply_retention() if apply_retention else RetentionResult()
     return IngestResult(

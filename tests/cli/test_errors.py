@@ -71,6 +71,9 @@ def test_one_error_line_no_traceback(
         ("telemetry summary --top 9223372036854775808", "Error: Invalid value for '--top'"),
         ("telemetry ingest - <&-", "Error: standard input is closed"),
         ("telemetry export >&-", "Error: standard output is closed"),
+        ("telemetry summary >&-", "Error: standard output is closed"),
+        ("telemetry recent 1 >&-", "Error: standard output is closed"),
+        ("telemetry export --format parquet >&-", "Error: standard output is closed"),
         ("telemetry summary --format json >/dev/full", "Error: cannot write to standard output"),
         ("telemetry export -o .", "Error: . is a directory; give a file name to --output"),
         ("telemetry --dir /dev/null/t ingest -", "Error: could not"),
@@ -191,3 +194,17 @@ def test_corrupt_file_warning_is_one_line_on_stderr(small_cli: Runner, tmp_path:
     assert result.code == 0 and "Total Builds: 3" in result.stdout
     assert result.stderr.startswith(f"Warning: skipping {bad}: not a complete Arrow IPC file")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_tilde_in_the_directory_means_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(small_history()))
+    for args in (["--dir", "~/tele"], []):
+        env = {"HOME": str(home)} | ({} if args else {"BUILDER_TELEMETRY_DIR": "~/tele"})
+        result = _run([BUILDER, "telemetry", *args, "ingest", str(events)], tmp_path, **env)
+        assert result.returncode == 0, result.stderr
+        recent = _run([BUILDER, "telemetry", *args, "recent", "1"], tmp_path, **env)
+        assert recent.stdout.startswith("Recent 1 Build:"), recent.stderr
+    assert (home / "tele" / "sessions").is_dir()

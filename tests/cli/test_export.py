@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 
 import duckdb
@@ -126,7 +129,7 @@ def test_output_replaces_a_file_atomically(small_cli: Runner, tmp_path: Path) ->
     target.write_text("old")
     small_cli("telemetry", "export", "--output", str(target))
     assert len(json.loads(target.read_text())["sessions"]) == 3
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
 def test_unknown_format_is_one_line(small_cli: Runner) -> None:
@@ -147,3 +150,32 @@ def test_empty_store_exports_valid_empty_files(cli: Runner) -> None:
     assert result.stderr.startswith("No telemetry data yet.")
     header = cli("telemetry", "export", "--format", "csv").stdout
     assert header.startswith("startTime,durationMs,totalTargets,") and header.count("\n") == 1
+
+
+def test_output_through_a_symlink_keeps_the_link(small_cli: Runner, tmp_path: Path) -> None:
+    real = tmp_path / "real" / "sessions.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    assert small_cli("telemetry", "export", "-o", str(link)).code == 0
+    assert link.is_symlink()
+    assert len(json.loads(real.read_text())["sessions"]) == 3
+
+
+def test_output_into_a_fifo_writes_into_it(small_cli: Runner, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert small_cli("telemetry", "export", "-o", str(fifo)).code == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert len(json.loads(received[0])["sessions"]) == 3
+
+
+def test_output_with_the_longest_file_name(small_cli: Runner, tmp_path: Path) -> None:
+    target = tmp_path / ("x" * 250 + ".json")
+    assert small_cli("telemetry", "export", "-o", str(target)).code == 0
+    assert target.exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUILDER, FIXTURES, Runner, process_env, small_history
+from tests.conftest import BUILDER, FIXTURES, T0, Runner, process_env, small_history
 
 MALFORMED = FIXTURES / "malformed"
 
@@ -196,3 +196,62 @@ def test_concurrent_ingests_of_the_same_events_store_each_build_once(
         [BUILDER, "telemetry", "export"], env=env, capture_output=True, check=True
     )
     assert [s["sessionId"] for s in json.loads(export.stdout)["sessions"]] == ["a", "b", "c"]
+
+
+def test_a_build_too_big_to_store_is_skipped_and_the_rest_is_stored(cli: Runner) -> None:
+    # Every line is valid, but 40,000 runs of 2.5e14 ms overflow the build's int64 total.
+    huge = [json.dumps({"event": "build_started", "session": "huge", "ts": T0})]
+    huge += [
+        json.dumps(
+            {
+                "event": "target_finished",
+                "session": "huge",
+                "ts": 250_000_000_000_000,
+                "target": f"//t{i}",
+                "status": "built",
+                "duration_ms": 249_000_000_000_000,
+            }
+        )
+        for i in range(40_000)
+    ]
+    huge.append(
+        json.dumps(
+            {
+                "event": "build_finished",
+                "session": "huge",
+                "ts": 250_000_000_000_001,
+                "success": True,
+            }
+        )
+    )
+    result = cli("telemetry", "ingest", "-", stdin="\n".join(small_history() + huge).encode())
+    assert result.code == 1
+    assert result.stdout == "Stored 3 builds from 40027 events.\n"
+    assert result.stderr.startswith("<stdin>:40027: telemetry could not store build 'huge'")
+
+
+def test_a_byte_order_mark_and_lower_case_times_are_accepted(cli: Runner) -> None:
+    lines = [
+        '{"event":"build_started","session":"bom","ts":"2025-10-27t14:23:20z"}',
+        '{"event":"build_finished","session":"bom","ts":"2025-10-27t14:23:21.5z","success":true}',
+    ]
+    result = cli("telemetry", "ingest", "-", stdin=b"\xef\xbb\xbf" + "\n".join(lines).encode())
+    assert (result.code, result.stdout) == (0, "Stored 1 build from 2 events.\n")
+    [session] = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert (session["startTime"], session["durationMs"]) == ("2025-10-27T14:23:20", 1500)
+
+
+def test_a_crashed_writers_targets_are_not_counted_when_the_build_comes_again(
+    small_cli: Runner, tmp_path: Path
+) -> None:
+    # A crash between the two renames: the targets file is there, the sessions file is not.
+    [sessions_file] = (tmp_path / "telemetry" / "sessions").rglob("*.arrow")
+    sessions_file.unlink()
+    again = small_cli("telemetry", "ingest", "-", stdin="\n".join(small_history()).encode())
+    assert again.stdout == "Stored 3 builds from 25 events.\n"
+    report = json.loads(small_cli("telemetry", "summary", "--format", "json").stdout)
+    assert [(b["target"], b["runs"]) for b in report["bottlenecks"]] == [
+        ("//app:compile", 3),
+        ("//app:test", 2),
+        ("//app:link", 2),
+    ]

@@ -129,3 +129,11 @@ def test_a_store_with_nothing_readable_says_so(cli: Runner, tmp_path: Path) -> N
         f"No readable builds in {tmp_path / 'telemetry'} (see the warnings above).\n"
     )
     assert result.stderr.startswith("Warning: skipping ")
+
+
+def test_a_store_with_only_empty_folders_has_no_data(cli: Runner, tmp_path: Path) -> None:
+    folder = tmp_path / "telemetry" / "sessions" / "date=2025-10-27"
+    folder.mkdir(parents=True)
+    (folder / ".tmp-20251027T000000Z-0123456789ab.arrow.partial").write_bytes(b"half")
+    result = cli("telemetry", "summary")
+    assert (result.stdout.startswith("No telemetry data yet."), result.stderr) == (True, "")
