@@ -181,6 +181,8 @@ class TelemetryCollector:
         branch: str | None = None,
     ) -> None:
         """A build began; ``ts`` in epoch milliseconds (int or float) or RFC 3339 text."""
+        if not self.enabled:
+            return
         self._parsed(
             {
                 "event": "build_started",
@@ -199,6 +201,8 @@ class TelemetryCollector:
         self, session: str, target: str, *, ts: int | float | str, worker: int | None = None
     ) -> None:
         """A target began running (on ``worker``, if the build tool numbers them)."""
+        if not self.enabled:
+            return
         if _plain(session, target, ts) and (worker is None or _small(worker, 2**31)):
             self.handle(TargetStarted(session, ts, target, worker))  # type: ignore[arg-type]
         else:
@@ -223,6 +227,8 @@ class TelemetryCollector:
         error: str | None = None,
     ) -> None:
         """A target finished: ``built``, ``cached``, ``failed`` or ``skipped``."""
+        if not self.enabled:
+            return
         if (
             _plain(session, target, ts)
             and status in _STATUS_CODE
@@ -248,6 +254,8 @@ class TelemetryCollector:
         self, session: str, *, ts: int | float | str, success: bool, error: str | None = None
     ) -> None:
         """The build ended; its session and targets are written now."""
+        if not self.enabled:
+            return
         self._parsed(
             {
                 "event": "build_finished",

@@ -174,6 +174,11 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _interactive() -> bool:
+    """A person at a terminal, who can be asked a question."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
+
+
 def _color() -> bool:
     return sys.stdout is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
@@ -313,9 +318,10 @@ def clear(
     """Remove all telemetry data."""
     storage = _storage(_config(ctx))
     if storage.is_empty():
+        storage.clear()  # leftovers such as empty day folders go all the same
         _out(f"No telemetry data in {storage.dir}.\n")
         return
-    if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+    if not yes and _interactive():
         count = storage.session_count()
         question = f"Remove all telemetry data in {storage.dir} ({_plural(count, 'build')})?"
         if not typer.confirm(question):

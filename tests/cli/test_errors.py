@@ -208,3 +208,12 @@ def test_a_tilde_in_the_directory_means_home(tmp_path: Path) -> None:
         recent = _run([BUILDER, "telemetry", *args, "recent", "1"], tmp_path, **env)
         assert recent.stdout.startswith("Recent 1 Build:"), recent.stderr
     assert (home / "tele" / "sessions").is_dir()
+
+
+def test_clear_with_standard_input_closed_does_not_ask(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(small_history()))
+    _run([BUILDER, "telemetry", "ingest", str(events)], tmp_path)
+    result = _run(["bash", "-c", f"'{BUILDER}' telemetry clear <&-"], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"Removed 3 builds from {tmp_path / 't'}.\n"
