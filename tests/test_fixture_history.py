@@ -3,6 +3,7 @@ tests/reference.py (plain Python over the JSON lines): every number must agree."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -153,3 +154,33 @@ def test_recent_opens_only_the_newest_partitions(
     TelemetryAnalyzer(storage).recent(1)
     days = {path.parent.name for path in opened}
     assert days == {f"date={TODAY}"}
+
+
+def test_round_trip_export_equals_the_input_sessions(
+    history: tuple[Path, TelemetryStorage], ref_sessions: list[reference.RefSession]
+) -> None:
+    from telemetry.exporter import sessions_json
+
+    exported = json.loads(sessions_json(TelemetryAnalyzer(history[1]).sessions()))["sessions"]
+    assert len(exported) == len(ref_sessions)
+    for got, want in zip(exported, ref_sessions, strict=True):
+        expected = {
+            "sessionId": want.session_id,
+            "startTime": reference.format_utc(want.start_ms),
+            "endTime": reference.format_utc(want.end_ms),
+            "durationMs": want.duration_ms,
+            "totalTargets": want.total_targets,
+            "built": want.built,
+            "cached": want.cached,
+            "failed": want.failed,
+            "skipped": want.skipped,
+            "cacheHitRate": round(want.cache_hit_rate, 2),
+            "parallelismUtilization": round(want.parallelism_utilization, 2),
+            "targetsPerSecond": round(want.targets_per_second, 2),
+            "succeeded": want.succeeded,
+            "interrupted": want.interrupted,
+            "parallelism": want.parallelism,
+            "tool": want.tool,
+            "labels": want.labels,
+        }
+        assert {key: got[key] for key in expected} == expected
