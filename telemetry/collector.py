@@ -30,6 +30,7 @@ from telemetry.events import (
     TargetFinished,
     TargetStarted,
     parse_event,
+    parse_timestamp,
 )
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 
@@ -282,6 +283,21 @@ class TelemetryCollector:
         """Sessions started or reported but not yet finished."""
         with self._lock:
             return list(self._open)
+
+    def build_interrupted(self, session: str, *, ts: int | float | str) -> None:
+        """The build was killed at ``ts``: store it as interrupted, a failed build whose
+        duration runs to ``ts``."""
+        if not self.enabled:
+            return
+        try:
+            end = ts if type(ts) is int and 0 <= ts < _MAX_MS else parse_timestamp(ts)
+            with self._lock:
+                buffer = self._buffer(session, end)
+                del self._open[session]
+        except Exception as error:  # the build must never see our failure
+            self._warn_once(f"telemetry ignored the interruption of {session!r}: {error}")
+            return
+        self._flush(buffer, end_ts=end, success=False, error="interrupted", interrupted=True)
 
     def close(self) -> int:
         """Store every open session as interrupted; returns how many there were."""

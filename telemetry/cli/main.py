@@ -112,6 +112,67 @@ def builder(
     """Build telemetry: record builds, then find bottlenecks, cache trends and regressions."""
 
 
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label", "-l", metavar="KEY=VALUE", help="Label the build (repeatable), e.g. ci=true."
+    ),
+]
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def record(
+    command: Annotated[
+        list[str], typer.Argument(metavar="COMMAND", help="The build command and its arguments.")
+    ],
+    label: LabelOption = None,
+) -> None:
+    """Run a build command and record it; exits with the build's own status.
+
+    The build keeps its input, output and error; Ctrl-C and SIGTERM reach it. With
+    BUILDER_TELEMETRY_ENABLED=0 the build runs and nothing is recorded.
+    """
+    from telemetry.record import record as run
+
+    _finish(run(command, labels=_labels(label)))
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def build(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="ARGS", help="Appended to the configured command."),
+    ] = None,
+    label: LabelOption = None,
+) -> None:
+    """Run the build configured in pyproject.toml ([tool.builder] build = "...") or
+    builder.toml (build = "..."), recorded like `builder record`."""
+    from telemetry.record import build_command, configured_build
+    from telemetry.record import record as run
+
+    command = build_command(configured_build(Path.cwd()), args or [])
+    _finish(run(command, labels=_labels(label)))
+
+
+def _labels(pairs: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"a label is KEY=VALUE, got {pair!r}", param_hint="'--label'")
+        labels[key] = value
+    return labels
+
+
+def _finish(recording: Any) -> NoReturn:
+    """One line per recording problem on stderr, then the build's own exit status."""
+    for problem in recording.problems:
+        _err(f"Warning: {problem}")
+    if recording.error:
+        _err(f"Error: {recording.error}")
+    raise typer.Exit(recording.exit_status)
+
+
 @telemetry_app.callback()
 def telemetry(ctx: typer.Context, dir: DirOption = None) -> None:
     """Analyse stored builds (with no command: the summary)."""

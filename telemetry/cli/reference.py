@@ -12,6 +12,8 @@ from telemetry.cli.main import app
 
 COMMANDS = (
     (),
+    ("record",),
+    ("build",),
     ("telemetry",),
     ("telemetry", "summary"),
     ("telemetry", "recent"),

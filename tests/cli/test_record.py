@@ -1,0 +1,175 @@
+"""`builder record -- COMMAND` and `builder build`, run as real processes around real commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUILDER, process_env
+
+
+def _builder(
+    args: list[str], tmp_path: Path, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BUILDER, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=process_env(tmp_path / "t", **env),
+        timeout=60,
+        check=False,
+    )
+
+
+def _sessions(tmp_path: Path) -> list[dict[str, object]]:
+    exported = _builder(["telemetry", "export"], tmp_path)
+    return list(json.loads(exported.stdout)["sessions"])
+
+
+def test_the_build_keeps_its_streams_and_its_exit_status(tmp_path: Path) -> None:
+    script = 'read line; echo "out:$line"; echo err >&2; exit 3'
+    result = _builder(["record", "--", "sh", "-c", script], tmp_path, stdin="hello\n")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out:hello\n", "err\n")
+    [session] = _sessions(tmp_path)
+    assert (session["succeeded"], session["interrupted"], session["tool"]) == (False, False, "sh")
+    assert session["error"] == "sh exited with status 3"
+
+
+def test_a_successful_build_with_labels(tmp_path: Path) -> None:
+    before = time.time()
+    result = _builder(
+        ["record", "-l", "ci=true", "--label", "config=a=b", "--", "sleep", "0.2"], tmp_path
+    )
+    after = time.time()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    [session] = _sessions(tmp_path)
+    assert session["succeeded"] is True
+    assert session["labels"] == {"ci": "true", "config": "a=b"}
+    assert 200 <= session["durationMs"] <= (after - before) * 1000  # type: ignore[operator]
+
+
+def test_disabled_telemetry_runs_the_build_and_records_nothing(tmp_path: Path) -> None:
+    result = _builder(
+        ["record", "--", "sh", "-c", "exit 4"], tmp_path, BUILDER_TELEMETRY_ENABLED="0"
+    )
+    assert (result.returncode, result.stderr) == (4, "")
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        (
+            {"BUILDER_TELEMETRY_MAX_SESSIONS": "abc"},
+            "Warning: telemetry is off for this build: BUILDER_TELEMETRY_MAX_SESSIONS must be",
+        ),
+        ({"BUILDER_TELEMETRY_DIR": "/dev/null/t"}, "Warning: telemetry could not store build"),
+    ],
+)
+def test_recording_problems_never_change_the_builds_result(
+    tmp_path: Path, env: dict[str, str], warning: str
+) -> None:
+    for status in (0, 5):
+        result = _builder(
+            ["record", "--", "sh", "-c", f"echo built; exit {status}"], tmp_path, **env
+        )
+        assert (result.returncode, result.stdout) == (status, "built\n")
+        assert result.stderr.startswith(warning) and result.stderr.count("\n") == 1
+
+
+def test_a_missing_command_is_an_error_like_a_shells(tmp_path: Path) -> None:
+    result = _builder(["record", "--", "no-such-build-tool"], tmp_path)
+    assert (result.returncode, result.stderr) == (
+        127,
+        "Error: no-such-build-tool: command not found\n",
+    )
+    assert not (tmp_path / "t" / "sessions").exists()
+
+
+def _started(tmp_path: Path, *, new_group: bool) -> subprocess.Popen[str]:
+    marker = tmp_path / "started"
+    process = subprocess.Popen(
+        [BUILDER, "record", "--", "sh", "-c", f"touch {marker}; exec sleep 30"],
+        cwd=tmp_path,
+        env=process_env(tmp_path / "t"),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=new_group,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    return process
+
+
+def test_sigterm_reaches_the_build_and_it_is_stored_as_interrupted(tmp_path: Path) -> None:
+    process = _started(tmp_path, new_group=False)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (128 + signal.SIGTERM, "")
+    [session] = _sessions(tmp_path)
+    assert (session["interrupted"], session["succeeded"], session["error"]) == (
+        True,
+        False,
+        "interrupted",
+    )
+
+
+def test_ctrl_c_in_a_terminal_interrupts_the_build_once(tmp_path: Path) -> None:
+    # Ctrl-C sends SIGINT to the whole foreground process group: builder and the build.
+    process = _started(tmp_path, new_group=True)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (128 + signal.SIGINT, "")
+    [session] = _sessions(tmp_path)
+    assert session["interrupted"] is True
+
+
+def test_a_bad_label_is_a_usage_error(tmp_path: Path) -> None:
+    result = _builder(["record", "--label", "novalue", "--", "true"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: Invalid value for '--label': a label is KEY=VALUE")
+
+
+def test_build_runs_the_configured_command(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.builder]\nbuild = "echo building \\"$0\\" && exit 0"\n'
+    )
+    result = _builder(["build", "--label", "ci=true"], tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "building /bin/sh\n", "")
+    (tmp_path / "builder.toml").write_text('build = ["sh", "-c", "echo toml $1; exit 2", "sh"]\n')
+    result = _builder(["build", "--", "extra arg"], tmp_path)
+    assert (result.returncode, result.stdout) == (2, "toml extra arg\n")
+    sessions = _sessions(tmp_path)
+    assert [(s["succeeded"], s["labels"]) for s in sessions] == [
+        (True, {"ci": "true"}),
+        (False, {}),
+    ]
+
+
+def test_build_without_a_configured_command_says_how_to_add_one(tmp_path: Path) -> None:
+    result = _builder(["build"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: no build command configured in ")
+    assert "[tool.builder] build" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_builder_settings_become_labels_for_ab_comparisons(tmp_path: Path) -> None:
+    # The seed's A/B use case: BUILDER_PARALLEL=4 builder build, then =8.
+    (tmp_path / "builder.toml").write_text('build = "exit 0"\n')
+    for jobs in ("4", "8"):
+        assert _builder(["build"], tmp_path, BUILDER_PARALLEL=jobs).returncode == 0
+    assert [s["labels"] for s in _sessions(tmp_path)] == [
+        {"BUILDER_PARALLEL": "4"},
+        {"BUILDER_PARALLEL": "8"},
+    ]
