@@ -6,13 +6,16 @@ still stored. Sessions still open when the stream ends are stored as interrupted
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +25,8 @@ from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.storage import RetentionResult, TelemetryStorage
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # Completed sessions are written in chunks of about this many target rows, so memory stays
 # bounded on a long stream while files stay large enough to read fast.
 _CHUNK_ROWS = 1_000_000
@@ -180,14 +185,15 @@ def ingest_jsonl(
 def ingest_file(
     storage: TelemetryStorage, path: str | os.PathLike[str], *, apply_retention: bool = True
 ) -> IngestResult:
-    """Ingest a JSON-lines file (``-`` reads standard input).
+    """Ingest a JSON-lines file (``-`` reads standard input); gzip and zstd compressed input
+    is recognised by its first bytes and read as it is.
 
     >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
     """
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
-        return ingest_jsonl(storage, sys.stdin.buffer, apply_retention=apply_retention)
+        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", apply_retention)
     try:
         handle = Path(path).open("rb")  # noqa: SIM115 - closed by the with below
     except IsADirectoryError:
@@ -199,12 +205,54 @@ def ingest_file(
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
-        return ingest_jsonl(storage, _lines(handle, path), apply_retention=apply_retention)
+        return _ingest_stream(storage, handle, str(path), apply_retention)
 
 
-def _lines(handle: IO[bytes], path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The file's lines; a read error (a bad disk, a vanished mount) names the file."""
-    try:
-        yield from handle
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
+def _ingest_stream(
+    storage: TelemetryStorage, handle: IO[bytes], name: str, apply_retention: bool
+) -> IngestResult:
+    reading = _Reading(decompressed(handle), name)
+    result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
+    if reading.failure is None:
+        return result
+    # The input broke off (a truncated archive, a failing disk): what came before is stored.
+    problem = IngestProblem(reading.count + 1, reading.failure)
+    return replace(result, problems=(*result.problems, problem))
+
+
+def decompressed(handle: IO[bytes]) -> IO[bytes]:
+    """``handle`` itself, or a reader of its gzip or zstd content, told by the first bytes."""
+    buffered: Any = handle if isinstance(handle, io.BufferedReader) else io.BufferedReader(handle)
+    magic = buffered.peek(4)[:4]
+    if magic[:2] == _GZIP_MAGIC:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+    if magic == _ZSTD_MAGIC:
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        return io.BufferedReader(reader)
+    return cast(IO[bytes], buffered)
+
+
+class _Reading:
+    """The lines of an input, stopping (not failing) where the input breaks off."""
+
+    def __init__(self, handle: IO[bytes], name: str) -> None:
+        self.handle = handle
+        self.name = name
+        self.count = 0
+        self.failure: str | None = None
+
+    def lines(self) -> Iterator[bytes]:
+        try:
+            for line in self.handle:
+                self.count += 1
+                yield line
+        except OSError as error:
+            self.failure = f"cannot read further: {error.strerror or error}"
+        except (EOFError, zlib.error) as error:
+            self.failure = f"the compressed input is damaged or cut short ({error})"
+        except Exception as error:
+            if type(error).__name__ != "ZstdError":
+                raise
+            self.failure = f"the compressed input is damaged or cut short ({error})"

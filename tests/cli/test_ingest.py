@@ -255,3 +255,45 @@ def test_a_crashed_writers_targets_are_not_counted_when_the_build_comes_again(
         ("//app:test", 2),
         ("//app:link", 2),
     ]
+
+
+def _compressed(kind: str, data: bytes) -> bytes:
+    import gzip
+
+    import zstandard
+
+    return gzip.compress(data) if kind == "gz" else zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize("kind", ["gz", "zst"])
+def test_compressed_input_is_read_from_a_file_and_from_stdin(
+    cli: Runner, tmp_path: Path, kind: str
+) -> None:
+    packed = _compressed(kind, "\n".join(small_history()).encode())
+    path = tmp_path / f"events.jsonl.{kind}"
+    path.write_bytes(packed)
+    assert cli("telemetry", "ingest", str(path)).stdout == "Stored 3 builds from 25 events.\n"
+    cli("telemetry", "clear")
+    assert cli("telemetry", "ingest", "-", stdin=packed).stdout == (
+        "Stored 3 builds from 25 events.\n"
+    )
+
+
+def test_a_cut_off_archive_stores_what_came_before(cli: Runner, tmp_path: Path) -> None:
+    import zlib
+
+    packed = _compressed("gz", "\n".join(small_history()).encode())[:300]
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed)
+    result = cli("telemetry", "ingest", str(path))
+    # Second route: the same prefix, decompressed by zlib and ingested as plain text.
+    prefix = zlib.decompressobj(wbits=31).decompress(packed)
+    broken_line = prefix.count(b"\n") + 1  # the line the archive broke off in
+    assert result.code == 1
+    assert result.stderr.splitlines()[-2].startswith(
+        f"{path}:{broken_line}: the compressed input is damaged or cut short"
+    )
+    damaged_export = json.loads(cli("telemetry", "export").stdout)
+    cli("telemetry", "clear")
+    cli("telemetry", "ingest", "-", stdin=prefix)
+    assert json.loads(cli("telemetry", "export").stdout) == damaged_export

@@ -1,0 +1,199 @@
+"""Property-based tests: any input is handled without a crash, and any valid stream is stored
+with the numbers an independent implementation computes from the same events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.events import parse_event
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
+from tests import reference
+
+T0 = 1761575000000
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.sampled_from(
+            ["build_started", "target_started", "target_finished", "build_finished", "x"]
+        ),
+        "session": st.text(max_size=5) | json_values,
+        "ts": st.integers(-10, 10**16) | st.floats() | st.text(max_size=30) | json_values,
+        "target": st.text(max_size=5) | json_values,
+        "status": st.sampled_from(["built", "cached", "failed", "skipped", "?"]) | json_values,
+        "duration_ms": st.integers(-5, 10**16) | st.floats() | json_values,
+        "success": st.booleans() | json_values,
+        "parallelism": st.integers(-2, 2**40) | json_values,
+        "worker": st.integers(-2, 2**40) | json_values,
+        "labels": st.dictionaries(st.text(max_size=4), json_values, max_size=3) | json_values,
+        "error": st.text(max_size=10) | json_values,
+    },
+)
+
+
+@SETTINGS
+@given(st.lists(st.binary(max_size=80) | event_like.map(json.dumps).map(str.encode), max_size=25))
+def test_any_input_is_ingested_or_reported_never_a_crash(lines: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        storage = TelemetryStorage(Path(folder))
+        result = ingest_jsonl(storage, [line.replace(b"\n", b" ") for line in lines])
+        assert all(1 <= p.line <= len(lines) for p in result.problems)
+        assert result.events + len(result.problems) <= len(lines)
+        stored = TelemetryAnalyzer(storage).sessions()
+        assert stored.height == result.sessions
+        assert stored["total_targets"].min() is None or stored["total_targets"].min() >= 0
+
+
+@SETTINGS
+@given(event_like)
+def test_the_event_parser_accepts_or_refuses_with_its_own_error(obj: dict[str, object]) -> None:
+    from telemetry.errors import EventError
+
+    with contextlib.suppress(EventError):  # anything else escaping is the failure
+        parse_event(obj)
+
+
+def _build(
+    session: str,
+    start: int,
+    targets: list[tuple[int, int, str, bool]],
+    parallelism: int | None,
+    outcome: str,
+) -> list[str]:
+    """Events of one build: (offset, duration, status, with_start) per target."""
+    events = [
+        {"event": "build_started", "session": session, "ts": start}
+        | ({"parallelism": parallelism} if parallelism else {})
+    ]
+    end = start
+    for n, (offset, duration, status, with_start) in enumerate(targets):
+        name = f"//p:{n % 4}"
+        begin, finish = start + offset, start + offset + duration
+        end = max(end, finish)
+        if status == "cached" or status == "skipped":
+            events.append(
+                {
+                    "event": "target_finished",
+                    "session": session,
+                    "ts": finish,
+                    "target": name,
+                    "status": status,
+                }
+            )
+        elif with_start:
+            events.append(
+                {
+                    "event": "target_started",
+                    "session": session,
+                    "ts": begin,
+                    "target": name,
+                    "worker": n % 3,
+                }
+            )
+            events.append(
+                {
+                    "event": "target_finished",
+                    "session": session,
+                    "ts": finish,
+                    "target": name,
+                    "status": status,
+                }
+            )
+        else:
+            events.append(
+                {
+                    "event": "target_finished",
+                    "session": session,
+                    "ts": finish,
+                    "target": name,
+                    "status": status,
+                    "duration_ms": duration,
+                }
+            )
+    if outcome != "interrupted":
+        events.append(
+            {
+                "event": "build_finished",
+                "session": session,
+                "ts": end + 7,
+                "success": outcome == "ok",
+            }
+        )
+    return [json.dumps(e) for e in events]
+
+
+builds = st.lists(
+    st.tuples(
+        # Times on a coarse grid, so runs often touch ([0,100) then [100,200)) and tie.
+        st.lists(
+            st.tuples(
+                st.integers(0, 5).map(lambda x: x * 100),
+                st.integers(0, 3).map(lambda x: x * 100),
+                st.sampled_from(["built", "cached", "failed", "skipped"]),
+                st.booleans(),
+            ),
+            max_size=12,
+        ),
+        st.none() | st.integers(1, 8),
+        st.sampled_from(["ok", "failed", "interrupted"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@SETTINGS
+@given(builds)
+def test_any_valid_stream_is_stored_with_the_reference_numbers(
+    plans: list[tuple[list[tuple[int, int, str, bool]], int | None, str]],
+) -> None:
+    lines: list[str] = []
+    for n, (targets, parallelism, outcome) in enumerate(plans):
+        # Runs overlap freely; each start is followed by its own finish in the stream, so
+        # first-in-first-out pairing is unambiguous for both implementations.
+        lines += _build(f"s{n}", T0 + n * 3_600_000, targets, parallelism, outcome)
+    want = reference.sessions_from_lines(lines)
+    with tempfile.TemporaryDirectory() as folder:
+        storage = TelemetryStorage(Path(folder))
+        result = ingest_jsonl(storage, lines)
+        assert result.problems == ()
+        got = TelemetryAnalyzer(storage).sessions().to_dicts()
+    assert [g["session_id"] for g in got] == [w.session_id for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert (
+            g["duration_ms"],
+            g["built"],
+            g["cached"],
+            g["failed"],
+            g["skipped"],
+            g["interrupted"],
+            g["succeeded"],
+            g["peak_concurrency"],
+        ) == (
+            w.duration_ms,
+            w.built,
+            w.cached,
+            w.failed,
+            w.skipped,
+            w.interrupted,
+            w.succeeded,
+            w.peak_concurrency,
+        )
+        assert g["cache_hit_rate"] == pytest.approx(w.cache_hit_rate, rel=1e-12)
+        assert g["parallelism_utilization"] == pytest.approx(w.parallelism_utilization, rel=1e-12)
+        assert g["targets_per_second"] == pytest.approx(w.targets_per_second, rel=1e-12)
