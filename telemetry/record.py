@@ -63,19 +63,23 @@ def record(
     collector = _collector(env, problems)
     session = f"rec-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     start = _now_ms()
-    try:
-        process = subprocess.Popen(list(command))
-    except FileNotFoundError:
-        return Recording(127, problems=tuple(problems), error=f"{command[0]}: command not found")
-    except PermissionError:
-        return Recording(126, problems=tuple(problems), error=f"{command[0]}: permission denied")
-    except OSError as error:
-        reason = error.strerror or str(error)
-        return Recording(126, problems=tuple(problems), error=f"{command[0]}: {reason}")
-    tool = Path(command[0]).name
-    collector.build_started(session, ts=start, tool=tool, labels=build_labels(env, labels))
-    with _forwarding(process) as received:
-        status = _wait(process)
+    # The handlers are in place before the build starts, so no signal meant for it is lost.
+    with _forwarding() as child:
+        try:
+            child.start(command)
+        except FileNotFoundError:
+            error = f"{command[0]}: command not found"
+            return Recording(127, problems=tuple(problems), error=error)
+        except PermissionError:
+            error = f"{command[0]}: permission denied"
+            return Recording(126, problems=tuple(problems), error=error)
+        except OSError as oserror:
+            error = f"{command[0]}: {oserror.strerror or oserror}"
+            return Recording(126, problems=tuple(problems), error=error)
+        tool = Path(command[0]).name
+        collector.build_started(session, ts=start, tool=tool, labels=build_labels(env, labels))
+        status = child.wait()
+        received = child.received
     end = _now_ms()
     killed = -status if status < 0 else None
     # A build that handles Ctrl-C or SIGTERM itself usually exits with 128 + the signal.
@@ -84,8 +88,8 @@ def record(
     if interrupted:
         collector.build_interrupted(session, ts=end)
     else:
-        failure = None if status == 0 else f"{tool} exited with status {status}"
-        collector.build_finished(session, ts=end, success=status == 0, error=failure)
+        reason = None if status == 0 else f"{tool} exited with status {status}"
+        collector.build_finished(session, ts=end, success=status == 0, error=reason)
     exit_status = 128 + killed if killed is not None else status
     recorded = session if collector.enabled and not problems else None
     return Recording(exit_status, recorded, interrupted, tuple(problems))
@@ -170,33 +174,41 @@ class _Nowhere:
         return None
 
 
+class _Child:
+    """The build's process, and the signals we were sent while it ran."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.received: list[int] = []
+
+    def start(self, command: Sequence[str]) -> None:
+        self.process = subprocess.Popen(list(command))
+        for signum in self.received:  # arrived while it was starting
+            if signum != signal.SIGINT:
+                self.process.send_signal(signum)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if signum != signal.SIGINT and self.process and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self) -> int:
+        assert self.process is not None
+        return self.process.wait()
+
+
 @contextmanager
-def _forwarding(process: subprocess.Popen[bytes]) -> Iterator[list[int]]:
-    """Pass signals meant for the build on to it while it runs; yields those received."""
-    received: list[int] = []
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    previous = {}
-    for sig in _FORWARDED:
-        previous[sig] = signal.signal(sig, forward)
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _forwarding() -> Iterator[_Child]:
+    """While the build runs, pass signals meant for it on to it, and note Ctrl-C (which the
+    terminal sends to the build itself). Python-level handlers, not SIG_IGN: the build must
+    start with the default dispositions, and exec resets handlers but keeps an ignore."""
+    child = _Child()
+    previous = {sig: signal.signal(sig, child.on_signal) for sig in (*_FORWARDED, signal.SIGINT)}
     try:
-        yield received
+        yield child
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _wait(process: subprocess.Popen[bytes]) -> int:
-    while True:
-        try:
-            return process.wait()
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
-            continue
 
 
 def _now_ms() -> int:

@@ -173,3 +173,12 @@ def test_builder_settings_become_labels_for_ab_comparisons(tmp_path: Path) -> No
         {"BUILDER_PARALLEL": "4"},
         {"BUILDER_PARALLEL": "8"},
     ]
+
+
+def test_the_build_starts_with_default_signal_dispositions(tmp_path: Path) -> None:
+    # builder handles SIGINT itself while the build runs; the build must not inherit an
+    # "ignore" (it would survive Ctrl-C). /proc shows the child's ignored-signal mask.
+    script = "grep SigIgn /proc/$$/status"
+    direct = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    recorded = _builder(["record", "--", "sh", "-c", script], tmp_path)
+    assert recorded.stdout == direct.stdout
