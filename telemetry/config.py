@@ -91,7 +91,10 @@ def _parse_dir(env: Mapping[str, str], name: str) -> Path:
         return DEFAULT_DIR
     if "\0" in value:
         raise ConfigError(f"{name} must be a directory path, got {value!r}")
-    return Path(value).expanduser()
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise ConfigError(f"{name} names a home directory that does not exist: {value!r}") from None
 
 
 def _parse_positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:

@@ -7,6 +7,7 @@ are returned as text for one line on stderr; they never change the build's resul
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
@@ -20,17 +21,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from telemetry.collector import TelemetryCollector
 from telemetry.config import TelemetryConfig
-from telemetry.errors import ConfigError, TelemetryError
-from telemetry.storage import TelemetryStorage
+from telemetry.errors import ConfigError, EventError, TelemetryError
+from telemetry.events import parse_labels
 
-# Forwarded to the build when they are sent to us. SIGINT is not forwarded: Ctrl-C in a
-# terminal already reaches the whole foreground process group, the build included, and a
-# second SIGINT makes many tools abort their clean shutdown.
-_FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_SIGNALLED = frozenset({128 + signal.SIGINT, 128 + signal.SIGTERM})
+if TYPE_CHECKING:
+    from telemetry.collector import TelemetryCollector
+
+# SIGTERM is usually sent to one process, so it is passed on to the build. A terminal sends
+# Ctrl-C, Ctrl-\ and a hangup to the whole foreground process group: the build has them
+# already, and a second copy makes many tools abort their clean shutdown or dump twice.
+_FORWARDED = (signal.SIGTERM,)
+_NOTED = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+# A build ended by one of these was interrupted; by another (SIGSEGV, SIGABRT) it crashed.
+_INTERRUPTING = frozenset(
+    {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL}
+)
+_MAX_TOOL = 200
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,57 +51,62 @@ class Recording:
     interrupted: bool = False
     problems: tuple[str, ...] = field(default_factory=tuple)
     error: str | None = None  # the build could not be started at all
+    killed_by: int | None = None  # the signal that ended the build, if one did
 
 
 def record(
     command: Sequence[str],
     *,
     labels: Mapping[str, str] | None = None,
+    tool: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Recording:
-    """Run ``command`` with the caller's standard streams and record it as a build.
+    """Run ``command`` with the caller's standard streams and file descriptors, and record
+    it as a build; ``tool`` names it (the command's name by default).
 
     Recording follows the ``BUILDER_TELEMETRY_*`` variables of ``environ`` (the process
     environment by default); when they are invalid the build still runs, unrecorded.
+    Nothing about telemetry raises: problems come back in ``Recording.problems``.
 
     >>> record(["make", "-j8"], labels={"config": "release"}).exit_status  # doctest: +SKIP
     0
     """
+    if not command:
+        raise ConfigError("no build command given: builder record -- COMMAND [ARGS]...")
     problems: list[str] = []
     env = os.environ if environ is None else environ
-    collector = _collector(env, problems)
+    config = _config(env, problems)
     session = f"rec-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     start = _now_ms()
-    # The handlers are in place before the build starts, so no signal meant for it is lost.
     with _forwarding() as child:
         try:
             child.start(command)
-        except FileNotFoundError:
-            error = f"{command[0]}: command not found"
-            return Recording(127, problems=tuple(problems), error=error)
-        except PermissionError:
-            error = f"{command[0]}: permission denied"
-            return Recording(126, problems=tuple(problems), error=error)
-        except OSError as oserror:
-            error = f"{command[0]}: {oserror.strerror or oserror}"
-            return Recording(126, problems=tuple(problems), error=error)
-        tool = Path(command[0]).name
-        collector.build_started(session, ts=start, tool=tool, labels=build_labels(env, labels))
+        except OSError as error:
+            return _not_started(command[0], error, problems)
+        # The heavy modules load only now, while the build already runs.
+        collector = _collector(config, problems)
+        name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
+        collector.build_started(
+            session, ts=start, tool=name, labels=_storable(build_labels(env, labels), problems)
+        )
         status = child.wait()
-        received = child.received
-    end = _now_ms()
-    killed = -status if status < 0 else None
-    # A build that handles Ctrl-C or SIGTERM itself usually exits with 128 + the signal.
-    interrupted = killed is not None or bool(received) or status in _SIGNALLED
-
-    if interrupted:
-        collector.build_interrupted(session, ts=end)
-    else:
-        reason = None if status == 0 else f"{tool} exited with status {status}"
-        collector.build_finished(session, ts=end, success=status == 0, error=reason)
+        end = _now_ms()
+        killed = -status if status < 0 else None
+        # A build that handles a signal itself usually exits with 128 + its number.
+        ended_by = killed if killed is not None else (status - 128 if status > 128 else None)
+        interrupted = ended_by in _INTERRUPTING
+        if interrupted:
+            collector.build_interrupted(session, ts=end)
+        else:
+            reason = None
+            if killed is not None:
+                reason = f"{name} was killed by {signal.Signals(killed).name}"
+            elif status != 0:
+                reason = f"{name} exited with status {status}"
+            collector.build_finished(session, ts=end, success=status == 0, error=reason)
     exit_status = 128 + killed if killed is not None else status
     recorded = session if collector.enabled and not problems else None
-    return Recording(exit_status, recorded, interrupted, tuple(problems))
+    return Recording(exit_status, recorded, interrupted, tuple(problems), killed_by=killed)
 
 
 def build_labels(
@@ -114,8 +128,8 @@ def build_labels(
 
 
 def configured_build(folder: Path) -> list[str]:
-    """The build command of ``[tool.builder] build`` in ``pyproject.toml``, or of ``build``
-    in ``builder.toml``, as a shell command line.
+    """The build command of ``build`` in ``builder.toml``, or else of ``[tool.builder] build``
+    in ``pyproject.toml``: a string runs through ``/bin/sh -c``, a list of words as it is.
 
     >>> configured_build(Path("."))  # doctest: +SKIP
     ['/bin/sh', '-c', 'ninja -C out']
@@ -123,7 +137,7 @@ def configured_build(folder: Path) -> list[str]:
     candidates = ((folder / "builder.toml", ()), (folder / "pyproject.toml", ("tool", "builder")))
     for path, keys in candidates:
         try:
-            settings = tomllib.loads(path.read_text(encoding="utf-8"))
+            settings: object = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             continue
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -132,8 +146,10 @@ def configured_build(folder: Path) -> list[str]:
             settings = settings.get(key, {}) if isinstance(settings, dict) else {}
         build = settings.get("build") if isinstance(settings, dict) else None
         if build is None:
+            if not keys:  # builder.toml exists for this alone
+                raise ConfigError(f'{path} has no build command: add build = "..."')
             continue
-        if isinstance(build, list) and build and all(isinstance(w, str) for w in build):
+        if isinstance(build, list) and build and all(isinstance(w, str) and w for w in build):
             return list(build)
         if isinstance(build, str) and build.strip():
             return ["/bin/sh", "-c", build]
@@ -146,20 +162,32 @@ def configured_build(folder: Path) -> list[str]:
     )
 
 
-def build_command(configured: list[str], extra: Sequence[str]) -> list[str]:
-    """The configured command with ``extra`` arguments appended, quoted for the shell."""
-    if not extra:
-        return configured
+def build_command(configured: list[str], extra: Sequence[str]) -> tuple[list[str], str]:
+    """The configured command with ``extra`` arguments appended (quoted for the shell, at
+    the end of the command line), and the build tool's name: the first word."""
     if configured[:2] == ["/bin/sh", "-c"]:
-        return [*configured[:2], f"{configured[2]} {shlex.join(extra)}"]
-    return [*configured, *extra]
+        line = f"{configured[2]} {shlex.join(extra)}" if extra else configured[2]
+        try:
+            first = shlex.split(configured[2])[0]
+        except (ValueError, IndexError):
+            first = "sh"
+        return [*configured[:2], line], Path(first).name
+    return [*configured, *extra], Path(configured[0]).name
 
 
-def _collector(environ: Mapping[str, str], problems: list[str]) -> TelemetryCollector:
+def _config(environ: Mapping[str, str], problems: list[str]) -> TelemetryConfig | None:
     try:
-        config = TelemetryConfig.from_env(environ)
+        return TelemetryConfig.from_env(environ)
     except TelemetryError as error:
         problems.append(f"telemetry is off for this build: {error}")
+        return None
+
+
+def _collector(config: TelemetryConfig | None, problems: list[str]) -> TelemetryCollector:
+    from telemetry.collector import TelemetryCollector
+    from telemetry.storage import TelemetryStorage
+
+    if config is None:
         return TelemetryCollector(_Nowhere(), enabled=False)
     storage = TelemetryStorage(
         config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
@@ -167,6 +195,30 @@ def _collector(environ: Mapping[str, str], problems: list[str]) -> TelemetryColl
     return TelemetryCollector(
         storage, enabled=config.enabled, on_warning=problems.append, warn_every_time=True
     )
+
+
+def _not_started(program: str, error: OSError, problems: list[str]) -> Recording:
+    """What a shell says and returns when it cannot start a command."""
+    if isinstance(error, FileNotFoundError):
+        return Recording(127, problems=tuple(problems), error=f"{program}: command not found")
+    reason = "permission denied" if isinstance(error, PermissionError) else error.strerror
+    return Recording(126, problems=tuple(problems), error=f"{program}: {reason or error}")
+
+
+def _storable(labels: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """The labels the protocol accepts; each one it refuses is named and left out."""
+    kept: dict[str, str] = {}
+    for key, value in labels.items():
+        try:
+            kept |= parse_labels({_text(key): _text(value)})
+        except EventError as error:
+            problems.append(f"label {_text(key)[:40]!r} not recorded: {error}")
+    return kept
+
+
+def _text(value: str) -> str:
+    """Text as stored: bytes that are not UTF-8 (in a file or variable name) escaped."""
+    return os.fsencode(value).decode("utf-8", "backslashreplace")
 
 
 class _Nowhere:
@@ -182,14 +234,22 @@ class _Child:
         self.received: list[int] = []
 
     def start(self, command: Sequence[str]) -> None:
-        self.process = subprocess.Popen(list(command))
+        # close_fds=False: the build keeps every descriptor it was given (a make jobserver,
+        # a log on fd 3); ours are close-on-exec anyway.
+        try:
+            self.process = subprocess.Popen(list(command), close_fds=False)
+        except OSError as error:
+            if error.errno != errno.ENOEXEC:
+                raise
+            # A script without #!: run it with sh, as a shell does.
+            self.process = subprocess.Popen(["/bin/sh", *command], close_fds=False)
         for signum in self.received:  # arrived while it was starting
-            if signum != signal.SIGINT:
+            if signum in _FORWARDED:
                 self.process.send_signal(signum)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
-        if signum != signal.SIGINT and self.process and self.process.poll() is None:
+        if signum in _FORWARDED and self.process and self.process.poll() is None:
             self.process.send_signal(signum)
 
     def wait(self) -> int:
@@ -199,11 +259,15 @@ class _Child:
 
 @contextmanager
 def _forwarding() -> Iterator[_Child]:
-    """While the build runs, pass signals meant for it on to it, and note Ctrl-C (which the
-    terminal sends to the build itself). Python-level handlers, not SIG_IGN: the build must
-    start with the default dispositions, and exec resets handlers but keeps an ignore."""
+    """Until the build is recorded, pass SIGTERM on to it and note the signals a terminal
+    sends to it directly. A signal the caller ignores stays ignored (``nohup``, ``&``), so
+    the build inherits it as it would; otherwise a Python handler is used, never SIG_IGN,
+    which exec would hand on to the build."""
     child = _Child()
-    previous = {sig: signal.signal(sig, child.on_signal) for sig in (*_FORWARDED, signal.SIGINT)}
+    previous = {}
+    for sig in (*_FORWARDED, *_NOTED):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, child.on_signal)
     try:
         yield child
     finally:

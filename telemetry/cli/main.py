@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -150,8 +151,8 @@ def build(
     from telemetry.record import build_command, configured_build
     from telemetry.record import record as run
 
-    command = build_command(configured_build(Path.cwd()), args or [])
-    _finish(run(command, labels=_labels(label)))
+    command, tool = build_command(configured_build(Path.cwd()), args or [])
+    _finish(run(command, labels=_labels(label), tool=tool))
 
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:
@@ -170,7 +171,19 @@ def _finish(recording: Any) -> NoReturn:
         _err(f"Warning: {problem}")
     if recording.error:
         _err(f"Error: {recording.error}")
+    if recording.killed_by in _DIE_LIKE_THE_BUILD:
+        # End the way the build did, so a calling shell sees the signal and stops too
+        # (bash carries on after a child that merely exits 130).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        signal.signal(recording.killed_by, signal.SIG_DFL)
+        os.kill(os.getpid(), recording.killed_by)
     raise typer.Exit(recording.exit_status)
+
+
+# The signals that end a process without a core dump; for the others builder exits 128 + N.
+_DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
 
 
 @telemetry_app.callback()

@@ -222,16 +222,77 @@ def _ingest_stream(
 
 def decompressed(handle: IO[bytes]) -> IO[bytes]:
     """``handle`` itself, or a reader of its gzip or zstd content, told by the first bytes."""
-    buffered: Any = handle if isinstance(handle, io.BufferedReader) else io.BufferedReader(handle)
-    magic = buffered.peek(4)[:4]
+    # Read the magic bytes fully (a pipe may deliver them one at a time), then put them back.
+    magic = b""
+    while len(magic) < 4:
+        chunk = handle.read(4 - len(magic))
+        if not chunk:
+            break
+        magic += chunk
+    source = io.BufferedReader(_Prefixed(magic, handle))
     if magic[:2] == _GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+        return cast(IO[bytes], gzip.GzipFile(fileobj=source, mode="rb"))
     if magic == _ZSTD_MAGIC:
+        return io.BufferedReader(_Zstd(source))
+    return source
+
+
+class _Prefixed(io.RawIOBase):
+    """``prefix`` and then the rest of ``stream``."""
+
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self.prefix = prefix
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.prefix:
+            size = min(len(buffer), len(self.prefix))
+            buffer[:size] = self.prefix[:size]
+            self.prefix = self.prefix[size:]
+            return size
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Zstd(io.RawIOBase):
+    """The content of a zstd stream of one or more frames; an input that ends inside a
+    frame is an error (zstandard's own stream reader would just stop)."""
+
+    def __init__(self, source: IO[bytes]) -> None:
         import zstandard
 
-        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-        return io.BufferedReader(reader)
-    return cast(IO[bytes], buffered)
+        self.source = source
+        self.new_frame = zstandard.ZstdDecompressor().decompressobj
+        self.frame = self.new_frame()
+        self.in_frame = False
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            data = self.source.read(1 << 16)
+            if not data:
+                if self.in_frame:
+                    raise EOFError("the zstd stream ended inside a frame")
+                return 0
+            while data:
+                self.in_frame = True
+                self.pending += self.frame.decompress(data)
+                if not self.frame.eof:
+                    break
+                data = self.frame.unused_data
+                self.frame = self.new_frame()
+                self.in_frame = False
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
 
 
 class _Reading:
@@ -255,4 +316,4 @@ class _Reading:
         except Exception as error:
             if type(error).__name__ != "ZstdError":
                 raise
-            self.failure = f"the compressed input is damaged or cut short ({error})"
+            self.failure = f"the compressed input is damaged ({error})"

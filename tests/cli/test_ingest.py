@@ -279,6 +279,35 @@ def test_compressed_input_is_read_from_a_file_and_from_stdin(
     )
 
 
+def test_a_cut_off_zstd_archive_is_reported(cli: Runner, tmp_path: Path) -> None:
+    packed = _compressed("zst", "\n".join(small_history()).encode())
+    path = tmp_path / "cut.jsonl.zst"
+    path.write_bytes(packed[: len(packed) // 2])
+    result = cli("telemetry", "ingest", str(path))
+    assert result.code == 1
+    assert (
+        "the compressed input is damaged or cut short (the zstd stream ended inside a frame)"
+        in (result.stderr)
+    )
+
+
+def test_compression_is_recognised_when_a_pipe_delivers_a_byte_at_a_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(_compressed("gz", "\n".join(small_history()).encode()))
+    slow = f"(head -c1 '{path}'; sleep 0.3; tail -c +2 '{path}') | '{BUILDER}' telemetry ingest -"
+    result = subprocess.run(
+        ["bash", "-c", slow],
+        capture_output=True,
+        text=True,
+        env=process_env(tmp_path / "t"),
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "Stored 3 builds from 25 events.\n")
+
+
 def test_a_cut_off_archive_stores_what_came_before(cli: Runner, tmp_path: Path) -> None:
     import zlib
 

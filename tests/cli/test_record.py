@@ -116,7 +116,8 @@ def test_sigterm_reaches_the_build_and_it_is_stored_as_interrupted(tmp_path: Pat
     process = _started(tmp_path, new_group=False)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
-    assert (process.returncode, stderr) == (128 + signal.SIGTERM, "")
+    # builder ends the way the build did: by the signal, so its caller sees it too.
+    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
     [session] = _sessions(tmp_path)
     assert (session["interrupted"], session["succeeded"], session["error"]) == (
         True,
@@ -130,7 +131,7 @@ def test_ctrl_c_in_a_terminal_interrupts_the_build_once(tmp_path: Path) -> None:
     process = _started(tmp_path, new_group=True)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
-    assert (process.returncode, stderr) == (128 + signal.SIGINT, "")
+    assert (process.returncode, stderr) == (-signal.SIGINT, "")
     [session] = _sessions(tmp_path)
     assert session["interrupted"] is True
 
@@ -182,3 +183,123 @@ def test_the_build_starts_with_default_signal_dispositions(tmp_path: Path) -> No
     direct = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     recorded = _builder(["record", "--", "sh", "-c", script], tmp_path)
     assert recorded.stdout == direct.stdout
+
+
+def test_a_calling_script_stops_on_ctrl_c_as_without_builder(tmp_path: Path) -> None:
+    # bash goes on after a child that exits 130, and stops when the child died of SIGINT.
+    loop = f"for i in 1 2; do '{BUILDER}' record -- sleep 5; echo next; done"
+    process = subprocess.Popen(
+        ["bash", "-c", loop],
+        cwd=tmp_path,
+        text=True,
+        env=process_env(tmp_path / "t"),
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    time.sleep(1.5)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+    assert (process.returncode, stdout) == (-signal.SIGINT, "")
+
+
+def test_a_crash_is_a_failure_not_an_interruption(tmp_path: Path) -> None:
+    result = _builder(["record", "--", "sh", "-c", "kill -USR1 $$"], tmp_path)
+    assert result.returncode == 128 + signal.SIGUSR1
+    [session] = _sessions(tmp_path)
+    assert (session["interrupted"], session["error"]) == (False, "sh was killed by SIGUSR1")
+
+
+def test_a_build_that_handles_sigterm_and_finishes_is_not_interrupted(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    script = f"trap 'kill $!; echo cleaned up; exit 0' TERM; touch {marker}; sleep 30 & wait"
+    process = subprocess.Popen(
+        [BUILDER, "record", "--", "sh", "-c", script],
+        cwd=tmp_path,
+        env=process_env(tmp_path / "t"),
+        text=True,
+        stdout=subprocess.PIPE,
+    )
+    while not marker.exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=30)
+    assert (process.returncode, stdout) == (0, "cleaned up\n")
+    [session] = _sessions(tmp_path)
+    assert (session["succeeded"], session["interrupted"]) == (True, False)
+
+
+def test_the_build_keeps_its_file_descriptors(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", f"'{BUILDER}' record -- sh -c 'echo to-three >&3' 3>fd3.txt"],
+        cwd=tmp_path,
+        env=process_env(tmp_path / "t"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, (tmp_path / "fd3.txt").read_text()) == (0, "to-three\n")
+
+
+def test_signals_the_caller_ignores_stay_ignored(tmp_path: Path) -> None:
+    # nohup, or `&` in a script: the build must inherit the ignored signals as it would.
+    script = "trap '' HUP INT; {}grep SigIgn /proc/self/status"
+    env = process_env(tmp_path / "t")
+    direct = subprocess.run(
+        ["bash", "-c", script.format("")], capture_output=True, text=True, env=env, check=True
+    )
+    recorded = subprocess.run(
+        ["bash", "-c", script.format(f"'{BUILDER}' record -- ")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert recorded.stdout == direct.stdout
+    assert int(direct.stdout.split()[1], 16) & (1 << (signal.SIGHUP - 1))
+
+
+def test_a_script_without_a_shebang_runs_as_in_a_shell(tmp_path: Path) -> None:
+    script = tmp_path / "build.sh"
+    script.write_text("echo plain script\nexit 3\n")
+    script.chmod(0o755)
+    result = _builder(["record", "--", str(script)], tmp_path)
+    assert (result.returncode, result.stdout) == (3, "plain script\n")
+
+
+def test_a_label_that_cannot_be_stored_is_left_out_and_the_build_kept(tmp_path: Path) -> None:
+    result = _builder(
+        ["record", "-l", "ok=1", "-l", "big=" + "x" * 70_000, "--", "sleep", "0.1"], tmp_path
+    )
+    assert result.returncode == 0
+    assert result.stderr.startswith("Warning: label 'big' not recorded: label 'big' is 70000")
+    [session] = _sessions(tmp_path)
+    assert session["labels"] == {"ok": "1"} and session["durationMs"] >= 100  # type: ignore[operator]
+
+
+def test_an_unusable_home_in_the_directory_setting_still_runs_the_build(tmp_path: Path) -> None:
+    result = _builder(
+        ["record", "--", "sh", "-c", "echo ran; exit 3"],
+        tmp_path,
+        BUILDER_TELEMETRY_DIR="~no-such-user-here/t",
+    )
+    assert (result.returncode, result.stdout) == (3, "ran\n")
+    assert result.stderr.startswith(
+        "Warning: telemetry is off for this build: BUILDER_TELEMETRY_DIR names a home directory"
+    )
+
+
+def test_builder_toml_must_hold_the_build(tmp_path: Path) -> None:
+    (tmp_path / "builder.toml").write_text("# empty\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.builder]\nbuild = "true"\n')
+    result = _builder(["build"], tmp_path)
+    assert (result.returncode, result.stderr) == (
+        1,
+        f'Error: {tmp_path / "builder.toml"} has no build command: add build = "..."\n',
+    )
+
+
+def test_the_tool_is_the_first_word_of_a_configured_command_line(tmp_path: Path) -> None:
+    (tmp_path / "builder.toml").write_text('build = "true --quiet && echo done"\n')
+    assert _builder(["build"], tmp_path).returncode == 0
+    [session] = _sessions(tmp_path)
+    assert session["tool"] == "true"
