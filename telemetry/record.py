@@ -119,12 +119,24 @@ def build_labels(
     {'BUILDER_PARALLEL': '8'}
     """
     found = {
-        key: value
+        key: _private(value, environ)
         for key, value in sorted(environ.items())
         if key.startswith("BUILDER_")
         and not key.startswith(("BUILDER_TELEMETRY_", "BUILDER_DEBUG"))
     }
     return found | dict(labels or {})
+
+
+def _private(value: str, environ: Mapping[str, str]) -> str:
+    """A setting's value without the home directory or user name it may hold
+    (``BUILDER_CACHE=/home/ana/c`` is stored as ``~/c``)."""
+    home = environ.get("HOME", "").rstrip("/")
+    if len(home) > 1:
+        value = value.replace(home, "~")
+    for name in {environ.get("USER", ""), environ.get("LOGNAME", "")}:
+        if len(name) > 1:
+            value = value.replace(name, "<user>")
+    return value
 
 
 def configured_build(folder: Path) -> list[str]:

@@ -303,3 +303,20 @@ def test_the_tool_is_the_first_word_of_a_configured_command_line(tmp_path: Path)
     assert _builder(["build"], tmp_path).returncode == 0
     [session] = _sessions(tmp_path)
     assert session["tool"] == "true"
+
+
+def test_settings_are_stored_without_home_or_user_name(tmp_path: Path) -> None:
+    home = tmp_path / "home" / "qzvxw"
+    env = {
+        "HOME": str(home),
+        "USER": "qzvxw",
+        "LOGNAME": "qzvxw",
+        "BUILDER_CACHE": f"{home}/cache",
+        "BUILDER_OWNER": "team-qzvxw-builds",
+    }
+    assert _builder(["record", "--", "true"], tmp_path, **env).returncode == 0
+    [session] = _sessions(tmp_path)
+    assert session["labels"] == {"BUILDER_CACHE": "~/cache", "BUILDER_OWNER": "team-<user>-builds"}
+    for path in (tmp_path / "t").rglob("*.arrow"):
+        data = path.read_bytes()
+        assert str(home).encode() not in data and b"qzvxw" not in data
