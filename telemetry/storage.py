@@ -48,6 +48,7 @@ _COUNT_SUFFIX = re.compile(r"(-n\d+)?\.arrow$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _LOCK = ".lock"
+QUARANTINE = "quarantine"
 # A temporary file older than this was left by a writer that died; retention removes it.
 _STALE_SECONDS = 3600
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
@@ -284,13 +285,33 @@ class TelemetryStorage:
                 )
         return bad
 
-    def verify(self) -> Iterator[tuple[Path, str]]:
-        """Every data file that cannot be read, with the reason."""
+    def verify(self) -> Iterator[tuple[Path, str | None]]:
+        """Every data file with the reason it cannot be read in full, or None when it can.
+
+        >>> [p for p, problem in TelemetryStorage("t").verify() if problem]  # doctest: +SKIP
+        [PosixPath('t/sessions/date=2025-10-27/broken.arrow')]
+        """
         for dataset in DATASETS:
             for stored in self.files(dataset):
                 problem = _problem(stored.path, dataset, full=True)
-                if problem not in (None, "vanished"):
+                if problem != "vanished":
                     yield stored.path, problem
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a damaged file out of the data (into ``<dir>/quarantine/``, under the same
+        relative path), where readers no longer see it and nothing deletes it."""
+        relative = path.relative_to(self.dir)
+        target = self.dir / QUARANTINE / relative
+        if target.exists():
+            target = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+        except OSError as error:
+            raise StorageError(
+                f"could not move {path} to {target}: {error.strerror or error}"
+            ) from error
+        return target
 
     def session_ids(self) -> set[str]:
         """The ids of every stored session (unreadable files are skipped with a warning)."""
@@ -399,7 +420,8 @@ class TelemetryStorage:
                             os.unlink(inner.path)
 
     def clear(self) -> int:
-        """Remove all telemetry data; returns the number of sessions removed."""
+        """Remove all telemetry data, quarantined files included; returns the number of
+        sessions removed."""
         count = self.session_count()
         for dataset in DATASETS:
             for day in self.days(dataset):
@@ -407,6 +429,7 @@ class TelemetryStorage:
             folder = self.dir / dataset
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.dir / QUARANTINE, ignore_errors=True)
         return count
 
 

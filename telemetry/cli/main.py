@@ -405,6 +405,34 @@ def clear(
 
 
 @telemetry_app.command()
+def verify(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Move damaged files to <dir>/quarantine/.")
+    ] = False,
+) -> None:
+    """Read every stored file in full; report the damaged ones (exit 1 when there are any)."""
+    storage = _storage(_config(ctx))
+    checked = 0
+    damaged = 0
+    for path, problem in storage.verify():
+        checked += 1
+        if problem is None:
+            continue
+        damaged += 1
+        _out(f"damaged: {path}: {problem}\n")
+        if repair:
+            _out(f"moved: {path} -> {storage.quarantine(path)}\n")
+    if damaged == 0:
+        _out(f"Checked {_plural(checked, 'file')} in {storage.dir}: all readable.\n")
+        return
+    what = "moved to quarantine" if repair else "run with --repair to move them aside"
+    _out(f"Checked {_plural(checked, 'file')}: {_plural(damaged, 'damaged file')}; {what}.\n")
+    if not repair:
+        raise typer.Exit(1)
+
+
+@telemetry_app.command()
 def ingest(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="FILE|-", help="JSON-lines events; - for stdin.")],

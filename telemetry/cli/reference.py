@@ -20,6 +20,7 @@ COMMANDS = (
     ("telemetry", "export"),
     ("telemetry", "ingest"),
     ("telemetry", "clear"),
+    ("telemetry", "verify"),
 )
 
 
