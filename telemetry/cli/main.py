@@ -52,6 +52,12 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
+class InputFormatOption(StrEnum):
+    auto = "auto"
+    jsonl = "jsonl"
+    turbo_summary = "turbo-summary"
+
+
 class ExportFormatOption(StrEnum):
     json = "json"
     csv = "csv"
@@ -435,13 +441,18 @@ def verify(
 @telemetry_app.command()
 def ingest(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(metavar="FILE|-", help="JSON-lines events; - for stdin.")],
+    path: Annotated[str, typer.Argument(metavar="FILE|-", help="The input; - for stdin.")],
+    format: Annotated[
+        InputFormatOption,
+        typer.Option("--format", help="What the input is; auto tells by its content."),
+    ] = InputFormatOption.auto,
 ) -> None:
-    """Store builds from JSON-lines events (malformed lines are reported and skipped)."""
+    """Store builds from JSON-lines events or a Turborepo run summary, gzip or zstd
+    compressed or not (malformed lines are reported and skipped)."""
     from telemetry.ingest import ingest_file
 
     storage = _storage(_config(ctx))
-    result = ingest_file(storage, path)
+    result = ingest_file(storage, path, format=format.value)
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0:
         first = result.problems[0]

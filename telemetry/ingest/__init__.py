@@ -1,5 +1,19 @@
 """Readers that turn what build tools write into stored sessions, one module per source."""
 
-from telemetry.ingest.jsonl import IngestProblem, IngestResult, ingest_file, ingest_jsonl
+from telemetry.ingest.jsonl import (
+    INPUT_FORMATS,
+    IngestProblem,
+    IngestResult,
+    InputFormat,
+    ingest_file,
+    ingest_jsonl,
+)
 
-__all__ = ["IngestProblem", "IngestResult", "ingest_file", "ingest_jsonl"]
+__all__ = [
+    "INPUT_FORMATS",
+    "IngestProblem",
+    "IngestResult",
+    "InputFormat",
+    "ingest_file",
+    "ingest_jsonl",
+]

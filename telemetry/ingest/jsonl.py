@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Final, Literal, TypeAlias, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +23,11 @@ import pyarrow.compute as pc
 from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
+from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.storage import RetentionResult, TelemetryStorage
+
+InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary"]
+INPUT_FORMATS: Final[tuple[InputFormat, ...]] = ("auto", "jsonl", "turbo-summary")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -183,17 +187,22 @@ def ingest_jsonl(
 
 
 def ingest_file(
-    storage: TelemetryStorage, path: str | os.PathLike[str], *, apply_retention: bool = True
+    storage: TelemetryStorage,
+    path: str | os.PathLike[str],
+    *,
+    format: InputFormat = "auto",
+    apply_retention: bool = True,
 ) -> IngestResult:
-    """Ingest a JSON-lines file (``-`` reads standard input); gzip and zstd compressed input
-    is recognised by its first bytes and read as it is.
+    """Ingest a file (``-`` reads standard input): JSON-lines events, or a Turborepo run
+    summary. ``auto`` tells them apart by their content; gzip and zstd compressed input is
+    recognised by its first bytes and read as it is.
 
     >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
     """
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
-        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", apply_retention)
+        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", format, apply_retention)
     try:
         handle = Path(path).open("rb")  # noqa: SIM115 - closed by the with below
     except IsADirectoryError:
@@ -205,19 +214,63 @@ def ingest_file(
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
-        return _ingest_stream(storage, handle, str(path), apply_retention)
+        return _ingest_stream(storage, handle, str(path), format, apply_retention)
 
 
 def _ingest_stream(
-    storage: TelemetryStorage, handle: IO[bytes], name: str, apply_retention: bool
+    storage: TelemetryStorage,
+    handle: IO[bytes],
+    name: str,
+    format: InputFormat,
+    apply_retention: bool,
 ) -> IngestResult:
-    reading = _Reading(decompressed(handle), name)
+    source = cast(io.BufferedReader, decompressed(handle))
+    if format == "turbo-summary" or (format == "auto" and _one_document(source)):
+        return _ingest_document(storage, source, name, format, apply_retention)
+    reading = _Reading(source, name)
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
         return result
     # The input broke off (a truncated archive, a failing disk): what came before is stored.
     problem = IngestProblem(reading.count + 1, reading.failure)
     return replace(result, problems=(*result.problems, problem))
+
+
+def _one_document(source: io.BufferedReader) -> bool:
+    """Whether the input looks like one pretty-printed JSON document rather than JSON
+    lines: its first line is an opening brace, or a whole object that is no event."""
+    try:
+        first = source.peek(1 << 16).lstrip().split(b"\n", 1)[0].strip()
+    except Exception:  # a damaged input: reading it line by line reports where
+        return False
+    if first in (b"{", b"["):
+        return True
+    try:
+        decoded = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(decoded, dict) and "event" not in decoded
+
+
+def _ingest_document(
+    storage: TelemetryStorage,
+    source: IO[bytes],
+    name: str,
+    format: InputFormat,
+    apply_retention: bool,
+) -> IngestResult:
+    try:
+        document = json.loads(source.read())
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"{name} is not valid JSON: {_unreadable(error)}") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"cannot read {name}: {error}") from None
+    if not is_turbo_summary(document):
+        raise InputError(
+            f"{name} is one JSON document but not a Turborepo run summary; "
+            f"give JSON-lines events or a summary from `turbo run ... --summarize`"
+        )
+    return ingest_jsonl(storage, turbo_events(document), apply_retention=apply_retention)
 
 
 def decompressed(handle: IO[bytes]) -> IO[bytes]:
