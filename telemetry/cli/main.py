@@ -56,6 +56,7 @@ class InputFormatOption(StrEnum):
     auto = "auto"
     jsonl = "jsonl"
     turbo_summary = "turbo-summary"
+    bazel_bep = "bazel-bep"
 
 
 class ExportFormatOption(StrEnum):
@@ -446,13 +447,18 @@ def ingest(
         InputFormatOption,
         typer.Option("--format", help="What the input is; auto tells by its content."),
     ] = InputFormatOption.auto,
+    profile: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Bazel's --profile of the same build (with BEP)."),
+    ] = None,
 ) -> None:
-    """Store builds from JSON-lines events or a Turborepo run summary, gzip or zstd
-    compressed or not (malformed lines are reported and skipped)."""
+    """Store builds from JSON-lines events, a Turborepo run summary, or Bazel's Build Event
+    Protocol JSON; gzip or zstd compressed or not (malformed lines are reported and
+    skipped)."""
     from telemetry.ingest import ingest_file
 
     storage = _storage(_config(ctx))
-    result = ingest_file(storage, path, format=format.value)
+    result = ingest_file(storage, path, format=format.value, profile=profile)
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0:
         first = result.problems[0]

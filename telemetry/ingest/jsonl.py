@@ -6,8 +6,10 @@ still stored. Sessions still open when the stream ends are stored as interrupted
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import itertools
 import json
 import os
 import sys
@@ -23,11 +25,12 @@ import pyarrow.compute as pc
 from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
+from telemetry.ingest.bazel import bep_events, is_bep_event
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.storage import RetentionResult, TelemetryStorage
 
-InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary"]
-INPUT_FORMATS: Final[tuple[InputFormat, ...]] = ("auto", "jsonl", "turbo-summary")
+InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary", "bazel-bep"]
+INPUT_FORMATS: Final[tuple[InputFormat, ...]] = ("auto", "jsonl", "turbo-summary", "bazel-bep")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -191,30 +194,47 @@ def ingest_file(
     path: str | os.PathLike[str],
     *,
     format: InputFormat = "auto",
+    profile: str | os.PathLike[str] | None = None,
     apply_retention: bool = True,
 ) -> IngestResult:
-    """Ingest a file (``-`` reads standard input): JSON-lines events, or a Turborepo run
-    summary. ``auto`` tells them apart by their content; gzip and zstd compressed input is
+    """Ingest a file (``-`` reads standard input): JSON-lines events, a Turborepo run
+    summary, or Bazel's Build Event Protocol JSON (with the build's trace ``profile``, if
+    given). ``auto`` tells them apart by their content; gzip and zstd compressed input is
     recognised by its first bytes and read as it is.
 
     >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
     """
+    trace = _read_profile(profile) if profile is not None else None
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
-        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", format, apply_retention)
+        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", format, trace, apply_retention)
+    with _opened(path) as handle:
+        return _ingest_stream(storage, handle, str(path), format, trace, apply_retention)
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     try:
-        handle = Path(path).open("rb")  # noqa: SIM115 - closed by the with below
+        handle = Path(path).open("rb")  # noqa: SIM115 - closed below
     except IsADirectoryError:
-        raise InputError(f"{path} is a directory; give a JSON-lines file or - for stdin") from None
+        raise InputError(f"{path} is a directory; give a file, or - for stdin") from None
     except FileNotFoundError:
-        raise InputError(f"{path} does not exist; give a JSON-lines file or - for stdin") from None
+        raise InputError(f"{path} does not exist; give a file, or - for stdin") from None
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied") from None
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
-        return _ingest_stream(storage, handle, str(path), format, apply_retention)
+        yield handle
+
+
+def _read_profile(path: str | os.PathLike[str]) -> object:
+    with _opened(path) as handle:
+        try:
+            return json.loads(decompressed(handle).read())
+        except (ValueError, RecursionError, EOFError, zlib.error) as error:
+            raise InputError(f"{path} is not a readable JSON trace profile ({error})") from None
 
 
 def _ingest_stream(
@@ -222,12 +242,30 @@ def _ingest_stream(
     handle: IO[bytes],
     name: str,
     format: InputFormat,
+    profile: object,
     apply_retention: bool,
 ) -> IngestResult:
-    source = cast(io.BufferedReader, decompressed(handle))
-    if format == "turbo-summary" or (format == "auto" and _one_document(source)):
-        return _ingest_document(storage, source, name, format, apply_retention)
-    reading = _Reading(source, name)
+    source = decompressed(handle)
+    # The first line tells what the input is; it is read here and handed on in front of the
+    # rest (not pushed back into the stream, so a damaged archive still fails line by line).
+    head = b""
+    if format == "auto":
+        with contextlib.suppress(Exception):  # damaged: reading line by line reports where
+            head = source.readline(1 << 20)
+    kind = _detect(head) if format == "auto" else format
+    if kind == "bazel-bep":
+        try:
+            lines = bep_events(itertools.chain([head], source), profile=profile)
+        except (OSError, EOFError, zlib.error) as error:
+            raise InputError(f"cannot read {name}: {error}") from None
+        except InputError as error:
+            raise InputError(f"{name}: {error}") from None
+        return ingest_jsonl(storage, lines, apply_retention=apply_retention)
+    if profile is not None:
+        raise InputError("--profile goes with a Bazel Build Event Protocol file")
+    if kind == "turbo-summary":
+        return _ingest_document(storage, head, source, name, apply_retention)
+    reading = _Reading(source, name, head)
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
         return result
@@ -236,31 +274,28 @@ def _ingest_stream(
     return replace(result, problems=(*result.problems, problem))
 
 
-def _one_document(source: io.BufferedReader) -> bool:
-    """Whether the input looks like one pretty-printed JSON document rather than JSON
-    lines: its first line is an opening brace, or a whole object that is no event."""
-    try:
-        first = source.peek(1 << 16).lstrip().split(b"\n", 1)[0].strip()
-    except Exception:  # a damaged input: reading it line by line reports where
-        return False
+def _detect(head: bytes) -> InputFormat:
+    """What the input is, from its first line: one pretty-printed JSON document (a run
+    summary), Build Event Protocol lines, or our JSON lines."""
+    first = head.strip()
     if first in (b"{", b"["):
-        return True
+        return "turbo-summary"
     try:
         decoded = json.loads(first)
     except ValueError:
-        return False
-    return isinstance(decoded, dict) and "event" not in decoded
+        return "jsonl"
+    if is_bep_event(decoded):
+        return "bazel-bep"
+    if isinstance(decoded, dict) and "event" not in decoded:
+        return "turbo-summary"
+    return "jsonl"
 
 
 def _ingest_document(
-    storage: TelemetryStorage,
-    source: IO[bytes],
-    name: str,
-    format: InputFormat,
-    apply_retention: bool,
+    storage: TelemetryStorage, head: bytes, source: IO[bytes], name: str, apply_retention: bool
 ) -> IngestResult:
     try:
-        document = json.loads(source.read())
+        document = json.loads(head + source.read())
     except (ValueError, RecursionError) as error:
         raise InputError(f"{name} is not valid JSON: {_unreadable(error)}") from None
     except (OSError, EOFError, zlib.error) as error:
@@ -351,15 +386,16 @@ class _Zstd(io.RawIOBase):
 class _Reading:
     """The lines of an input, stopping (not failing) where the input breaks off."""
 
-    def __init__(self, handle: IO[bytes], name: str) -> None:
+    def __init__(self, handle: IO[bytes], name: str, head: bytes = b"") -> None:
         self.handle = handle
         self.name = name
+        self.head = head
         self.count = 0
         self.failure: str | None = None
 
     def lines(self) -> Iterator[bytes]:
         try:
-            for line in self.handle:
+            for line in itertools.chain([self.head] if self.head else [], self.handle):
                 self.count += 1
                 yield line
         except OSError as error:

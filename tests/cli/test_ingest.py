@@ -92,7 +92,7 @@ def test_missing_file_and_directory(cli: Runner, tmp_path: Path) -> None:
     assert missing.code == 1
     assert (
         missing.stderr == f"Error: {tmp_path / 'nope.jsonl'} does not exist; give a "
-        "JSON-lines file or - for stdin\n"
+        "file, or - for stdin\n"
     )
     folder = cli("telemetry", "ingest", str(tmp_path))
     assert folder.code == 1 and "is a directory" in folder.stderr

@@ -1,0 +1,167 @@
+"""Bazel's Build Event Protocol as JSON (``--build_event_json_file``), optionally with the
+JSON trace profile of the same build (``--profile``).
+
+One BEP file is one build. Its session comes from ``started`` and ``buildFinished`` (both
+the old ``...TimeMillis`` fields and the current timestamp strings are read). Every action
+the profile shows for a target is a run of that target: ``built``, or ``failed`` for a
+target the BEP reports as failed. A requested target that ran no action was served from
+Bazel's caches: ``cached``. Without a profile only the requested targets are known, each
+``built`` or ``failed``. Aborted targets are ``skipped``. Nothing of the BEP's command line,
+environment, user or host is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from telemetry.errors import InputError
+from telemetry.events import parse_timestamp
+
+_LABEL = re.compile(r"(@[\w.~+-]*)?//[^\s'\"]*")
+_ACTION_CATEGORY = "action processing"
+
+
+def is_bep_event(value: object) -> bool:
+    """Whether a decoded JSON line looks like a Build Event Protocol event."""
+    return isinstance(value, dict) and isinstance(value.get("id"), dict) and "event" not in value
+
+
+def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[str]:
+    """The protocol's JSON lines for one BEP file (and the build's trace profile).
+
+    >>> bep = ['{"id": {"started": {}}, "started": {"uuid": "u1", "startTimeMillis": "1000"}}',
+    ...        '{"id": {"buildFinished": {}}, "finished": {"finishTimeMillis": "2000",'
+    ...        ' "exitCode": {"name": "SUCCESS"}}}']
+    >>> bep_events(bep)[0]
+    '{"event": "build_started", "session": "bazel-u1", "ts": 1000, "tool": "bazel"}'
+    """
+    started: Mapping[str, Any] | None = None
+    finished: Mapping[str, Any] | None = None
+    outcome: dict[str, str] = {}  # label -> built | failed | skipped
+    failures: dict[str, str] = {}  # label -> why its action failed
+    for number, raw in enumerate(lines, start=1):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if not text.strip():
+            continue
+        try:
+            event = json.loads(text)
+        except ValueError:
+            raise InputError(
+                f"line {number} of the Build Event Protocol file is not JSON"
+            ) from None
+        if not is_bep_event(event):
+            continue
+        kind = event["id"]
+        if "started" in event:
+            started = event["started"]
+        elif "finished" in event:
+            finished = event["finished"]
+        elif "targetCompleted" in kind:
+            label = kind["targetCompleted"].get("label")
+            if isinstance(label, str):
+                if "aborted" in event:
+                    outcome[label] = "skipped"
+                else:
+                    completed = event.get("completed") or {}
+                    outcome[label] = "built" if completed.get("success") else "failed"
+        elif "actionCompleted" in kind and isinstance(event.get("action"), Mapping):
+            action = event["action"]
+            label = action.get("label") or kind["actionCompleted"].get("label")
+            if isinstance(label, str) and not action.get("success", False):
+                failures[label] = (
+                    f"{action.get('type') or 'action'} failed with exit code "
+                    f"{action.get('exitCode', '?')}"
+                )
+    if started is None:
+        raise InputError(
+            "the Build Event Protocol file has no started event; give the file that "
+            "--build_event_json_file wrote"
+        )
+    start = _time(started, "startTimeMillis", "startTime")
+    session = f"bazel-{started.get('uuid') or start}"
+    events: list[dict[str, Any]] = [
+        {"event": "build_started", "session": session, "ts": start, "tool": "bazel"}
+    ]
+    ran: set[str] = set()
+    for label, begin, end in _profile_actions(profile, start):
+        status = "failed" if outcome.get(label) == "failed" else "built"
+        finish: dict[str, Any] = {
+            "event": "target_finished",
+            "session": session,
+            "ts": end,
+            "target": label,
+            "status": status,
+        }
+        if status == "failed":
+            finish["error"] = failures.get(label, "failed")
+        events += [
+            {"event": "target_started", "session": session, "ts": begin, "target": label},
+            finish,
+        ]
+        ran.add(label)
+    end_ms = _time(finished, "finishTimeMillis", "finishTime") if finished else None
+    last = end_ms if end_ms is not None else start
+    for label, status in outcome.items():
+        if label in ran:
+            continue
+        if status == "built" and profile is not None:
+            status = "cached"  # requested, done, and no action of it ran
+        finish = {
+            "event": "target_finished",
+            "session": session,
+            "ts": last,
+            "target": label,
+            "status": status,
+        }
+        if status == "failed":
+            finish["error"] = failures.get(label, "failed")
+        events.append(finish)
+    if finished is not None:
+        exit_code = finished.get("exitCode") or {}
+        code = exit_code.get("code", 0)  # proto3 JSON leaves out a 0
+        success = bool(finished.get("overallSuccess", code == 0)) and code == 0
+        closing: dict[str, Any] = {
+            "event": "build_finished",
+            "session": session,
+            "ts": end_ms,
+            "success": success,
+        }
+        if not success:
+            closing["error"] = f"bazel: {exit_code.get('name', 'failed')}"
+        events.append(closing)
+    return [json.dumps(event) for event in events]
+
+
+def _time(message: Mapping[str, Any], millis: str, timestamp: str) -> int:
+    """A BEP time, from the old integer-milliseconds field or the current timestamp."""
+    if message.get(millis) is not None:
+        return parse_timestamp(int(message[millis]), name=millis)
+    if message.get(timestamp) is not None:
+        return parse_timestamp(message[timestamp], name=timestamp)
+    raise InputError(f"a Build Event Protocol event has neither {millis} nor {timestamp}")
+
+
+def _profile_actions(profile: object, start_ms: int) -> list[tuple[str, int, int]]:
+    """(label, start ms, end ms) of every action the trace profile shows for a target; the
+    profile's clock starts with the build."""
+    if profile is None:
+        return []
+    events = profile.get("traceEvents") if isinstance(profile, Mapping) else profile
+    if not isinstance(events, list):
+        raise InputError("the profile is not a JSON trace: expected traceEvents")
+    runs = []
+    for event in events:
+        if not isinstance(event, Mapping) or event.get("ph") != "X":
+            continue
+        if event.get("cat") != _ACTION_CATEGORY:
+            continue
+        found = _LABEL.search(str(event.get("name", "")))
+        ts, dur = event.get("ts"), event.get("dur")
+        if found is None or not isinstance(ts, int | float) or not isinstance(dur, int | float):
+            continue
+        begin = start_ms + round(ts / 1000)
+        runs.append((found.group(0), begin, begin + round(dur / 1000)))
+    return sorted(runs, key=lambda run: (run[1], run[0]))
