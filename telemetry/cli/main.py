@@ -57,6 +57,7 @@ class InputFormatOption(StrEnum):
     jsonl = "jsonl"
     turbo_summary = "turbo-summary"
     bazel_bep = "bazel-bep"
+    chrome_trace = "chrome-trace"
 
 
 class ExportFormatOption(StrEnum):
@@ -452,9 +453,9 @@ def ingest(
         typer.Option(metavar="PATH", help="Bazel's --profile of the same build (with BEP)."),
     ] = None,
 ) -> None:
-    """Store builds from JSON-lines events, a Turborepo run summary, or Bazel's Build Event
-    Protocol JSON; gzip or zstd compressed or not (malformed lines are reported and
-    skipped)."""
+    """Store builds from JSON-lines events, a Turborepo run summary, Bazel's Build Event
+    Protocol JSON, or a Chrome trace; gzip or zstd compressed or not (malformed lines are
+    reported and skipped)."""
     from telemetry.ingest import ingest_file
 
     storage = _storage(_config(ctx))

@@ -26,11 +26,18 @@ from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
+from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.storage import RetentionResult, TelemetryStorage
 
-InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary", "bazel-bep"]
-INPUT_FORMATS: Final[tuple[InputFormat, ...]] = ("auto", "jsonl", "turbo-summary", "bazel-bep")
+InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary", "bazel-bep", "chrome-trace"]
+INPUT_FORMATS: Final[tuple[InputFormat, ...]] = (
+    "auto",
+    "jsonl",
+    "turbo-summary",
+    "bazel-bep",
+    "chrome-trace",
+)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -208,9 +215,12 @@ def ingest_file(
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
-        return _ingest_stream(storage, sys.stdin.buffer, "<stdin>", format, trace, apply_retention)
+        return _ingest_stream(
+            storage, sys.stdin.buffer, "<stdin>", format, trace, None, apply_retention
+        )
     with _opened(path) as handle:
-        return _ingest_stream(storage, handle, str(path), format, trace, apply_retention)
+        written = os.fstat(handle.fileno()).st_mtime_ns // 1_000_000
+        return _ingest_stream(storage, handle, str(path), format, trace, written, apply_retention)
 
 
 @contextlib.contextmanager
@@ -243,6 +253,7 @@ def _ingest_stream(
     name: str,
     format: InputFormat,
     profile: object,
+    written_ms: int | None,
     apply_retention: bool,
 ) -> IngestResult:
     source = decompressed(handle)
@@ -263,8 +274,9 @@ def _ingest_stream(
         return ingest_jsonl(storage, lines, apply_retention=apply_retention)
     if profile is not None:
         raise InputError("--profile goes with a Bazel Build Event Protocol file")
-    if kind == "turbo-summary":
-        return _ingest_document(storage, head, source, name, apply_retention)
+    if kind in ("turbo-summary", "chrome-trace", "document"):
+        events = _document_events(_read_document(head, source, name), kind, name, written_ms)
+        return ingest_jsonl(storage, events, apply_retention=apply_retention)
     reading = _Reading(source, name, head)
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
@@ -274,12 +286,14 @@ def _ingest_stream(
     return replace(result, problems=(*result.problems, problem))
 
 
-def _detect(head: bytes) -> InputFormat:
+def _detect(head: bytes) -> str:
     """What the input is, from its first line: one pretty-printed JSON document (a run
     summary), Build Event Protocol lines, or our JSON lines."""
     first = head.strip()
-    if first in (b"{", b"["):
-        return "turbo-summary"
+    if first.startswith(b"[") or b'"traceEvents"' in first:
+        return "chrome-trace"
+    if first == b"{":
+        return "document"
     try:
         decoded = json.loads(first)
     except ValueError:
@@ -287,25 +301,41 @@ def _detect(head: bytes) -> InputFormat:
     if is_bep_event(decoded):
         return "bazel-bep"
     if isinstance(decoded, dict) and "event" not in decoded:
-        return "turbo-summary"
+        return "document"
     return "jsonl"
 
 
-def _ingest_document(
-    storage: TelemetryStorage, head: bytes, source: IO[bytes], name: str, apply_retention: bool
-) -> IngestResult:
+@dataclass(slots=True, frozen=True)
+class _Document:
+    value: object
+    raw: bytes
+
+
+def _read_document(head: bytes, source: IO[bytes], name: str) -> _Document:
+    """The whole input as one JSON document."""
     try:
-        document = json.loads(head + source.read())
-    except (ValueError, RecursionError) as error:
-        raise InputError(f"{name} is not valid JSON: {_unreadable(error)}") from None
+        raw = head + source.read()
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(f"cannot read {name}: {error}") from None
-    if not is_turbo_summary(document):
-        raise InputError(
-            f"{name} is one JSON document but not a Turborepo run summary; "
-            f"give JSON-lines events or a summary from `turbo run ... --summarize`"
-        )
-    return ingest_jsonl(storage, turbo_events(document), apply_retention=apply_retention)
+    try:
+        return _Document(json.loads(raw), raw)
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"{name} is not valid JSON: {_unreadable(error)}") from None
+
+
+def _document_events(
+    document: _Document, kind: str, name: str, written_ms: int | None
+) -> list[str]:
+    if kind in ("turbo-summary", "document") and is_turbo_summary(document.value):
+        return turbo_events(document.value)
+    if kind in ("chrome-trace", "document") and is_trace(document.value):
+        return trace_events(document.value, raw=document.raw, written_ms=written_ms)
+    wanted = {"turbo-summary": "a Turborepo run summary", "chrome-trace": "a Chrome trace"}
+    raise InputError(
+        f"{name} is one JSON document but not "
+        f"{wanted.get(kind, 'a Turborepo run summary or a Chrome trace')}; give JSON-lines "
+        f"events, a summary from `turbo run ... --summarize`, or a trace"
+    )
 
 
 def decompressed(handle: IO[bytes]) -> IO[bytes]:
