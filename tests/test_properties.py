@@ -1,10 +1,13 @@
 """Property-based tests: any input is handled without a crash, and any valid stream is stored
-with the numbers an independent implementation computes from the same events."""
+with the numbers an independent implementation computes from the same events.
+
+HYPOTHESIS_EXAMPLES=1500 runs a longer search than the suite's 60 examples per test."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +22,11 @@ from telemetry.storage import TelemetryStorage
 from tests import reference
 
 T0 = 1761575000000
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -197,3 +204,62 @@ def test_any_valid_stream_is_stored_with_the_reference_numbers(
         assert g["cache_hit_rate"] == pytest.approx(w.cache_hit_rate, rel=1e-12)
         assert g["parallelism_utilization"] == pytest.approx(w.parallelism_utilization, rel=1e-12)
         assert g["targets_per_second"] == pytest.approx(w.targets_per_second, rel=1e-12)
+
+
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "traceEvents",
+                    "tasks",
+                    "execution",
+                    "id",
+                    "turboVersion",
+                    "ph",
+                    "ts",
+                    "dur",
+                    "name",
+                    "tid",
+                    "started",
+                    "finished",
+                    "cache",
+                    "taskId",
+                    "startTimeMillis",
+                    "exitCode",
+                    "otherData",
+                    "date",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(documents, st.sampled_from(["auto", "turbo-summary", "chrome-trace", "bazel-bep"]))
+def test_any_json_document_in_any_format_is_stored_or_refused_cleanly(
+    document: object, fmt: str
+) -> None:
+    from telemetry.errors import TelemetryError
+    from telemetry.ingest import ingest_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input.json"
+        text = (
+            json.dumps(document, indent=2)
+            if fmt != "bazel-bep"
+            else "\n".join(
+                json.dumps(item)
+                for item in (document if isinstance(document, list) else [document])
+            )
+        )
+        path.write_text(text)
+        with contextlib.suppress(TelemetryError):  # anything else escaping is the failure
+            ingest_file(TelemetryStorage(Path(folder) / "t"), path, format=fmt)  # type: ignore[arg-type]
