@@ -86,20 +86,24 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
         {"event": "build_started", "session": session, "ts": start, "tool": "bazel"}
     ]
     ran: set[str] = set()
-    for label, begin, end in _profile_actions(profile, start):
-        status = "failed" if outcome.get(label) == "failed" else "built"
-        finish: dict[str, Any] = {
+
+    def finish(label: str, ts: int, status: str) -> dict[str, Any]:
+        finished_event = {
             "event": "target_finished",
             "session": session,
-            "ts": end,
+            "ts": ts,
             "target": label,
             "status": status,
         }
         if status == "failed":
-            finish["error"] = failures.get(label, "failed")
+            finished_event["error"] = failures.get(label, "failed")
+        return finished_event
+
+    for label, begin, end in _profile_actions(profile, start):
+        status = "failed" if outcome.get(label) == "failed" else "built"
         events += [
             {"event": "target_started", "session": session, "ts": begin, "target": label},
-            finish,
+            finish(label, end, status),
         ]
         ran.add(label)
     end_ms = _time(finished, "finishTimeMillis", "finishTime") if finished else None
@@ -109,16 +113,7 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
             continue
         if status == "built" and profile is not None:
             status = "cached"  # requested, done, and no action of it ran
-        finish = {
-            "event": "target_finished",
-            "session": session,
-            "ts": last,
-            "target": label,
-            "status": status,
-        }
-        if status == "failed":
-            finish["error"] = failures.get(label, "failed")
-        events.append(finish)
+        events.append(finish(label, last, status))
     if finished is not None:
         exit_code = finished.get("exitCode") or {}
         code = exit_code.get("code", 0)  # proto3 JSON leaves out a 0
