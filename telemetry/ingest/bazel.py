@@ -42,13 +42,16 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
     finished: Mapping[str, Any] | None = None
     outcome: dict[str, str] = {}  # label -> built | failed | skipped
     failures: dict[str, str] = {}  # label -> why its action failed
-    for number, raw in enumerate(lines, start=1):
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    texts = [raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw for raw in lines]
+    last_line = max((n for n, text in enumerate(texts, start=1) if text.strip()), default=0)
+    for number, text in enumerate(texts, start=1):
         if not text.strip():
             continue
         try:
             event = json.loads(text)
         except ValueError:
+            if number == last_line:
+                break  # Bazel was killed while writing: the build is stored as interrupted
             raise InputError(
                 f"line {number} of the Build Event Protocol file is not JSON"
             ) from None
@@ -82,6 +85,13 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
         )
     start = _time(started, "startTimeMillis", "startTime")
     session = f"bazel-{started.get('uuid') or start}"
+    other = profile.get("otherData") if isinstance(profile, Mapping) else None
+    build_id = other.get("build_id") if isinstance(other, Mapping) else None
+    if build_id is not None and started.get("uuid") and build_id != started["uuid"]:
+        raise InputError(
+            f"the profile is of another build ({build_id}) than the Build Event Protocol "
+            f"file ({started['uuid']}); give the --profile written by the same command"
+        )
     events: list[dict[str, Any]] = [
         {"event": "build_started", "session": session, "ts": start, "tool": "bazel"}
     ]

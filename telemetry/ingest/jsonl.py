@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,10 @@ INPUT_FORMATS: Final[tuple[InputFormat, ...]] = (
     "chrome-trace",
 )
 
+_BOM = b"\xef\xbb\xbf"
+_DETECT_LINES = 100
+# A trace's first line, when it is not a whole document: {"otherData":..., "traceEvents":[
+_TRACE_START = re.compile(rb'^\{\s*"(traceEvents|otherData|displayTimeUnit)"|^\[\s*\{.*"ph"')
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # Completed sessions are written in chunks of about this many target rows, so memory stays
@@ -242,9 +247,9 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 def _read_profile(path: str | os.PathLike[str]) -> object:
     with _opened(path) as handle:
         try:
-            return json.loads(decompressed(handle).read())
-        except (ValueError, RecursionError, EOFError, zlib.error) as error:
-            raise InputError(f"{path} is not a readable JSON trace profile ({error})") from None
+            return json.loads(decompressed(handle).read(), parse_constant=_no_constant)
+        except Exception as error:
+            raise _unreadable_input(str(path), "JSON trace profile", error) from None
 
 
 def _ingest_stream(
@@ -262,21 +267,35 @@ def _ingest_stream(
     head = b""
     if format == "auto":
         with contextlib.suppress(Exception):  # damaged: reading line by line reports where
-            head = source.readline(1 << 20)
+            # Blank lines and a byte-order mark come before what tells the format apart.
+            for _ in range(_DETECT_LINES):
+                line = source.readline()
+                head += line
+                if not line or line.lstrip(_BOM).strip():
+                    break
     kind = _detect(head) if format == "auto" else format
     if kind == "bazel-bep":
         try:
-            lines = bep_events(itertools.chain([head], source), profile=profile)
-        except (OSError, EOFError, zlib.error) as error:
-            raise InputError(f"cannot read {name}: {error}") from None
+            lines = bep_events(itertools.chain([head] if head else [], source), profile=profile)
         except InputError as error:
             raise InputError(f"{name}: {error}") from None
+        except Exception as error:
+            raise _unreadable_input(name, "Build Event Protocol file", error) from None
         return ingest_jsonl(storage, lines, apply_retention=apply_retention)
     if profile is not None:
         raise InputError("--profile goes with a Bazel Build Event Protocol file")
     if kind in ("turbo-summary", "chrome-trace", "document"):
-        events = _document_events(_read_document(head, source, name), kind, name, written_ms)
-        return ingest_jsonl(storage, events, apply_retention=apply_retention)
+        document = _read_document(head, source, name, fall_back=kind == "document")
+        if document.parsed:
+            try:
+                events = _document_events(document, kind, name, written_ms)
+            except InputError:
+                raise
+            except Exception as error:
+                raise _unreadable_input(name, "document", error) from None
+            return ingest_jsonl(storage, events, apply_retention=apply_retention)
+        # Not one document after all (a pretty-printed first event, say): JSON lines.
+        source, head = io.BufferedReader(io.BytesIO(document.raw)), b""
     reading = _Reading(source, name, head)
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
@@ -287,20 +306,18 @@ def _ingest_stream(
 
 
 def _detect(head: bytes) -> str:
-    """What the input is, from its first line: one pretty-printed JSON document (a run
-    summary), Build Event Protocol lines, or our JSON lines."""
-    first = head.strip()
-    if first.startswith(b"[") or b'"traceEvents"' in first:
-        return "chrome-trace"
-    if first == b"{":
+    """What the input is, from its first non-blank line: one JSON document (a run summary
+    or a trace), Build Event Protocol lines, or our JSON lines."""
+    first = head.lstrip(_BOM).strip()
+    if first in (b"{", b"[") or _TRACE_START.match(first):
         return "document"
     try:
         decoded = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "jsonl"
     if is_bep_event(decoded):
         return "bazel-bep"
-    if isinstance(decoded, dict) and "event" not in decoded:
+    if is_turbo_summary(decoded) or is_trace(decoded):
         return "document"
     return "jsonl"
 
@@ -309,18 +326,24 @@ def _detect(head: bytes) -> str:
 class _Document:
     value: object
     raw: bytes
+    parsed: bool = True
 
 
-def _read_document(head: bytes, source: IO[bytes], name: str) -> _Document:
-    """The whole input as one JSON document."""
+def _read_document(
+    head: bytes, source: IO[bytes], name: str, *, fall_back: bool = False
+) -> _Document:
+    """The whole input as one JSON document; with ``fall_back``, an unparsed one holding
+    the bytes when it is not one."""
     try:
         raw = head + source.read()
-    except (OSError, EOFError, zlib.error) as error:
-        raise InputError(f"cannot read {name}: {error}") from None
+    except Exception as error:  # a damaged archive, a failing disk
+        raise _unreadable_input(name, "input", error) from None
     try:
-        return _Document(json.loads(raw), raw)
+        return _Document(json.loads(raw.lstrip(_BOM), parse_constant=_no_constant), raw)
     except (ValueError, RecursionError) as error:
-        raise InputError(f"{name} is not valid JSON: {_unreadable(error)}") from None
+        if fall_back:
+            return _Document(None, raw, parsed=False)
+        raise InputError(f"{name}: {_unreadable(error)}") from None
 
 
 def _document_events(
@@ -336,6 +359,14 @@ def _document_events(
         f"{wanted.get(kind, 'a Turborepo run summary or a Chrome trace')}; give JSON-lines "
         f"events, a summary from `turbo run ... --summarize`, or a trace"
     )
+
+
+def _unreadable_input(name: str, what: str, error: BaseException) -> InputError:
+    """One line for an input that a reader could not make sense of."""
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    if isinstance(error, OSError | EOFError | zlib.error) or type(error).__name__ == "ZstdError":
+        return InputError(f"cannot read {name}: {reason}")
+    return InputError(f"{name} is not a readable {what}: {reason}")
 
 
 def decompressed(handle: IO[bytes]) -> IO[bytes]:
@@ -387,7 +418,7 @@ class _Zstd(io.RawIOBase):
         self.new_frame = zstandard.ZstdDecompressor().decompressobj
         self.frame = self.new_frame()
         self.in_frame = False
-        self.pending = b""
+        self.pending = bytearray()
 
     def readable(self) -> bool:
         return True
@@ -409,7 +440,7 @@ class _Zstd(io.RawIOBase):
                 self.in_frame = False
         size = min(len(buffer), len(self.pending))
         buffer[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
+        del self.pending[:size]  # in place: no copy of what remains
         return size
 
 

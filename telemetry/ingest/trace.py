@@ -7,8 +7,9 @@ on the worker of its thread. Metadata, instant and counter events are left out. 
 says nothing of success, so the build counts as successful.
 
 Trace times are microseconds from an origin the trace does not state. Time 0 is taken to be
-``otherData.date`` when present (Bazel writes it, to the second); otherwise the trace is
-taken to have ended when its file was last written (for standard input: when it is read).
+``otherData.date`` when it is in UTC (Bazel writes it, to the second, in local time);
+otherwise the trace is taken to have ended when its file was last written (for standard
+input: when it is read).
 """
 
 from __future__ import annotations
@@ -91,14 +92,13 @@ def _runs(events: list[Any]) -> list[tuple[str, int, int, int]]:
         if phase not in ("X", "B", "E") or not _number(ts):
             continue
         assert isinstance(ts, int | float)
-        thread = (event.get("pid"), event.get("tid"))
+        thread = (repr(event.get("pid")), repr(event.get("tid")))
         worker = workers.setdefault(thread, len(workers))
         name = str(event.get("name") or "?")[:1000]
         start = round(ts / 1000)
         if phase == "X":
             duration = event.get("dur")
-            length = round(duration / 1000) if isinstance(duration, int | float) else 0
-            end = start + length if _number(duration) else start
+            end = start + round(duration / 1000) if _number(duration) else start  # type: ignore[operator]
             runs.append((name, start, max(start, end), worker))
         elif phase == "B":
             open_.setdefault(thread, []).append((name, start))
@@ -112,7 +112,8 @@ def _origin(document: object, first: int, last: int, written_ms: int | None) -> 
     """Epoch milliseconds of the trace's time 0."""
     other = document.get("otherData") if isinstance(document, Mapping) else None
     date = other.get("date") if isinstance(other, Mapping) else None
-    if isinstance(date, str):
+    # Only a date in UTC is taken: Bazel writes local time, and a zone name is no offset.
+    if isinstance(date, str) and date.split()[-2:-1] in (["UTC"], ["GMT"]):
         try:
             zero = datetime.strptime(date, "%a %b %d %H:%M:%S %Z %Y").replace(tzinfo=UTC)
             return round(zero.timestamp() * 1000)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from telemetry.errors import InputError
+
+_HOMES = re.compile(r"(/home|/Users)/[^/\s)'\"]+")
 
 
 def is_turbo_summary(document: object) -> bool:
@@ -93,6 +96,8 @@ def _task_events(session: str, task: object, home: str) -> list[dict[str, Any]]:
         return [started, finished | {"status": "built"}]
     error = run.get("error")
     text = str(error) if error else f"exited with status {run.get('exitCode')}"
+    # Error texts name absolute directories: no home directory, whoever's, is kept.
     if len(home) > 1:
-        text = text.replace(home, "~")  # error texts name absolute directories
+        text = re.sub(rf"{re.escape(home)}(?=/|\W|$)", "~", text)
+    text = _HOMES.sub("~", text)
     return [started, finished | {"status": "failed", "error": text}]
