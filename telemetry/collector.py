@@ -145,11 +145,13 @@ class TelemetryCollector:
             warnings.warn(
                 f"telemetry is off for this build: {error}", TelemetryWarning, stacklevel=2
             )
-            return cls(_NullSink(), enabled=False)
-        storage = TelemetryStorage(
-            config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
-        )
-        return cls(storage, enabled=config.enabled)
+            return cls.disabled()
+        return cls(TelemetryStorage.from_config(config), enabled=config.enabled)
+
+    @classmethod
+    def disabled(cls) -> TelemetryCollector:
+        """A collector that takes every call and records nothing."""
+        return cls(_NullSink(), enabled=False)
 
     # -- the protocol, one method per event -------------------------------------------------
 

@@ -200,12 +200,12 @@ def _collector(config: TelemetryConfig | None, problems: list[str]) -> Telemetry
     from telemetry.storage import TelemetryStorage
 
     if config is None:
-        return TelemetryCollector(_Nowhere(), enabled=False)
-    storage = TelemetryStorage(
-        config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
-    )
+        return TelemetryCollector.disabled()
     return TelemetryCollector(
-        storage, enabled=config.enabled, on_warning=problems.append, warn_every_time=True
+        TelemetryStorage.from_config(config),
+        enabled=config.enabled,
+        on_warning=problems.append,
+        warn_every_time=True,
     )
 
 
@@ -231,11 +231,6 @@ def _storable(labels: Mapping[str, str], problems: list[str]) -> dict[str, str]:
 def _text(value: str) -> str:
     """Text as stored: bytes that are not UTF-8 (in a file or variable name) escaped."""
     return os.fsencode(value).decode("utf-8", "backslashreplace")
-
-
-class _Nowhere:
-    def write(self, sessions: object, targets: object) -> None:
-        return None
 
 
 class _Child:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from telemetry.config import TelemetryConfig
 from telemetry.errors import CorruptFileWarning, StorageError
 
 try:
@@ -91,6 +92,13 @@ class TelemetryStorage:
         self.max_sessions = max_sessions
         self.retention_days = retention_days
         self._clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_config(cls, config: TelemetryConfig) -> TelemetryStorage:
+        """The store a configuration names, with its retention settings."""
+        return cls(
+            config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
+        )
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -225,9 +225,7 @@ def _config(ctx: typer.Context, *, threshold: str | None = None) -> TelemetryCon
 def _storage(config: TelemetryConfig) -> TelemetryStorage:
     from telemetry.storage import TelemetryStorage
 
-    return TelemetryStorage(
-        config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
-    )
+    return TelemetryStorage.from_config(config)
 
 
 def _analyzer(config: TelemetryConfig, since: str | None, until: str | None) -> TelemetryAnalyzer:
