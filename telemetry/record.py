@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from telemetry.config import TelemetryConfig
 from telemetry.errors import ConfigError, EventError, TelemetryError
@@ -29,6 +29,9 @@ from telemetry.events import parse_labels
 
 if TYPE_CHECKING:
     from telemetry.collector import TelemetryCollector
+    from telemetry.ninja import NinjaRun, NinjaTarget
+
+Source = Literal["auto", "ninja", "none"]
 
 # SIGTERM is usually sent to one process, so it is passed on to the build. A terminal sends
 # Ctrl-C, Ctrl-\ and a hangup to the whole foreground process group: the build has them
@@ -60,9 +63,14 @@ def record(
     labels: Mapping[str, str] | None = None,
     tool: str | None = None,
     environ: Mapping[str, str] | None = None,
+    source: Source = "auto",
 ) -> Recording:
     """Run ``command`` with the caller's standard streams and file descriptors, and record
     it as a build; ``tool`` names it (the command's name by default).
+
+    With ``source="auto"`` a ``ninja`` command (``"ninja"``: any command that runs ninja)
+    also records its targets, from what it appended to ``.ninja_log`` (see
+    :class:`telemetry.ninja.NinjaRun`); ``"none"`` records the session alone.
 
     Recording follows the ``BUILDER_TELEMETRY_*`` variables of ``environ`` (the process
     environment by default); when they are invalid the build still runs, unrecorded.
@@ -77,17 +85,24 @@ def record(
     env = os.environ if environ is None else environ
     config = _config(env, problems)
     session = f"rec-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    ninja = _ninja(command, env, source, config, problems)
     start = _now_ms()
     with _forwarding() as child:
         try:
             child.start(command)
         except OSError as error:
+            if ninja is not None:
+                ninja.close()
             return _not_started(command[0], error, problems)
         # The heavy modules load only now, while the build already runs.
         collector = _collector(config, problems)
         name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
         collector.build_started(
-            session, ts=start, tool=name, labels=_storable(build_labels(env, labels), problems)
+            session,
+            ts=start,
+            tool=name,
+            labels=_storable(build_labels(env, labels), problems),
+            parallelism=(ninja.parallelism or None) if ninja is not None else None,
         )
         status = child.wait()
         end = _now_ms()
@@ -95,6 +110,14 @@ def record(
         # A build that handles a signal itself usually exits with 128 + its number.
         ended_by = killed if killed is not None else (status - 128 if status > 128 else None)
         interrupted = ended_by in _INTERRUPTING
+        if ninja is not None:
+            try:
+                outcome = ninja.outcome(succeeded=status == 0, interrupted=interrupted)
+            except Exception as error:  # a log or a tool answer we did not foresee
+                problems.append(f"ninja targets not recorded: {error}")
+                outcome = []
+            problems += ninja.problems
+            _report_targets(collector, session, outcome, start, end)
         if interrupted:
             collector.build_interrupted(session, ts=end)
         else:
@@ -107,6 +130,46 @@ def record(
     exit_status = 128 + killed if killed is not None else status
     recorded = session if collector.enabled and not problems else None
     return Recording(exit_status, recorded, interrupted, tuple(problems), killed_by=killed)
+
+
+def _ninja(
+    command: Sequence[str],
+    environ: Mapping[str, str],
+    source: Source,
+    config: TelemetryConfig | None,
+    problems: list[str],
+) -> NinjaRun | None:
+    """The ninja build ``command`` runs, when its targets are to be recorded."""
+    if config is None or not config.enabled or source == "none":
+        return None
+    if source == "auto" and not any("ninja" in word for word in command[:3]):
+        return None  # not ninja: its reader is not even loaded
+    try:
+        from telemetry.ninja import NinjaRun
+
+        return NinjaRun.prepare(command, environ=environ, source=source)
+    except Exception as error:  # never in the way of the build
+        problems.append(f"ninja targets not recorded: {error}")
+        return None
+
+
+def _report_targets(
+    collector: TelemetryCollector,
+    session: str,
+    targets: Sequence[NinjaTarget],
+    start: int,
+    end: int,
+) -> None:
+    """Ninja's outputs as the build's targets; ninja's times count from its own start, a
+    moment after ours, so they are placed from ours and kept within the build."""
+    for target in targets:
+        if target.start_ms is not None and target.end_ms is not None:
+            began = min(start + target.start_ms, end)
+            collector.target_started(session, target.output, ts=began)
+            finished = min(max(start + target.end_ms, began), end)
+            collector.target_finished(session, target.output, ts=finished, status="built")
+        else:
+            collector.target_finished(session, target.output, ts=end, status=target.status)
 
 
 def build_labels(

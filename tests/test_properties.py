@@ -263,3 +263,50 @@ def test_any_json_document_in_any_format_is_stored_or_refused_cleanly(
         path.write_text(text)
         with contextlib.suppress(TelemetryError):  # anything else escaping is the failure
             ingest_file(TelemetryStorage(Path(folder) / "t"), path, format=fmt)  # type: ignore[arg-type]
+
+
+log_fields = st.one_of(
+    st.integers(-5, 2**63).map(str),
+    st.text(max_size=6),
+    st.sampled_from(["0", "12", "1700000000000000000", "a.o", "deadbeef", ""]),
+)
+log_lines = st.lists(log_fields, min_size=0, max_size=7).map("\t".join)
+entries = st.builds(
+    lambda a, b, mtime, output, digest: f"{min(a, b)}\t{max(a, b)}\t{mtime}\t{output}\t{digest}",
+    st.integers(0, 10**7),
+    st.integers(0, 10**7),
+    st.integers(0, 2**62),
+    st.text(min_size=1, max_size=8),
+    st.text(alphabet="0123456789abcdef", max_size=16),
+)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["# ninja log v5", "# ninja log v7", "# ninja log v2", ""]),
+    st.lists(
+        entries | log_lines | st.binary(max_size=30).map(lambda b: b.decode("latin-1")),
+        max_size=20,
+    ),
+)
+def test_any_ninja_log_is_stored_or_refused_cleanly(header: str, lines: list[str]) -> None:
+    from telemetry.errors import TelemetryError
+    from telemetry.ingest import ingest_file
+    from telemetry.ninja import parse_log
+
+    body = "\n".join(line.replace("\n", " ") for line in [header, *lines]).encode(
+        "utf-8", "surrogateescape"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ".ninja_log"
+        path.write_bytes(body)
+        storage = TelemetryStorage(Path(folder) / "t")
+        try:
+            result = ingest_file(storage, path, format="ninja-log", apply_retention=False)
+        except TelemetryError:
+            return
+        log = parse_log(body)
+        # Every entry the parser accepts is a stored target; every line it refuses is named.
+        assert {p.line for p in result.problems} >= {n for n, _ in log.problems}
+        stored = TelemetryAnalyzer(storage).sessions()
+        assert int(stored["built"].sum()) == len(log.entries)

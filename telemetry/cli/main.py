@@ -58,6 +58,7 @@ class InputFormatOption(StrEnum):
     turbo_summary = "turbo-summary"
     bazel_bep = "bazel-bep"
     chrome_trace = "chrome-trace"
+    ninja_log = "ninja-log"
 
 
 class ExportFormatOption(StrEnum):
@@ -129,12 +130,30 @@ LabelOption = Annotated[
 ]
 
 
+class TargetSource(StrEnum):
+    auto = "auto"
+    ninja = "ninja"
+    none = "none"
+
+
+SourceOption = Annotated[
+    TargetSource,
+    typer.Option(
+        "--source",
+        help="Where the targets come from: auto (ninja's log when the command is ninja), "
+        "ninja (a command that runs ninja in its -C directory or here), none (the session "
+        "only).",
+    ),
+]
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def record(
     command: Annotated[
         list[str], typer.Argument(metavar="COMMAND", help="The build command and its arguments.")
     ],
     label: LabelOption = None,
+    source: SourceOption = TargetSource.auto,
 ) -> None:
     """Run a build command and record it; exits with the build's own status.
 
@@ -143,7 +162,7 @@ def record(
     """
     from telemetry.record import record as run
 
-    _finish(run(command, labels=_labels(label)))
+    _finish(run(command, labels=_labels(label), source=source.value))
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -153,6 +172,7 @@ def build(
         typer.Argument(metavar="ARGS", help="Appended to the configured command."),
     ] = None,
     label: LabelOption = None,
+    source: SourceOption = TargetSource.auto,
 ) -> None:
     """Run the build configured in pyproject.toml ([tool.builder] build = "...") or
     builder.toml (build = "..."), recorded like `builder record`."""
@@ -160,7 +180,7 @@ def build(
     from telemetry.record import record as run
 
     command, tool = build_command(configured_build(Path.cwd()), args or [])
-    _finish(run(command, labels=_labels(label), tool=tool))
+    _finish(run(command, labels=_labels(label), tool=tool, source=source.value))
 
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:
@@ -452,8 +472,8 @@ def ingest(
     ] = None,
 ) -> None:
     """Store builds from JSON-lines events, a Turborepo run summary, Bazel's Build Event
-    Protocol JSON, or a Chrome trace; gzip or zstd compressed or not (malformed lines are
-    reported and skipped)."""
+    Protocol JSON, a Chrome trace or a .ninja_log; gzip or zstd compressed or not (malformed
+    lines are reported and skipped)."""
     from telemetry.ingest import ingest_file
 
     storage = _storage(_config(ctx))

@@ -29,15 +29,19 @@ from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
+from telemetry.ninja import log_events
 from telemetry.storage import RetentionResult, TelemetryStorage
 
-InputFormat: TypeAlias = Literal["auto", "jsonl", "turbo-summary", "bazel-bep", "chrome-trace"]
+InputFormat: TypeAlias = Literal[
+    "auto", "jsonl", "turbo-summary", "bazel-bep", "chrome-trace", "ninja-log"
+]
 INPUT_FORMATS: Final[tuple[InputFormat, ...]] = (
     "auto",
     "jsonl",
     "turbo-summary",
     "bazel-bep",
     "chrome-trace",
+    "ninja-log",
 )
 
 _BOM = b"\xef\xbb\xbf"
@@ -284,6 +288,16 @@ def _ingest_stream(
         return ingest_jsonl(storage, lines, apply_retention=apply_retention)
     if profile is not None:
         raise InputError("--profile goes with a Bazel Build Event Protocol file")
+    if kind == "ninja-log":
+        raw = _read_document(head, source, name, fall_back=True).raw
+        try:
+            events, skipped = log_events(raw, name=name, written_ms=written_ms)
+        except InputError as error:
+            raise InputError(f"{name}: {error}") from None
+        result = ingest_jsonl(storage, events, apply_retention=apply_retention)
+        # Line numbers of the log itself, not of the events made from it.
+        problems = tuple(IngestProblem(number, text) for number, text in skipped)
+        return replace(result, problems=(*problems, *result.problems))
     if kind in ("turbo-summary", "chrome-trace", "document"):
         document = _read_document(head, source, name, fall_back=kind == "document")
         if document.parsed:
@@ -309,6 +323,8 @@ def _detect(head: bytes) -> str:
     """What the input is, from its first non-blank line: one JSON document (a run summary
     or a trace), Build Event Protocol lines, or our JSON lines."""
     first = head.lstrip(_BOM).strip()
+    if first.startswith(b"# ninja log v"):
+        return "ninja-log"
     if first in (b"{", b"[") or _TRACE_START.match(first):
         return "document"
     try:

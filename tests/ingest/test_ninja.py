@@ -1,0 +1,310 @@
+"""Ninja: a real ninja (the PyPI package, and the system's when there is one) builds a real C
+project under `builder record`; the recorded targets are checked against what ninja did,
+worked out by hand from the project's shape. Then `.ninja_log` on its own through ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.ipc as ipc
+import pytest
+
+from telemetry.errors import InputError
+from telemetry.ninja import NinjaRun, log_events, parse_log
+from tests.conftest import BUILDER, Runner, process_env
+
+SOURCES = ("lexer", "parser", "checker", "emitter")  # and main.c; app links all five objects
+
+
+def _ninjas() -> list[str]:
+    found = [str(Path(sys.executable).with_name("ninja"))]
+    system = shutil.which("ninja", path="/usr/bin:/usr/local/bin")
+    if system and os.path.realpath(system) != os.path.realpath(found[0]):
+        found.append(system)
+    return [n for n in found if os.access(n, os.X_OK)]
+
+
+def _version(ninja: str) -> str:
+    return subprocess.run([ninja, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+NINJAS = _ninjas()
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+@pytest.fixture(params=NINJAS, ids=[_version(n).split(".git")[0] for n in NINJAS])
+def ninja(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _project(folder: Path, builddir: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        (folder / f"{name}.c").write_text(f"int {name}(void) {{ return 1; }}\n")
+    calls = " + ".join(f"{name}()" for name in SOURCES)
+    declarations = "".join(f"int {name}(void);\n" for name in SOURCES)
+    (folder / "main.c").write_text(f"{declarations}int main(void) {{ return {calls} - 4; }}\n")
+    objects = [f"{name}.o" for name in (*SOURCES, "main")]
+    lines = [f"builddir = {builddir}"] if builddir else []
+    lines += [
+        "rule cc",
+        "  command = cc -MD -MF $out.d -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
+        "  description = CC $out",
+        "rule link",
+        "  command = cc $in -o $out",
+        "  description = LINK $out",
+        *(f"build {obj}: cc {obj[:-2]}.c" for obj in objects),
+        f"build app: link {' '.join(objects)}",
+        "build everything: phony app",
+        "default app",
+    ]
+    (folder / "build.ninja").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _record(
+    tmp_path: Path, *command: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BUILDER, "record", "--", *command],
+        capture_output=True,
+        text=True,
+        cwd=cwd or tmp_path,
+        env=process_env(tmp_path / "store"),
+        timeout=120,
+        check=False,
+    )
+
+
+def _builds(tmp_path: Path) -> list[dict[str, object]]:
+    """Every recorded build, oldest first, with its targets' statuses read from the files."""
+    exported = subprocess.run(
+        [BUILDER, "telemetry", "export"],
+        capture_output=True,
+        text=True,
+        env=process_env(tmp_path / "store"),
+        check=True,
+    )
+    statuses: dict[str, dict[str, str]] = {}
+    for path in (tmp_path / "store" / "targets").rglob("*.arrow"):
+        table = ipc.open_file(path).read_all()
+        for row in table.select(["session_id", "target", "status"]).to_pylist():
+            statuses.setdefault(row["session_id"], {})[row["target"]] = row["status"]
+    sessions = json.loads(exported.stdout)["sessions"]
+    return [s | {"statuses": statuses.get(s["sessionId"], {})} for s in sessions]
+
+
+def _counts(build: dict[str, object]) -> tuple[object, ...]:
+    return tuple(build[k] for k in ("built", "cached", "failed", "skipped"))
+
+
+def test_clean_then_incremental_then_a_compile_error(tmp_path: Path, ninja: str) -> None:
+    project = _project(tmp_path / "src")
+    clean = _record(tmp_path, ninja, "-C", str(project))
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stderr == ""
+
+    (project / "parser.c").write_text("int parser(void) { return 2 - 1; }\n")
+    incremental = _record(tmp_path, ninja, "-C", str(project), "-j", "1")
+    assert incremental.returncode == 0, incremental.stderr
+
+    (project / "checker.c").write_text("int checker(void) { return undeclared; }\n")
+    broken = _record(tmp_path, ninja, "-C", str(project), "-j", "1")
+    assert broken.returncode == 1  # ninja's own status, passed through
+    assert "FAILED: " in broken.stdout  # ninja's own output, untouched
+
+    first, second, third = _builds(tmp_path)
+    objects = {f"{name}.o" for name in (*SOURCES, "main")}
+    # Clean: five compiles and the link ran.
+    assert _counts(first) == (6, 0, 0, 0)
+    assert first["statuses"] == dict.fromkeys(objects | {"app"}, "built")
+    assert first["succeeded"] is True
+    # Incremental: parser.o and the link ran; the other four objects were up to date.
+    assert _counts(second) == (2, 4, 0, 0)
+    assert second["statuses"] == dict.fromkeys(objects - {"parser.o"}, "cached") | {
+        "parser.o": "built",
+        "app": "built",
+    }
+    assert second["parallelism"] == 1
+    # The error: checker.o failed, app was never attempted, the rest was up to date.
+    assert _counts(third) == (0, 4, 1, 1)
+    assert third["statuses"] == dict.fromkeys(objects - {"checker.o"}, "cached") | {
+        "checker.o": "failed",
+        "app": "skipped",
+    }
+    assert (third["succeeded"], third["error"]) == (False, "ninja exited with status 1")
+
+
+def test_executed_targets_carry_ninjas_own_timings(tmp_path: Path, ninja: str) -> None:
+    project = _project(tmp_path / "src")
+    assert _record(tmp_path, ninja, "-C", str(project)).returncode == 0
+    [build] = _builds(tmp_path)
+    log = parse_log((project / ".ninja_log").read_bytes())
+    durations = {e.output: e.end_ms - e.start_ms for e in log.entries}
+    rows = {}
+    for path in (tmp_path / "store" / "targets").rglob("*.arrow"):
+        for row in ipc.open_file(path).read_all().to_pylist():
+            rows[row["target"]] = row["duration_ms"]
+    assert rows == durations
+    assert build["durationMs"] >= max(e.end_ms for e in log.entries)  # type: ignore[operator]
+
+
+def test_the_build_output_is_what_ninja_alone_prints(tmp_path: Path, ninja: str) -> None:
+    direct = subprocess.run(
+        [ninja, "-C", str(_project(tmp_path / "a")), "-j1"], capture_output=True, check=False
+    )
+    recorded = subprocess.run(
+        [BUILDER, "record", "--", ninja, "-C", str(_project(tmp_path / "b")), "-j1"],
+        capture_output=True,
+        env=process_env(tmp_path / "store"),
+        check=False,
+    )
+    assert direct.returncode == recorded.returncode == 0
+    assert recorded.stdout == direct.stdout.replace(b"/a'", b"/b'")
+    assert recorded.stderr == direct.stderr
+
+
+def test_named_targets_builddir_and_a_recompacted_log(tmp_path: Path, ninja: str) -> None:
+    project = _project(tmp_path / "src", builddir="out")
+    assert _record(tmp_path, ninja, "-C", str(project), "lexer.o", "parser.o").returncode == 0
+    log = project / "out" / ".ninja_log"
+    # Pad the log with many stale duplicate lines: ninja rewrites (recompacts) it when it next
+    # starts, so the lines of that build are not simply what was appended.
+    text = log.read_text()
+    stale = "".join(line + "\n" for line in text.splitlines()[1:] for _ in range(150))
+    log.write_text(text + stale)
+    size_before = log.stat().st_size
+    (project / "lexer.c").write_text("int lexer(void) { return 3 - 2; }\n")
+    assert _record(tmp_path, ninja, "-C", str(project), "everything").returncode == 0
+    assert log.stat().st_size < size_before  # ninja did recompact it
+
+    first, second = _builds(tmp_path)
+    assert first["statuses"] == {"lexer.o": "built", "parser.o": "built"}
+    objects = {f"{name}.o" for name in (*SOURCES, "main")}
+    assert second["statuses"] == {
+        "lexer.o": "built",  # changed
+        "parser.o": "cached",  # built by the first build
+        "checker.o": "built",
+        "emitter.o": "built",
+        "main.o": "built",
+        "app": "built",
+    }
+    assert set(second["statuses"]) == objects | {"app"}  # the phony name is not a target
+
+
+def test_a_parallel_clean_build_that_fails(tmp_path: Path, ninja: str) -> None:
+    """Ninja logs no failed command: an output that was ready to run and is still out of date
+    counts as failed, the link that waited for it as skipped."""
+    project = _project(tmp_path / "src")
+    (project / "lexer.c").write_text("int lexer(void) { return undeclared; }\n")
+    result = _record(tmp_path, ninja, "-C", str(project), "-j", "2")
+    assert result.returncode == 1
+    [build] = _builds(tmp_path)
+    statuses = build["statuses"]
+    assert isinstance(statuses, dict)
+    log = parse_log((project / ".ninja_log").read_bytes())
+    built = {entry.output for entry in log.entries}
+    assert {t for t, s in statuses.items() if s == "built"} == built
+    assert statuses["lexer.o"] == "failed"
+    assert statuses["app"] == "skipped"
+    objects = {f"{name}.o" for name in (*SOURCES, "main")}
+    assert {t for t, s in statuses.items() if s == "failed"} == objects - built
+    assert set(statuses) == objects | {"app"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ninja", "-t", "clean"],
+        ["ninja", "-n"],
+        ["ninja", "--version"],
+        ["ninja", "-h"],
+        ["make", "-C", "out"],
+    ],
+)
+def test_commands_that_are_not_ninja_builds(command: list[str]) -> None:
+    assert NinjaRun.prepare(command, environ=os.environ) is None
+
+
+def test_ninja_command_lines_are_read_as_ninja_reads_them(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "main.ninja").write_text("builddir = obj\n")
+    env = {"PATH": str(Path(NINJAS[0]).parent)}
+    run = NinjaRun.prepare(
+        [
+            "ninja",
+            "-Ca",
+            f"-C{tmp_path / 'b'}",
+            "-fmain.ninja",
+            "-j8",
+            "-k",
+            "0",
+            "app",
+            "--",
+            "-x",
+        ],
+        environ=env,
+    )
+    assert run is not None
+    assert (run.directory, run.manifest, run.parallelism) == (tmp_path / "b", "main.ninja", 8)
+    assert run.targets == ("app", "-x")
+    assert run.log_path == tmp_path / "b" / "obj" / ".ninja_log"
+    run.close()
+    shell = NinjaRun.prepare(["/bin/sh", "-c", "ninja -C out -j3"], environ=env)
+    assert shell is not None and (shell.directory, shell.parallelism) == (Path("out"), 3)
+    assert NinjaRun.prepare(["/bin/sh", "-c", "ninja -C out && echo done"], environ=env) is None
+    wrapper = NinjaRun.prepare(["./build.sh", "-C", "out"], environ=env, source="ninja")
+    assert wrapper is not None and wrapper.directory == Path("out")
+    assert NinjaRun.prepare(["ninja"], environ=env, source="none") is None
+
+
+# -- .ninja_log through ingest ---------------------------------------------------------------
+
+# Two runs by hand: the second starts where an end time goes back (12 -> 7). Times 0 are
+# placed by the outputs' mtimes: run 1 wrote a.o at 1_700_000_000_010 ms (end 10), so its
+# time 0 is 1_700_000_000_000; run 2's b.o was written at 1_700_000_100_007 (end 7).
+LOG = (
+    b"# ninja log v5\n"
+    b"0\t10\t1700000000010000000\ta.o\t1\n"
+    b"2\t12\t1700000000012000000\tb.o\t2\n"
+    b"1\t7\t1700000100007000000\tb.o\t3\n"
+)
+
+
+def test_a_ninja_log_is_one_build_per_run(cli: Runner, tmp_path: Path) -> None:
+    path = tmp_path / ".ninja_log"
+    path.write_bytes(LOG)
+    assert cli("telemetry", "ingest", str(path)).code == 0
+    sessions = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert [(s["startTime"], s["durationMs"], s["built"]) for s in sessions] == [
+        ("2023-11-14T22:13:20", 12, 2),
+        ("2023-11-14T22:15:00", 6, 1),
+    ]
+    again = cli("telemetry", "ingest", "--format", "ninja-log", str(path))
+    assert again.code == 0 and "Skipped 2 builds already stored." in again.stderr
+
+
+def test_damaged_ninja_log_lines_are_named_and_skipped(cli: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(LOG + b"garbage line\n5\t4\t0\tc.o\t1\n")
+    result = cli("telemetry", "ingest", str(path))
+    assert result.code == 1
+    assert f"{path}:5: expected 5 tab-separated fields" in result.stderr
+    assert f"{path}:6: implausible entry" in result.stderr
+    assert len(json.loads(cli("telemetry", "export").stdout)["sessions"]) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"# ninja log v3\n", b"# ninja log v99\n", b"", b"# ninja log v5\n"],
+)
+def test_unusable_ninja_logs_are_one_error(data: bytes) -> None:
+    with pytest.raises(InputError):
+        log_events(data)
