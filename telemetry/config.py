@@ -39,6 +39,7 @@ class TelemetryConfig:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     retention_days: int = DEFAULT_RETENTION_DAYS
     regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
+    record_host: bool = False  # store a hash of the host name with recorded builds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -60,6 +61,7 @@ class TelemetryConfig:
                 env.get("BUILDER_TELEMETRY_REGRESSION_THRESHOLD"),
                 source="BUILDER_TELEMETRY_REGRESSION_THRESHOLD",
             ),
+            record_host=_parse_bool(env, "BUILDER_TELEMETRY_HOST", default=False),
         )
 
 

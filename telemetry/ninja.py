@@ -350,7 +350,8 @@ class NinjaRun:
                 dirty = self._still_to_run(deadline) & closure
                 blocked = self._waiting(dirty, deadline)
         except _ToolFailed as error:
-            self.problems.append(str(error))
+            if succeeded:  # after a failed build (an unknown target, a bad manifest) ninja
+                self.problems.append(str(error))  # has already said what is wrong
             return targets
         for output in sorted(closure - done):
             if output not in dirty:
@@ -385,8 +386,8 @@ class NinjaRun:
             raise _ToolFailed(f"cannot run {self.ninja}: {error.strerror or error}") from None
         if done.returncode != 0:
             raise _ToolFailed(
-                f"`ninja {' '.join(args[:2])}` failed (ninja 1.11 or later is needed to count "
-                f"cached outputs); only the executed outputs are recorded"
+                f"`ninja {' '.join(args[:2])}` failed with status {done.returncode}; only the "
+                f"executed outputs are recorded"
             )
         return done.stdout.decode("utf-8", "surrogateescape")
 

@@ -103,6 +103,7 @@ def record(
             tool=name,
             labels=_storable(build_labels(env, labels), problems),
             parallelism=(ninja.parallelism or None) if ninja is not None else None,
+            host=hashed_host() if config is not None and config.record_host else None,
         )
         status = child.wait()
         end = _now_ms()
@@ -117,7 +118,7 @@ def record(
                 problems.append(f"ninja targets not recorded: {error}")
                 outcome = []
             problems += ninja.problems
-            _report_targets(collector, session, outcome, start, end)
+            _report_targets(collector, session, outcome, start, end, env)
         if interrupted:
             collector.build_interrupted(session, ts=end)
         else:
@@ -159,17 +160,29 @@ def _report_targets(
     targets: Sequence[NinjaTarget],
     start: int,
     end: int,
+    environ: Mapping[str, str],
 ) -> None:
     """Ninja's outputs as the build's targets; ninja's times count from its own start, a
-    moment after ours, so they are placed from ours and kept within the build."""
+    moment after ours, so they are placed from ours and kept within the build. An output
+    named by an absolute path is stored without the home directory or user name in it."""
     for target in targets:
+        name = _without_home(_text(target.output), environ)
         if target.start_ms is not None and target.end_ms is not None:
             began = min(start + target.start_ms, end)
-            collector.target_started(session, target.output, ts=began)
+            collector.target_started(session, name, ts=began)
             finished = min(max(start + target.end_ms, began), end)
-            collector.target_finished(session, target.output, ts=finished, status="built")
+            collector.target_finished(session, name, ts=finished, status="built")
         else:
-            collector.target_finished(session, target.output, ts=end, status=target.status)
+            collector.target_finished(session, name, ts=end, status=target.status)
+
+
+def hashed_host() -> str:
+    """The host name as stored when ``BUILDER_TELEMETRY_HOST`` opts in: the first 16 hex
+    digits of its SHA-256, enough to tell a team's machines apart without naming them."""
+    import hashlib
+    import socket
+
+    return "sha256:" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16]
 
 
 def build_labels(
@@ -200,6 +213,18 @@ def _private(value: str, environ: Mapping[str, str]) -> str:
         if len(name) > 1:
             value = value.replace(name, "<user>")
     return value
+
+
+def _without_home(path: str, environ: Mapping[str, str]) -> str:
+    """A path under the home directory as ``~/...`` (``/home/ana/src/a.o`` is ``~/src/a.o``).
+
+    >>> _without_home("/home/ana/src/a.o", {"HOME": "/home/ana/"}), _without_home("a.o", {})
+    ('~/src/a.o', 'a.o')
+    """
+    home = environ.get("HOME", "").rstrip("/")
+    if len(home) > 1 and (path == home or path.startswith(home + "/")):
+        return "~" + path[len(home) :]
+    return path
 
 
 def configured_build(folder: Path) -> list[str]:

@@ -308,3 +308,47 @@ def test_damaged_ninja_log_lines_are_named_and_skipped(cli: Runner, tmp_path: Pa
 def test_unusable_ninja_logs_are_one_error(data: bytes) -> None:
     with pytest.raises(InputError):
         log_events(data)
+
+
+def test_a_recorded_build_stores_no_user_home_host_or_environment(tmp_path: Path) -> None:
+    """Every stored byte of a recorded ninja build (absolute output paths under the home
+    directory, labels naming it) is scanned for the user name, the home directory, the host
+    name and an environment secret."""
+    import hashlib
+    import socket
+
+    user = "qzvxwuser"
+    home = tmp_path / "home" / user
+    project = _project(home / "src")
+    manifest = project / "build.ninja"
+    absolute = home / "src" / "stamp"
+    manifest.write_text(
+        manifest.read_text() + f"rule stamp\n  command = touch $out\nbuild {absolute}: stamp\n"
+    )
+    env = process_env(
+        tmp_path / "store",
+        HOME=str(home),
+        USER=user,
+        LOGNAME=user,
+        SECRET_TOKEN="tok-8f2e61d0c4",
+        BUILDER_CACHE=f"{home}/cache",
+    )
+    secrets = [user.encode(), str(home).encode(), b"tok-8f2e61d0c4"]
+    host = socket.gethostname().encode()
+    for opt_in in ("0", "1"):
+        done = subprocess.run(
+            [BUILDER, "record", "--", NINJAS[0], "-C", str(project), "everything", str(absolute)],
+            capture_output=True,
+            env=env | {"BUILDER_TELEMETRY_HOST": opt_in},
+            cwd=home,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        subprocess.run(["touch", str(absolute.with_name("lexer.c"))], check=True)
+    first, second = _builds(tmp_path)
+    assert "~/src/stamp" in first["statuses"]  # stored, without the home directory
+    assert first["host"] is None
+    assert second["host"] == "sha256:" + hashlib.sha256(host).hexdigest()[:16]
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file())
+    for secret in [*secrets, *([host] if len(host) > 3 else [])]:
+        assert secret not in stored
