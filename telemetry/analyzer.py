@@ -18,7 +18,7 @@ import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
 from telemetry.errors import StorageError
-from telemetry.schema import SESSIONS_SCHEMA, Dataset
+from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage
 from telemetry.window import Window
 
@@ -308,7 +308,8 @@ class TelemetryAnalyzer:
             if not readable:
                 return None
             try:
-                return query(scan(readable, with_day=dataset == "sessions")).collect()
+                frame = scan(readable, with_day=dataset == "sessions", dataset=dataset)
+                return query(frame).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
                 if not all(f.path.exists() for f in readable):
                     continue  # removed by retention since we listed it: list again
@@ -319,12 +320,33 @@ class TelemetryAnalyzer:
         raise StorageError(f"the {dataset} files kept changing while they were read; try again")
 
 
-def scan(files: list[StoredFile], *, with_day: bool = False) -> pl.LazyFrame:
+def scan(
+    files: list[StoredFile], *, with_day: bool = False, dataset: Dataset | None = None
+) -> pl.LazyFrame:
     """A lazy frame over stored files; ``with_day`` adds the partition day as ``date``.
 
     Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
-    ``[x]`` or ``date=...`` reads like any other.
+    ``[x]`` or ``date=...`` reads like any other. Files written before a column was added
+    (of ``dataset``, the sessions by default) read as nulls in it.
     """
+    groups: dict[tuple[str, ...], list[StoredFile]] = {}
+    for stored in files:
+        groups.setdefault(stored.missing, []).append(stored)
+    if len(groups) == 1 and () in groups:  # the usual case: every file has every column
+        return _scan_paths(files, with_day=with_day)
+    schema = SCHEMAS[dataset or ("sessions" if with_day else "targets")]
+    types = pl.DataFrame(schema.empty_table()).schema
+    frames = [
+        _scan_paths(group, with_day=with_day).with_columns(
+            pl.lit(None, dtype=types[name]).alias(name) for name in missing
+        )
+        for missing, group in groups.items()
+    ]
+    columns = [*schema.names, *(["date"] if with_day else [])]
+    return pl.concat([frame.select(columns) for frame in frames], how="vertical_relaxed")
+
+
+def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:
     # Absolute: polars would read a leading "~" as the home directory, Python does not.
     paths = [os.path.abspath(f.path) for f in files]
     if not with_day:

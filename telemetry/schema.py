@@ -73,29 +73,51 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     "targets": TARGETS_SCHEMA,
 }
 
+# Columns added after version 1, with the version that added each. Files of an older version
+# lack them and are read with nulls there, so every store ever written stays readable. A
+# column is only ever added, nullable, at the end; none is removed, renamed or retyped.
+ADDED_IN: Final[dict[Dataset, dict[str, int]]] = {"sessions": {}, "targets": {}}
+
+
+def file_version(schema: pa.Schema) -> int:
+    """The schema version a file was written with (``ValueError`` when unreadable)."""
+    try:
+        return int((schema.metadata or {}).get(VERSION_KEY, b""))
+    except ValueError:
+        raise ValueError("its schema version is unreadable") from None
+
+
+def missing_columns(schema: pa.Schema, dataset: Dataset) -> tuple[str, ...]:
+    """The columns of this version that a readable file lacks (added after it was written)."""
+    return tuple(name for name in SCHEMAS[dataset].names if name not in schema.names)
+
 
 def check_schema(schema: pa.Schema, dataset: Dataset) -> None:
     """Raise ``ValueError`` saying why ``schema`` is not one this version can read."""
     metadata = schema.metadata or {}
     if metadata.get(DATASET_KEY) != dataset.encode():
         raise ValueError(f"not a builder-telemetry {dataset} file")
-    try:
-        version = int(metadata.get(VERSION_KEY, b""))
-    except ValueError:
-        raise ValueError("its schema version is unreadable") from None
+    version = file_version(schema)
     if version > SCHEMA_VERSION:
         raise ValueError(
             f"written with schema version {version}, newer than this version's "
             f"{SCHEMA_VERSION}; upgrade builder-telemetry to read it"
         )
     expected = SCHEMAS[dataset]
-    missing = [f.name for f in expected if f.name not in schema.names]
+    added = ADDED_IN[dataset]
+    missing = [
+        f.name
+        for f in expected
+        if f.name not in schema.names and not (f.nullable and added.get(f.name, 1) > version)
+    ]
     if missing:
         raise ValueError(f"columns {', '.join(missing)} are missing")
     extra = [name for name in schema.names if name not in expected.names]
     if extra:
         raise ValueError(f"it has columns this version does not know: {', '.join(extra)}")
     for field in expected:
+        if field.name not in schema.names:
+            continue
         found = schema.field(field.name).type
         if not found.equals(field.type):
             raise ValueError(f"column {field.name} is {found}, expected {field.type}")

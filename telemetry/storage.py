@@ -24,7 +24,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -39,7 +39,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; ingests there should not overlap
     fcntl = None  # type: ignore[assignment]
-from telemetry.schema import DATASETS, SCHEMAS, Dataset, check_schema
+from telemetry.schema import DATASETS, SCHEMAS, Dataset, check_schema, missing_columns
 
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
@@ -62,6 +62,8 @@ class StoredFile:
     path: Path
     day: date
     rows: int | None
+    # Columns of this version the file lacks (added after it was written): read as nulls.
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -271,20 +273,35 @@ class TelemetryStorage:
         ]
 
     def readable(self, dataset: Dataset, files: Iterable[StoredFile]) -> list[StoredFile]:
-        """The files whose footer and schema this version can read; warns about the rest."""
-        bad = self._check(dataset, files := list(files), full=False)
-        return [f for f in files if f.path not in bad]
+        """The files whose footer and schema this version can read, each with the columns
+        it lacks (written before they were added); warns about the rest."""
+        missing: dict[Path, tuple[str, ...]] = {}
+        bad = self._check(dataset, files := list(files), full=False, missing=missing)
+        return [
+            replace(f, missing=missing[f.path]) if missing.get(f.path) else f
+            for f in files
+            if f.path not in bad
+        ]
 
     def damaged(self, dataset: Dataset, files: Iterable[StoredFile]) -> set[Path]:
         """The files whose data cannot be read in full (a slower check than
         :meth:`readable`, for when a query over them failed); warns about each."""
         return self._check(dataset, files, full=True)
 
-    def _check(self, dataset: Dataset, files: Iterable[StoredFile], *, full: bool) -> set[Path]:
+    def _check(
+        self,
+        dataset: Dataset,
+        files: Iterable[StoredFile],
+        *,
+        full: bool,
+        missing: dict[Path, tuple[str, ...]] | None = None,
+    ) -> set[Path]:
         bad = set()
         for stored in files:
-            problem = _problem(stored.path, dataset, full=full)
+            problem, lacking = _inspect(stored.path, dataset, full=full)
             if problem is None:
+                if lacking and missing is not None:
+                    missing[stored.path] = lacking
                 continue
             bad.add(stored.path)
             if problem != "vanished":
@@ -466,6 +483,11 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
 
     By default only the footer and schema are read; ``full`` reads and validates the data.
     """
+    return _inspect(path, dataset, full=full)[0]
+
+
+def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tuple[str, ...]]:
+    """What :func:`_problem` says, and the columns a readable file lacks."""
     try:
         with pa.memory_map(str(path)) as source:
             reader = ipc.open_file(source)
@@ -473,17 +495,17 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
             if full:
                 reader.read_all().validate(full=True)
     except FileNotFoundError:
-        return "vanished"
+        return "vanished", ()
     except OSError as error:
-        return f"unreadable ({error.strerror or error})"
+        return f"unreadable ({error.strerror or error})", ()
     except pa.ArrowException as error:
         what = "damaged data" if full else "not a complete Arrow IPC file"
-        return f"{what} ({str(error).splitlines()[0]})"
+        return f"{what} ({str(error).splitlines()[0]})", ()
     try:
         check_schema(schema, dataset)
     except ValueError as error:
-        return str(error)
-    return None
+        return str(error), ()
+    return None, missing_columns(schema, dataset)
 
 
 def _stem(name: str) -> str:
