@@ -9,6 +9,10 @@ default:
 test *ARGS:
     python -m pytest {{ARGS}}
 
+# A long fuzz run: every property test (parsers, ingest, the command line) with N examples.
+fuzz N="3000":
+    HYPOTHESIS_EXAMPLES={{N}} python -m pytest tests/test_properties.py tests/test_hostile_values.py -k "any_"
+
 # Lint, check formatting and types.
 lint:
     ruff check .

@@ -78,7 +78,8 @@ _COLUMNS: Final = {
     "labels": "labels",
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters, and the line and paragraph separators many tools break lines at.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
@@ -105,6 +106,8 @@ def printable(text: str) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
+    if ord(char) > 0xFF:
+        return f"\\u{ord(char):04x}"
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
 
 

@@ -497,7 +497,7 @@ def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, t
     except FileNotFoundError:
         return "vanished", ()
     except OSError as error:
-        return f"unreadable ({error.strerror or error})", ()
+        return f"unreadable ({_reason(error)})", ()
     except pa.ArrowException as error:
         what = "damaged data" if full else "not a complete Arrow IPC file"
         return f"{what} ({str(error).splitlines()[0]})", ()
@@ -506,6 +506,16 @@ def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, t
     except ValueError as error:
         return str(error), ()
     return None, missing_columns(schema, dataset)
+
+
+def _reason(error: OSError) -> str:
+    """Why a file could not be opened, without repeating its path: Arrow's errors carry the
+    whole message in ``strerror`` (``Failed to open local file '...'. Detail: [errno 13]
+    Permission denied``), so the errno is what is said."""
+    if error.errno:
+        return os.strerror(error.errno)
+    found = re.search(r"\[errno (\d+)\]", str(error))
+    return os.strerror(int(found.group(1))) if found else error.strerror or str(error)
 
 
 def _stem(name: str) -> str:

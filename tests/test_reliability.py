@@ -216,13 +216,73 @@ def test_a_full_disk_loses_nothing_and_the_build_keeps_its_status(tmp_path: Path
     assert [s["sessionId"] for s in sessions] == ["a", "b", "c"]  # history intact
 
 
-def test_a_read_only_store_loses_nothing_and_the_build_keeps_its_status(tmp_path: Path) -> None:
+def _unprivileged_base(tmp_path: Path) -> Path:
+    """A folder an unprivileged user can reach. Root may read and write anywhere; in a user
+    namespace of its own it is an unprivileged user, who cannot enter pytest's 0700 folder."""
+    if os.geteuid() != 0:
+        return tmp_path
+    base = Path(tempfile.mkdtemp(prefix="builder-test-", dir="/tmp"))
+    base.chmod(0o755)
+    return base
+
+
+def _run_unprivileged(script: str, env: dict[str, str]) -> str | None:
+    """Run ``script`` as a user without privileges (None when no such user can run it)."""
     if os.geteuid() == 0:
-        # Root may write anywhere; in a user namespace of its own it is an unprivileged user.
-        base = Path(tempfile.mkdtemp(prefix="builder-readonly-", dir="/tmp"))
-        base.chmod(0o755)
-    else:
-        base = tmp_path
+        return _in_namespace(script, map_root=False, env=env)
+    done = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, env=env)
+    assert done.returncode in (0, 97), done.stderr
+    return done.stdout if done.returncode == 0 else None
+
+
+def _release(base: Path, tmp_path: Path) -> None:
+    for path in [base, *base.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755)
+    if base != tmp_path:
+        shutil.rmtree(base)
+
+
+def test_unreadable_folders_and_files_are_named_and_skipped(tmp_path: Path) -> None:
+    base = _unprivileged_base(tmp_path)
+    try:
+        store = base / "store"
+        events = []
+        for day, session in enumerate(("first", "second", "third")):
+            start = 1761575000000 + day * 86_400_000
+            events += [
+                {"event": "build_started", "session": session, "ts": start},
+                {"event": "build_finished", "session": session, "ts": start + 9, "success": True},
+            ]
+        stdin = "".join(json.dumps(e) + "\n" for e in events)
+        env = process_env(store)
+        subprocess.run([BUILDER, "telemetry", "ingest", "-"], input=stdin, text=True, env=env,
+                       check=True, capture_output=True)  # fmt: skip
+        locked_day = store / "sessions" / "date=2025-10-27"
+        [locked_file] = (store / "sessions" / "date=2025-10-28").glob("*.arrow")
+        locked_day.chmod(0o000)
+        locked_file.chmod(0o000)
+        script = f"""
+            {BUILDER} --help > /dev/null 2>&1 || exit 97
+            {BUILDER} telemetry export 2> {base}/err
+        """
+        output = _run_unprivileged(script, env)
+        if output is None:
+            pytest.skip("no unprivileged user can run builder here")
+        assert [s["sessionId"] for s in json.loads(output)["sessions"]] == ["third"]
+        warnings_seen = (base / "err").read_text().splitlines()
+        assert sorted(warnings_seen) == sorted(
+            [
+                f"Warning: skipping {locked_day}: Permission denied",
+                f"Warning: skipping {locked_file}: unreadable (Permission denied)",
+            ]
+        )
+    finally:
+        _release(base, tmp_path)
+
+
+def test_a_read_only_store_loses_nothing_and_the_build_keeps_its_status(tmp_path: Path) -> None:
+    base = _unprivileged_base(tmp_path)
     try:
         store = base / "store"
         ingest = subprocess.run(
@@ -245,12 +305,7 @@ def test_a_read_only_store_loses_nothing_and_the_build_keeps_its_status(tmp_path
             find {store} -name '.tmp-*' | wc -l
             {BUILDER} telemetry export
         """
-        env = process_env(store)
-        if os.geteuid() == 0:
-            output = _in_namespace(script, map_root=False, env=env)
-        else:
-            done = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, env=env)
-            output = done.stdout if done.returncode != 97 else None
+        output = _run_unprivileged(script, process_env(store))
         if output is None:
             pytest.skip("no unprivileged user can run builder here")
         built, status, partials, exported = output.split("\n", 3)
@@ -261,7 +316,4 @@ def test_a_read_only_store_loses_nothing_and_the_build_keeps_its_status(tmp_path
         sessions = json.loads(exported)["sessions"]
         assert [s["sessionId"] for s in sessions] == ["a", "b", "c"]
     finally:
-        for folder in [base, *[p for p in base.rglob("*") if p.is_dir()]]:
-            folder.chmod(0o755)
-        if base != tmp_path:
-            shutil.rmtree(base)
+        _release(base, tmp_path)
