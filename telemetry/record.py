@@ -110,8 +110,10 @@ def record(
         killed = -status if status < 0 else None
         # A build that handles a signal itself usually exits with 128 + its number.
         ended_by = killed if killed is not None else (status - 128 if status > 128 else None)
-        interrupted = ended_by in _INTERRUPTING
+        # A build that catches the signal may exit with a status of its own (ninja 1.11: 2).
+        interrupted = ended_by in _INTERRUPTING or (status != 0 and child.interrupted())
         if ninja is not None:
+            ninja.abort = child.interrupted  # a signal now ends what is asked of ninja
             try:
                 outcome = ninja.outcome(succeeded=status == 0, interrupted=interrupted)
             except Exception as error:  # a log or a tool answer we did not foresee
@@ -346,6 +348,10 @@ class _Child:
         self.received.append(signum)
         if signum in _FORWARDED and self.process and self.process.poll() is None:
             self.process.send_signal(signum)
+
+    def interrupted(self) -> bool:
+        """Whether a signal that stops a build has reached us."""
+        return any(signum in _INTERRUPTING for signum in self.received)
 
     def wait(self) -> int:
         assert self.process is not None

@@ -272,11 +272,13 @@ class TelemetryStorage:
             if (f.day, _stem(f.path.name)) in committed
         ]
 
-    def readable(self, dataset: Dataset, files: Iterable[StoredFile]) -> list[StoredFile]:
+    def readable(
+        self, dataset: Dataset, files: Iterable[StoredFile], *, warn: bool = True
+    ) -> list[StoredFile]:
         """The files whose footer and schema this version can read, each with the columns
         it lacks (written before they were added); warns about the rest."""
         missing: dict[Path, tuple[str, ...]] = {}
-        bad = self._check(dataset, files := list(files), full=False, missing=missing)
+        bad = self._check(dataset, files := list(files), full=False, missing=missing, warn=warn)
         return [
             replace(f, missing=missing[f.path]) if missing.get(f.path) else f
             for f in files
@@ -295,6 +297,7 @@ class TelemetryStorage:
         *,
         full: bool,
         missing: dict[Path, tuple[str, ...]] | None = None,
+        warn: bool = True,
     ) -> set[Path]:
         bad = set()
         for stored in files:
@@ -304,7 +307,7 @@ class TelemetryStorage:
                     missing[stored.path] = lacking
                 continue
             bad.add(stored.path)
-            if problem != "vanished":
+            if problem != "vanished" and warn:
                 warnings.warn(
                     f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=3
                 )

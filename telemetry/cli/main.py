@@ -263,10 +263,15 @@ def _no_builds(analyzer: TelemetryAnalyzer) -> str:
     """Why there is nothing to show: no data at all, none readable, or none in the window."""
     from telemetry import exporter
 
-    if analyzer.storage.is_empty():
+    storage = analyzer.storage
+    files = storage.files("sessions")
+    if not files:
         return exporter.NO_DATA
     if analyzer.window.since is None and analyzer.window.until is None:
-        return f"No readable builds in {analyzer.storage.dir} (see the warnings above)."
+        if storage.readable("sessions", files, warn=False):
+            # Builds were stored (or retention ran) while we read: there were none then.
+            return exporter.NO_DATA
+        return f"No readable builds in {storage.dir} (see the warnings above)."
     return exporter.NO_DATA_IN_WINDOW
 
 
