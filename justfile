@@ -41,3 +41,7 @@ demo:
 # Regenerate the command-line reference in docs/cli.md from --help.
 docs:
     python -m telemetry.cli.reference > docs/cli.md
+
+# The benchmarks: a table of medians and bench-results.json (e.g. `just bench --large`).
+bench *ARGS:
+    python -m bench.run {{ARGS}}

@@ -53,6 +53,7 @@ QUARANTINE = "quarantine"
 # A temporary file older than this was left by a writer that died; retention removes it.
 _STALE_SECONDS = 3600
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+_BATCH_ROWS = 65_536
 
 
 @dataclass(slots=True, frozen=True)
@@ -156,7 +157,8 @@ class TelemetryStorage:
             folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("xb") as handle:
                 with ipc.new_file(handle, SCHEMAS[dataset], options=_WRITE_OPTIONS) as writer:
-                    writer.write_table(table)
+                    # One batch per 64k rows: a batch per build makes files large and slow.
+                    writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.rename(temporary, final)

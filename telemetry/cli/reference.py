@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from telemetry.cli.main import app
+from telemetry.cli.commands import app
 
 COMMANDS = (
     (),

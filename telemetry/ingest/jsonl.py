@@ -118,6 +118,10 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# One decoder for every line: json.loads with an option builds a new one each call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _unreadable(error: BaseException) -> str:
     if isinstance(error, RecursionError):
         return "not valid JSON (nested too deeply)"
@@ -158,7 +162,7 @@ def ingest_jsonl(
         if not text.strip():
             continue
         try:
-            event = parse_event(json.loads(text, parse_constant=_no_constant))
+            event = parse_event(_DECODER.decode(text))
         except json.JSONDecodeError as error:
             problems.append(IngestProblem(number, f"not valid JSON ({error.msg})"))
             continue

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -195,23 +194,9 @@ def _labels(pairs: list[str] | None) -> dict[str, str]:
 
 def _finish(recording: Any) -> NoReturn:
     """One line per recording problem on stderr, then the build's own exit status."""
-    for problem in recording.problems:
-        _err(f"Warning: {problem}")
-    if recording.error:
-        _err(f"Error: {recording.error}")
-    if recording.killed_by in _DIE_LIKE_THE_BUILD:
-        # End the way the build did, so a calling shell sees the signal and stops too
-        # (bash carries on after a child that merely exits 130).
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        signal.signal(recording.killed_by, signal.SIG_DFL)
-        os.kill(os.getpid(), recording.killed_by)
-    raise typer.Exit(recording.exit_status)
+    from telemetry.cli.fast import finish
 
-
-# The signals that end a process without a core dump; for the others builder exits 128 + N.
-_DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
+    raise typer.Exit(finish(recording))
 
 
 @telemetry_app.callback()

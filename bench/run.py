@@ -1,0 +1,461 @@
+"""The benchmark suite: `just bench` (or `python -m bench.run`).
+
+Generates a deterministic history (BUILDS builds of TARGETS targets over DAYS days, seed
+fixed), then measures each figure REPEAT times after a warm-up and prints a table of medians
+with min-max, and writes the same as JSON. Figures that compare two things measure both in
+the same run, alternating, so a busy machine slows both alike. Nothing here asserts a time:
+the targets are printed beside what was measured.
+
+    python -m bench.run                  # the small default, about a minute
+    python -m bench.run --large          # a year: 100,000 builds x 500 targets
+    python -m bench.run --builds 500 --targets 50 --repeat 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DAY_MS = 86_400_000
+BUILDER = str(Path(sys.executable).with_name("builder"))
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float]
+    target: str = ""
+    note: str = ""
+    median: float = field(init=False)
+    low: float = field(init=False)
+    high: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.median = statistics.median(self.samples)
+        self.low, self.high = min(self.samples), max(self.samples)
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _alternating(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each action, run in turn ``repeat`` times after one warm-up round."""
+    for action in actions.values():
+        action()
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeat):
+        for name, action in actions.items():
+            times[name].append(_timed(action))
+    return times
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def generate_events(path: Path, builds: int, targets: int, days: int, seed: int) -> int:
+    """A JSON-lines history: each build runs some targets and takes the rest from the cache.
+    Returns the number of events."""
+    rng = random.Random(seed)
+    now = int(time.time() * 1000) - DAY_MS // 2
+    first = now - days * DAY_MS
+    step = (now - first) // max(builds, 1)
+    labels = [f"//pkg{t // 10}:target{t}" for t in range(targets)]
+    cost = [rng.randint(20, 4000) for _ in range(targets)]
+    events = 0
+    with path.open("w") as out:
+        for b in range(builds):
+            session = f"bench-{b}"
+            start = first + b * step
+            lines = [
+                {"event": "build_started", "session": session, "ts": start, "parallelism": 8,
+                 "tool": "bench", "labels": {"ci": "true" if b % 3 else "false"}},
+            ]  # fmt: skip
+            clock = [start] * 8
+            for t in range(targets):
+                worker = t % 8
+                if rng.random() < 0.7:
+                    lines.append(
+                        {"event": "target_finished", "session": session, "ts": clock[worker],
+                         "target": labels[t], "status": "cached"}
+                    )  # fmt: skip
+                    continue
+                begin = clock[worker]
+                clock[worker] = end = begin + int(cost[t] * rng.uniform(0.8, 1.3))
+                lines.append(
+                    {"event": "target_started", "session": session, "ts": begin,
+                     "target": labels[t], "worker": worker}
+                )  # fmt: skip
+                lines.append(
+                    {"event": "target_finished", "session": session, "ts": end,
+                     "target": labels[t], "status": "failed" if rng.random() < 0.002 else "built"}
+                )  # fmt: skip
+            lines.append(
+                {"event": "build_finished", "session": session, "ts": max(clock) + 5,
+                 "success": True}
+            )  # fmt: skip
+            for line in lines:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            events += len(lines)
+    return events
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+class _Discard:
+    def write(self, sessions: Any, targets: Any) -> None:
+        pass
+
+
+def collector_per_event(repeat: int, targets: int = 10_000, threads: int = 4) -> Figure:
+    """Microseconds per event while ``threads`` threads report one build's targets."""
+    from telemetry.collector import TelemetryCollector
+
+    labels = [f"//pkg{t // 10}:target{t}" for t in range(targets)]
+    samples = []
+    for round_ in range(repeat + 1):
+        collector = TelemetryCollector(_Discard())
+        session = f"c{round_}"
+        collector.build_started(session, ts=1_761_575_000_000, parallelism=threads)
+        barrier = threading.Barrier(threads + 1)
+
+        def report(
+            worker: int, collector: TelemetryCollector, session: str, barrier: threading.Barrier
+        ) -> None:
+            barrier.wait()
+            for t in range(worker, targets, threads):
+                ts = 1_761_575_000_000 + t
+                collector.target_started(session, labels[t], ts=ts, worker=worker)
+                collector.target_finished(session, labels[t], ts=ts + 7, status="built")
+
+        pool = [
+            threading.Thread(target=report, args=(w, collector, session, barrier))
+            for w in range(threads)
+        ]
+        for thread in pool:
+            thread.start()
+        start = time.perf_counter()
+        barrier.wait()
+        for thread in pool:
+            thread.join()
+        elapsed = time.perf_counter() - start
+        collector.build_finished(session, ts=1_761_575_100_000, success=True)
+        if round_:
+            samples.append(elapsed / (2 * targets) * 1e6)
+    return Figure("collector cost per event (4 threads)", "µs", samples, "≤ 1 µs")
+
+
+def collector_memory(targets: int = 100_000) -> Figure:
+    """Bytes held per buffered target (labels distinct, as in a monorepo)."""
+    from telemetry.collector import TelemetryCollector
+
+    labels = [f"//pkg{t // 10}:target{t}" for t in range(targets)]
+    collector = TelemetryCollector(_Discard())
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    collector.build_started("m", ts=1_761_575_000_000)
+    for t in range(targets):
+        collector.target_started("m", labels[t], ts=1_761_575_000_000 + t, worker=t % 8)
+        collector.target_finished("m", labels[t], ts=1_761_575_000_009 + t, status="built")
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    collector.build_finished("m", ts=1_761_575_200_000, success=True)
+    # The labels themselves belong to the build tool; what we add is counted.
+    return Figure("memory per buffered target", "B", [held / targets], "≤ 100 B",
+                  "tracemalloc, labels owned by the caller")  # fmt: skip
+
+
+def flush_10k(repeat: int, folder: Path) -> Figure:
+    """Milliseconds of build_finished for a 10,000-target build: batches, write, fsync,
+    rename."""
+    from telemetry.collector import TelemetryCollector
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(folder / "flush", retention_days=10**5, max_sessions=10**6)
+    labels = [f"//pkg{t // 10}:target{t}" for t in range(10_000)]
+    samples = []
+    for round_ in range(repeat + 1):
+        collector = TelemetryCollector(storage)
+        session = f"f{round_}"
+        start = 1_761_575_000_000 + round_ * 1000
+        collector.build_started(session, ts=start, parallelism=8)
+        for t, label in enumerate(labels):
+            collector.target_started(session, label, ts=start + t, worker=t % 8)
+            collector.target_finished(session, label, ts=start + t + 5, status="built")
+        elapsed = _timed(
+            functools.partial(collector.build_finished, session, ts=start + 20_000, success=True)
+        )
+        if round_:
+            samples.append(elapsed * 1000)
+    return Figure("flush of a 10,000-target build", "ms", samples, "≤ 15 ms")
+
+
+def command_times(repeat: int, store: Path) -> list[Figure]:
+    """The commands people type, against the benchmark's history, beside their baselines."""
+    env = dict(os.environ, BUILDER_TELEMETRY_DIR=str(store),
+               BUILDER_TELEMETRY_RETENTION_DAYS="100000",
+               BUILDER_TELEMETRY_MAX_SESSIONS="1000000000")  # fmt: skip
+
+    def run(*args: str) -> Callable[[], object]:
+        return lambda: subprocess.run(args, env=env, stdout=subprocess.DEVNULL, check=True)
+
+    times = _alternating(
+        {
+            "true": run("true"),
+            "record": run(BUILDER, "record", "--", "true"),
+            "import polars": run(sys.executable, "-c", "import polars"),
+            "recent 1": run(BUILDER, "telemetry", "recent", "1"),
+            "help": run(BUILDER, "--help"),
+            "summary": run(BUILDER, "telemetry", "summary"),
+        },
+        repeat,
+    )
+    overhead = [(r - t) * 1000 for r, t in zip(times["record"], times["true"], strict=True)]
+    ratio = [r / p for r, p in zip(times["recent 1"], times["import polars"], strict=True)]
+    return [
+        Figure("`builder record -- true` overhead over `true`", "ms", overhead, "≤ 150 ms"),
+        Figure("`recent 1` / `python -c 'import polars'`", "x", ratio, "≤ 1.3x",
+               f"import polars {statistics.median(times['import polars']) * 1000:.0f} ms"),
+        Figure("`builder --help`", "ms", [t * 1000 for t in times["help"]], "≤ 120 ms"),
+        Figure("`builder telemetry summary`", "ms", [t * 1000 for t in times["summary"]]),
+    ]  # fmt: skip
+
+
+def ingest_rate(repeat: int, events_path: Path, events: int, folder: Path) -> tuple[Figure, Path]:
+    from telemetry.ingest import ingest_file
+    from telemetry.storage import TelemetryStorage
+
+    samples = []
+    store = folder / "store"
+    for round_ in range(repeat + 1):
+        shutil.rmtree(store, ignore_errors=True)
+        storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+        elapsed = _timed(
+            functools.partial(ingest_file, storage, events_path, apply_retention=False)
+        )
+        if round_:
+            samples.append(events / elapsed)
+    return Figure("ingest of JSON-lines events", "events/s", samples, "≥ 1,000,000"), store
+
+
+def sizes(store: Path, events_path: Path, target_rows: int, rows_jsonl: Path) -> list[Figure]:
+    stored = sum(p.stat().st_size for p in store.rglob("*.arrow"))
+    per_row = stored / target_rows
+    json_per_row = rows_jsonl.stat().st_size / target_rows
+    return [
+        Figure("stored bytes per target row", "B", [per_row], "",
+               f"{stored / 1e6:.1f} MB in {len(list(store.rglob('*.arrow')))} files"),
+        Figure("JSON lines / stored, same target rows", "x", [json_per_row / per_row], "≥ 15x",
+               f"{json_per_row:.0f} B per row as JSON lines"),
+    ]  # fmt: skip
+
+
+def export_rows(store: Path, folder: Path) -> tuple[Path, Path, Path, int]:
+    """The stored target rows as JSON lines and Parquet, and the sessions as Parquet."""
+    import polars as pl
+
+    from telemetry.analyzer import TelemetryAnalyzer, scan
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    files = storage.readable("targets", storage.committed_targets())
+    targets = scan(files, dataset="targets").collect()
+    targets = targets.with_columns(pl.col("target", "status").cast(pl.String))
+    sessions = TelemetryAnalyzer(storage).sessions()
+    rows_jsonl = folder / "target-rows.jsonl"
+    targets.write_ndjson(rows_jsonl)
+    targets_parquet = folder / "targets.parquet"
+    sessions_parquet = folder / "sessions.parquet"
+    targets.write_parquet(targets_parquet)
+    sessions.drop("labels").write_parquet(sessions_parquet)
+    return rows_jsonl, targets_parquet, sessions_parquet, targets.height
+
+
+def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure]:
+    """Mean executed duration per target: from the store, and from the same rows as JSON
+    lines (polars' reader, and Python's json module); the same query each time."""
+    import polars as pl
+
+    from telemetry.analyzer import scan
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+
+    def ours() -> object:
+        files = storage.readable("targets", storage.committed_targets())
+        return (
+            scan(files, dataset="targets")
+            .filter(pl.col("status").is_in(["built", "failed"]))
+            .group_by("target")
+            .agg(pl.col("duration_ms").mean())
+            .sort("duration_ms", descending=True)
+            .head(10)
+            .collect()
+        )
+
+    def ndjson() -> object:
+        return (
+            pl.scan_ndjson(rows_jsonl)
+            .filter(pl.col("status").is_in(["built", "failed"]))
+            .group_by("target")
+            .agg(pl.col("duration_ms").mean())
+            .sort("duration_ms", descending=True)
+            .head(10)
+            .collect()
+        )
+
+    def python_json() -> object:
+        total: dict[str, list[int]] = {}
+        with rows_jsonl.open() as lines:
+            for line in lines:
+                row = json.loads(line)
+                if row["status"] in ("built", "failed"):
+                    acc = total.setdefault(row["target"], [0, 0])
+                    acc[0] += row["duration_ms"]
+                    acc[1] += 1
+        return sorted(total, key=lambda t: total[t][0] / total[t][1])[-10:]
+
+    times = _alternating({"ours": ours, "ndjson": ndjson, "json": python_json}, repeat)
+    return [
+        Figure("bottlenecks over the store (load + aggregate)", "ms",
+               [t * 1000 for t in times["ours"]]),
+        Figure("JSON lines (polars) / store, load + aggregate", "x",
+               [j / o for j, o in zip(times["ndjson"], times["ours"], strict=True)], "≥ 25x"),
+        Figure("JSON lines (json module) / store, load + aggregate", "x",
+               [j / o for j, o in zip(times["json"], times["ours"], strict=True)], "≥ 25x"),
+    ]  # fmt: skip
+
+
+def summary_vs_duckdb(
+    repeat: int, store: Path, targets_parquet: Path, sessions_parquet: Path
+) -> Figure:
+    """The summary's numbers: our analyzer over the store against DuckDB over Parquet."""
+    import duckdb
+
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    connection = duckdb.connect()
+    query = f"""
+        WITH s AS (
+          SELECT duration_ms, succeeded,
+                 CASE WHEN built + cached + failed = 0 THEN 0
+                      ELSE 100.0 * cached / (built + cached + failed) END AS hit
+          FROM read_parquet('{sessions_parquet}')),
+        b AS (
+          SELECT target, avg(duration_ms) AS mean_ms FROM read_parquet('{targets_parquet}')
+          WHERE status IN ('built', 'failed') GROUP BY target ORDER BY mean_ms DESC, target
+          LIMIT 5)
+        SELECT (SELECT count(*) FROM s), (SELECT count(*) FILTER (WHERE succeeded) FROM s),
+               (SELECT avg(duration_ms) FROM s), (SELECT min(duration_ms) FROM s),
+               (SELECT max(duration_ms) FROM s), (SELECT avg(hit) FROM s),
+               (SELECT list(target) FROM b)
+    """
+    times = _alternating(
+        {
+            "ours": lambda: TelemetryAnalyzer(storage).summary(),
+            "duckdb": lambda: connection.execute(query).fetchall(),
+        },
+        repeat,
+    )
+    return Figure(
+        "summary: ours / DuckDB over Parquet", "x",
+        [o / d for o, d in zip(times["ours"], times["duckdb"], strict=True)], "< 1x",
+        f"ours {statistics.median(times['ours']) * 1000:.0f} ms, "
+        f"DuckDB {statistics.median(times['duckdb']) * 1000:.0f} ms",
+    )  # fmt: skip
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--builds", type=int, default=2000)
+    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--large", action="store_true", help="a year: 100,000 x 500 targets")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    args = parser.parse_args(argv)
+    if args.large:
+        args.builds, args.targets, args.days = 100_000, 500, 365
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="builder-bench-") as scratch:
+        folder = Path(scratch)
+        events_path = folder / "events.jsonl"
+        started = time.perf_counter()
+        events = generate_events(events_path, args.builds, args.targets, args.days, args.seed)
+        print(f"generated {events:,} events ({args.builds:,} builds x {args.targets} targets) "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+        figures.append(collector_per_event(args.repeat))
+        figures.append(collector_memory())
+        figures.append(flush_10k(args.repeat, folder))
+        rate, store = ingest_rate(args.repeat, events_path, events, folder)
+        figures.append(rate)
+        rows_jsonl, targets_parquet, sessions_parquet, rows = export_rows(store, folder)
+        figures += sizes(store, events_path, rows, rows_jsonl)
+        figures += aggregate_vs_json(args.repeat, store, rows_jsonl)
+        figures.append(summary_vs_duckdb(args.repeat, store, targets_parquet, sessions_parquet))
+        figures += command_times(args.repeat, store)
+    _print(figures)
+    report = {
+        "builds": args.builds,
+        "targets_per_build": args.targets,
+        "events": events,
+        "target_rows": rows,
+        "repeat": args.repeat,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "figures": [asdict(f) for f in figures],
+    }
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.json}", file=sys.stderr)
+    return 0
+
+
+def _print(figures: list[Figure]) -> None:
+    rows = [("measure", "median", "min-max", "unit", "target", "")]
+    for f in figures:
+        rows.append((f.name, _num(f.median), f"{_num(f.low)}-{_num(f.high)}", f.unit, f.target,
+                     f.note))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) if i in (0, 3, 4) else row[i].rjust(widths[i])
+                 for i in range(5)]  # fmt: skip
+        print("  ".join(cells) + (f"  {row[5]}" if row[5] else ""))
+
+
+def _num(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

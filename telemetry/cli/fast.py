@@ -1,0 +1,102 @@
+"""`builder record` and `builder build` without loading the full command-line parser.
+
+They run around every build, so what they cost before the build starts is paid every time:
+the parser's import alone (typer, and pydantic behind it) takes longer than the rest of
+``builder`` together. The common command lines are read here; anything else (``--help``, a
+mistake, an option spelled another way) is left to the full parser, which explains it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from telemetry.errors import TelemetryError
+
+if TYPE_CHECKING:
+    from telemetry.record import Recording
+
+_SOURCES = ("auto", "ninja", "none")
+# The signals that end a process without a core dump; for the others builder exits 128 + N.
+DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
+
+
+def try_fast(argv: Sequence[str]) -> int | None:
+    """The exit status of ``builder record|build ...`` run here, or None when ``argv`` is
+    for the full parser."""
+    if not argv or argv[0] not in ("record", "build"):
+        return None
+    parsed = _parse(argv[1:])
+    if parsed is None:
+        return None
+    labels, source, rest = parsed
+    from telemetry.record import build_command, configured_build, record
+
+    try:
+        if argv[0] == "record":
+            if not rest:
+                return None  # the parser says what is missing
+            return finish(record(rest, labels=labels, source=source))  # type: ignore[arg-type]
+        command, tool = build_command(configured_build(Path.cwd()), rest)
+        return finish(record(command, labels=labels, tool=tool, source=source))  # type: ignore[arg-type]
+    except TelemetryError as error:
+        print(f"Error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+
+
+def _parse(args: Sequence[str]) -> tuple[dict[str, str], str, list[str]] | None:
+    """``--label``/``-l KEY=VALUE`` (repeatable) and ``--source``, then the command; None
+    for anything else."""
+    labels: dict[str, str] = {}
+    source = "auto"
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            return labels, source, list(args[index + 1 :])
+        if not arg.startswith("-") or arg == "-":
+            return labels, source, list(args[index:])
+        name, equals, value = arg.partition("=")
+        if arg.startswith("-l") and len(arg) > 2:
+            name, equals, value = "-l", "=", arg[2:]
+        if name not in ("-l", "--label", "--source"):
+            return None  # --help, or something the parser should explain
+        if not equals:
+            index += 1
+            if index >= len(args):
+                return None
+            value = args[index]
+        if name == "--source":
+            if value not in _SOURCES:
+                return None
+            source = value
+        else:
+            key, sep, text = value.partition("=")
+            if not sep or not key:
+                return None
+            labels[key] = text
+        index += 1
+    return labels, source, []
+
+
+def finish(recording: Recording) -> int:
+    """One line per recording problem on stderr; then the build's own exit status, or the
+    signal that ended the build."""
+    for problem in recording.problems:
+        print(f"Warning: {problem}", file=sys.stderr)
+    if recording.error:
+        print(f"Error: {recording.error}", file=sys.stderr)
+    if recording.killed_by in DIE_LIKE_THE_BUILD:
+        # End the way the build did, so a calling shell sees the signal and stops too
+        # (bash carries on after a child that merely exits 130).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        signal.signal(recording.killed_by, signal.SIG_DFL)
+        os.kill(os.getpid(), recording.killed_by)
+    return recording.exit_status
