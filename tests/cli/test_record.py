@@ -320,3 +320,37 @@ def test_settings_are_stored_without_home_or_user_name(tmp_path: Path) -> None:
     for path in (tmp_path / "t").rglob("*.arrow"):
         data = path.read_bytes()
         assert str(home).encode() not in data and b"qzvxw" not in data
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--", "make", "-j8"], ({}, "auto", ["make", "-j8"])),
+        (["make", "-l", "x"], ({}, "auto", ["make", "-l", "x"])),  # the build's own options
+        (["-l", "a=b", "--label=c=d=e", "-lf=", "--", "x"], ({"a": "b", "c": "d=e", "f": ""},
+                                                             "auto", ["x"])),
+        (["--source", "none", "ninja"], ({}, "none", ["ninja"])),
+        (["--source=ninja", "--", "./b.sh"], ({}, "ninja", ["./b.sh"])),
+        (["--help"], None),
+        (["-l", "novalue", "--", "x"], None),
+        (["--source", "make", "--", "x"], None),
+        (["--label"], None),
+        (["-x", "--", "true"], None),
+    ],
+)  # fmt: skip
+def test_plain_record_command_lines_skip_the_full_parser(
+    args: list[str], expected: tuple[object, ...] | None
+) -> None:
+    """The fast reading of `record` gives what the full parser would, and leaves everything
+    else (help, mistakes) to it."""
+    from telemetry.cli.fast import _parse
+
+    assert _parse(args) == expected
+
+
+def test_record_help_and_mistakes_still_come_from_the_full_parser(tmp_path: Path) -> None:
+    helped = _builder(["record", "--help"], tmp_path)
+    assert helped.returncode == 0 and "--source" in helped.stdout
+    wrong = _builder(["record", "--source", "make", "--", "true"], tmp_path)
+    assert wrong.returncode == 2 and "Error: Invalid value for '--source'" in wrong.stderr
+    assert not (tmp_path / "t").exists()  # nothing ran, nothing was stored
