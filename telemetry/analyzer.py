@@ -327,7 +327,8 @@ def scan(
 
     Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
     ``[x]`` or ``date=...`` reads like any other. Files written before a column was added
-    (of ``dataset``, the sessions by default) read as nulls in it.
+    to ``dataset`` (by default the sessions with ``with_day``, else the targets) read as
+    nulls in it.
     """
     groups: dict[tuple[str, ...], list[StoredFile]] = {}
     for stored in files:

@@ -90,7 +90,7 @@ def record(
     with _forwarding() as child:
         try:
             child.start(command)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the command
             if ninja is not None:
                 ninja.close()
             return _not_started(command[0], error, problems)
@@ -299,8 +299,10 @@ def _collector(config: TelemetryConfig | None, problems: list[str]) -> Telemetry
     )
 
 
-def _not_started(program: str, error: OSError, problems: list[str]) -> Recording:
+def _not_started(program: str, error: OSError | ValueError, problems: list[str]) -> Recording:
     """What a shell says and returns when it cannot start a command."""
+    if isinstance(error, ValueError):
+        return Recording(126, problems=tuple(problems), error=f"cannot run {program!r}: {error}")
     if isinstance(error, FileNotFoundError):
         return Recording(127, problems=tuple(problems), error=f"{program}: command not found")
     reason = "permission denied" if isinstance(error, PermissionError) else error.strerror

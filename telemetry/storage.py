@@ -133,8 +133,10 @@ class TelemetryStorage:
             for day in days:
                 in_day = pc.equal(session_days, pa.scalar(day, pa.date32()))
                 day_sessions = sessions_table.filter(in_day)
-                day_targets = targets_table.filter(
-                    pc.is_in(targets_table["session_id"], day_sessions["session_id"])
+                day_targets = _pruned(
+                    targets_table.filter(
+                        pc.is_in(targets_table["session_id"], day_sessions["session_id"])
+                    )
                 )
                 groups.append((day, day_sessions, day_targets))
         for day, day_sessions, day_targets in groups:
@@ -471,6 +473,18 @@ def _as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
             f"the {dataset} rows do not have the {dataset} schema: got {table.schema.names}"
         )
     return table.replace_schema_metadata(schema.metadata)
+
+
+def _pruned(table: pa.Table) -> pa.Table:
+    """``table`` with each dictionary holding only the labels its rows use: a filter keeps
+    the whole dictionary, and a day's file would carry every other day's target names."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            column = table.column(index)
+            plain = pc.cast(column, field.type.value_type)
+            encoded = pc.dictionary_encode(plain).cast(field.type)
+            table = table.set_column(index, field, encoded)
+    return table
 
 
 def _rows(stored: StoredFile) -> int:

@@ -4,8 +4,9 @@
 
 Forks a writer that stores builds as fast as it can, each build reported on a pipe once its
 write returned, and SIGKILLs it after a random delay: over the kills the delays sweep the
-whole write (building batches, writing, fsync, both renames, retention). Prints one JSON
-object: the builds reported stored, the kills, and how many builds each writer stored.
+whole write (building batches, writing, fsync, both renames, retention removing days).
+Prints one JSON object: the builds reported stored, the kills, and how many builds each
+writer stored.
 Only pyarrow and the collector are loaded, so forking is safe (no thread pools yet).
 """
 
@@ -22,12 +23,19 @@ from telemetry.collector import TelemetryCollector
 from telemetry.storage import TelemetryStorage
 
 TARGETS = 40
-T0 = 1761575000000
+T0 = 1761575000000  # 2025-10-27; builds are placed from here, an hour apart
+KEEP_DAYS = 3000  # retention keeps the builds from T0 on, and removes the old ones
 
 
 def _write_forever(store: str, writer: int, report: int) -> None:
-    storage = TelemetryStorage(store, max_sessions=10**6, retention_days=10**5)
+    storage = TelemetryStorage(store, max_sessions=10**6, retention_days=KEEP_DAYS)
     collector = TelemetryCollector(storage, on_warning=lambda message: None)
+    # First a build from long ago, on a day of its own: the retention that runs after each
+    # write removes it, so kills land in removals too.
+    old = T0 - (KEEP_DAYS + 30 + writer) * 86_400_000
+    collector.build_started(f"old-{writer}", ts=old)
+    collector.target_finished(f"old-{writer}", "//old:t", ts=old + 5, status="built")
+    collector.build_finished(f"old-{writer}", ts=old + 9, success=True)
     build = 0
     while True:
         session = f"k{writer}-{build}"

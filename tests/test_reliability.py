@@ -87,8 +87,11 @@ def test_eight_writers_with_readers_and_retention_lose_nothing(tmp_path: Path) -
         while any(p.is_alive() for p in writers) or cli_runs < 3:
             storage.apply_retention()
             sessions = TelemetryAnalyzer(storage).sessions()
-            # Every visible build is complete: all its targets are already there.
+            # Every visible build is complete: all its target rows are already there.
             assert set(sessions["total_targets"].to_list()) <= {1, TARGETS}
+            rows = _target_rows(storage)
+            assert all(rows.get(s, 0) == n for s, n in zip(sessions["session_id"],
+                       sessions["total_targets"], strict=True))  # fmt: skip
             reader_runs += 1
             args = commands[cli_runs % len(commands)]
             done = subprocess.run(
@@ -110,8 +113,22 @@ def test_eight_writers_with_readers_and_retention_lose_nothing(tmp_path: Path) -
     ids = sessions["session_id"].to_list()
     assert sorted(ids) == sorted(stored)  # each exactly once; the old days are gone
     assert sessions["total_targets"].to_list() == [TARGETS] * len(ids)
+    assert _target_rows(storage) == dict.fromkeys(stored, TARGETS)
     assert [path for path, problem in storage.verify() if problem] == []
     assert reader_runs >= 3 and cli_runs >= 3
+
+
+def _target_rows(storage: TelemetryStorage) -> dict[str, int]:
+    """How many target rows each build has in the committed targets files."""
+    import polars as pl
+
+    from telemetry.analyzer import scan
+
+    files = storage.readable("targets", storage.committed_targets())
+    if not files:
+        return {}
+    counts = scan(files, dataset="targets").group_by("session_id").agg(pl.len()).collect()
+    return dict(counts.iter_rows())
 
 
 def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path) -> None:
@@ -129,17 +146,19 @@ def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path
     reported = outcome["reported"]
     # The kills landed everywhere: before any write, in the first, and after several.
     assert outcome["per_writer"].count(0) > 20 and max(outcome["per_writer"]) >= 2
-    storage = TelemetryStorage(store, max_sessions=10**6, retention_days=10**5)
+    storage = TelemetryStorage(store, max_sessions=10**6, retention_days=crash_writer.KEEP_DAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sessions = TelemetryAnalyzer(storage).sessions()
     ids = sessions["session_id"].to_list()
+    assert not [i for i in ids if i.startswith("old-")]  # retention removed them as it ran
     assert len(ids) == len(set(ids))  # nothing twice
     assert set(reported) <= set(ids)  # nothing reported stored is lost
     # A build can be stored without being reported (killed between its rename and the
     # report), at most one per kill.
     assert len(set(ids) - set(reported)) <= kills
     assert sessions["total_targets"].to_list() == [crash_writer.TARGETS] * len(ids)
+    assert _target_rows(storage) == dict.fromkeys(ids, crash_writer.TARGETS)
     assert [path for path, problem in storage.verify() if problem] == []
     env = process_env(store)
     for args in (["telemetry"], ["telemetry", "recent", "3"], ["telemetry", "export"]):

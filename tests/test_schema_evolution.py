@@ -43,6 +43,18 @@ def old_store(tmp_path: Path) -> TelemetryStorage:
     return TelemetryStorage(tmp_path / "store", retention_days=10**5)
 
 
+def test_every_added_column_is_nullable_and_not_from_the_future() -> None:
+    """A column added later must be nullable: files written before it have none, and a
+    required one would make every old file unreadable (and verify --repair quarantine them)."""
+    for dataset, added in schema.ADDED_IN.items():
+        for name, version in added.items():
+            field = schema.SCHEMAS[dataset].field(name)
+            assert field.nullable, f"{dataset}.{name} was added in {version} but is required"
+            assert 1 < version <= schema.SCHEMA_VERSION
+        # Nothing in version 1 is ever listed as added: those columns every file has.
+        assert set(added) <= set(schema.SCHEMAS[dataset].names)
+
+
 def test_the_fixture_really_is_version_1() -> None:
     files = sorted(STORE_V1.rglob("*.arrow"))
     assert len(files) == 2

@@ -354,3 +354,30 @@ def test_retention_removes_a_dead_writers_targets_after_an_hour(
     os.utime(orphan, (0, 0))
     small_store.apply_retention()
     assert not orphan.exists() and committed.exists()
+
+
+def test_each_days_file_holds_only_its_own_target_names(storage: TelemetryStorage) -> None:
+    """One ingest chunk spanning three days is split by day; each day's dictionary of
+    target names is that day's (a filter alone would keep all three days' names)."""
+    lines = []
+    for day in range(3):
+        session, ts = f"s{day}", 1761575000000 + day * 86_400_000
+        lines.append(json.dumps({"event": "build_started", "session": session, "ts": ts}))
+        lines += [
+            json.dumps({"event": "target_finished", "session": session, "ts": ts + 1,
+                        "target": f"//day{day}:t{i}", "status": "cached"})
+            for i in range(50)
+        ]  # fmt: skip
+        lines.append(
+            json.dumps(
+                {"event": "build_finished", "session": session, "ts": ts + 5, "success": True}
+            )
+        )
+    ingest_jsonl(storage, lines, apply_retention=False)
+    files = sorted((storage.dir / "targets").rglob("*.arrow"))
+    assert len(files) == 3
+    for day, path in enumerate(files):
+        target = ipc.open_file(path).read_all().column("target").combine_chunks()
+        assert sorted(target.dictionary.to_pylist()) == sorted(
+            f"//day{day}:t{i}" for i in range(50)
+        )

@@ -295,11 +295,9 @@ def _writing() -> Iterator[None]:
 
 
 def _err(text: str) -> None:
-    if sys.stderr is None:
-        return
-    with contextlib.suppress(OSError):
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+    from telemetry.cli.fast import err
+
+    err(text)
 
 
 @telemetry_app.command()
@@ -512,14 +510,9 @@ def _show_warning(
 
 
 def _internal_error(error: BaseException) -> int:
-    if os.environ.get("BUILDER_DEBUG"):
-        raise error
-    message = " ".join(str(error).split())[:300]
-    _err(
-        f"Error: internal error ({type(error).__name__}: {message}); "
-        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
-    )
-    return 70
+    from telemetry.cli.fast import internal_error
+
+    return internal_error(error)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

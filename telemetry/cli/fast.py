@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,18 +36,56 @@ def try_fast(argv: Sequence[str]) -> int | None:
     if parsed is None:
         return None
     labels, source, rest = parsed
+    if argv[0] == "record" and not rest:
+        return None  # the parser says what is missing
     from telemetry.record import build_command, configured_build, record
 
+    warnings.showwarning = show_warning
     try:
         if argv[0] == "record":
-            if not rest:
-                return None  # the parser says what is missing
             return finish(record(rest, labels=labels, source=source))  # type: ignore[arg-type]
         command, tool = build_command(configured_build(Path.cwd()), rest)
         return finish(record(command, labels=labels, tool=tool, source=source))  # type: ignore[arg-type]
     except TelemetryError as error:
-        print(f"Error: {' '.join(str(error).split())}", file=sys.stderr)
+        err(f"Error: {' '.join(str(error).split())}")
         return 1
+    except Exception as error:
+        return internal_error(error)
+
+
+def err(text: str) -> None:
+    """One line on stderr; nothing when stderr is closed or cannot be written, since what
+    telemetry says must never change a build's result."""
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Library warnings (a damaged file skipped) as one ``Warning:`` line."""
+    err(f"Warning: {message}")
+
+
+def internal_error(error: BaseException) -> int:
+    """A failure nobody foresaw: one line asking for a report (the traceback with
+    ``BUILDER_DEBUG=1``), and exit status 70."""
+    if os.environ.get("BUILDER_DEBUG"):
+        raise error
+    message = " ".join(str(error).split())[:300]
+    err(
+        f"Error: internal error ({type(error).__name__}: {message}); "
+        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
+    )
+    return 70
 
 
 def _parse(args: Sequence[str]) -> tuple[dict[str, str], str, list[str]] | None:
@@ -88,9 +127,9 @@ def finish(recording: Recording) -> int:
     """One line per recording problem on stderr; then the build's own exit status, or the
     signal that ended the build."""
     for problem in recording.problems:
-        print(f"Warning: {problem}", file=sys.stderr)
+        err(f"Warning: {problem}")
     if recording.error:
-        print(f"Error: {recording.error}", file=sys.stderr)
+        err(f"Error: {recording.error}")
     if recording.killed_by in DIE_LIKE_THE_BUILD:
         # End the way the build did, so a calling shell sees the signal and stops too
         # (bash carries on after a child that merely exits 130).
