@@ -307,11 +307,9 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure
 
     storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
 
-    def ours() -> object:
-        files = storage.readable("targets", storage.committed_targets())
+    def top(rows: pl.LazyFrame) -> pl.DataFrame:
         return (
-            scan(files, dataset="targets")
-            .filter(pl.col("status").is_in(["built", "failed"]))
+            rows.filter(pl.col("status").is_in(["built", "failed"]))
             .group_by("target")
             .agg(pl.col("duration_ms").mean())
             .sort("duration_ms", descending=True)
@@ -319,16 +317,12 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure
             .collect()
         )
 
+    def ours() -> object:
+        files = storage.readable("targets", storage.committed_targets())
+        return top(scan(files, dataset="targets"))
+
     def ndjson() -> object:
-        return (
-            pl.scan_ndjson(rows_jsonl)
-            .filter(pl.col("status").is_in(["built", "failed"]))
-            .group_by("target")
-            .agg(pl.col("duration_ms").mean())
-            .sort("duration_ms", descending=True)
-            .head(10)
-            .collect()
-        )
+        return top(pl.scan_ndjson(rows_jsonl))
 
     def python_json() -> object:
         total: dict[str, list[int]] = {}

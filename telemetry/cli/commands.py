@@ -498,17 +498,6 @@ def ingest(
 _MAX_PROBLEMS = 20
 
 
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
-    _err(f"Warning: {message}")
-
-
 def _internal_error(error: BaseException) -> int:
     from telemetry.cli.fast import internal_error
 
@@ -517,7 +506,9 @@ def _internal_error(error: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; every expected failure ends as one ``Error:`` line and exit status 1."""
-    warnings.showwarning = _show_warning
+    from telemetry.cli.fast import show_warning
+
+    warnings.showwarning = show_warning
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="builder", standalone_mode=False)
