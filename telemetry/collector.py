@@ -207,7 +207,10 @@ class TelemetryCollector:
         if not self.enabled:
             return
         if _plain(session, target, ts) and (worker is None or _small(worker, 2**31)):
-            self.handle(TargetStarted(session, ts, target, worker))  # type: ignore[arg-type]
+            try:  # the common case, without building an event: the cost every target pays
+                self._started_row(session, ts, target, worker)  # type: ignore[arg-type]
+            except Exception as error:  # the build must never see our failure
+                self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
         else:
             self._parsed(
                 {
@@ -238,8 +241,10 @@ class TelemetryCollector:
             and error is None
             and (duration_ms is None or _small(duration_ms, _MAX_MS))
         ):
-            event = TargetFinished(session, ts, target, status, duration_ms)  # type: ignore[arg-type]
-            self.handle(event)
+            try:
+                self._finished_row(session, ts, target, status, duration_ms, None)  # type: ignore[arg-type]
+            except Exception as failure:  # the build must never see our failure
+                self._warn_once(f"telemetry ignored an event it could not use: {failure!r}")
         else:
             self._parsed(
                 {
@@ -318,9 +323,10 @@ class TelemetryCollector:
         buffer = self._open.get(session)
         if buffer is None:
             buffer = self._open[session] = _Buffer(session, ts)
-        else:
-            buffer.first_ts = min(buffer.first_ts, ts)
-            buffer.last_ts = max(buffer.last_ts, ts)
+        elif ts > buffer.last_ts:
+            buffer.last_ts = ts
+        elif ts < buffer.first_ts:
+            buffer.first_ts = ts
         return buffer
 
     def _label(self, target: str) -> int:
@@ -344,35 +350,60 @@ class TelemetryCollector:
             )
 
     def _target_started(self, event: TargetStarted) -> None:
-        with self._lock:
-            buffer = self._buffer(event.session, event.ts)
-            worker = _NO_WORKER if event.worker is None else event.worker
-            buffer.pending.setdefault(self._label(event.target), deque()).append((event.ts, worker))
+        self._started_row(event.session, event.ts, event.target, event.worker)
 
     def _target_finished(self, event: TargetFinished) -> None:
+        self._finished_row(
+            event.session, event.ts, event.target, event.status, event.duration_ms, event.error
+        )
+
+    def _started_row(self, session: str, ts: int, target: str, worker: int | None) -> None:
         with self._lock:
-            code = _STATUS_CODE[event.status]
-            buffer = self._buffer(event.session, event.ts)
-            target = self._label(event.target)
-            started = buffer.pending.get(target)
-            start, worker = started.popleft() if started else (event.ts, _NO_WORKER)
+            buffer = self._buffer(session, ts)
+            label = self._labels.get(target)
+            if label is None:
+                label = self._label(target)
+            pending = buffer.pending.get(label)
+            if pending is None:
+                pending = buffer.pending[label] = deque()
+            pending.append((ts, _NO_WORKER if worker is None else worker))
+
+    def _finished_row(
+        self,
+        session: str,
+        ts: int,
+        target: str,
+        status: Status,
+        duration_ms: int | None,
+        error: str | None,
+    ) -> None:
+        code = _STATUS_CODE[status]
+        with self._lock:
+            buffer = self._buffer(session, ts)
+            label = self._labels.get(target)
+            if label is None:
+                label = self._label(target)
+            started = buffer.pending.get(label)
+            start, worker = started.popleft() if started else (ts, _NO_WORKER)
             if started is not None and not started:
-                del buffer.pending[target]
-            if event.duration_ms is not None:
-                start = event.ts - event.duration_ms
+                del buffer.pending[label]
+            if duration_ms is not None:
+                start = ts - duration_ms
             # A finish stamped before its start (clock skew between hosts) counts as 0 ms.
-            start = max(0, min(start, event.ts))
-            index = len(buffer.statuses)
-            buffer.target_ids.append(target)
+            if start > ts:
+                start = ts
+            elif start < 0:
+                start = 0
+            if error is not None:
+                buffer.errors[len(buffer.statuses)] = error
+            buffer.target_ids.append(label)
             buffer.statuses.append(code)
             buffer.starts.append(start)
-            buffer.ends.append(event.ts)
+            buffer.ends.append(ts)
             buffer.workers.append(worker)
-            if event.error is not None:
-                buffer.errors[index] = event.error
             buffer.counts[code] += 1
             if code in (_BUILT, _FAILED):
-                buffer.executed_ms += event.ts - start
+                buffer.executed_ms += ts - start
 
     def _build_finished(self, event: BuildFinished) -> None:
         with self._lock:
@@ -523,7 +554,8 @@ def _plain(session: object, target: object, ts: object) -> bool:
         and 0 < len(target) <= _MAX_TEXT
         and session.isascii()
         and target.isascii()
-        and _small(ts, _MAX_MS)
+        and type(ts) is int
+        and 0 <= ts < _MAX_MS
     )
 
 
