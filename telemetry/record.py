@@ -178,13 +178,17 @@ def _report_targets(
             collector.target_finished(session, name, ts=end, status=target.status)
 
 
-def hashed_host() -> str:
+def hashed_host() -> str | None:
     """The host name as stored when ``BUILDER_TELEMETRY_HOST`` opts in: the first 16 hex
     digits of its SHA-256, enough to tell a team's machines apart without naming them."""
     import hashlib
     import socket
 
-    return "sha256:" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16]
+    try:
+        name = socket.gethostname()
+    except OSError:
+        return None
+    return "sha256:" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def build_labels(
