@@ -29,7 +29,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from telemetry.config import TelemetryConfig
@@ -120,6 +119,8 @@ class TelemetryStorage:
         self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
     ) -> list[date]:
         """Store without applying retention; returns the days written to."""
+        import pyarrow.compute as pc  # only writers need it: readers start faster without
+
         sessions_table = _as_table(sessions, "sessions")
         targets_table = _as_table(targets, "targets")
         if sessions_table.num_rows == 0:
@@ -478,6 +479,8 @@ def _as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
 def _pruned(table: pa.Table) -> pa.Table:
     """``table`` with each dictionary holding only the labels its rows use: a filter keeps
     the whole dictionary, and a day's file would carry every other day's target names."""
+    import pyarrow.compute as pc
+
     for index, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             column = table.column(index)
