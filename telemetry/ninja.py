@@ -94,8 +94,7 @@ def parse_log(data: bytes, *, first_line: int = 1, version: int | None = None) -
         version = int(header.group(1))
         if not _OLDEST <= version <= _NEWEST:
             raise InputError(
-                f"ninja log format v{version} is not supported (v{_OLDEST} to v{_NEWEST} are: "
-                f"ninja 1.3 and later)"
+                f"ninja log format v{version} is not supported (v{_OLDEST} to v{_NEWEST} are)"
             )
         start = 1
     for index in range(start, len(lines)):
