@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from telemetry.cli.fast import err as _err
+from telemetry.cli.fast import internal_error as _internal_error
+from telemetry.cli.fast import show_warning
 from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import TelemetryError
 
@@ -294,12 +297,6 @@ def _writing() -> Iterator[None]:
         ) from None
 
 
-def _err(text: str) -> None:
-    from telemetry.cli.fast import err
-
-    err(text)
-
-
 @telemetry_app.command()
 def summary(
     ctx: typer.Context,
@@ -498,16 +495,8 @@ def ingest(
 _MAX_PROBLEMS = 20
 
 
-def _internal_error(error: BaseException) -> int:
-    from telemetry.cli.fast import internal_error
-
-    return internal_error(error)
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; every expected failure ends as one ``Error:`` line and exit status 1."""
-    from telemetry.cli.fast import show_warning
-
     warnings.showwarning = show_warning
     command = typer.main.get_command(app)
     try:

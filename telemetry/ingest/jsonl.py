@@ -293,9 +293,10 @@ def _ingest_stream(
     if profile is not None:
         raise InputError("--profile goes with a Bazel Build Event Protocol file")
     if kind == "ninja-log":
-        raw = _read_document(head, source, name, fall_back=True).raw
         try:
-            events, skipped = log_events(raw, name=name, written_ms=written_ms)
+            events, skipped = log_events(
+                _read_all(head, source, name), name=name, written_ms=written_ms
+            )
         except InputError as error:
             raise InputError(f"{name}: {error}") from None
         result = ingest_jsonl(storage, events, apply_retention=apply_retention)
@@ -349,15 +350,20 @@ class _Document:
     parsed: bool = True
 
 
+def _read_all(head: bytes, source: IO[bytes], name: str) -> bytes:
+    """The whole input, ``head`` first."""
+    try:
+        return head + source.read()
+    except Exception as error:  # a damaged archive, a failing disk
+        raise _unreadable_input(name, "input", error) from None
+
+
 def _read_document(
     head: bytes, source: IO[bytes], name: str, *, fall_back: bool = False
 ) -> _Document:
     """The whole input as one JSON document; with ``fall_back``, an unparsed one holding
     the bytes when it is not one."""
-    try:
-        raw = head + source.read()
-    except Exception as error:  # a damaged archive, a failing disk
-        raise _unreadable_input(name, "input", error) from None
+    raw = _read_all(head, source, name)
     try:
         return _Document(json.loads(raw.lstrip(_BOM), parse_constant=_no_constant), raw)
     except (ValueError, RecursionError) as error:
