@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import re
 import shlex
@@ -704,9 +705,44 @@ def _builddir(manifest: Path) -> str:
     """The manifest's ``builddir``, where ninja keeps its log ("" when unset): the last
     top-level assignment, in the manifest or a file it ``include``s, with ``$var``,
     ``${var}`` and ``$$`` expanded from the top-level variables before it."""
+    if not _mentions_builddir(manifest, manifest.parent, depth=0):
+        return ""  # the usual case, told apart without parsing a manifest of many megabytes
     scope: dict[str, str] = {}
     _read_bindings(manifest, manifest.parent, scope, depth=0)
     return scope.get("builddir", "")
+
+
+def _mentions_builddir(path: Path, base: Path, depth: int) -> bool:
+    """Whether ``builddir`` appears in the manifest or a file it includes (or may: an
+    include named through a variable). This runs before the build starts, so it only
+    searches the bytes."""
+    if depth > 16:
+        return False
+    try:
+        info = os.stat(path)  # before opening: a FIFO would block, and belongs to ninja
+        if not stat.S_ISREG(info.st_mode) or not info.st_size:
+            return False
+        with (
+            path.open("rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            if data.find(b"builddir") >= 0:
+                return True
+            included = []
+            at = data.find(b"include ")
+            while at >= 0:
+                if at == 0 or data[at - 1] in b"\n":
+                    end = data.find(b"\n", at)
+                    included.append(data[at + 8 : end if end >= 0 else len(data)].strip())
+                at = data.find(b"include ", at + 8)
+    except (OSError, ValueError):
+        return False
+    for name in included:
+        if b"$" in name:
+            return True  # named through a variable: parse to know
+        if _mentions_builddir(base / os.fsdecode(name), base, depth + 1):
+            return True
+    return False
 
 
 def _read_bindings(path: Path, base: Path, scope: dict[str, str], depth: int) -> None:
