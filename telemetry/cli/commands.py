@@ -6,27 +6,22 @@ errors become one line ``Error: ...`` on stderr and a non-zero exit status, neve
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from telemetry.cli import reports
 from telemetry.cli.fast import err as _err
-from telemetry.cli.fast import internal_error as _internal_error
 from telemetry.cli.fast import show_warning
-from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import TelemetryError
 
-if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
-    from telemetry.analyzer import TelemetryAnalyzer
-    from telemetry.storage import TelemetryStorage
+if TYPE_CHECKING:
+    from telemetry.config import TelemetryConfig
 
 app = typer.Typer(
     name="builder",
@@ -46,7 +41,7 @@ telemetry_app = typer.Typer(
 app.add_typer(telemetry_app, name="telemetry")
 
 
-_MAX_COUNT = 1_000_000
+_MAX_COUNT = reports.MAX_COUNT
 
 
 class ReportFormat(StrEnum):
@@ -73,10 +68,6 @@ class ExportFormatOption(StrEnum):
 @dataclass(slots=True)
 class _State:
     dir: Path | None
-
-
-class _OutputClosed(Exception):
-    """The reader of our stdout went away (``| head``): stop quietly."""
 
 
 DirOption = Annotated[
@@ -110,7 +101,7 @@ def _version(value: bool) -> None:
     if value:
         from telemetry import __version__
 
-        _out(f"builder-telemetry {__version__}\n")
+        reports.out(f"builder-telemetry {__version__}\n")
         raise typer.Exit()
 
 
@@ -210,59 +201,6 @@ def telemetry(ctx: typer.Context, dir: DirOption = None) -> None:
         ctx.invoke(summary, ctx)
 
 
-def _config(ctx: typer.Context, *, threshold: str | None = None) -> TelemetryConfig:
-    """The configuration, flags beating the environment: a variable that a flag replaces
-    is not even read, so a bad value there does not stop a command that overrides it."""
-    state = ctx.find_object(_State)
-    directory = state.dir if state else None
-    replaced = {
-        "BUILDER_TELEMETRY_DIR": directory,
-        "BUILDER_TELEMETRY_REGRESSION_THRESHOLD": threshold,
-    }
-    environ = {k: v for k, v in os.environ.items() if replaced.get(k) is None}
-    config = TelemetryConfig.from_env(environ)
-    if directory is not None:
-        config = replace(config, dir=directory.expanduser())
-    if threshold is not None:
-        config = replace(
-            config, regression_threshold=parse_threshold(threshold, source="--threshold")
-        )
-    return config
-
-
-def _storage(config: TelemetryConfig) -> TelemetryStorage:
-    from telemetry.storage import TelemetryStorage
-
-    return TelemetryStorage.from_config(config)
-
-
-def _analyzer(config: TelemetryConfig, since: str | None, until: str | None) -> TelemetryAnalyzer:
-    from telemetry.analyzer import TelemetryAnalyzer
-    from telemetry.window import Window
-
-    return TelemetryAnalyzer(
-        _storage(config),
-        window=Window.parse(since, until),
-        regression_threshold=config.regression_threshold,
-    )
-
-
-def _no_builds(analyzer: TelemetryAnalyzer) -> str:
-    """Why there is nothing to show: no data at all, none readable, or none in the window."""
-    from telemetry import exporter
-
-    storage = analyzer.storage
-    files = storage.files("sessions")
-    if not files:
-        return exporter.NO_DATA
-    if analyzer.window.since is None and analyzer.window.until is None:
-        if storage.readable("sessions", files, warn=False):
-            # Builds were stored (or retention ran) while we read: there were none then.
-            return exporter.NO_DATA
-        return f"No readable builds in {storage.dir} (see the warnings above)."
-    return exporter.NO_DATA_IN_WINDOW
-
-
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -272,29 +210,9 @@ def _interactive() -> bool:
     return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
 
 
-def _color() -> bool:
-    return sys.stdout is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def _out(text: str) -> None:
-    with _writing():
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-
-@contextlib.contextmanager
-def _writing() -> Iterator[None]:
-    """Map failures to write stdout: a closed pipe ends quietly, anything else is an error."""
-    if sys.stdout is None:
-        raise TelemetryError("standard output is closed; redirect it to a file")
-    try:
-        yield
-    except BrokenPipeError:
-        raise _OutputClosed from None
-    except OSError as error:
-        raise TelemetryError(
-            f"cannot write to standard output: {error.strerror or error}"
-        ) from None
+def _config(ctx: typer.Context, *, threshold: str | None = None) -> TelemetryConfig:
+    state = ctx.find_object(_State)
+    return reports.config(state.dir if state else None, threshold=threshold)
 
 
 @telemetry_app.command()
@@ -316,18 +234,9 @@ def summary(
     format: ReportFormatOption = ReportFormat.text,
 ) -> None:
     """Totals, averages, trends, bottlenecks and regressions of the stored builds."""
-    from telemetry import exporter
-
-    analyzer = _analyzer(_config(ctx, threshold=threshold), since, until)
-    report = analyzer.summary(top=top)
-    if format is ReportFormat.json:
-        _out(exporter.summary_json(report))
-        if report.total_builds == 0:
-            _err(_no_builds(analyzer))
-    elif report.total_builds == 0:
-        _out(_no_builds(analyzer) + "\n")
-    else:
-        _out(exporter.render_summary(report, color=_color()))
+    reports.summary(
+        _config(ctx, threshold=threshold), since=since, until=until, top=top, format=format.value
+    )
 
 
 @telemetry_app.command()
@@ -341,18 +250,7 @@ def recent(
     format: ReportFormatOption = ReportFormat.text,
 ) -> None:
     """The newest builds, newest first, with each one's slowest targets."""
-    from telemetry import exporter
-
-    analyzer = _analyzer(_config(ctx), since, until)
-    builds = analyzer.recent(count)
-    if format is ReportFormat.json:
-        _out(exporter.recent_json(builds))
-        if not builds:
-            _err(_no_builds(analyzer))
-    elif not builds:
-        _out(_no_builds(analyzer) + "\n")
-    else:
-        _out(exporter.render_recent(builds, color=_color()))
+    reports.recent(_config(ctx), count, since=since, until=until, format=format.value)
 
 
 @telemetry_app.command()
@@ -372,7 +270,7 @@ def export(
     from telemetry import exporter
     from telemetry.files import atomic_output
 
-    analyzer = _analyzer(_config(ctx), since, until)
+    analyzer = reports.analyzer(_config(ctx), since, until)
     if (
         output is None
         and format.value in exporter.BINARY_FORMATS
@@ -385,14 +283,14 @@ def export(
         )
     sessions = analyzer.sessions()
     if output is None:
-        with _writing():
+        with reports.writing():
             exporter.write_export(sessions, format.value, sys.stdout.buffer)
             sys.stdout.buffer.flush()
     else:
         with atomic_output(output) as handle:
             exporter.write_export(sessions, format.value, handle)
     if sessions.is_empty():
-        _err(_no_builds(analyzer))
+        _err(reports.no_builds(analyzer))
 
 
 @telemetry_app.command()
@@ -401,10 +299,10 @@ def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Remove all telemetry data."""
-    storage = _storage(_config(ctx))
+    storage = reports.storage(_config(ctx))
     if storage.is_empty():
         storage.clear()  # leftovers such as empty day folders go all the same
-        _out(f"No telemetry data in {storage.dir}.\n")
+        reports.out(f"No telemetry data in {storage.dir}.\n")
         return
     if not yes and _interactive():
         count = storage.session_count()
@@ -412,7 +310,7 @@ def clear(
         if not typer.confirm(question):
             raise typer.Exit(1)
     removed = storage.clear()
-    _out(f"Removed {_plural(removed, 'build')} from {storage.dir}.\n")
+    reports.out(f"Removed {_plural(removed, 'build')} from {storage.dir}.\n")
 
 
 @telemetry_app.command()
@@ -423,7 +321,7 @@ def verify(
     ] = False,
 ) -> None:
     """Read every stored file in full; report the damaged ones (exit 1 when there are any)."""
-    storage = _storage(_config(ctx))
+    storage = reports.storage(_config(ctx))
     checked = 0
     damaged = 0
     for path, problem in storage.verify():
@@ -431,14 +329,15 @@ def verify(
         if problem is None:
             continue
         damaged += 1
-        _out(f"damaged: {path}: {problem}\n")
+        reports.out(f"damaged: {path}: {problem}\n")
         if repair:
-            _out(f"moved: {path} -> {storage.quarantine(path)}\n")
+            reports.out(f"moved: {path} -> {storage.quarantine(path)}\n")
     if damaged == 0:
-        _out(f"Checked {_plural(checked, 'file')} in {storage.dir}: all readable.\n")
+        reports.out(f"Checked {_plural(checked, 'file')} in {storage.dir}: all readable.\n")
         return
     what = "moved to quarantine" if repair else "run with --repair to move them aside"
-    _out(f"Checked {_plural(checked, 'file')}: {_plural(damaged, 'damaged file')}; {what}.\n")
+    damaged_files = _plural(damaged, "damaged file")
+    reports.out(f"Checked {_plural(checked, 'file')}: {damaged_files}; {what}.\n")
     if not repair:
         raise typer.Exit(1)
 
@@ -461,7 +360,7 @@ def ingest(
     lines are reported and skipped)."""
     from telemetry.ingest import ingest_file
 
-    storage = _storage(_config(ctx))
+    storage = reports.storage(_config(ctx))
     result = ingest_file(storage, path, format=format.value, profile=profile)
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0:
@@ -475,7 +374,7 @@ def ingest(
     if len(result.problems) > _MAX_PROBLEMS:
         _err(f"{name}: ... and {len(result.problems) - _MAX_PROBLEMS} more malformed lines")
     interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
-    _out(
+    reports.out(
         f"Stored {_plural(result.sessions, 'build')}{interrupted} from "
         f"{_plural(result.events, 'event')}.\n"
     )
@@ -498,37 +397,22 @@ _MAX_PROBLEMS = 20
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; every expected failure ends as one ``Error:`` line and exit status 1."""
     warnings.showwarning = show_warning
+    sys.exit(reports.guarded(lambda: _parse_and_run(argv)))
+
+
+def _parse_and_run(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="builder", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
+        return result if isinstance(result, int) else 0
     except typer.Exit as done:
-        code = done.exit_code
+        return done.exit_code
     except typer.Abort:
         _err("Aborted.")
-        code = 130
+        return 130
     except typer.TyperException as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `builder`: show the help
             _err(error.format_message())
         else:
             _err(f"Error: {' '.join(error.format_message().split())}")
-        code = error.exit_code
-    except TelemetryError as error:
-        _err(f"Error: {' '.join(str(error).split())}")
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    except _OutputClosed:
-        # The reader (``| head``) has gone; that is not an error of ours. Point stdout at
-        # /dev/null so the interpreter's final flush does not complain either.
-        with contextlib.suppress(OSError, AttributeError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
-    except Exception as error:
-        code = _internal_error(error)
-    except BaseException as error:
-        # polars reports a Rust panic as a BaseException; it is still our bug, not a crash
-        if type(error).__name__ != "PanicException":
-            raise
-        code = _internal_error(error)
-    sys.exit(code)
+        return error.exit_code

@@ -1,9 +1,12 @@
-"""`builder record` and `builder build` without loading the full command-line parser.
+"""`builder record`, `builder build` and the plain reports without loading the full
+command-line parser.
 
-They run around every build, so what they cost before the build starts is paid every time:
+``record`` and ``build`` run around every build, so what they cost before the build starts is
+paid every time, and ``telemetry recent`` is what people type to see the build they just ran:
 the parser's import alone (typer, and pydantic behind it) takes longer than the rest of
-``builder`` together. The common command lines are read here; anything else (``--help``, a
-mistake, an option spelled another way) is left to the full parser, which explains it.
+``builder record`` together. The common command lines are read here; anything else
+(``--help``, a mistake, an option spelled another way) is left to the full parser, which
+explains it.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, si
 
 
 def try_fast(argv: Sequence[str]) -> int | None:
-    """The exit status of ``builder record|build ...`` run here, or None when ``argv`` is
-    for the full parser."""
+    """The exit status of ``builder record|build ...`` or of a plain ``builder telemetry
+    [summary|recent]`` run here, or None when ``argv`` is for the full parser."""
+    if argv and argv[0] == "telemetry":
+        return _report(argv[1:])
     if not argv or argv[0] not in ("record", "build"):
         return None
     parsed = _parse(argv[1:])
@@ -86,6 +91,61 @@ def internal_error(error: BaseException) -> int:
         f"set BUILDER_DEBUG=1 to see the traceback and please report it"
     )
     return 70
+
+
+def _report(args: Sequence[str]) -> int | None:
+    """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, run
+    here; None for any other form."""
+    directory: str | None = None
+    index = 0
+    while index < len(args) and args[index].partition("=")[0] == "--dir":
+        directory, index = _value(args, index)
+        if not directory or directory.startswith("-"):
+            return None
+    command = args[index] if index < len(args) else "summary"
+    if command not in ("summary", "recent"):
+        return None
+    count: int | None = None
+    format = "text"
+    index += 1
+    while index < len(args):
+        arg = args[index]
+        if arg.partition("=")[0] == "--format":
+            value, index = _value(args, index)
+            if value not in ("text", "json"):
+                return None
+            format = value
+        elif command == "recent" and count is None and arg.isascii() and arg.isdigit():
+            count = int(arg)
+            if not 1 <= count <= 1_000_000:
+                return None
+            index += 1
+        else:
+            return None
+    from telemetry.cli import reports
+
+    warnings.showwarning = show_warning
+
+    def run() -> int:
+        found = reports.config(Path(directory) if directory is not None else None)
+        if command == "summary":
+            reports.summary(found, format=format)
+        else:
+            reports.recent(found, count or 10, format=format)
+        return 0
+
+    return reports.guarded(run)
+
+
+def _value(args: Sequence[str], index: int) -> tuple[str | None, int]:
+    """The value of the option at ``index`` (``--name=value`` or ``--name value``) and the
+    index after it; None when it is missing."""
+    _, equals, value = args[index].partition("=")
+    if equals:
+        return value, index + 1
+    if index + 1 < len(args):
+        return args[index + 1], index + 2
+    return None, index + 1
 
 
 def _parse(args: Sequence[str]) -> tuple[dict[str, str], str, list[str]] | None:
