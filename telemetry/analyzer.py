@@ -1,8 +1,10 @@
 """The analyzer: every metric of the specification, as polars lazy queries over the store.
 
 Per-session metrics are computed from the stored session rows; bottlenecks from the stored
-target rows of the sessions in the window. Partitions outside the window are never opened,
-and ``recent`` opens only the newest days it needs.
+target rows of the sessions in the window, or, for the whole days of the window that
+compaction has rolled up, from the ``daily_targets`` rollup, which gives the same numbers from
+a few rows per target and day. Partitions outside the window are never opened, and ``recent``
+opens only the newest days it needs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
@@ -19,7 +21,7 @@ import polars as pl
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
 from telemetry.errors import StorageError
 from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
-from telemetry.storage import StoredFile, TelemetryStorage
+from telemetry.storage import StoredFile, TelemetryStorage, stem_of
 from telemetry.window import Window
 
 Trend: TypeAlias = Literal["Increasing", "Decreasing", "Stable"]
@@ -184,20 +186,66 @@ class TelemetryAnalyzer:
         sessions = self.sessions() if sessions is None else sessions
         if sessions.is_empty():
             return ()
-        frame = self._executed_runs(
+        rolled = self._rolled_up(sessions)
+        parts = [] if rolled is None else [rolled[1]]
+        raw = self._executed_runs(
             sessions,
-            lambda runs: (
-                runs.group_by("target")
-                .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
-                .sort(["mean_ms", "target"], descending=[True, False])
-                .head(top)
+            lambda runs: runs.group_by("target").agg(
+                runs=pl.len().cast(pl.Int64), total_ms=pl.col("duration_ms").sum()
             ),
+            skip=rolled[0] if rolled else frozenset(),
         )
-        if frame is None:
+        if raw is not None:
+            parts.append(raw)
+        if not parts:
             return ()
+        frame = (
+            pl.concat(parts)
+            .group_by("target")
+            .agg(pl.col("runs").sum(), pl.col("total_ms").sum())
+            .filter(pl.col("runs") > 0)
+            .with_columns(mean_ms=pl.col("total_ms") / pl.col("runs"))
+            .sort(["mean_ms", "target"], descending=[True, False])
+            .head(top)
+        )
         return tuple(
             Bottleneck(r["target"], r["mean_ms"], r["runs"]) for r in frame.iter_rows(named=True)
         )
+
+    def _rolled_up(self, sessions: pl.DataFrame) -> tuple[frozenset[str], pl.DataFrame] | None:
+        """The executed runs and summed durations per target that the daily rollups hold for
+        ``sessions``, and the name stems they cover; None when no rollup applies.
+
+        A rollup covers its compacted sessions file. It stands in for that file's target rows
+        only on a day the window takes whole and whose every stored session is in
+        ``sessions`` (none skipped as unreadable, none stored since they were read).
+        """
+        counts = dict(sessions.group_by("date").len().iter_rows())
+        whole = [day for day in counts if _whole_day(self.window, day)]
+        if not whole:
+            return None
+        stored: dict[date, int] = {}
+        for f in self.storage.files("sessions", days=whole):
+            stored[f.day] = stored.get(f.day, 0) + (f.rows if f.rows is not None else -(10**18))
+        days = [day for day in whole if stored.get(day) == counts[day]]
+        files = self.storage.readable(
+            "daily_targets", self.storage.committed("daily_targets", days=days)
+        )
+        if not files:
+            return None
+        try:
+            frame = (
+                scan(files, dataset="daily_targets")
+                .group_by(pl.col("target").cast(pl.String))
+                .agg(
+                    runs=(pl.col("built") + pl.col("failed")).sum(),
+                    total_ms=pl.col("executed_ms").sum(),
+                )
+                .collect()
+            )
+        except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
+            return None  # vanished or damaged: the target rows answer instead
+        return frozenset(stem_of(f) for f in files), frame
 
     def recent(self, count: int = 10) -> list[BuildReport]:
         """The newest ``count`` builds, newest first, each with its top bottlenecks."""
@@ -267,10 +315,15 @@ class TelemetryAnalyzer:
         return _empty_sessions() if frame is None else frame.tail(count)
 
     def _executed_runs(
-        self, sessions: pl.DataFrame, query: Callable[[pl.LazyFrame], pl.LazyFrame]
+        self,
+        sessions: pl.DataFrame,
+        query: Callable[[pl.LazyFrame], pl.LazyFrame],
+        *,
+        skip: frozenset[str] = frozenset(),
     ) -> pl.DataFrame | None:
         """``query`` over the executed (built or failed) target runs of ``sessions``, with
-        ``target`` as text; only the day partitions of those sessions are opened."""
+        ``target`` as text; only the day partitions of those sessions are opened, and no
+        targets file whose name stem is in ``skip``."""
         ids = sessions["session_id"].implode()
         return self._collect(
             "targets",
@@ -281,6 +334,7 @@ class TelemetryAnalyzer:
                 ).with_columns(pl.col("target").cast(pl.String))
             ),
             days=_days_of(sessions),
+            skip=skip,
         )
 
     def _collect(
@@ -289,8 +343,10 @@ class TelemetryAnalyzer:
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
         *,
         days: list[date] | None = None,
+        skip: frozenset[str] = frozenset(),
     ) -> pl.DataFrame | None:
-        """Run ``query`` over the readable files of ``dataset``; None when there are none.
+        """Run ``query`` over the readable files of ``dataset`` (but those whose name stem is
+        in ``skip``); None when there are none.
 
         A file can vanish between listing and reading when retention runs beside us: the
         listing is then taken again, so a reader never fails because of a writer. A file
@@ -304,6 +360,8 @@ class TelemetryAnalyzer:
                 files = self.storage.committed_targets(days=days, since=since, until=until)
             else:
                 files = self.storage.files(dataset, days=days, since=since, until=until)
+            if skip:
+                files = [f for f in files if stem_of(f) not in skip]
             readable = [f for f in self.storage.readable(dataset, files) if f.path not in damaged]
             if not readable:
                 return None
@@ -433,6 +491,14 @@ def _in_window(frame: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     if window.until is not None:
         frame = frame.filter(pl.col("start_time") < window.until)
     return frame
+
+
+def _whole_day(window: Window, day: date) -> bool:
+    """Whether ``window`` takes every session that started on ``day``."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return (window.since is None or window.since <= start) and (
+        window.until is None or window.until >= start + timedelta(days=1)
+    )
 
 
 def _days_of(sessions: pl.DataFrame) -> list[date]:

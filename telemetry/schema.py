@@ -1,4 +1,5 @@
-"""The Arrow schemas of the two stored datasets, ``sessions`` and ``targets``.
+"""The Arrow schemas of the stored datasets: ``sessions`` and ``targets``, and the daily
+rollup ``daily_targets`` that compaction writes beside a compacted day.
 
 Columns are snake_case, times are ``timestamp[ms, UTC]``, target labels and statuses are
 dictionary-encoded. Each schema carries its dataset name and schema version in its metadata, so
@@ -7,16 +8,19 @@ a reader can tell our files from foreign ones and from files written by a newer 
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 import pyarrow as pa
 
-Dataset: TypeAlias = Literal["sessions", "targets"]
-DATASETS: Final[tuple[Dataset, ...]] = ("sessions", "targets")
+Dataset: TypeAlias = Literal["sessions", "targets", "daily_targets"]
+DATASETS: Final[tuple[Dataset, ...]] = ("sessions", "targets", "daily_targets")
 
 SCHEMA_VERSION: Final = 1
 VERSION_KEY: Final = b"builder_telemetry.schema_version"
 DATASET_KEY: Final = b"builder_telemetry.dataset"
+# In a compacted day's sessions file: the JSON list of the name stems of the files it
+# replaces, which readers ignore until they are removed.
+REPLACES_KEY: Final = b"builder_telemetry.replaces"
 
 TIMESTAMP: Final = pa.timestamp("ms", tz="UTC")
 LABELS: Final = pa.map_(pa.string(), pa.string())
@@ -68,15 +72,37 @@ TARGETS_SCHEMA: Final = pa.schema(
     metadata=_metadata("targets"),
 )
 
+# One row per target and day: what the day's target rows add up to, so that a long window
+# reads a few rows per target and day instead of every run. Written by compaction beside the
+# day's compacted sessions file, under the same name stem; it covers exactly that file.
+DAILY_TARGETS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("target", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("built", pa.int64(), nullable=False),
+        pa.field("cached", pa.int64(), nullable=False),
+        pa.field("failed", pa.int64(), nullable=False),
+        pa.field("skipped", pa.int64(), nullable=False),
+        # Σ durations of the executed (built or failed) runs: their mean is this over
+        # built + failed.
+        pa.field("executed_ms", pa.int64(), nullable=False),
+    ],
+    metadata=_metadata("daily_targets"),
+)
+
 SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     "sessions": SESSIONS_SCHEMA,
     "targets": TARGETS_SCHEMA,
+    "daily_targets": DAILY_TARGETS_SCHEMA,
 }
 
 # Columns added after version 1, with the version that added each. Files of an older version
 # lack them and are read with nulls there, so every store ever written stays readable. A
 # column is only ever added, nullable, at the end; none is removed, renamed or retyped.
-ADDED_IN: Final[dict[Dataset, dict[str, int]]] = {"sessions": {}, "targets": {}}
+ADDED_IN: Final[dict[Dataset, dict[str, int]]] = {
+    "sessions": {},
+    "targets": {},
+    "daily_targets": {},
+}
 
 
 def file_version(schema: pa.Schema) -> int:
@@ -121,3 +147,40 @@ def check_schema(schema: pa.Schema, dataset: Dataset) -> None:
         found = schema.field(field.name).type
         if not found.equals(field.type):
             raise ValueError(f"column {field.name} is {found}, expected {field.type}")
+
+
+class _Verdict(NamedTuple):
+    expected: pa.Schema
+    added: dict[str, int]
+    version: int
+    said: tuple[str | None, tuple[str, ...]]
+
+
+_VERDICTS: dict[tuple[object, ...], _Verdict] = {}
+
+
+def judge_schema(schema: pa.Schema, dataset: Dataset) -> tuple[str | None, tuple[str, ...]]:
+    """Why a file of ``schema`` cannot be read as ``dataset`` (None when it can), and the
+    columns of this version it lacks: :func:`check_schema` and :func:`missing_columns`,
+    remembered, since every file of a store has one of a few schemas and checking costs
+    more than reading a footer."""
+    metadata = schema.metadata or {}
+    # Schemas compare and hash by their fields alone; the metadata that differs from file
+    # to file (what a compacted file replaces) is left out of the key.
+    key = (dataset, schema, tuple(sorted(i for i in metadata.items() if i[0] != REPLACES_KEY)))
+    known = _VERDICTS.get(key)
+    if (
+        known is not None
+        and known.expected is SCHEMAS[dataset]
+        and known.added is ADDED_IN[dataset]
+        and known.version == SCHEMA_VERSION
+    ):
+        return known.said
+    try:
+        check_schema(schema, dataset)
+        said: tuple[str | None, tuple[str, ...]] = (None, missing_columns(schema, dataset))
+    except ValueError as error:
+        said = (str(error), ())
+    if len(_VERDICTS) < 64:
+        _VERDICTS[key] = _Verdict(SCHEMAS[dataset], ADDED_IN[dataset], SCHEMA_VERSION, said)
+    return said

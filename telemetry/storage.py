@@ -5,6 +5,12 @@ Layout (Hive partitioning by the UTC day a session started)::
     <dir>/sessions/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n1.arrow
     <dir>/targets/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n25.arrow
 
+and, for a day that compaction merged into one file per dataset, its daily rollup::
+
+    <dir>/sessions/date=2025-10-26/20251027T030000Z-9b1e22c0a7f3-day-n212.arrow
+    <dir>/targets/date=2025-10-26/20251027T030000Z-9b1e22c0a7f3-day-n48113.arrow
+    <dir>/daily_targets/date=2025-10-26/20251027T030000Z-9b1e22c0a7f3-day-n530.arrow
+
 Every write makes new files with unique names, so concurrent builds never overwrite each
 other. A file is written to a hidden temporary name, synced, then renamed into place. The
 targets file is renamed first and the sessions file last: a session row is the commit marker,
@@ -12,11 +18,17 @@ and readers only count targets of sessions they can see. So a session is visible
 or not at all, and a crash leaves at worst a hidden temporary file or unreferenced targets.
 The ``-nN`` in a name is the file's row count, which lets retention and ``recent`` plan
 without opening files.
+
+A compacted day's sessions file (``-day`` in its name) names the files it replaces in its
+metadata, and is renamed into place before they are removed: readers ignore the replaced
+files from that moment, so the day's builds are never counted twice or missed, and a crash
+before the removal leaves only files nobody reads, which the next compaction removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -38,13 +50,20 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; ingests there should not overlap
     fcntl = None  # type: ignore[assignment]
-from telemetry.schema import DATASETS, SCHEMAS, Dataset, check_schema, missing_columns
+from telemetry.schema import (
+    DATASETS,
+    REPLACES_KEY,
+    SCHEMAS,
+    Dataset,
+    judge_schema,
+)
 
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.
-_ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}-n(\d+)\.arrow$")
+_ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}(?:-day)?-n(\d+)\.arrow$")
 _COUNT_SUFFIX = re.compile(r"(-n\d+)?\.arrow$")
+_DAY_FILE = re.compile(r"-day-n\d+\.arrow$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _LOCK = ".lock"
@@ -95,6 +114,10 @@ class TelemetryStorage:
         self.retention_days = retention_days
         self._clock = clock or (lambda: datetime.now(UTC))
 
+    def today(self) -> date:
+        """Today (UTC) by this store's clock: the day still being written to."""
+        return self._clock().date()
+
     @classmethod
     def from_config(cls, config: TelemetryConfig) -> TelemetryStorage:
         """The store a configuration names, with its retention settings."""
@@ -134,7 +157,7 @@ class TelemetryStorage:
             for day in days:
                 in_day = pc.equal(session_days, pa.scalar(day, pa.date32()))
                 day_sessions = sessions_table.filter(in_day)
-                day_targets = _pruned(
+                day_targets = prune_dictionaries(
                     targets_table.filter(
                         pc.is_in(targets_table["session_id"], day_sessions["session_id"])
                     )
@@ -152,14 +175,91 @@ class TelemetryStorage:
                 raise
         return days
 
-    def _write_file(self, dataset: Dataset, day: date, stem: str, table: pa.Table) -> Path:
+    def write_compacted(
+        self,
+        day: date,
+        sessions: pa.Table,
+        targets: pa.Table,
+        rollup: pa.Table,
+        replaces: list[StoredFile],
+    ) -> Path | None:
+        """Store one day's merged files in place of the sessions files ``replaces`` (and
+        their targets and rollups), then remove those; returns the new sessions file, or
+        None when the day was removed while it was being compacted (nothing is left then).
+
+        The caller holds :meth:`lock`. Targets and rollup are renamed first and the sessions
+        file last, naming the stems it replaces in its metadata: from its rename on, readers
+        see the merged day and ignore the replaced files, so no build is ever counted twice
+        or missed.
+        """
+        stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}-day"
+        stems = sorted(_stem(f.path.name) for f in replaces)
+        metadata = {REPLACES_KEY: json.dumps(stems).encode()}
+        written: list[Path] = []
+        try:
+            written.append(self._write_file("targets", day, stem, _as_table(targets, "targets")))
+            written.append(
+                self._write_file("daily_targets", day, stem, _as_table(rollup, "daily_targets"))
+            )
+            written.append(
+                self._write_file(
+                    "sessions", day, stem, _as_table(sessions, "sessions"), metadata=metadata
+                )
+            )
+        except StorageError:
+            for path in written:  # not committed: nobody reads them
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+        if not any(f.path.exists() for f in replaces):
+            # Retention removed the day meanwhile (the folders were made anew for our files):
+            # the merged copy must not bring it back.
+            for path in reversed(written):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+            return None
+        self._remove_stems(day, set(stems))
+        return written[-1]
+
+    def remove_replaced(self, day: date) -> int:
+        """Remove the files of ``day`` that a compacted sessions file replaces (left by a
+        compaction that stopped before removing them); returns how many sessions files went.
+        The caller holds :meth:`lock`."""
+        folder = self.dir / "sessions" / f"date={day.isoformat()}"
+        hidden = _replaced([e for e in _entries(folder) if _is_data(e.name)])
+        if hidden:
+            self._remove_stems(day, hidden)
+        return len(hidden)
+
+    def _remove_stems(self, day: date, stems: set[str]) -> None:
+        # Sessions first: once a session row is gone nothing counts its targets or rollup.
+        for dataset in ("sessions", "targets", "daily_targets"):
+            for entry in _entries(self.dir / dataset / f"date={day.isoformat()}"):
+                if _is_data(entry.name) and _stem(entry.name) in stems:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+    def _write_file(
+        self,
+        dataset: Dataset,
+        day: date,
+        stem: str,
+        table: pa.Table,
+        *,
+        metadata: dict[bytes, bytes] | None = None,
+    ) -> Path:
         folder = self.dir / dataset / f"date={day.isoformat()}"
         final = folder / f"{stem}-n{table.num_rows}.arrow"
         temporary = folder / f"{_TMP_PREFIX}{stem}.arrow.partial"
+        schema = SCHEMAS[dataset]
+        if metadata:
+            schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("xb") as handle:
-                with ipc.new_file(handle, SCHEMAS[dataset], options=_WRITE_OPTIONS) as writer:
+                with ipc.new_file(handle, schema, options=_WRITE_OPTIONS) as writer:
                     # One batch per 64k rows: a batch per build makes files large and slow.
                     writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
                 handle.flush()
@@ -246,9 +346,11 @@ class TelemetryStorage:
                     stacklevel=2,
                 )
                 continue
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.name.endswith(".arrow"):
-                    continue
+            data = [entry for entry in entries if _is_data(entry.name)]
+            hidden = _replaced(data) if dataset == "sessions" else set()
+            for entry in data:
+                if hidden and _stem(entry.name) in hidden:
+                    continue  # merged into the day's compacted file, about to be removed
                 match = _ROWS.match(entry.name)
                 rows = int(match.group(1)) if match else None
                 found.append(StoredFile(Path(entry.path), day, rows))
@@ -266,6 +368,18 @@ class TelemetryStorage:
         A write's session row is its commit marker: targets left by a writer that died
         between its two renames are not counted, even if the build is stored again later.
         """
+        return self.committed("targets", days=days, since=since, until=until)
+
+    def committed(
+        self,
+        dataset: Dataset,
+        *,
+        days: Iterable[date] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[StoredFile]:
+        """The files of ``dataset`` (targets, or the daily rollups) whose sessions file, of
+        the same name stem, is visible."""
         chosen = None if days is None else list(days)
         committed = {
             (f.day, _stem(f.path.name))
@@ -273,7 +387,7 @@ class TelemetryStorage:
         }
         return [
             f
-            for f in self.files("targets", days=chosen, since=since, until=until)
+            for f in self.files(dataset, days=chosen, since=since, until=until)
             if (f.day, _stem(f.path.name)) in committed
         ]
 
@@ -397,16 +511,17 @@ class TelemetryStorage:
         # Targets partitions past the cutoff whose sessions are gone (a crash between the two
         # renames of a removal) go too. Newer ones may belong to a write in progress.
         if cutoff is not None:
-            for day in self.days("targets"):
-                if day < cutoff:
-                    self._remove_partition("targets", day)
+            for dataset in DATASETS[1:]:
+                for day in self.days(dataset):
+                    if day < cutoff:
+                        self._remove_partition(dataset, day)
         self._remove_leftovers()
         return RetentionResult(tuple(removed), removed_sessions)
 
     def remove_day(self, day: date) -> None:
-        """Remove one day of both datasets; sessions first, so no session loses its targets."""
-        self._remove_partition("sessions", day)
-        self._remove_partition("targets", day)
+        """Remove one day of every dataset; sessions first, so no session loses its targets."""
+        for dataset in DATASETS:
+            self._remove_partition(dataset, day)
 
     def _remove_partition(self, dataset: Dataset, day: date) -> None:
         folder = self.dir / dataset / f"date={day.isoformat()}"
@@ -439,7 +554,7 @@ class TelemetryStorage:
                     continue
                 committed = (
                     {_stem(e.name) for e in _entries(self.dir / "sessions" / entry.name)}
-                    if dataset == "targets"
+                    if dataset != "sessions"
                     else None
                 )
                 for inner in _entries(entry.path):
@@ -476,18 +591,15 @@ def _as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
     return table.replace_schema_metadata(schema.metadata)
 
 
-def _pruned(table: pa.Table) -> pa.Table:
-    """``table`` with each dictionary holding only the labels its rows use: a filter keeps
-    the whole dictionary, and a day's file would carry every other day's target names."""
-    import pyarrow.compute as pc
-
+def prune_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` in one chunk, each dictionary holding only the labels its rows use: a
+    filter keeps the whole dictionary, and a day's file would carry every other day's
+    target names."""
     for index, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
-            column = table.column(index)
-            plain = pc.cast(column, field.type.value_type)
-            encoded = pc.dictionary_encode(plain).cast(field.type)
-            table = table.set_column(index, field, encoded)
-    return table
+            plain = table.column(index).cast(field.type.value_type).combine_chunks()
+            table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
+    return table.combine_chunks()
 
 
 def _rows(stored: StoredFile) -> int:
@@ -511,11 +623,14 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
 def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tuple[str, ...]]:
     """What :func:`_problem` says, and the columns a readable file lacks."""
     try:
-        with pa.memory_map(str(path)) as source:
-            reader = ipc.open_file(source)
-            schema = reader.schema
-            if full:
+        if full:
+            with pa.memory_map(str(path)) as source:
+                reader = ipc.open_file(source)
+                schema = reader.schema
                 reader.read_all().validate(full=True)
+        else:
+            with ipc.open_file(str(path)) as reader:  # reads the footer alone
+                schema = reader.schema
     except FileNotFoundError:
         return "vanished", ()
     except OSError as error:
@@ -523,11 +638,7 @@ def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, t
     except pa.ArrowException as error:
         what = "damaged data" if full else "not a complete Arrow IPC file"
         return f"{what} ({str(error).splitlines()[0]})", ()
-    try:
-        check_schema(schema, dataset)
-    except ValueError as error:
-        return str(error), ()
-    return None, missing_columns(schema, dataset)
+    return judge_schema(schema, dataset)
 
 
 def _reason(error: OSError) -> str:
@@ -538,6 +649,34 @@ def _reason(error: OSError) -> str:
         return os.strerror(error.errno)
     found = re.search(r"\[errno (\d+)\]", str(error))
     return os.strerror(int(found.group(1))) if found else error.strerror or str(error)
+
+
+def _is_data(name: str) -> bool:
+    return not name.startswith(".") and name.endswith(".arrow")
+
+
+def _replaced(entries: list[os.DirEntry[str]]) -> set[str]:
+    """The name stems that the compacted sessions files among ``entries`` (one day's
+    sessions files) replace. Nothing is opened unless a compacted file has company."""
+    days = [e for e in entries if _DAY_FILE.search(e.name)]
+    if not days or len(entries) == 1:
+        return set()
+    stems: set[str] = set()
+    for entry in days:
+        try:
+            with pa.memory_map(entry.path) as source:
+                metadata = ipc.open_file(source).schema.metadata or {}
+            named = json.loads(metadata.get(REPLACES_KEY, b"[]"))
+        except (OSError, pa.ArrowException, ValueError):
+            continue  # vanished or damaged: readers skip it and still see what it replaced
+        if isinstance(named, list):
+            stems.update(str(stem) for stem in named)
+    return stems
+
+
+def stem_of(stored: StoredFile) -> str:
+    """What the files of one write share: the name less ``-nN.arrow``."""
+    return _stem(stored.path.name)
 
 
 def _stem(name: str) -> str:

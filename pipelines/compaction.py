@@ -1,0 +1,134 @@
+"""Compaction: a closed day's one-file-per-build merged into one file per dataset, with the
+day's rollup of its targets beside it.
+
+A store written by ``builder record`` holds a sessions file and a targets file per build;
+a year of them is 100,000 small files that every long-window query opens. Compaction merges
+each day before today (UTC) into one sessions file and one targets file, and adds the day's
+``daily_targets`` rollup (per target: runs by status and the summed duration of executed
+runs), which lets the bottlenecks of a long window read a few hundred rows per day instead of
+every target run. The numbers every command reports stay exactly the same.
+
+It is idempotent (a day already compacted is left alone; builds stored into it later are
+merged on the next run), atomic (readers see the day before or after, never half of it, see
+:meth:`telemetry.storage.TelemetryStorage.write_compacted`), resumable (a run stopped at any
+point leaves a store that reads the same, and the next run finishes the work) and locked (it
+holds the store's lock, so two runs never compact the same day). A file that cannot be read in
+full is left where it is, for ``builder telemetry verify --repair``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from telemetry.schema import SCHEMAS, Dataset
+from telemetry.storage import StoredFile, TelemetryStorage, prune_dictionaries, stem_of
+
+_EXECUTED = ("built", "failed")
+
+
+@dataclass(slots=True, frozen=True)
+class CompactedDay:
+    """What compaction did to one day."""
+
+    day: date
+    files: int  # the builds' sessions files merged (a compacted file counts as one)
+    sessions: int
+    targets: int
+
+
+def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> list[CompactedDay]:
+    """Compact the closed days (before today, UTC) that need it, or only ``days``; returns
+    the days compacted, oldest first. A day already compacted, with nothing stored into it
+    since, is skipped."""
+    today = storage.today()
+    done: list[CompactedDay] = []
+    if not storage.days("sessions"):
+        return done  # nothing stored: the store is not even created
+    with storage.lock():
+        chosen = storage.days("sessions") if days is None else sorted(set(days))
+        for day in chosen:
+            if day >= today:
+                continue  # builds are still being stored into it
+            result = _compact_day(storage, day)
+            if result is not None:
+                done.append(result)
+    return done
+
+
+def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
+    storage.remove_replaced(day)
+    sessions_files = storage.files("sessions", days=[day])
+    rollups = {stem_of(f) for f in storage.committed("daily_targets", days=[day])}
+    if len(sessions_files) == 1 and stem_of(sessions_files[0]) in rollups:
+        return None  # compacted, and nothing stored since
+    targets_files = {stem_of(f): f for f in storage.files("targets", days=[day])}
+    sessions: list[pa.Table] = []
+    targets: list[pa.Table] = []
+    merged: list[StoredFile] = []
+    for stored in storage.readable("sessions", sessions_files):
+        pair = targets_files.get(stem_of(stored))
+        session_rows = _read(storage, stored, "sessions")
+        target_rows = _read(storage, pair, "targets") if pair else SCHEMAS["targets"].empty_table()
+        if session_rows is None or target_rows is None:
+            continue  # damaged: left in place, still skipped by readers with a warning
+        sessions.append(session_rows)
+        targets.append(target_rows)
+        merged.append(stored)
+    if not merged:
+        return None
+    session_table = pa.concat_tables(sessions).sort_by(
+        [("start_time", "ascending"), ("session_id", "ascending")]
+    )
+    target_table = prune_dictionaries(pa.concat_tables(targets))
+    written = storage.write_compacted(
+        day, session_table, target_table, rollup(target_table), merged
+    )
+    if written is None:
+        return None
+    return CompactedDay(day, len(merged), session_table.num_rows, target_table.num_rows)
+
+
+def rollup(targets: pa.Table) -> pa.Table:
+    """One ``daily_targets`` row per target of ``targets`` (rows of the targets schema)."""
+    frame = pl.from_arrow(targets.select(["target", "status", "duration_ms"]))
+    assert isinstance(frame, pl.DataFrame)
+    status = pl.col("status").cast(pl.String)
+    summed = (
+        frame.group_by(pl.col("target").cast(pl.String))
+        .agg(
+            built=(status == "built").sum().cast(pl.Int64),
+            cached=(status == "cached").sum().cast(pl.Int64),
+            failed=(status == "failed").sum().cast(pl.Int64),
+            skipped=(status == "skipped").sum().cast(pl.Int64),
+            executed_ms=pl.col("duration_ms").filter(status.is_in(_EXECUTED)).sum(),
+        )
+        .sort("target")
+    )
+    schema = SCHEMAS["daily_targets"]
+    return summed.to_arrow().cast(schema).replace_schema_metadata(schema.metadata)
+
+
+def _read(storage: TelemetryStorage, stored: StoredFile, dataset: Dataset) -> pa.Table | None:
+    """All of a file's rows in this version's schema (columns it predates as nulls); None
+    when it cannot be read in full."""
+    if not storage.readable(dataset, [stored]):
+        return None
+    try:
+        with pa.memory_map(str(stored.path)) as source:
+            table = ipc.open_file(source).read_all()
+            table.validate(full=True)
+    except (OSError, pa.ArrowException):
+        return None
+    schema = SCHEMAS[dataset]
+    columns = [
+        table.column(field.name) if field.name in table.schema.names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,395 @@
+"""Compaction and the daily rollups: a compacted store answers every question with exactly the
+numbers of the same builds stored one file per build, whatever stops it, whatever is written
+beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import warnings
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipelines.compaction import compact
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.errors import CorruptFileWarning
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
+from telemetry.window import Window
+from tests import reference
+from tests.conftest import FIXTURES, Runner
+from tests.test_properties import SETTINGS
+
+DAY = 86_400_000
+T0 = 1761523200000  # 2025-10-27T00:00:00Z
+LATER = datetime(2026, 1, 1, tzinfo=UTC)  # "now" for the stores: every day above is closed
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _store(path: Path) -> TelemetryStorage:
+    return TelemetryStorage(path, clock=lambda: LATER)
+
+
+def _build(
+    session: str, start: int, runs: list[tuple[int, str, int]], ok: bool = True
+) -> list[str]:
+    """One build's events: (target number, status, duration) per target, run one after
+    another from ``start``."""
+    events: list[dict[str, object]] = [
+        {"event": "build_started", "session": session, "ts": start, "parallelism": 2}
+    ]
+    clock = start
+    for number, status, duration in runs:
+        target = f"//pkg:t{number}"
+        if status in ("built", "failed"):
+            events.append({"event": "target_started", "session": session, "ts": clock,
+                           "target": target, "worker": 0})  # fmt: skip
+            clock += duration
+        events.append({"event": "target_finished", "session": session, "ts": clock,
+                       "target": target, "status": status})  # fmt: skip
+    events.append({"event": "build_finished", "session": session, "ts": clock + 1, "success": ok})
+    return [json.dumps(e) for e in events]
+
+
+def _store_each(storages: list[TelemetryStorage], builds: list[list[str]]) -> None:
+    """Store every build on its own, as ``builder record`` does, in each store."""
+    for lines in builds:
+        for storage in storages:
+            result = ingest_jsonl(storage, lines, apply_retention=False)
+            assert result.sessions == 1 and not result.problems
+
+
+class _Answers:
+    """Every question the commands ask, compared with floating-point values equal to 12
+    digits: polars may compute ``a / (b / c)`` one way over one chunk and another over many."""
+
+    def __init__(self, storage: TelemetryStorage, window: Window) -> None:
+        analyzer = TelemetryAnalyzer(storage, window=window)
+        self.values = (
+            dataclasses.asdict(analyzer.summary(top=100)),
+            analyzer.sessions().drop("date").to_dicts(),
+            [dataclasses.asdict(build) for build in analyzer.recent(4)],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Answers) and _close(self.values, other.values)
+
+    def __repr__(self) -> str:
+        return repr(self.values)
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _answers(storage: TelemetryStorage, window: Window) -> _Answers:
+    return _Answers(storage, window)
+
+
+WINDOWS = [
+    Window(),
+    Window.parse("2025-10-28", None),  # whole days
+    Window.parse("2025-10-27T12:00", "2025-10-29"),  # cuts the first day
+    Window.parse(None, "2025-10-28T06:00"),  # cuts the second day
+]
+
+build_plans = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # day
+        st.integers(0, 23),  # hour
+        st.lists(
+            st.tuples(
+                st.integers(0, 5),
+                st.sampled_from(["built", "cached", "failed", "skipped"]),
+                st.integers(0, 4).map(lambda x: x * 250),
+            ),
+            max_size=6,
+        ),
+        st.booleans(),  # stored after the first compaction
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@SETTINGS
+@given(build_plans)
+def test_a_compacted_store_answers_exactly_as_one_file_per_build_does(
+    plans: list[tuple[int, int, list[tuple[int, str, int]], bool]],
+) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        raw, packed = _store(Path(folder, "raw")), _store(Path(folder, "packed"))
+        builds = [
+            (_build(f"b{n}", T0 + day * DAY + hour * 3_600_000 + n, runs), late)
+            for n, (day, hour, runs, late) in enumerate(plans)
+        ]
+        _store_each([raw, packed], [lines for lines, late in builds if not late])
+        compact(packed)
+        _store_each([raw, packed], [lines for lines, late in builds if late])
+        for step in ("late builds beside compacted days", "compacted again"):
+            for window in WINDOWS:
+                assert _answers(packed, window) == _answers(raw, window), (step, window)
+            compact(packed)
+        # A second route: the reference implementation's bottlenecks from the events.
+        want = reference.bottlenecks(reference.sessions_from_lines(
+            [line for lines, _ in builds for line in lines]))  # fmt: skip
+        got = TelemetryAnalyzer(packed).bottlenecks(top=100)
+        assert [(b.target, b.mean_ms) for b in got] == [(t, pytest.approx(m)) for t, m in want]
+        # Every closed day is now one file per dataset, with its rollup.
+        for dataset in ("sessions", "targets", "daily_targets"):
+            days = packed.days(dataset)
+            assert len(packed.files(dataset)) == len(days) == len(raw.days("sessions"))
+
+
+def _history(*storages: TelemetryStorage, days: int = 3, per_day: int = 4) -> None:
+    builds = []
+    for day in range(days):
+        for n in range(per_day):
+            runs = [(t, ("cached", "built", "failed", "skipped")[(t + n) % 4], 100 * (t + day + 1))
+                    for t in range(6)]  # fmt: skip
+            builds.append(_build(f"d{day}-{n}", T0 + day * DAY + n * 3_600_000, runs))
+    _store_each(list(storages), builds)
+
+
+def _names(storage: TelemetryStorage, dataset: str) -> list[str]:
+    return sorted(p.name for p in (storage.dir / dataset).rglob("*.arrow"))
+
+
+def test_the_summary_reads_rollups_for_whole_days_and_target_rows_for_cut_ones(
+    tmp_path: Path,
+) -> None:
+    raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
+    _history(raw, packed)
+    done = compact(packed)
+    assert [(d.day, d.files, d.sessions, d.targets) for d in done] == [
+        (date(2025, 10, 27 + n), 4, 4, 24) for n in range(3)
+    ]
+    # With the compacted targets files gone, whole days can only be answered from rollups.
+    for stored in packed.files("targets"):
+        stored.path.unlink()
+    whole = Window.parse("2025-10-28", "2025-10-29")
+    assert (
+        TelemetryAnalyzer(packed, window=whole).bottlenecks()
+        == TelemetryAnalyzer(raw, window=whole).bottlenecks()
+        != ()
+    )
+    cut = Window.parse("2025-10-28T01:00", "2025-10-28T23:00")
+    assert TelemetryAnalyzer(packed, window=cut).bottlenecks() == ()
+    assert TelemetryAnalyzer(raw, window=cut).bottlenecks() != ()
+
+
+def test_compaction_is_idempotent_leaves_today_alone_and_merges_later_builds(
+    tmp_path: Path,
+) -> None:
+    raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
+    _history(raw, packed)
+    today = TelemetryStorage(packed.dir, clock=lambda: datetime(2025, 10, 29, 12, tzinfo=UTC))
+    assert [d.day for d in compact(today)] == [date(2025, 10, 27), date(2025, 10, 28)]
+    assert len(packed.files("sessions", days=[date(2025, 10, 29)])) == 4  # still open
+    assert compact(today) == []
+    before = _names(packed, "sessions")
+    late = _build("late", T0 + DAY + 5, [(9, "built", 700)])
+    _store_each([raw, packed], [late])
+    assert _answers(packed, Window()) == _answers(raw, Window())
+    assert [(d.day, d.files, d.sessions) for d in compact(today)] == [(date(2025, 10, 28), 2, 5)]
+    assert len(_names(packed, "sessions")) == len(before)
+    assert _answers(packed, Window()) == _answers(raw, Window())
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", ["targets", "daily_targets", "sessions", "removal"])
+def test_a_compaction_stopped_at_any_step_reads_the_same_and_the_next_run_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: str
+) -> None:
+    raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
+    _history(raw, packed, days=1)
+    original_write = TelemetryStorage._write_file
+    original_remove = TelemetryStorage._remove_stems
+
+    def write(self: TelemetryStorage, dataset: str, *args: object, **kwargs: object) -> Path:
+        path = original_write(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
+        if dataset == stop_at:
+            raise _Stop  # stopped right after this file was renamed into place
+        return path
+
+    def remove(self: TelemetryStorage, day: date, stems: set[str]) -> None:
+        # Stopped after the first replaced build's files went.
+        original_remove(self, day, {sorted(stems)[0]})
+        raise _Stop
+
+    monkeypatch.setattr(TelemetryStorage, "_write_file", write)
+    monkeypatch.setattr(TelemetryStorage, "_remove_stems", remove)
+    with pytest.raises(_Stop):
+        compact(packed)
+    monkeypatch.undo()
+    assert _answers(packed, Window()) == _answers(raw, Window())
+    committed = stop_at in ("sessions", "removal")
+    assert [d.sessions for d in compact(packed)] == ([] if committed else [4])
+    assert _answers(packed, Window()) == _answers(raw, Window())
+    # What a stop before the commit left (a targets file, a rollup, of no build) is read by
+    # nobody, and retention removes it once it is an hour old.
+    left = [len(_names(packed, d)) - 1 for d in ("sessions", "targets", "daily_targets")]
+    assert left == [0, int(not committed), int(stop_at == "daily_targets")]
+    old = datetime.now().timestamp() - 7200
+    for path in packed.dir.rglob("*.arrow"):
+        os.utime(path, (old, old))
+    packed.apply_retention()
+    assert [len(_names(packed, d)) for d in ("sessions", "targets", "daily_targets")] == [1, 1, 1]
+    assert _answers(packed, Window()) == _answers(raw, Window())
+
+
+def test_compactions_killed_at_random_moments_never_change_an_answer(tmp_path: Path) -> None:
+    """SIGKILL a real compaction process at a random moment, over and over, storing new builds
+    between kills: every state it leaves reads like the store never compacted."""
+    import random
+
+    rng = random.Random(7)
+    raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
+    _history(raw, packed, days=6, per_day=6)
+    program = (
+        "import sys\n"
+        "from datetime import datetime, UTC\n"
+        "from pipelines.compaction import compact\n"
+        "from telemetry.storage import TelemetryStorage\n"
+        "storage = TelemetryStorage(sys.argv[1], clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))\n"
+        "print('ready', flush=True)\n"
+        "compact(storage)\n"
+        "print('done', flush=True)\n"
+    )
+    finished = 0
+    for kill in range(12):
+        child = subprocess.Popen(
+            [sys.executable, "-c", program, str(packed.dir)],
+            stdout=subprocess.PIPE, cwd=REPO, text=True,
+        )  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        time_to_kill = rng.uniform(0, 0.25)
+        try:
+            child.wait(timeout=time_to_kill)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        finished += child.returncode == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CorruptFileWarning)  # nothing half-written shows
+            assert _answers(packed, Window()) == _answers(raw, Window()), kill
+        late = _build(f"late{kill}", T0 + (kill % 6) * DAY + 7, [(kill, "built", 50 + kill)])
+        _store_each([raw, packed], [late])
+    compact(packed)
+    assert _answers(packed, Window()) == _answers(raw, Window())
+    assert len(_names(packed, "sessions")) == 6
+    assert 0 < finished < 12  # the kills landed both inside and after compactions
+
+
+def test_a_damaged_file_is_left_in_place_for_repair(tmp_path: Path) -> None:
+    packed = _store(tmp_path / "packed")
+    _history(packed, days=1)
+    victim = packed.files("targets")[1].path
+    victim.write_bytes(victim.read_bytes()[:-30])  # a truncated footer
+    with pytest.warns(CorruptFileWarning):
+        [done] = compact(packed)
+    assert (done.files, done.sessions) == (3, 3)
+    assert victim.exists()
+    problems = [path for path, problem in packed.verify() if problem]
+    assert problems == [victim]
+
+
+def test_a_day_removed_by_retention_during_compaction_does_not_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed = _store(tmp_path / "packed")
+    _history(packed, days=2)
+    original = TelemetryStorage.write_compacted
+
+    def retention_meanwhile(self: TelemetryStorage, day: date, *args: object) -> object:
+        self.remove_day(day)
+        return original(self, day, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TelemetryStorage, "write_compacted", retention_meanwhile)
+    assert compact(packed) == []
+    assert packed.days("sessions") == [] and _names(packed, "targets") == []
+    assert _names(packed, "daily_targets") == []
+
+
+def test_a_version_1_store_is_compacted_into_this_version_with_the_same_numbers(
+    tmp_path: Path,
+) -> None:
+    raw = _store(tmp_path / "raw")
+    shutil.copytree(FIXTURES / "store-v1", raw.dir)
+    packed = _store(tmp_path / "packed")
+    shutil.copytree(FIXTURES / "store-v1", packed.dir)
+    assert compact(packed)
+    assert _answers(packed, Window()) == _answers(raw, Window())
+
+
+def test_writers_storing_into_a_day_being_compacted_lose_nothing(tmp_path: Path) -> None:
+    packed = _store(tmp_path / "packed")
+    program = (
+        "import json, sys\n"
+        "from telemetry.ingest import ingest_jsonl\n"
+        "from telemetry.storage import TelemetryStorage\n"
+        "from tests.test_compaction import _build, T0\n"
+        "storage = TelemetryStorage(sys.argv[1])\n"
+        "w = int(sys.argv[2])\n"
+        "for n in range(25):\n"
+        "    lines = _build(f'w{w}-{n}', T0 + n * 60_000 + w, [(n % 5, 'built', 10 + n)])\n"
+        "    assert ingest_jsonl(storage, lines, apply_retention=False).sessions == 1\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", program, str(packed.dir), str(w)], cwd=REPO)
+        for w in range(3)
+    ]
+    rounds = 0
+    while any(w.poll() is None for w in writers) or rounds == 0:
+        compact(packed)
+        rounds += 1
+    assert all(w.returncode == 0 for w in writers)
+    compact(packed)
+    sessions = TelemetryAnalyzer(packed).sessions()
+    assert sessions.height == 75 and sessions["session_id"].n_unique() == 75
+    [bottleneck] = [
+        b for b in TelemetryAnalyzer(packed).bottlenecks(top=5) if b.target == "//pkg:t4"
+    ]
+    # Builds n = 4, 9, ..., 24 of each writer ran //pkg:t4 for 10 + n ms.
+    assert (bottleneck.runs, bottleneck.mean_ms) == (15, sum(10 + n for n in range(4, 25, 5)) / 5)
+    assert len(packed.files("sessions")) == 1
+
+
+def test_compact_command(cli: Runner, tmp_path: Path) -> None:
+    empty = cli("telemetry", "compact")
+    assert (empty.code, empty.stdout) == (0, f"No telemetry data in {tmp_path / 'telemetry'}.\n")
+    assert not (tmp_path / "telemetry").exists()
+    _history(TelemetryStorage(tmp_path / "telemetry"))
+    summary = cli("telemetry", "summary").stdout
+    done = cli("telemetry", "compact")
+    assert (done.code, done.stderr) == (0, "")
+    assert done.stdout == (
+        f"Compacted 3 days in {tmp_path / 'telemetry'}: 12 builds from 12 files into 3.\n"
+    )
+    again = cli("telemetry", "compact")
+    assert again.stdout == (
+        f"Nothing to compact in {tmp_path / 'telemetry'}: every closed day is compacted.\n"
+    )
+    assert cli("telemetry", "summary").stdout == summary
+    assert cli("telemetry", "verify").code == 0
