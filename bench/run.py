@@ -242,21 +242,36 @@ def command_times(repeat: int, store: Path) -> list[Figure]:
     ]  # fmt: skip
 
 
-def ingest_rate(repeat: int, events_path: Path, events: int, folder: Path) -> tuple[Figure, Path]:
-    from telemetry.ingest import ingest_file
+def ingest_rate(
+    repeat: int, events_path: Path, events: int, folder: Path
+) -> tuple[list[Figure], Path]:
+    """Events per second stored by ``ingest`` (read in columns), and by the line-by-line
+    reading that input it declines gets, alternating, each into an empty store."""
+    from telemetry.ingest import ingest_file, ingest_jsonl
     from telemetry.storage import TelemetryStorage
 
-    samples = []
     store = folder / "store"
-    for round_ in range(repeat + 1):
-        shutil.rmtree(store, ignore_errors=True)
-        storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
-        elapsed = _timed(
-            functools.partial(ingest_file, storage, events_path, apply_retention=False)
-        )
-        if round_:
-            samples.append(events / elapsed)
-    return Figure("ingest of JSON-lines events", "events/s", samples, "≥ 1,000,000"), store
+
+    def fresh(name: str) -> TelemetryStorage:
+        shutil.rmtree(folder / name, ignore_errors=True)
+        return TelemetryStorage(folder / name, retention_days=10**5, max_sessions=10**9)
+
+    def columns() -> object:
+        return ingest_file(fresh("store"), events_path, apply_retention=False)
+
+    def lines() -> object:
+        with events_path.open("rb") as handle:
+            return ingest_jsonl(fresh("by-line"), handle, apply_retention=False)
+
+    times = _alternating({"columns": columns, "lines": lines}, repeat)
+    shutil.rmtree(folder / "by-line", ignore_errors=True)
+    columns()  # the store the rest of the run reads
+    return [
+        Figure("ingest of JSON-lines events", "events/s",
+               [events / t for t in times["columns"]], "≥ 1,000,000"),
+        Figure("ingest, line by line (input the columnar reading declines)", "events/s",
+               [events / t for t in times["lines"]]),
+    ], store  # fmt: skip
 
 
 def compaction(store: Path, folder: Path) -> tuple[Figure, Path]:
@@ -441,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         figures.append(collector_per_event(args.repeat))
         figures.append(collector_memory())
         figures.append(flush_10k(args.repeat, folder))
-        rate, store = ingest_rate(args.repeat, events_path, events, folder)
-        figures.append(rate)
+        rates, store = ingest_rate(args.repeat, events_path, events, folder)
+        figures += rates
         compacted, packed = compaction(store, folder)
         figures.append(compacted)
         rows_jsonl, targets_parquet, sessions_parquet, rows = export_rows(store, folder)

@@ -153,27 +153,47 @@ class TelemetryStorage:
         if len(days) == 1:
             groups = [(days[0], sessions_table, targets_table)]
         else:
+            # Each target row goes to the day of its session: both tables sorted by day,
+            # then cut where the day changes.
+            target_days = session_days.take(
+                pc.index_in(targets_table["session_id"], value_set=sessions_table["session_id"])
+            )
+            by_day_s = sessions_table.take(pc.sort_indices(session_days))
+            by_day_t = targets_table.take(pc.sort_indices(target_days))
+            sessions_per_day = pc.value_counts(session_days).to_pylist()
+            targets_per_day = pc.value_counts(target_days.drop_null()).to_pylist()
+            session_count = {d["values"]: d["counts"] for d in sessions_per_day}
+            target_count = {d["values"]: d["counts"] for d in targets_per_day}
             groups = []
+            s_at = t_at = 0
             for day in days:
-                in_day = pc.equal(session_days, pa.scalar(day, pa.date32()))
-                day_sessions = sessions_table.filter(in_day)
-                day_targets = prune_dictionaries(
-                    targets_table.filter(
-                        pc.is_in(targets_table["session_id"], day_sessions["session_id"])
-                    )
-                )
-                groups.append((day, day_sessions, day_targets))
-        for day, day_sessions, day_targets in groups:
-            stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-            # Targets first: the sessions file, renamed last, is what makes the build visible.
-            targets_file = self._write_file("targets", day, stem, day_targets)
-            try:
-                self._write_file("sessions", day, stem, day_sessions)
-            except StorageError:
-                with contextlib.suppress(OSError):
-                    targets_file.unlink()
-                raise
+                s_rows, t_rows = session_count[day], target_count.get(day, 0)
+                day_targets = prune_dictionaries(by_day_t.slice(t_at, t_rows))
+                groups.append((day, by_day_s.slice(s_at, s_rows), day_targets))
+                s_at += s_rows
+                t_at += t_rows
+        if len(groups) == 1:
+            self._write_day(*groups[0])
+            return days
+        # Days are independent writes, and most of a write is waiting for the disk (fsync):
+        # a backfill of many days writes several at once.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
+            for done in [pool.submit(self._write_day, *group) for group in groups]:
+                done.result()  # the first failure, once every day was tried
         return days
+
+    def _write_day(self, day: date, sessions: pa.Table, targets: pa.Table) -> None:
+        stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+        # Targets first: the sessions file, renamed last, is what makes the build visible.
+        targets_file = self._write_file("targets", day, stem, targets)
+        try:
+            self._write_file("sessions", day, stem, sessions)
+        except StorageError:
+            with contextlib.suppress(OSError):
+                targets_file.unlink()
+            raise
 
     def write_compacted(
         self,

@@ -27,9 +27,11 @@ from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
+from telemetry.ingest.columnar import MAX_BYTES, read_columns
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.ninja import log_events
+from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 from telemetry.storage import RetentionResult, TelemetryStorage
 
 InputFormat: TypeAlias = Literal[
@@ -97,8 +99,9 @@ class _ChunkSink:
     def flush(self) -> None:
         if not self.sessions:
             return
-        sessions = pa.Table.from_batches(self.sessions)
-        targets = pa.Table.from_batches(self.targets).unify_dictionaries().combine_chunks()
+        sessions = pa.Table.from_batches(self.sessions, schema=SESSIONS_SCHEMA)
+        targets = pa.Table.from_batches(self.targets, schema=TARGETS_SCHEMA)
+        targets = targets.unify_dictionaries().combine_chunks()
         self.sessions, self.targets, self.rows = [], [], 0
         # Checking for stored ids and writing happen under one lock, so two ingests of the
         # same events at once still store each build once.
@@ -315,13 +318,61 @@ def _ingest_stream(
             return ingest_jsonl(storage, events, apply_retention=apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
         source, head = io.BufferedReader(io.BytesIO(document.raw)), b""
-    reading = _Reading(source, name, head)
+    whole, source = _whole(head, source)
+    if whole is not None:
+        columns = _ingest_columns(storage, whole, apply_retention)
+        if columns is not None:
+            return columns
+        source = io.BufferedReader(io.BytesIO(whole))
+    reading = _Reading(source, name)  # head is in front of source again
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
         return result
     # The input broke off (a truncated archive, a failing disk): what came before is stored.
     problem = IngestProblem(reading.count + 1, reading.failure)
     return replace(result, problems=(*result.problems, problem))
+
+
+def _whole(head: bytes, source: IO[bytes]) -> tuple[bytes | None, IO[bytes]]:
+    """All of the input, ``head`` first, when it is small enough to read in columns and
+    reads without error; else None and a reader of all of it for reading line by line."""
+    chunks = [head]
+    size = len(head)
+    try:
+        while size <= MAX_BYTES:
+            # One read of what lies beneath at a time: a failing read then loses nothing
+            # that came before it.
+            chunk = source.read1(1 << 20)  # type: ignore[attr-defined]
+            if not chunk:
+                return b"".join(chunks), source
+            chunks.append(chunk)
+            size += len(chunk)
+    except Exception:  # a damaged archive: reading line by line says where it broke off
+        pass
+    return None, io.BufferedReader(_Prefixed(b"".join(chunks), source))
+
+
+def _ingest_columns(
+    storage: TelemetryStorage, data: bytes, apply_retention: bool
+) -> IngestResult | None:
+    """Store JSON-lines input read in columns; None when it is not plain enough for that
+    (nothing is stored then)."""
+    read = read_columns(data.removeprefix(_BOM), _DECODER)
+    if read is None:
+        return None
+    sessions, targets, events = read
+    sink = _ChunkSink(storage)
+    sink.sessions += sessions.to_batches()
+    sink.targets += targets.to_batches()
+    sink.flush()
+    return IngestResult(
+        sessions=sink.written,
+        interrupted=sink.interrupted,
+        events=events,
+        duplicates=sink.duplicates,
+        problems=(),
+        retention=storage.apply_retention() if apply_retention else RetentionResult(),
+    )
 
 
 def _detect(head: bytes) -> str:
@@ -428,6 +479,9 @@ class _Prefixed(io.RawIOBase):
             buffer[:size] = self.prefix[:size]
             self.prefix = self.prefix[size:]
             return size
+        readinto = getattr(self.stream, "readinto", None)
+        if readinto is not None:
+            return int(readinto(buffer) or 0)
         data = self.stream.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

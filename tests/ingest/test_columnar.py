@@ -1,0 +1,234 @@
+"""The columnar reading of JSON lines stores exactly what the line-by-line reading stores, or
+declines and leaves the input to it: the same sessions, the same target rows, the same counts.
+The line-by-line reading is itself held to the reference implementation in
+tests/test_properties.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from telemetry.ingest import ingest_file, ingest_jsonl
+from telemetry.ingest.columnar import read_columns
+from telemetry.ingest.jsonl import _DECODER
+from telemetry.storage import TelemetryStorage
+from tests.test_properties import SETTINGS
+
+T0 = 1761575000000
+STATUSES = ["built", "cached", "failed", "skipped"]
+
+
+def _rows(storage: TelemetryStorage, dataset: str) -> list[tuple[Any, ...]]:
+    """Every stored row of a dataset, as plain values, in a fixed order."""
+    tables = []
+    for stored in storage.files(dataset):
+        with ipc.open_file(stored.path) as reader:
+            tables.append(reader.read_all())
+    if not tables:
+        return []
+    table = pa.concat_tables(tables)
+    rows = []
+    for row in table.to_pylist():
+        if "labels" in row:
+            row["labels"] = sorted(row["labels"] or [])
+        rows.append(tuple(row.values()))
+    return sorted(rows, key=repr)
+
+
+def _both(data: bytes) -> tuple[tuple[object, ...], tuple[object, ...], bool]:
+    """What each reading stores from ``data``, and whether the columnar one took it."""
+    took = read_columns(data.removeprefix(b"\xef\xbb\xbf"), _DECODER) is not None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "events.jsonl")
+        path.write_bytes(data)
+        fast, slow = TelemetryStorage(Path(folder, "a")), TelemetryStorage(Path(folder, "b"))
+        got = ingest_file(fast, path, format="jsonl", apply_retention=False)
+        want = ingest_jsonl(slow, io.BytesIO(data), apply_retention=False)  # lines end in \n
+        return (
+            (got.sessions, got.interrupted, got.events, got.duplicates, got.problems,
+             _rows(fast, "sessions"), _rows(fast, "targets")),
+            (want.sessions, want.interrupted, want.events, want.duplicates, want.problems,
+             _rows(slow, "sessions"), _rows(slow, "targets")),
+            took,
+        )  # fmt: skip
+
+
+def _stream(rng: random.Random, builds: int) -> list[dict[str, object]]:
+    """Events of ``builds`` builds as tools send them, interleaved: each target at most once
+    a build, most with a start, cache hits without; some builds never finish."""
+    per_build: list[list[dict[str, object]]] = []
+    for b in range(builds):
+        session = f"s{b}-{rng.choice(['x', 'ci/7', 'é', 'a b'])}"
+        start = T0 + rng.randrange(0, 5) * 86_400_000 + rng.randrange(0, 10_000)
+        events: list[dict[str, object]] = [{"event": "build_started", "session": session,
+                                            "ts": start}]  # fmt: skip
+        if rng.random() < 0.5:
+            events[0]["parallelism"] = rng.randint(1, 8)
+        if rng.random() < 0.5:
+            events[0]["labels"] = {"ci": rng.choice(["true", True, 1, 2.5]), "k": "v"}
+        if rng.random() < 0.3:
+            events[0] |= {"tool": "ninja", "host": "h", "commit": "abc", "branch": "main"}
+        clock = start
+        for t in rng.sample(range(12), rng.randint(0, 8)):
+            status = rng.choice(STATUSES)
+            target = f"//pkg:{t}" if t % 3 else f"//p{t}/üñí:{t}"
+            begin = clock + rng.randint(-3, 40)
+            clock = begin + rng.choice([0, 0, 5, 300])
+            if status in ("built", "failed") and rng.random() < 0.8:
+                started: dict[str, object] = {"event": "target_started", "session": session,
+                                              "ts": begin, "target": target}  # fmt: skip
+                if rng.random() < 0.7:
+                    started["worker"] = rng.randint(0, 3)
+                events.append(started)
+            finished: dict[str, object] = {"event": "target_finished", "session": session}
+            finished |= {"ts": clock, "target": target, "status": status}
+            if rng.random() < 0.2:
+                finished["duration_ms"] = rng.choice([0, 7, 10**6])
+            if status == "failed" and rng.random() < 0.5:
+                finished["error"] = rng.choice(["", "exit 1", "boom: it broke"])
+            events.append(finished)
+        if rng.random() < 0.85:
+            ok = rng.random() < 0.7
+            done: dict[str, object] = {"event": "build_finished", "session": session}
+            done |= {"ts": clock + rng.randint(-5, 50), "success": ok}
+            if not ok and rng.random() < 0.5:
+                done["error"] = "compile failed"
+            events.append(done)
+        per_build.append(events)
+    # Interleave the builds, each in its own order (a start may follow its finish in the
+    # stream when the sender is out of order).
+    stream: list[dict[str, object]] = []
+    while any(per_build):
+        chosen = rng.choice([events for events in per_build if events])
+        stream.append(chosen.pop(0))
+    if len(stream) > 2 and rng.random() < 0.2:
+        i = rng.randrange(len(stream) - 1)
+        if stream[i]["event"] == "target_started":
+            stream[i], stream[i + 1] = stream[i + 1], stream[i]
+    return stream
+
+
+def _text(events: list[dict[str, object]], rng: random.Random) -> bytes:
+    spacing = rng.choice([(",", ":"), (", ", ": ")])
+    ending = rng.choice(["\n", "\r\n"])
+    lines = [json.dumps(e, separators=spacing, ensure_ascii=rng.random() < 0.1) for e in events]
+    return (ending.join(lines) + rng.choice(["", ending])).encode()
+
+
+@SETTINGS
+@given(st.integers(0, 2**32), st.integers(1, 6))
+def test_plain_streams_are_read_in_columns_with_the_line_by_line_result(
+    seed: int, builds: int
+) -> None:
+    rng = random.Random(seed)
+    events = _stream(rng, builds)
+    data = _text(events, rng)
+    got, want, took = _both(data)
+    assert got == want
+    assert took or b"\\" in data  # plain input is read in columns (escapes are declined)
+
+
+MUTATIONS = [
+    # (what, how): each makes the input one the columnar reading must decline or read exactly
+    ("a key given twice", lambda line: line.replace('"ts":', '"ts":1,"ts":', 1)),
+    ("a null", lambda line: line.replace('"target":', '"worker":null,"target":', 1)),
+    ("an unknown field", lambda line: line.replace("{", '{"x":1,', 1)),
+    ("a number as text", lambda line: line.replace('"ts":', '"ts":"', 1).replace(",", '",', 2)),
+    ("a number for text", lambda line: re.sub(r'"target":"[^"]*"', '"target":123', line)),
+    ("a boolean for text", lambda line: re.sub(r'"session":"[^"]*"', '"session":true', line)),
+    ("an array for text", lambda line: re.sub(r'"target":"([^"]*)"', r'"target":["\1"]', line)),
+    ("an object for text", lambda line: re.sub(r'"target":"[^"]*"', '"target":{}', line)),
+    ("a key twice, one spaced", lambda line: line.replace('"ts":', '"ts"  :1,"ts":', 1)),
+    ("an escape", lambda line: line.replace('"target":"', '"target":"\\u00e9', 1)),
+    ("a lone surrogate", lambda line: line.replace('"target":"', '"target":"\\ud800', 1)),
+    ("a float time", lambda line: line.replace('"ts":1', '"ts":1.5e0+', 1).replace("e0+", "", 1)),
+    ("a time as text", lambda line: line.replace('"ts":', '"ts":"2025-10-27T14:23:20Z","t":', 1)),
+    ("a blank line", lambda line: line + "\n   "),
+    ("an empty line", lambda line: line + "\n"),
+    ("not JSON", lambda line: line[:-1]),
+    ("a tab", lambda line: line.replace(",", ",\t", 1)),
+    ("a space before a colon", lambda line: line.replace('"ts":', '"ts" :', 1)),
+    ("an unknown event", lambda line: line.replace("target_finished", "target_done", 1)),
+    ("a bad status", lambda line: line.replace('"status":"', '"status":"x', 1)),
+    ("an empty target", lambda line: line.replace('"target":"', '"target":"",".":"', 1)),
+    ("a negative duration", lambda line: line.replace("{", '{"duration_ms":-1,', 1)),
+    ("a huge number", lambda line: line.replace('"ts":', '"ts":99999999999999999999,"y":', 1)),
+    ("a control character", lambda line: line.replace('"target":"', '"target":"\x01', 1)),
+    ("the separator byte", lambda line: line.replace('"target":"', '"target":"\x1f', 1)),
+    ("a lone CR", lambda line: line.replace('"target":"', '"target":"\r', 1)),
+]
+
+
+@pytest.mark.parametrize(("what", "mutate"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize("seed", range(4))
+def test_unusual_input_is_declined_or_read_exactly(what: str, mutate: Any, seed: int) -> None:
+    rng = random.Random(seed)
+    events = _stream(rng, 4)
+    lines = [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
+    chosen = [i for i, line in enumerate(lines) if '"target_finished"' in line]
+    for i in rng.sample(chosen, min(2, len(chosen))):
+        lines[i] = mutate(lines[i])
+    got, want, took = _both("\n".join(lines).encode() + b"\n")
+    assert got == want, what
+    assert took == (what == "an empty line")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        # A target finished twice in one build: the collector pairs it with its starts first
+        # in, first out; read line by line.
+        [("build_started", {}), ("target_started", {"target": "a"}),
+         ("target_finished", {"target": "a", "status": "built"}),
+         ("target_started", {"target": "a"}),
+         ("target_finished", {"target": "a", "status": "failed"}),
+         ("build_finished", {"success": False})],
+        # An event after its build finished, and a build started twice.
+        [("build_started", {}), ("build_finished", {"success": True}),
+         ("target_finished", {"target": "a", "status": "built"})],
+        [("build_started", {}), ("build_started", {}), ("build_finished", {"success": True})],
+        # A start that came after its finish stays waiting; the finish has no start.
+        [("build_started", {}), ("target_finished", {"target": "a", "status": "built"}),
+         ("target_started", {"target": "a", "worker": 3}), ("build_finished", {"success": True})],
+        # Targets of a build never started, and a build that never finished.
+        [("target_started", {"target": "a"}), ("target_finished", {"target": "a",
+                                                                     "status": "built"})],
+        # A target named like a build event.
+        [("build_started", {}), ("target_finished", {"target": "build_x", "status": "cached"}),
+         ("build_finished", {"success": True})],
+    ],
+)  # fmt: skip
+def test_streams_the_collector_reads_in_order_come_out_the_same(
+    events: list[tuple[str, dict[str, object]]],
+) -> None:
+    lines = [
+        json.dumps({"event": kind, "session": "s", "ts": T0 + 10 * n} | fields)
+        for n, (kind, fields) in enumerate(events)
+    ]
+    got, want, _ = _both("\n".join(lines).encode())
+    assert got == want
+
+
+def test_a_byte_order_mark_and_stored_builds_come_out_the_same(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    data = "\ufeff".encode() + _text(_stream(rng, 5), rng)
+    got, want, took = _both(data)
+    assert got == want and took
+    # Builds already stored are skipped the same way.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    storage = TelemetryStorage(tmp_path / "store")
+    first = ingest_file(storage, path, apply_retention=False)
+    again = ingest_file(storage, path, apply_retention=False)
+    assert (again.sessions, again.duplicates) == (0, first.sessions)
