@@ -29,6 +29,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +73,21 @@ def _alternating(actions: dict[str, Callable[[], object]], repeat: int) -> dict[
 # -- data ------------------------------------------------------------------------------------
 
 
-def generate_events(path: Path, builds: int, targets: int, days: int, seed: int) -> int:
+def generate_events(
+    path: Path, builds: int, targets: int, days: int, seed: int, *, chunk: range | None = None
+) -> int:
     """A JSON-lines history: each build runs some targets and takes the rest from the cache.
-    Returns the number of events."""
-    rng = random.Random(seed)
+    Writes the builds numbered ``chunk`` (all by default); returns the number of events."""
     now = int(time.time() * 1000) - DAY_MS // 2
     first = now - days * DAY_MS
     step = (now - first) // max(builds, 1)
     labels = [f"//pkg{t // 10}:target{t}" for t in range(targets)]
-    cost = [rng.randint(20, 4000) for _ in range(targets)]
+    costs = random.Random(seed)
+    cost = [costs.randint(20, 4000) for _ in range(targets)]
     events = 0
     with path.open("w") as out:
-        for b in range(builds):
+        for b in chunk or range(builds):
+            rng = random.Random(seed * 1_000_003 + b)  # any chunk of builds, the same builds
             session = f"bench-{b}"
             start = first + b * step
             lines = [
@@ -290,16 +294,20 @@ def compaction(store: Path, folder: Path) -> tuple[Figure, Path]:
     return Figure("compaction of the history (closed days)", "s", [elapsed], "", note), packed
 
 
-def sizes(store: Path, events_path: Path, target_rows: int, rows_jsonl: Path) -> list[Figure]:
-    """Bytes per target row: the targets files, the whole store (sessions too), and the same
-    history as JSON lines: the events ingested, and the target rows written out as such."""
+def sizes(store: Path, events_per_row: float, target_rows: int, rows_jsonl: Path) -> list[Figure]:
+    """Bytes per target row: the targets files, the whole store (sessions and rollups too),
+    and the same history as JSON lines: the events ingested, and the target rows written out
+    as such."""
     targets = sum(p.stat().st_size for p in (store / "targets").rglob("*.arrow"))
     whole = sum(p.stat().st_size for p in store.rglob("*.arrow"))
-    events = events_path.stat().st_size / target_rows
-    rows = rows_jsonl.stat().st_size / target_rows
+    rollups = sum(p.stat().st_size for p in (store / "daily_targets").rglob("*.arrow"))
+    events = events_per_row
+    with rows_jsonl.open("rb") as lines:
+        rows = rows_jsonl.stat().st_size / sum(1 for _ in lines)
     return [
         Figure("stored bytes per target row (targets files)", "B", [targets / target_rows], "",
-               f"whole store {whole / target_rows:.1f} B per target row, {whole / 1e6:.1f} MB"),
+               f"whole store {whole / target_rows:.1f} B per target row, {whole / 1e6:.1f} MB, "
+               f"of which rollups {rollups / 1e6:.2f} MB"),
         Figure("JSON-lines events / whole store", "x", [events / (whole / target_rows)],
                "≥ 15x", f"{events:.0f} B of events per target row"),
         Figure("JSON-lines target rows / targets files", "x", [rows / (targets / target_rows)],
@@ -307,8 +315,30 @@ def sizes(store: Path, events_path: Path, target_rows: int, rows_jsonl: Path) ->
     ]  # fmt: skip
 
 
-def export_rows(store: Path, folder: Path) -> tuple[Path, Path, Path, int]:
-    """The stored target rows as JSON lines and Parquet, and the sessions as Parquet."""
+def ingest_rest(store: Path, folder: Path, args: argparse.Namespace, done: int) -> int:
+    """Store the builds after the first ``done`` a chunk at a time (a year of events as one
+    file would be gigabytes); returns the number of events."""
+    from telemetry.ingest import ingest_file
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    part = folder / "part.jsonl"
+    events = 0
+    for first in range(done, args.builds, done):
+        chunk = range(first, min(first + done, args.builds))
+        events += generate_events(part, args.builds, args.targets, args.days, args.seed,
+                                  chunk=chunk)  # fmt: skip
+        ingest_file(storage, part, apply_retention=False)
+        print(f"stored builds up to {chunk.stop:,}", file=sys.stderr)
+    part.unlink(missing_ok=True)
+    return events
+
+
+def export_rows(
+    store: Path, folder: Path, json_rows: int
+) -> tuple[Path, list[date], Path, Path, int]:
+    """The stored target rows as Parquet, and the sessions; the newest days' target rows,
+    up to about ``json_rows`` of them, as JSON lines, and those days."""
     import polars as pl
 
     from telemetry.analyzer import TelemetryAnalyzer, scan
@@ -316,27 +346,45 @@ def export_rows(store: Path, folder: Path) -> tuple[Path, Path, Path, int]:
 
     storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
     files = storage.readable("targets", storage.committed_targets())
-    targets = scan(files, dataset="targets").collect()
-    targets = targets.with_columns(pl.col("target", "status").cast(pl.String))
-    sessions = TelemetryAnalyzer(storage).sessions()
-    rows_jsonl = folder / "target-rows.jsonl"
-    targets.write_ndjson(rows_jsonl)
+    targets = scan(files, dataset="targets").with_columns(
+        pl.col("target", "status").cast(pl.String)
+    )
     targets_parquet = folder / "targets.parquet"
     sessions_parquet = folder / "sessions.parquet"
-    targets.write_parquet(targets_parquet)
-    sessions.drop("labels").write_parquet(sessions_parquet)
-    return rows_jsonl, targets_parquet, sessions_parquet, targets.height
+    targets.sink_parquet(targets_parquet)
+    TelemetryAnalyzer(storage).sessions().drop("labels").write_parquet(sessions_parquet)
+    rows = pl.scan_parquet(targets_parquet).select(pl.len()).collect().item()
+    days: list[date] = []
+    taken = 0
+    for stored in sorted(files, key=lambda f: f.day, reverse=True):
+        if stored.day not in days:
+            if taken >= json_rows:
+                break
+            days.append(stored.day)
+        taken += stored.rows or 0
+    rows_jsonl = folder / "target-rows.jsonl"
+    chosen = [f for f in files if f.day in days]
+    scan(chosen, dataset="targets").with_columns(
+        pl.col("target", "status").cast(pl.String)
+    ).collect().write_ndjson(rows_jsonl)
+    return rows_jsonl, sorted(days), targets_parquet, sessions_parquet, rows
 
 
-def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure]:
-    """Mean executed duration per target: from the store, and from the same rows as JSON
-    lines (polars' reader, and Python's json module); the same query each time."""
+def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path, days: list[date]) -> list[Figure]:
+    """Mean executed duration per target over ``days``: from the store's target rows, as the
+    analyzer answers it (daily rollups for compacted days), and from the same rows as JSON
+    lines (polars' reader, and Python's json module)."""
+    from datetime import UTC, datetime
+
     import polars as pl
 
-    from telemetry.analyzer import scan
+    from telemetry.analyzer import TelemetryAnalyzer, scan
     from telemetry.storage import TelemetryStorage
+    from telemetry.window import Window
 
     storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    since = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
+    analyzer = TelemetryAnalyzer(storage, window=Window(since=since))
 
     def top(rows: pl.LazyFrame) -> pl.DataFrame:
         return (
@@ -349,8 +397,11 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure
         )
 
     def ours() -> object:
-        files = storage.readable("targets", storage.committed_targets())
+        files = storage.readable("targets", storage.committed_targets(days=days))
         return top(scan(files, dataset="targets"))
+
+    def analyzed() -> object:
+        return analyzer.bottlenecks(top=10)
 
     def ndjson() -> object:
         return top(pl.scan_ndjson(rows_jsonl))
@@ -366,14 +417,28 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path) -> list[Figure
                     acc[1] += 1
         return sorted(total, key=lambda t: total[t][0] / total[t][1])[-10:]
 
-    times = _alternating({"ours": ours, "ndjson": ndjson, "json": python_json}, repeat)
+    want = [t for (t,) in top(pl.scan_ndjson(rows_jsonl)).select("target").rows()]
+    if [b.target for b in analyzed()] != want:  # type: ignore[attr-defined]
+        raise SystemExit("the analyzer's bottlenecks differ from the rows': a bug")
+    times = _alternating(
+        {"ours": ours, "analyzed": analyzed, "ndjson": ndjson, "json": python_json}, repeat
+    )
+    rows = sum(1 for _ in rows_jsonl.open())
+    note = f"{rows:,} target rows over {len(days)} days"
     return [
-        Figure("bottlenecks over the store (load + aggregate)", "ms",
-               [t * 1000 for t in times["ours"]]),
-        Figure("JSON lines (polars) / store, load + aggregate", "x",
+        Figure("bottlenecks from the target rows (load + aggregate)", "ms",
+               [t * 1000 for t in times["ours"]], "", note),
+        Figure("bottlenecks as the analyzer answers (rollups)", "ms",
+               [t * 1000 for t in times["analyzed"]], "", note),
+        Figure("JSON lines (polars) / target rows, load + aggregate", "x",
                [j / o for j, o in zip(times["ndjson"], times["ours"], strict=True)], "≥ 25x"),
-        Figure("JSON lines (json module) / store, load + aggregate", "x",
+        Figure("JSON lines (json module) / target rows, load + aggregate", "x",
                [j / o for j, o in zip(times["json"], times["ours"], strict=True)], "≥ 25x"),
+        Figure("JSON lines (polars) / analyzer, load + aggregate", "x",
+               [j / o for j, o in zip(times["ndjson"], times["analyzed"], strict=True)],
+               "≥ 25x"),
+        Figure("JSON lines (json module) / analyzer, load + aggregate", "x",
+               [j / o for j, o in zip(times["json"], times["analyzed"], strict=True)], "≥ 25x"),
     ]  # fmt: skip
 
 
@@ -442,6 +507,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true", help="a year: 100,000 x 500 targets")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    parser.add_argument(
+        "--json-rows",
+        type=int,
+        default=2_000_000,
+        help="compare with JSON lines over the newest days up to this many rows",
+    )
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=2000,
+        help="builds generated and ingested at a time (the ingest figure's)",
+    )
     args = parser.parse_args(argv)
     if args.large:
         args.builds, args.targets, args.days = 100_000, 500, 365
@@ -450,19 +527,25 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(scratch)
         events_path = folder / "events.jsonl"
         started = time.perf_counter()
-        events = generate_events(events_path, args.builds, args.targets, args.days, args.seed)
-        print(f"generated {events:,} events ({args.builds:,} builds x {args.targets} targets) "
+        chunk = min(args.chunk, args.builds)
+        events = generate_events(events_path, args.builds, args.targets, args.days, args.seed,
+                                 chunk=range(chunk))  # fmt: skip
+        print(f"generated {events:,} events ({chunk:,} builds x {args.targets} targets) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
         figures.append(collector_per_event(args.repeat))
         figures.append(collector_memory())
         figures.append(flush_10k(args.repeat, folder))
         rates, store = ingest_rate(args.repeat, events_path, events, folder)
         figures += rates
+        events += ingest_rest(store, folder, args, chunk)
         compacted, packed = compaction(store, folder)
         figures.append(compacted)
-        rows_jsonl, targets_parquet, sessions_parquet, rows = export_rows(store, folder)
-        figures += sizes(packed, events_path, rows, rows_jsonl)
-        figures += aggregate_vs_json(args.repeat, packed, rows_jsonl)
+        rows_jsonl, days, targets_parquet, sessions_parquet, rows = export_rows(
+            store, folder, args.json_rows
+        )
+        events_per_row = events_path.stat().st_size / (chunk * args.targets)
+        figures += sizes(packed, events_per_row, rows, rows_jsonl)
+        figures += aggregate_vs_json(args.repeat, packed, rows_jsonl, days)
         figures += summary_vs_duckdb(args.repeat, store, packed, targets_parquet, sessions_parquet)
         figures += command_times(args.repeat, packed)
     _print(figures)
