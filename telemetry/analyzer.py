@@ -11,87 +11,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Final
 
 import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
 from telemetry.errors import StorageError
+from telemetry.model import (
+    Bottleneck,
+    BuildReport,
+    Regression,
+    SummaryReport,
+    Trend,
+    build_report,
+)
 from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage, stem_of
 from telemetry.window import Window
 
-Trend: TypeAlias = Literal["Increasing", "Decreasing", "Stable"]
 TREND_BAND: Final = 0.10
-RECENT_BOTTLENECKS: Final = 3
 _EXECUTED: Final = ["built", "failed"]
 _RETRIES: Final = 3
-
-
-@dataclass(slots=True, frozen=True)
-class Bottleneck:
-    """A target and the mean duration of its executed runs."""
-
-    target: str
-    mean_ms: float
-    runs: int
-
-
-@dataclass(slots=True, frozen=True)
-class Regression:
-    """A build at least ``threshold`` times slower than the mean of the builds before it."""
-
-    session_id: str
-    start_time: datetime
-    ratio: float
-    expected_ms: float
-    actual_ms: int
-
-
-@dataclass(slots=True, frozen=True)
-class SummaryReport:
-    """The numbers of ``builder telemetry summary``."""
-
-    total_builds: int
-    successful: int
-    failed: int
-    success_rate: float
-    average_build_ms: float
-    fastest_build_ms: int
-    slowest_build_ms: int
-    average_cache_hit_rate: float
-    cache_trend: Trend
-    average_utilization: float
-    average_targets_per_second: float
-    bottlenecks: tuple[Bottleneck, ...]
-    build_time_trend: Trend
-    regressions: tuple[Regression, ...]
-    regression_threshold: float
-
-
-@dataclass(slots=True, frozen=True)
-class BuildReport:
-    """One build as ``builder telemetry recent`` shows it."""
-
-    session_id: str
-    start_time: datetime
-    duration_ms: int
-    succeeded: bool
-    interrupted: bool
-    error: str | None
-    total_targets: int
-    built: int
-    cached: int
-    failed: int
-    skipped: int
-    cache_hit_rate: float
-    parallelism_utilization: float
-    targets_per_second: float
-    labels: dict[str, str]
-    bottlenecks: tuple[Bottleneck, ...]
 
 
 class TelemetryAnalyzer:
@@ -252,41 +194,17 @@ class TelemetryAnalyzer:
         sessions = self._newest_sessions(count)
         if sessions.is_empty():
             return []
-        top = self._executed_runs(
+        summed = self._executed_runs(
             sessions,
-            lambda runs: (
-                runs.group_by("session_id", "target")
-                .agg(mean_ms=pl.col("duration_ms").mean(), runs=pl.len())
-                .sort(["session_id", "mean_ms", "target"], descending=[False, True, False])
-                .group_by("session_id", maintain_order=True)
-                .head(RECENT_BOTTLENECKS)
+            lambda runs: runs.group_by("session_id", "target").agg(
+                total=pl.col("duration_ms").sum(), runs=pl.len()
             ),
         )
-        per_session: dict[str, list[Bottleneck]] = {}
-        if top is not None:
-            for r in top.iter_rows(named=True):
-                per_session.setdefault(r["session_id"], []).append(
-                    Bottleneck(r["target"], r["mean_ms"], r["runs"])
-                )
+        per_session: dict[str, list[tuple[str, int, int]]] = {}
+        for session, target, total, count_ in summed.iter_rows() if summed is not None else ():
+            per_session.setdefault(session, []).append((target, total, count_))
         return [
-            BuildReport(
-                session_id=r["session_id"],
-                start_time=r["start_time"],
-                duration_ms=r["duration_ms"],
-                succeeded=r["succeeded"],
-                interrupted=r["interrupted"],
-                error=r["error"],
-                total_targets=r["total_targets"],
-                built=r["built"],
-                cached=r["cached"],
-                failed=r["failed"],
-                skipped=r["skipped"],
-                cache_hit_rate=r["cache_hit_rate"],
-                parallelism_utilization=r["parallelism_utilization"],
-                targets_per_second=r["targets_per_second"],
-                labels=dict(r["labels"] or {}),
-                bottlenecks=tuple(per_session.get(r["session_id"], ())),
-            )
+            build_report(r, per_session.get(r["session_id"], ()))
             for r in sessions.reverse().iter_rows(named=True)
         ]
 

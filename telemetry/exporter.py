@@ -12,12 +12,13 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import IO, Any, Final, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-import polars as pl
-
-from telemetry.analyzer import Bottleneck, BuildReport, SummaryReport
 from telemetry.errors import TelemetryError
+from telemetry.model import Bottleneck, BuildReport, SummaryReport
+
+if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
+    import polars as pl
 
 ExportFormat: TypeAlias = Literal["json", "csv", "parquet", "arrow"]
 EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("json", "csv", "parquet", "arrow")

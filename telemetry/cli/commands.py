@@ -290,7 +290,7 @@ def export(
         with atomic_output(output) as handle:
             exporter.write_export(sessions, format.value, handle)
     if sessions.is_empty():
-        _err(reports.no_builds(analyzer))
+        _err(reports.no_builds(analyzer.storage, analyzer.window))
 
 
 @telemetry_app.command()

@@ -24,6 +24,7 @@ from telemetry.errors import TelemetryError
 if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
     from telemetry.analyzer import TelemetryAnalyzer
     from telemetry.storage import TelemetryStorage
+    from telemetry.window import Window
 
 MAX_COUNT = 1_000_000
 FORMATS = ("text", "json")
@@ -108,9 +109,9 @@ def summary(
     if format == "json":
         out(exporter.summary_json(report))
         if report.total_builds == 0:
-            err(no_builds(asked))
+            err(no_builds(asked.storage, asked.window))
     elif report.total_builds == 0:
-        out(no_builds(asked) + "\n")
+        out(no_builds(asked.storage, asked.window) + "\n")
     else:
         out(exporter.render_summary(report, color=color()))
 
@@ -125,28 +126,34 @@ def recent(
 ) -> None:
     """``builder telemetry recent``: the newest builds on stdout."""
     from telemetry import exporter
+    from telemetry.recent import newest_builds
+    from telemetry.window import Window
 
-    asked = analyzer(found, since, until)
-    builds = asked.recent(count)
+    stored = storage(found)
+    window = Window.parse(since, until)
+    builds = newest_builds(stored, window, count)
+    if builds is None:  # many rows, or something the analyzer must warn about
+        from telemetry.analyzer import TelemetryAnalyzer
+
+        builds = TelemetryAnalyzer(stored, window=window).recent(count)
     if format == "json":
         out(exporter.recent_json(builds))
         if not builds:
-            err(no_builds(asked))
+            err(no_builds(stored, window))
     elif not builds:
-        out(no_builds(asked) + "\n")
+        out(no_builds(stored, window) + "\n")
     else:
         out(exporter.render_recent(builds, color=color()))
 
 
-def no_builds(asked: TelemetryAnalyzer) -> str:
+def no_builds(stored: TelemetryStorage, window: Window) -> str:
     """Why there is nothing to show: no data at all, none readable, or none in the window."""
     from telemetry import exporter
 
-    stored = asked.storage
     files = stored.files("sessions")
     if not files:
         return exporter.NO_DATA
-    if asked.window.since is None and asked.window.until is None:
+    if window.since is None and window.until is None:
         if stored.readable("sessions", files, warn=False):
             # Builds were stored (or retention ran) while we read: there were none then.
             return exporter.NO_DATA

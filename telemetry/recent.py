@@ -1,0 +1,105 @@
+"""The newest builds read straight from their files, without polars.
+
+``builder telemetry recent`` is what people type to see the build they just ran. Its answer
+is a few rows in the newest files, and loading polars takes several times longer than reading
+them, so they are read here with pyarrow alone and computed row by row (the rates with
+:func:`telemetry.model.rates`, as the analyzer does). When the newest days hold many rows (a
+backfill, a large ingest), or anything is unusual (a file that cannot be read, one written
+before a column was added), :func:`newest_builds` returns None and the analyzer answers, with
+its warnings.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from telemetry.model import BuildReport, build_report
+from telemetry.schema import Dataset
+from telemetry.storage import StoredFile, TelemetryStorage
+from telemetry.window import Window
+
+# Past this many rows in the files to read, the analyzer's columns are faster than rows.
+MAX_ROWS: Final = 200_000
+_EXECUTED: Final = frozenset({"built", "failed"})
+_RUNS: Final = ["session_id", "target", "status", "duration_ms"]
+
+
+class _Unusual(Exception):
+    pass
+
+
+def newest_builds(
+    storage: TelemetryStorage, window: Window, count: int
+) -> list[BuildReport] | None:
+    """The newest ``count`` builds in ``window``, newest first, as
+    :meth:`telemetry.analyzer.TelemetryAnalyzer.recent` gives them; None when the analyzer
+    should answer instead."""
+    try:
+        return _newest(storage, window, count)
+    except (_Unusual, OSError, pa.ArrowException):
+        return None
+
+
+def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[BuildReport]:
+    by_day: dict[date, list[StoredFile]] = {}
+    for stored in storage.files("sessions", since=window.first_day, until=window.last_day):
+        by_day.setdefault(stored.day, []).append(stored)
+    budget = MAX_ROWS
+    rows: list[dict[str, Any]] = []
+    days: list[date] = []
+    for day in sorted(by_day, reverse=True):
+        budget -= _rows(by_day[day])
+        for table in _tables("sessions", by_day[day], storage):
+            rows += [r for r in table.to_pylist() if _in(window, r["start_time"])]
+        days.append(day)
+        if len(rows) >= count or budget < 0:
+            break
+    if budget < 0:
+        raise _Unusual
+    rows.sort(key=lambda r: (r["start_time"], r["session_id"]))
+    newest = rows[-count:]
+    if not newest:
+        return []
+    chosen = {r["session_id"] for r in newest}
+    targets = storage.committed_targets(days=days)
+    if _rows(targets) > budget:
+        raise _Unusual
+    runs: dict[str, dict[str, list[int]]] = {}
+    for table in _tables("targets", targets, storage):
+        columns = [table.column(name).to_pylist() for name in _RUNS]
+        for session, target, status, duration in zip(*columns, strict=True):
+            if session in chosen and status in _EXECUTED:
+                summed = runs.setdefault(session, {}).setdefault(target, [0, 0])
+                summed[0] += duration
+                summed[1] += 1
+    return [
+        build_report(r, [(t, s[0], s[1]) for t, s in runs.get(r["session_id"], {}).items()])
+        for r in reversed(newest)
+    ]
+
+
+def _rows(files: list[StoredFile]) -> int:
+    if any(f.rows is None for f in files):
+        raise _Unusual  # a file not named by our writer: its size is unknown
+    return sum(f.rows or 0 for f in files)
+
+
+def _tables(dataset: Dataset, files: list[StoredFile], storage: TelemetryStorage) -> list[pa.Table]:
+    readable = storage.readable(dataset, files, warn=False)
+    if len(readable) != len(files) or any(f.missing for f in readable):
+        raise _Unusual  # the analyzer names it in a warning, or reads the columns it lacks
+    tables = []
+    for stored in readable:
+        with ipc.open_file(str(stored.path)) as reader:
+            tables.append(reader.read_all())
+    return tables
+
+
+def _in(window: Window, moment: Any) -> bool:
+    return (window.since is None or moment >= window.since) and (
+        window.until is None or moment < window.until
+    )
