@@ -206,9 +206,21 @@ class TelemetryCollector:
         """A target began running (on ``worker``, if the build tool numbers them)."""
         if not self.enabled:
             return
-        if _plain(session, target, ts) and (worker is None or _small(worker, 2**31)):
-            try:  # the common case, without building an event: the cost every target pays
-                self._started_row(session, ts, target, worker)  # type: ignore[arg-type]
+        # The common case a build executor sends (short ASCII names, integer milliseconds),
+        # checked inline: these lines are the cost every target pays.
+        if (
+            type(session) is str
+            and type(target) is str
+            and type(ts) is int
+            and 0 <= ts < _MAX_MS
+            and 0 < len(session) <= _MAX_TEXT
+            and 0 < len(target) <= _MAX_TEXT
+            and session.isascii()
+            and target.isascii()
+            and (worker is None or (type(worker) is int and 0 <= worker < 2**31))
+        ):
+            try:
+                self._started_row(session, ts, target, worker)
             except Exception as error:  # the build must never see our failure
                 self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
         else:
@@ -236,13 +248,20 @@ class TelemetryCollector:
         if not self.enabled:
             return
         if (
-            _plain(session, target, ts)
+            type(session) is str
+            and type(target) is str
+            and type(ts) is int
+            and 0 <= ts < _MAX_MS
+            and 0 < len(session) <= _MAX_TEXT
+            and 0 < len(target) <= _MAX_TEXT
+            and session.isascii()
+            and target.isascii()
             and status in _STATUS_CODE
             and error is None
-            and (duration_ms is None or _small(duration_ms, _MAX_MS))
+            and (duration_ms is None or (type(duration_ms) is int and 0 <= duration_ms < _MAX_MS))
         ):
             try:
-                self._finished_row(session, ts, target, status, duration_ms, None)  # type: ignore[arg-type]
+                self._finished_row(session, ts, target, status, duration_ms, None)
             except Exception as failure:  # the build must never see our failure
                 self._warn_once(f"telemetry ignored an event it could not use: {failure!r}")
         else:
@@ -359,7 +378,13 @@ class TelemetryCollector:
 
     def _started_row(self, session: str, ts: int, target: str, worker: int | None) -> None:
         with self._lock:
-            buffer = self._buffer(session, ts)
+            buffer = self._open.get(session)  # self._buffer(session, ts), inline
+            if buffer is None:
+                buffer = self._open[session] = _Buffer(session, ts)
+            elif ts > buffer.last_ts:
+                buffer.last_ts = ts
+            elif ts < buffer.first_ts:
+                buffer.first_ts = ts
             label = self._labels.get(target)
             if label is None:
                 label = self._label(target)
@@ -379,7 +404,13 @@ class TelemetryCollector:
     ) -> None:
         code = _STATUS_CODE[status]
         with self._lock:
-            buffer = self._buffer(session, ts)
+            buffer = self._open.get(session)  # self._buffer(session, ts), inline
+            if buffer is None:
+                buffer = self._open[session] = _Buffer(session, ts)
+            elif ts > buffer.last_ts:
+                buffer.last_ts = ts
+            elif ts < buffer.first_ts:
+                buffer.first_ts = ts
             label = self._labels.get(target)
             if label is None:
                 label = self._label(target)
@@ -542,25 +573,6 @@ def peak_concurrency(starts: pa.Array, ends: pa.Array) -> int:
     order = pc.sort_indices(table, sort_keys=[("t", "ascending"), ("step", "ascending")])
     running = pc.cumulative_sum(steps.cast(pa.int64()).take(order))
     return int(pc.max(running).as_py())
-
-
-def _plain(session: object, target: object, ts: object) -> bool:
-    """The common case a build executor sends, cheap to accept without parsing: short ASCII
-    names and integer milliseconds in range."""
-    return (
-        type(session) is str
-        and type(target) is str
-        and 0 < len(session) <= _MAX_TEXT
-        and 0 < len(target) <= _MAX_TEXT
-        and session.isascii()
-        and target.isascii()
-        and type(ts) is int
-        and 0 <= ts < _MAX_MS
-    )
-
-
-def _small(value: object, limit: int) -> bool:
-    return type(value) is int and 0 <= value < limit
 
 
 def _int_array(kind: pa.DataType, values: array[int]) -> pa.Array:
