@@ -349,8 +349,24 @@ class TelemetryStorage:
         until: date | None = None,
     ) -> list[StoredFile]:
         """The committed data files of a dataset, by name only (nothing is opened)."""
-        chosen = self.days(dataset) if days is None else sorted(set(days))
         found: list[StoredFile] = []
+        for day, entries in self._listing(dataset, days=days, since=since, until=until):
+            for entry in entries:
+                match = _ROWS.match(entry.name)
+                rows = int(match.group(1)) if match else None
+                found.append(StoredFile(Path(entry.path), day, rows))
+        return found
+
+    def _listing(
+        self,
+        dataset: Dataset,
+        *,
+        days: Iterable[date] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> Iterator[tuple[date, list[os.DirEntry[str]]]]:
+        """Each day's visible data files of a dataset, by name, in name order."""
+        chosen = self.days(dataset) if days is None else sorted(set(days))
         for day in chosen:
             if (since and day < since) or (until and day > until):
                 continue
@@ -363,18 +379,14 @@ class TelemetryStorage:
                 warnings.warn(
                     f"skipping {folder}: {error.strerror or error}",
                     CorruptFileWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 continue
             data = [entry for entry in entries if _is_data(entry.name)]
             hidden = _replaced(data) if dataset == "sessions" else set()
-            for entry in data:
-                if hidden and _stem(entry.name) in hidden:
-                    continue  # merged into the day's compacted file, about to be removed
-                match = _ROWS.match(entry.name)
-                rows = int(match.group(1)) if match else None
-                found.append(StoredFile(Path(entry.path), day, rows))
-        return found
+            if hidden:  # merged into the day's compacted file, about to be removed
+                data = [entry for entry in data if _stem(entry.name) not in hidden]
+            yield day, data
 
     def committed_targets(
         self,
@@ -508,9 +520,11 @@ class TelemetryStorage:
         while more sessions than the cap are stored (the newest day is always kept)."""
         removed: list[date] = []
         removed_sessions = 0
+        # Counted from the names alone: this runs after every write, over every day stored.
         day_rows: dict[date, int] = {}
-        for stored in self.files("sessions"):
-            day_rows[stored.day] = day_rows.get(stored.day, 0) + _rows(stored)
+        for day, entries in self._listing("sessions"):
+            if entries:
+                day_rows[day] = sum(_rows_named(entry, day) for entry in entries)
         days = sorted(day_rows)
         cutoff = None
         if self.retention_days is not None:
@@ -567,17 +581,17 @@ class TelemetryStorage:
             except OSError:
                 return False
 
+        stems: dict[str, set[str]] = {}  # the sessions stems of each day folder
         for dataset in DATASETS:
             for entry in _entries(self.dir / dataset):
                 if entry.name.startswith(_TRASH_PREFIX):
                     shutil.rmtree(entry.path, ignore_errors=True)
                     continue
-                committed = (
-                    {_stem(e.name) for e in _entries(self.dir / "sessions" / entry.name)}
-                    if dataset != "sessions"
-                    else None
-                )
-                for inner in _entries(entry.path):
+                inside = _entries(entry.path)
+                if dataset == "sessions":
+                    stems[entry.name] = {_stem(e.name) for e in inside}
+                committed = None if dataset == "sessions" else stems.get(entry.name, set())
+                for inner in inside:
                     leftover = inner.name.startswith(_TMP_PREFIX) or (
                         committed is not None
                         and inner.name.endswith(".arrow")
@@ -620,6 +634,11 @@ def prune_dictionaries(table: pa.Table) -> pa.Table:
             plain = table.column(index).cast(field.type.value_type).combine_chunks()
             table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
     return table.combine_chunks()
+
+
+def _rows_named(entry: os.DirEntry[str], day: date) -> int:
+    match = _ROWS.match(entry.name)
+    return int(match.group(1)) if match else _rows(StoredFile(Path(entry.path), day, None))
 
 
 def _rows(stored: StoredFile) -> int:
