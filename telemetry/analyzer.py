@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Final
@@ -34,6 +35,15 @@ from telemetry.window import Window
 TREND_BAND: Final = 0.10
 _EXECUTED: Final = ["built", "failed"]
 _RETRIES: Final = 3
+
+
+@dataclass(slots=True, frozen=True)
+class _Rolled:
+    """What the daily rollups answer for a window's bottlenecks."""
+
+    stems: frozenset[str]  # the compacted files whose target rows they stand in for
+    frame: pl.DataFrame  # target, runs, total_ms
+    whole_days: frozenset[date]  # days with no other file: their target rows are not listed
 
 
 class TelemetryAnalyzer:
@@ -129,13 +139,14 @@ class TelemetryAnalyzer:
         if sessions.is_empty():
             return ()
         rolled = self._rolled_up(sessions)
-        parts = [] if rolled is None else [rolled[1]]
+        parts = [] if rolled is None else [rolled.frame]
         raw = self._executed_runs(
             sessions,
             lambda runs: runs.group_by("target").agg(
                 runs=pl.len().cast(pl.Int64), total_ms=pl.col("duration_ms").sum()
             ),
-            skip=rolled[0] if rolled else frozenset(),
+            skip=rolled.stems if rolled else frozenset(),
+            days=[d for d in _days_of(sessions) if not rolled or d not in rolled.whole_days],
         )
         if raw is not None:
             parts.append(raw)
@@ -154,9 +165,9 @@ class TelemetryAnalyzer:
             Bottleneck(r["target"], r["mean_ms"], r["runs"]) for r in frame.iter_rows(named=True)
         )
 
-    def _rolled_up(self, sessions: pl.DataFrame) -> tuple[frozenset[str], pl.DataFrame] | None:
+    def _rolled_up(self, sessions: pl.DataFrame) -> _Rolled | None:
         """The executed runs and summed durations per target that the daily rollups hold for
-        ``sessions``, and the name stems they cover; None when no rollup applies.
+        ``sessions``, with the name stems they cover; None when no rollup applies.
 
         A rollup covers its compacted sessions file. It stands in for that file's target rows
         only on a day the window takes whole and whose every stored session is in
@@ -166,15 +177,24 @@ class TelemetryAnalyzer:
         whole = [day for day in counts if _whole_day(self.window, day)]
         if not whole:
             return None
-        stored: dict[date, int] = {}
-        for f in self.storage.files("sessions", days=whole):
-            stored[f.day] = stored.get(f.day, 0) + (f.rows if f.rows is not None else -(10**18))
-        days = [day for day in whole if stored.get(day) == counts[day]]
+        listed = self.storage.files("sessions", days=whole)
+        stored: dict[date, list[int | None]] = {}
+        for f in listed:
+            stored.setdefault(f.day, []).append(f.rows)
+        days = [
+            day
+            for day, rows in stored.items()
+            if None not in rows and sum(rows) == counts[day]  # type: ignore[arg-type]
+        ]
         files = self.storage.readable(
-            "daily_targets", self.storage.committed("daily_targets", days=days)
+            "daily_targets",
+            self.storage.committed("daily_targets", days=days, sessions=listed),
         )
         if not files:
             return None
+        # Days whose only file is the compacted one: their target rows need no listing.
+        rolled_days = {f.day for f in files}
+        whole_days = frozenset(d for d in rolled_days if len(stored[d]) == 1)
         try:
             frame = (
                 scan(files, dataset="daily_targets")
@@ -187,7 +207,7 @@ class TelemetryAnalyzer:
             )
         except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
             return None  # vanished or damaged: the target rows answer instead
-        return frozenset(stem_of(f) for f in files), frame
+        return _Rolled(frozenset(stem_of(f) for f in files), frame, whole_days)
 
     def recent(self, count: int = 10) -> list[BuildReport]:
         """The newest ``count`` builds, newest first, each with its top bottlenecks."""
@@ -238,10 +258,13 @@ class TelemetryAnalyzer:
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
         *,
         skip: frozenset[str] = frozenset(),
+        days: list[date] | None = None,
     ) -> pl.DataFrame | None:
         """``query`` over the executed (built or failed) target runs of ``sessions``, with
-        ``target`` as text; only the day partitions of those sessions are opened, and no
-        targets file whose name stem is in ``skip``."""
+        ``target`` as text; only the day partitions of those sessions (or ``days`` of them)
+        are opened, and no targets file whose name stem is in ``skip``."""
+        if days == []:
+            return None
         ids = sessions["session_id"].implode()
         return self._collect(
             "targets",
@@ -251,7 +274,7 @@ class TelemetryAnalyzer:
                     pl.col("status").cast(pl.String).is_in(_EXECUTED),
                 ).with_columns(pl.col("target").cast(pl.String))
             ),
-            days=_days_of(sessions),
+            days=_days_of(sessions) if days is None else days,
             skip=skip,
         )
 
@@ -299,7 +322,8 @@ class TelemetryAnalyzer:
 def scan(
     files: list[StoredFile], *, with_day: bool = False, dataset: Dataset | None = None
 ) -> pl.LazyFrame:
-    """A lazy frame over stored files; ``with_day`` adds the partition day as ``date``.
+    """A lazy frame over stored files; ``with_day`` adds the partition day as ``date`` (the
+    UTC day each session started, which is the partition its file is in).
 
     Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
     ``[x]`` or ``date=...`` reads like any other. Files written before a column was added
@@ -326,17 +350,8 @@ def scan(
 def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:
     # Absolute: polars would read a leading "~" as the home directory, Python does not.
     paths = [os.path.abspath(f.path) for f in files]
-    if not with_day:
-        return pl.scan_ipc(paths, glob=False, hive_partitioning=False)
-    day_of = pl.DataFrame(
-        {"_file": paths, "date": [f.day for f in files]},
-        schema={"_file": pl.String, "date": pl.Date},
-    ).lazy()
-    return (
-        pl.scan_ipc(paths, glob=False, hive_partitioning=False, include_file_paths="_file")
-        .join(day_of, on="_file", how="left")
-        .drop("_file")
-    )
+    frame = pl.scan_ipc(paths, glob=False, hive_partitioning=False)
+    return frame.with_columns(date=pl.col("start_time").dt.date()) if with_day else frame
 
 
 def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
@@ -420,7 +435,7 @@ def _whole_day(window: Window, day: date) -> bool:
 
 
 def _days_of(sessions: pl.DataFrame) -> list[date]:
-    return sorted(set(sessions["date"].to_list()))
+    return sorted(sessions["date"].unique().to_list())
 
 
 def _empty_sessions() -> pl.DataFrame:

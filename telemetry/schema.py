@@ -165,9 +165,10 @@ def judge_schema(schema: pa.Schema, dataset: Dataset) -> tuple[str | None, tuple
     remembered, since every file of a store has one of a few schemas and checking costs
     more than reading a footer."""
     metadata = schema.metadata or {}
-    # Schemas compare and hash by their fields alone; the metadata that differs from file
-    # to file (what a compacted file replaces) is left out of the key.
-    key = (dataset, schema, tuple(sorted(i for i in metadata.items() if i[0] != REPLACES_KEY)))
+    # The fields as text (a Schema's hash covers its metadata, which differs from file to
+    # file where a compacted file names what it replaces), and the rest of the metadata.
+    fields = schema.to_string(show_field_metadata=True, show_schema_metadata=False)
+    key = (dataset, fields, tuple(sorted(i for i in metadata.items() if i[0] != REPLACES_KEY)))
     known = _VERDICTS.get(key)
     if (
         known is not None
