@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from telemetry.errors import StorageError
 from telemetry.schema import SCHEMAS, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage, prune_dictionaries, stem_of
 
@@ -50,6 +51,11 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
     done: list[CompactedDay] = []
     if not storage.days("sessions"):
         return done  # nothing stored: the store is not even created
+    if not storage.can_lock:
+        raise StorageError(
+            "compaction needs file locks, which this platform does not have: two runs at "
+            "once would each keep a merged copy of the same builds"
+        )
     with storage.lock():
         chosen = storage.days("sessions") if days is None else sorted(set(days))
         for day in chosen:
@@ -65,8 +71,12 @@ def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
     storage.remove_replaced(day)
     sessions_files = storage.files("sessions", days=[day])
     rollups = {stem_of(f) for f in storage.committed("daily_targets", days=[day])}
-    if len(sessions_files) == 1 and stem_of(sessions_files[0]) in rollups:
-        return None  # compacted, and nothing stored since
+
+    def compacted(files: list[StoredFile]) -> bool:
+        return len(files) == 1 and stem_of(files[0]) in rollups
+
+    if compacted(storage.readable("sessions", sessions_files, warn=False)):
+        return None  # compacted, and nothing it could merge stored since
     targets_files = {stem_of(f): f for f in storage.files("targets", days=[day])}
     sessions: list[pa.Table] = []
     targets: list[pa.Table] = []
@@ -80,7 +90,7 @@ def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
         sessions.append(session_rows)
         targets.append(target_rows)
         merged.append(stored)
-    if not merged:
+    if not merged or compacted(merged):
         return None
     session_table = pa.concat_tables(sessions).sort_by(
         [("start_time", "ascending"), ("session_id", "ascending")]

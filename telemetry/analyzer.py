@@ -29,12 +29,16 @@ from telemetry.model import (
     build_report,
 )
 from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
-from telemetry.storage import StoredFile, TelemetryStorage, stem_of
+from telemetry.storage import Snapshot, StoredFile, TelemetryStorage, stem_of
 from telemetry.window import Window
 
 TREND_BAND: Final = 0.10
 _EXECUTED: Final = ["built", "failed"]
 _RETRIES: Final = 3
+
+
+class _Changed(Exception):
+    """Files listed together were removed before they were read: list them again."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,18 +142,18 @@ class TelemetryAnalyzer:
         sessions = self.sessions() if sessions is None else sessions
         if sessions.is_empty():
             return ()
-        rolled = self._rolled_up(sessions)
-        parts = [] if rolled is None else [rolled.frame]
-        raw = self._executed_runs(
-            sessions,
-            lambda runs: runs.group_by("target").agg(
-                runs=pl.len().cast(pl.Int64), total_ms=pl.col("duration_ms").sum()
-            ),
-            skip=rolled.stems if rolled else frozenset(),
-            days=[d for d in _days_of(sessions) if not rolled or d not in rolled.whole_days],
-        )
-        if raw is not None:
-            parts.append(raw)
+        for _ in range(_RETRIES):
+            # One listing for the rollups and the target rows, so a compaction beside us can
+            # neither count a day twice nor leave it out; if it removed what was listed, the
+            # listing is taken again.
+            snapshot = self.storage.snapshot(days=_days_of(sessions))
+            try:
+                parts = self._runs_per_target(sessions, snapshot)
+            except _Changed:
+                continue
+            break
+        else:
+            raise StorageError("the targets files kept changing while they were read; try again")
         if not parts:
             return ()
         frame = (
@@ -165,7 +169,28 @@ class TelemetryAnalyzer:
             Bottleneck(r["target"], r["mean_ms"], r["runs"]) for r in frame.iter_rows(named=True)
         )
 
-    def _rolled_up(self, sessions: pl.DataFrame) -> _Rolled | None:
+    def _runs_per_target(self, sessions: pl.DataFrame, snapshot: Snapshot) -> list[pl.DataFrame]:
+        """Executed runs and their summed durations per target: from the rollups where they
+        stand in for the target rows, and from the target rows elsewhere."""
+        rolled = self._rolled_up(sessions, snapshot)
+        parts = [] if rolled is None else [rolled.frame]
+        targets = [
+            f
+            for f in snapshot.committed("targets", skip=rolled.stems if rolled else frozenset())
+            if not rolled or f.day not in rolled.whole_days
+        ]
+        raw = self._executed_runs(
+            sessions,
+            lambda runs: runs.group_by("target").agg(
+                runs=pl.len().cast(pl.Int64), total_ms=pl.col("duration_ms").sum()
+            ),
+            files=targets,
+        )
+        if raw is not None:
+            parts.append(raw)
+        return parts
+
+    def _rolled_up(self, sessions: pl.DataFrame, snapshot: Snapshot) -> _Rolled | None:
         """The executed runs and summed durations per target that the daily rollups hold for
         ``sessions``, with the name stems they cover; None when no rollup applies.
 
@@ -174,27 +199,24 @@ class TelemetryAnalyzer:
         ``sessions`` (none skipped as unreadable, none stored since they were read).
         """
         counts = dict(sessions.group_by("date").len().iter_rows())
-        whole = [day for day in counts if _whole_day(self.window, day)]
+        whole = {day for day in counts if _whole_day(self.window, day)}
         if not whole:
             return None
-        listed = self.storage.files("sessions", days=whole)
         stored: dict[date, list[int | None]] = {}
-        for f in listed:
-            stored.setdefault(f.day, []).append(f.rows)
-        days = [
+        for f in snapshot.sessions:
+            if f.day in whole:
+                stored.setdefault(f.day, []).append(f.rows)
+        days = {
             day
             for day, rows in stored.items()
             if None not in rows and sum(rows) == counts[day]  # type: ignore[arg-type]
-        ]
-        files = self.storage.readable(
-            "daily_targets",
-            self.storage.committed("daily_targets", days=days, sessions=listed),
-        )
+        }
+        listed = [f for f in snapshot.committed("daily_targets") if f.day in days]
+        files = self.storage.readable("daily_targets", listed)
+        if len(files) < len(listed) and not all(f.path.exists() for f in listed):
+            raise _Changed
         if not files:
             return None
-        # Days whose only file is the compacted one: their target rows need no listing.
-        rolled_days = {f.day for f in files}
-        whole_days = frozenset(d for d in rolled_days if len(stored[d]) == 1)
         try:
             frame = (
                 scan(files, dataset="daily_targets")
@@ -206,7 +228,11 @@ class TelemetryAnalyzer:
                 .collect()
             )
         except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-            return None  # vanished or damaged: the target rows answer instead
+            if not all(f.path.exists() for f in files):
+                raise _Changed from None
+            return None  # damaged: the target rows answer instead
+        # Days whose only file is the compacted one: their target rows need no listing.
+        whole_days = frozenset(f.day for f in files if len(stored[f.day]) == 1)
         return _Rolled(frozenset(stem_of(f) for f in files), frame, whole_days)
 
     def recent(self, count: int = 10) -> list[BuildReport]:
@@ -257,14 +283,11 @@ class TelemetryAnalyzer:
         sessions: pl.DataFrame,
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
         *,
-        skip: frozenset[str] = frozenset(),
-        days: list[date] | None = None,
+        files: list[StoredFile] | None = None,
     ) -> pl.DataFrame | None:
         """``query`` over the executed (built or failed) target runs of ``sessions``, with
-        ``target`` as text; only the day partitions of those sessions (or ``days`` of them)
-        are opened, and no targets file whose name stem is in ``skip``."""
-        if days == []:
-            return None
+        ``target`` as text; only the day partitions of those sessions are opened (or only
+        ``files``, which must stay: :class:`_Changed` is raised if any vanishes)."""
         ids = sessions["session_id"].implode()
         return self._collect(
             "targets",
@@ -274,8 +297,8 @@ class TelemetryAnalyzer:
                     pl.col("status").cast(pl.String).is_in(_EXECUTED),
                 ).with_columns(pl.col("target").cast(pl.String))
             ),
-            days=_days_of(sessions) if days is None else days,
-            skip=skip,
+            days=_days_of(sessions),
+            files=files,
         )
 
     def _collect(
@@ -284,26 +307,32 @@ class TelemetryAnalyzer:
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
         *,
         days: list[date] | None = None,
-        skip: frozenset[str] = frozenset(),
+        files: list[StoredFile] | None = None,
     ) -> pl.DataFrame | None:
-        """Run ``query`` over the readable files of ``dataset`` (but those whose name stem is
-        in ``skip``); None when there are none.
+        """Run ``query`` over the readable files of ``dataset`` (or of ``files``); None when
+        there are none.
 
-        A file can vanish between listing and reading when retention runs beside us: the
-        listing is then taken again, so a reader never fails because of a writer. A file
-        whose footer is sound but whose data is damaged is found, named in a warning and
-        left out, so it never takes the rest of the history with it.
+        A file can vanish between listing and reading when retention or compaction runs
+        beside us: the listing is then taken again (with ``files``, :class:`_Changed` tells
+        the caller to), so a reader never fails or miscounts because of a writer. A file whose
+        footer is sound but whose data is damaged is found, named in a warning and left out,
+        so it never takes the rest of the history with it.
         """
         damaged: set[Path] = set()
         for _ in range(_RETRIES):
             since, until = self.window.first_day, self.window.last_day
-            if dataset == "targets":
-                files = self.storage.committed_targets(days=days, since=since, until=until)
+            if files is not None:
+                listed = files
+            elif dataset == "targets":
+                listed = self.storage.committed_targets(days=days, since=since, until=until)
             else:
-                files = self.storage.files(dataset, days=days, since=since, until=until)
-            if skip:
-                files = [f for f in files if stem_of(f) not in skip]
-            readable = [f for f in self.storage.readable(dataset, files) if f.path not in damaged]
+                listed = self.storage.files(dataset, days=days, since=since, until=until)
+            checked = self.storage.readable(dataset, listed)
+            if len(checked) < len(listed) and not all(f.path.exists() for f in listed):
+                if files is not None:
+                    raise _Changed
+                continue  # removed since we listed it: list again
+            readable = [f for f in checked if f.path not in damaged]
             if not readable:
                 return None
             try:
@@ -311,6 +340,8 @@ class TelemetryAnalyzer:
                 return query(frame).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
                 if not all(f.path.exists() for f in readable):
+                    if files is not None:
+                        raise _Changed from None
                     continue  # removed by retention since we listed it: list again
                 found = self.storage.damaged(dataset, readable)
                 if not found:

@@ -88,6 +88,28 @@ class StoredFile:
 
 
 @dataclass(slots=True, frozen=True)
+class Snapshot:
+    """Listings of a store taken together (:meth:`TelemetryStorage.snapshot`)."""
+
+    sessions: list[StoredFile]
+    others: dict[Dataset, list[StoredFile]]
+
+    def committed(
+        self, dataset: Dataset, *, skip: frozenset[str] = frozenset()
+    ) -> list[StoredFile]:
+        """The files of ``dataset`` whose sessions file is in the snapshot (but those whose
+        name stem is in ``skip``)."""
+        if dataset == "sessions":
+            return [f for f in self.sessions if stem_of(f) not in skip]
+        visible = {(f.day, stem_of(f)) for f in self.sessions}
+        return [
+            f
+            for f in self.others[dataset]
+            if (f.day, stem_of(f)) in visible and stem_of(f) not in skip
+        ]
+
+
+@dataclass(slots=True, frozen=True)
 class RetentionResult:
     """What one retention pass removed."""
 
@@ -115,6 +137,12 @@ class TelemetryStorage:
         self.max_sessions = max_sessions
         self.retention_days = retention_days
         self._clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def can_lock(self) -> bool:
+        """Whether :meth:`lock` excludes other processes (it cannot where the platform has
+        no advisory locks)."""
+        return fcntl is not None
 
     def today(self) -> date:
         """Today (UTC) by this store's clock: the day still being written to."""
@@ -219,19 +247,30 @@ class TelemetryStorage:
         metadata = {REPLACES_KEY: json.dumps(stems).encode()}
         written: list[Path] = []
         try:
-            written.append(self._write_file("targets", day, stem, _as_table(targets, "targets")))
+            # The day's folders are never made here: if retention removed the day while it
+            # was being read, the merged copy must not bring it back.
+            written.append(
+                self._write_file("targets", day, stem, _as_table(targets, "targets"), make=False)
+            )
             written.append(
                 self._write_file("daily_targets", day, stem, _as_table(rollup, "daily_targets"))
             )
             written.append(
                 self._write_file(
-                    "sessions", day, stem, _as_table(sessions, "sessions"), metadata=metadata
+                    "sessions",
+                    day,
+                    stem,
+                    _as_table(sessions, "sessions"),
+                    metadata=metadata,
+                    make=False,
                 )
             )
         except StorageError:
             for path in written:  # not committed: nobody reads them
                 with contextlib.suppress(OSError):
                     path.unlink()
+            if not (self.dir / "sessions" / f"date={day.isoformat()}").is_dir():
+                return None  # the day was removed meanwhile
             raise
         if not any(f.path.exists() for f in replaces):
             # Retention removed the day meanwhile (the folders were made anew for our files):
@@ -271,6 +310,7 @@ class TelemetryStorage:
         table: pa.Table,
         *,
         metadata: dict[bytes, bytes] | None = None,
+        make: bool = True,
     ) -> Path:
         folder = self.dir / dataset / f"date={day.isoformat()}"
         final = folder / f"{stem}-n{table.num_rows}.arrow"
@@ -279,7 +319,8 @@ class TelemetryStorage:
         if metadata:
             schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if make:
+                folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("xb") as handle:
                 with ipc.new_file(handle, schema, options=_WRITE_OPTIONS) as writer:
                     # One batch per 64k rows: a batch per build makes files large and slow.
@@ -411,19 +452,36 @@ class TelemetryStorage:
         days: Iterable[date] | None = None,
         since: date | None = None,
         until: date | None = None,
-        sessions: list[StoredFile] | None = None,
     ) -> list[StoredFile]:
         """The files of ``dataset`` (targets, or the daily rollups) whose sessions file, of
-        the same name stem, is visible (in ``sessions`` when given: a listing just taken)."""
-        chosen = None if days is None else list(days)
-        if sessions is None:
-            sessions = self.files("sessions", days=chosen, since=since, until=until)
-        committed = {(f.day, _stem(f.path.name)) for f in sessions}
-        return [
-            f
-            for f in self.files(dataset, days=chosen, since=since, until=until)
-            if (f.day, _stem(f.path.name)) in committed
-        ]
+        the same name stem, is visible."""
+        snapshot = self.snapshot(days=days, since=since, until=until, datasets=(dataset,))
+        return snapshot.committed(dataset)
+
+    def snapshot(
+        self,
+        *,
+        days: Iterable[date] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        datasets: tuple[Dataset, ...] = ("targets", "daily_targets"),
+    ) -> Snapshot:
+        """The visible sessions files and every targets and rollup file, listed so that they
+        agree: the sessions are listed before and after the others, and again until nothing
+        was committed or replaced in between (a write or a compaction beside us)."""
+        chosen = None if days is None else sorted(set(days))
+        for _ in range(5):
+            before = self.files("sessions", days=chosen, since=since, until=until)
+            others = {
+                dataset: self.files(dataset, days=chosen, since=since, until=until)
+                for dataset in datasets
+            }
+            after = self.files("sessions", days=chosen, since=since, until=until)
+            if [f.path for f in before] == [f.path for f in after]:
+                return Snapshot(after, others)
+        raise StorageError(
+            f"the files in {self.dir} kept changing while they were listed; try again"
+        )
 
     def readable(
         self, dataset: Dataset, files: Iterable[StoredFile], *, warn: bool = True

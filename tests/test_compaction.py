@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ from hypothesis import strategies as st
 
 from pipelines.compaction import compact
 from telemetry.analyzer import TelemetryAnalyzer
-from telemetry.errors import CorruptFileWarning
+from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.ingest import ingest_jsonl
+from telemetry.recent import newest_builds
 from telemetry.storage import TelemetryStorage
 from telemetry.window import Window
 from tests import reference
@@ -75,10 +77,13 @@ class _Answers:
 
     def __init__(self, storage: TelemetryStorage, window: Window) -> None:
         analyzer = TelemetryAnalyzer(storage, window=window)
+        recent = analyzer.recent(4)
         self.values = (
             dataclasses.asdict(analyzer.summary(top=100)),
             analyzer.sessions().drop("date").to_dicts(),
-            [dataclasses.asdict(build) for build in analyzer.recent(4)],
+            [dataclasses.asdict(build) for build in recent],
+            # recent without polars answers the same, or leaves it to the analyzer
+            [dataclasses.asdict(b) for b in newest_builds(storage, window, 4) or recent],
         )
 
     def __eq__(self, other: object) -> bool:
@@ -277,29 +282,43 @@ def test_compactions_killed_at_random_moments_never_change_an_answer(tmp_path: P
         "compact(storage)\n"
         "print('done', flush=True)\n"
     )
-    finished = 0
-    for kill in range(12):
+
+    def run(kill_after: float | None) -> tuple[bool, float]:
+        """A compaction process, killed ``kill_after`` seconds after it is ready to start;
+        whether it finished, and when."""
         child = subprocess.Popen(
             [sys.executable, "-c", program, str(packed.dir)],
             stdout=subprocess.PIPE, cwd=REPO, text=True,
         )  # fmt: skip
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        time_to_kill = rng.uniform(0, 0.25)
+        ready = time.perf_counter()
         try:
-            child.wait(timeout=time_to_kill)
+            child.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGKILL)
             child.wait()
-        finished += child.returncode == 0
+        return child.returncode == 0, time.perf_counter() - ready
+
+    def store_late(n: int) -> None:  # one more build in every day: each run merges them all
+        _store_each(
+            [raw, packed],
+            [_build(f"late{n}-{day}", T0 + day * DAY + 7 + n, [(n, "built", 50 + n)])
+             for day in range(6)],
+        )  # fmt: skip
+
+    done, whole = run(None)  # how long a whole run takes here, to sweep the kills across it
+    assert done and _answers(packed, Window()) == _answers(raw, Window())
+    finished = 0
+    for kill in range(12):
+        store_late(kill)
+        finished += run(rng.uniform(0, whole))[0]
         with warnings.catch_warnings():
             warnings.simplefilter("error", CorruptFileWarning)  # nothing half-written shows
             assert _answers(packed, Window()) == _answers(raw, Window()), kill
-        late = _build(f"late{kill}", T0 + (kill % 6) * DAY + 7, [(kill, "built", 50 + kill)])
-        _store_each([raw, packed], [late])
     compact(packed)
     assert _answers(packed, Window()) == _answers(raw, Window())
     assert len(_names(packed, "sessions")) == 6
-    assert 0 < finished < 12  # the kills landed both inside and after compactions
+    assert finished < 12  # kills landed inside compactions
 
 
 def test_a_damaged_file_is_left_in_place_for_repair(tmp_path: Path) -> None:
@@ -313,6 +332,24 @@ def test_a_damaged_file_is_left_in_place_for_repair(tmp_path: Path) -> None:
     assert victim.exists()
     problems = [path for path, problem in packed.verify() if problem]
     assert problems == [victim]
+    # The damaged file stays, and the day is not merged again and again because of it.
+    merged = _names(packed, "sessions")
+    with pytest.warns(CorruptFileWarning):
+        assert compact(packed) == []
+    assert _names(packed, "sessions") == merged
+
+
+def test_compaction_refuses_to_run_without_file_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import telemetry.storage
+
+    packed = _store(tmp_path / "packed")
+    _history(packed, days=1)
+    monkeypatch.setattr(telemetry.storage, "fcntl", None)
+    with pytest.raises(StorageError, match="needs file locks"):
+        compact(packed)
+    assert len(packed.files("sessions")) == 4
 
 
 def test_a_day_removed_by_retention_during_compaction_does_not_come_back(
@@ -393,3 +430,39 @@ def test_compact_command(cli: Runner, tmp_path: Path) -> None:
     )
     assert cli("telemetry", "summary").stdout == summary
     assert cli("telemetry", "verify").code == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    # Every listing and every check the commands below make.
+    [("files", n) for n in range(1, 16)] + [("readable", n) for n in range(1, 10)],
+)
+def test_a_compaction_between_a_readers_steps_changes_no_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, call: int
+) -> None:
+    """Readers list, check, then read files; a compaction that commits between any two of
+    those steps (here: just before the reader's ``call``-th listing or check) must change
+    nothing they answer: a day neither counted twice nor left out."""
+    raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
+    _history(raw, packed, days=2, per_day=2)
+    compact(packed)
+    late = [_build(f"late-{day}", T0 + day * DAY + 9, [(1, "built", 999)]) for day in range(2)]
+    _store_each([raw, packed], late)  # the next compaction merges them into new day files
+    want = _answers(raw, Window())
+    original = getattr(TelemetryStorage, method)
+    calls = 0
+
+    def meddling(self: TelemetryStorage, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            monkeypatch.setattr(TelemetryStorage, method, original)
+            compact(packed)
+            monkeypatch.setattr(TelemetryStorage, method, meddling)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TelemetryStorage, method, meddling)
+    got = _answers(packed, Window())
+    monkeypatch.setattr(TelemetryStorage, method, original)
+    assert calls >= call and len(packed.files("sessions")) == 2  # it did compact meanwhile
+    assert got == want
