@@ -398,8 +398,10 @@ def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
         parallelism_utilization=pl.when(capacity > 0)
         .then(100.0 * pl.col("executed_ms") / capacity)
         .otherwise(0.0),
+        # total / (duration / 1000), written so that polars does not turn the division by
+        # 1000 into a multiplication by 0.001, which rounds differently.
         targets_per_second=pl.when(pl.col("duration_ms") > 0)
-        .then(pl.col("total_targets") / (pl.col("duration_ms") / 1000.0))
+        .then(pl.col("total_targets") * 1000.0 / pl.col("duration_ms"))
         .otherwise(0.0),
     )
 

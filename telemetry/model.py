@@ -94,14 +94,17 @@ def rates(row: Mapping[str, Any]) -> tuple[float, float, float]:
     capacity = float(row["duration_ms"]) * float(workers or 0)
     utilization = 100.0 * row["executed_ms"] / capacity if capacity > 0 else 0.0
     duration = row["duration_ms"]
-    per_second = row["total_targets"] / (duration / 1000.0) if duration > 0 else 0.0
+    # total / (duration / 1000), written so that it rounds as polars computes it.
+    per_second = row["total_targets"] * 1000.0 / duration if duration > 0 else 0.0
     return hit_rate, utilization, per_second
 
 
 def build_report(row: Mapping[str, Any], runs: Iterable[tuple[str, int, int]]) -> BuildReport:
     """A stored session row as ``recent`` shows it, with its slowest targets from ``runs``:
     (target, summed duration of its executed runs, how many)."""
-    means = sorted(((-total / count, target, count) for target, total, count in runs))
+    means = sorted(
+        ((-(total / count), target, total / count, count) for target, total, count in runs)
+    )
     hit_rate, utilization, per_second = rates(row)
     return BuildReport(
         session_id=row["session_id"],
@@ -120,6 +123,6 @@ def build_report(row: Mapping[str, Any], runs: Iterable[tuple[str, int, int]]) -
         targets_per_second=per_second,
         labels=dict(row["labels"] or {}),
         bottlenecks=tuple(
-            Bottleneck(target, -mean, count) for mean, target, count in means[:RECENT_BOTTLENECKS]
+            Bottleneck(target, mean, count) for _, target, mean, count in means[:RECENT_BOTTLENECKS]
         ),
     )

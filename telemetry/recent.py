@@ -11,6 +11,7 @@ its warnings.
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from typing import Any, Final
 
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from telemetry.model import BuildReport, build_report
-from telemetry.schema import Dataset
+from telemetry.schema import Dataset, judge_schema
 from telemetry.storage import StoredFile, TelemetryStorage
 from telemetry.window import Window
 
@@ -39,9 +40,12 @@ def newest_builds(
     :meth:`telemetry.analyzer.TelemetryAnalyzer.recent` gives them; None when the analyzer
     should answer instead."""
     try:
-        return _newest(storage, window, count)
-    except (_Unusual, OSError, pa.ArrowException):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            builds = _newest(storage, window, count)
+    except Exception:  # anything unusual: the analyzer answers, and says what it is
         return None
+    return None if said else builds
 
 
 def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[BuildReport]:
@@ -50,12 +54,10 @@ def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[Build
         by_day.setdefault(stored.day, []).append(stored)
     budget = MAX_ROWS
     rows: list[dict[str, Any]] = []
-    days: list[date] = []
     for day in sorted(by_day, reverse=True):
         budget -= _rows(by_day[day])
         for table in _tables("sessions", by_day[day], storage):
             rows += [r for r in table.to_pylist() if _in(window, r["start_time"])]
-        days.append(day)
         if len(rows) >= count or budget < 0:
             break
     if budget < 0:
@@ -65,7 +67,8 @@ def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[Build
     if not newest:
         return []
     chosen = {r["session_id"] for r in newest}
-    targets = storage.committed_targets(days=days)
+    # The partitions of these builds alone (a session id may come back on another day).
+    targets = storage.committed_targets(days={r["start_time"].date() for r in newest})
     if _rows(targets) > budget:
         raise _Unusual
     runs: dict[str, dict[str, list[int]]] = {}
@@ -95,7 +98,11 @@ def _tables(dataset: Dataset, files: list[StoredFile], storage: TelemetryStorage
     tables = []
     for stored in readable:
         with ipc.open_file(str(stored.path)) as reader:
-            tables.append(reader.read_all())
+            if judge_schema(reader.schema, dataset)[0] is not None:
+                raise _Unusual  # its footer says other than its start
+            table = reader.read_all()
+        table.validate(full=True)  # damaged data raises here, not in to_pylist
+        tables.append(table)
     return tables
 
 

@@ -65,7 +65,9 @@ def _parse(text: str | None, option: str, now: datetime, *, end_of_day: bool) ->
         moment = None
     if moment is None or not _EARLIEST <= moment <= _LATEST:
         raise ConfigError(f"{option} must lie between 1970 and the year 9999, got {value!r}")
-    return moment
+    # Times are stored to the millisecond: a finer bound would mean one thing to polars
+    # (which truncates it) and another to a comparison in Python.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _moment(value: str, now: datetime, *, end_of_day: bool) -> datetime:

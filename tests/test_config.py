@@ -92,3 +92,11 @@ def test_a_blank_directory_means_the_default() -> None:
     assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_DIR": "  "}).dir == Path(
         ".builder-cache/telemetry"
     )
+
+
+def test_window_bounds_are_whole_milliseconds_as_the_stored_times() -> None:
+    from datetime import UTC, datetime
+
+    window = Window.parse("2025-10-27T14:23:20.0005", "2025-10-27T14:23:20.9999")
+    assert window.since == datetime(2025, 10, 27, 14, 23, 20, tzinfo=UTC)
+    assert window.until == datetime(2025, 10, 27, 14, 23, 20, 999000, tzinfo=UTC)

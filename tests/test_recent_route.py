@@ -3,6 +3,7 @@ and leave to it every store it should not read row by row."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,3 +103,75 @@ def test_recent_does_not_load_polars(small_cli: Runner, tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and done.stdout.startswith("Recent 2 Builds:")
     assert done.stderr == "False\n"
+
+
+def test_rates_are_the_same_numbers_as_the_analyzers_columns() -> None:
+    """Row by row and in columns, the rates are the same floating-point numbers (polars
+    turns a division by a constant into a multiplication, which rounds differently)."""
+    import random
+
+    import polars as pl
+
+    from telemetry.analyzer import with_session_metrics
+    from telemetry.model import rates
+
+    rng = random.Random(5)
+    rows = [
+        {
+            "built": rng.randint(0, 500),
+            "cached": rng.randint(0, 500),
+            "failed": rng.randint(0, 3),
+            "total_targets": rng.randint(0, 2000),
+            "duration_ms": rng.choice([0, rng.randint(1, 10**7)]),
+            "executed_ms": rng.randint(0, 10**8),
+            "parallelism": rng.choice([None, rng.randint(1, 64)]),
+            "peak_concurrency": rng.randint(0, 64),
+        }
+        for _ in range(3000)
+    ]
+    frame = with_session_metrics(
+        pl.DataFrame(rows, schema_overrides={"parallelism": pl.Int32}).lazy()
+    )
+    for row in frame.collect().iter_rows(named=True):
+        assert rates(row) == (
+            row["cache_hit_rate"],
+            row["parallelism_utilization"],
+            row["targets_per_second"],
+        )
+
+
+def test_a_session_id_reused_on_another_day_brings_only_its_own_targets(tmp_path: Path) -> None:
+    from telemetry.collector import TelemetryCollector
+
+    storage = _store(tmp_path)
+    collector = TelemetryCollector(storage)
+    for start, target, ms in ((T0 + 3_600_000, "//old:slow", 9000), (T0 + DAY, "//new:fast", 0)):
+        collector.build_started("ci-1", ts=start)
+        collector.target_finished("ci-1", target, ts=start + ms, status="built", duration_ms=ms)
+        collector.build_finished("ci-1", ts=start + ms + 1, success=True)
+    window = Window.parse("2025-10-27T12:00", None)
+    [build] = newest_builds(storage, window, 5) or []
+    assert build == TelemetryAnalyzer(storage, window=window).recent(5)[0]
+    # A target that took no time is 0 ms, not -0 ms.
+    assert [(b.target, str(b.mean_ms)) for b in build.bottlenecks] == [("//new:fast", "0.0")]
+
+
+def test_damaged_bytes_anywhere_are_left_to_the_analyzer(tmp_path: Path) -> None:
+    """Flip bytes all through a sessions file and a targets file: the rows are either read
+    as the analyzer reads them or left to it, never a crash or a wrong answer."""
+    pristine = _store(tmp_path / "pristine")
+    _history(pristine, days=1, per_day=2)
+    for dataset in ("sessions", "targets"):
+        size = pristine.files(dataset)[0].path.stat().st_size
+        for at in range(0, size, max(1, size // 60)):
+            storage = _store(tmp_path / f"{dataset}-{at}")
+            shutil.copytree(pristine.dir, storage.dir)
+            victim = storage.files(dataset)[0].path
+            data = bytearray(victim.read_bytes())
+            data[at] ^= 0xFF
+            victim.write_bytes(bytes(data))
+            got = newest_builds(storage, Window(), 5)
+            if got is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    assert got == TelemetryAnalyzer(storage).recent(5), (dataset, at)

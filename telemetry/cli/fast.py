@@ -116,12 +116,16 @@ def _report(args: Sequence[str]) -> int | None:
                 return None
             format = value
         elif command == "recent" and count is None and arg.isascii() and arg.isdigit():
+            if len(arg) > 7:
+                return None  # Python will not even read a number of over 4,300 digits
             count = int(arg)
             if not 1 <= count <= 1_000_000:
                 return None
             index += 1
         else:
             return None
+    if directory is not None and os.path.exists(directory) and not os.access(directory, os.R_OK):
+        return None  # the parser says it is not readable
     from telemetry.cli import reports
 
     warnings.showwarning = show_warning

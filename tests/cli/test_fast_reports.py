@@ -119,6 +119,7 @@ def test_a_report_to_a_closed_pipe_ends_quietly(
         ["export"],
         ["--format", "json"],
         ["recent", "١"],
+        ["recent", "1" * 5000],  # more digits than Python reads as a number
     ],
 )  # fmt: skip
 def test_other_forms_are_left_to_the_parser(args: list[str]) -> None:
@@ -137,3 +138,14 @@ def test_dir_option_is_read_on_the_fast_route(
     ):
         assert small_cli(*args) == _full(args, capsysbinary)
     assert "No telemetry data yet" in small_cli("telemetry", "--dir", str(other)).stdout
+
+
+def test_an_unreadable_dir_is_left_to_the_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from telemetry.cli.fast import _report
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert _report(["--dir", str(tmp_path), "recent"]) is None
