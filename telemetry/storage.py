@@ -467,8 +467,9 @@ class TelemetryStorage:
         datasets: tuple[Dataset, ...] = ("targets", "daily_targets"),
     ) -> Snapshot:
         """The visible sessions files and every targets and rollup file, listed so that they
-        agree: the sessions are listed before and after the others, and again until nothing
-        was committed or replaced in between (a write or a compaction beside us)."""
+        agree: the sessions are listed before and after the others, and again while a
+        sessions file listed before was gone after (replaced by a compaction, or removed by
+        retention). A build committed meanwhile is left out: its targets may not be listed."""
         chosen = None if days is None else sorted(set(days))
         for _ in range(5):
             before = self.files("sessions", days=chosen, since=since, until=until)
@@ -476,9 +477,9 @@ class TelemetryStorage:
                 dataset: self.files(dataset, days=chosen, since=since, until=until)
                 for dataset in datasets
             }
-            after = self.files("sessions", days=chosen, since=since, until=until)
-            if [f.path for f in before] == [f.path for f in after]:
-                return Snapshot(after, others)
+            after = {f.path for f in self.files("sessions", days=chosen, since=since, until=until)}
+            if all(f.path in after for f in before):
+                return Snapshot(before, others)
         raise StorageError(
             f"the files in {self.dir} kept changing while they were listed; try again"
         )

@@ -318,13 +318,14 @@ def _ingest_stream(
             return ingest_jsonl(storage, events, apply_retention=apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
         source, head = io.BufferedReader(io.BytesIO(document.raw)), b""
-    whole, source = _whole(head, source)
-    if whole is not None:
-        columns = _ingest_columns(storage, whole, apply_retention)
+    ahead = _read_ahead(head, source)
+    if ahead.whole is not None:
+        columns = _ingest_columns(storage, ahead.whole, apply_retention)
         if columns is not None:
             return columns
-        source = io.BufferedReader(io.BytesIO(whole))
-    reading = _Reading(source, name)  # head is in front of source again
+    # Line by line: what was read ahead, then the rest of the same source, as it would
+    # have been read without reading ahead.
+    reading = _Reading(source, name, ahead=ahead)
     result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
     if reading.failure is None:
         return result
@@ -333,23 +334,30 @@ def _ingest_stream(
     return replace(result, problems=(*result.problems, problem))
 
 
-def _whole(head: bytes, source: IO[bytes]) -> tuple[bytes | None, IO[bytes]]:
-    """All of the input, ``head`` first, when it is small enough to read in columns and
-    reads without error; else None and a reader of all of it for reading line by line."""
-    chunks = [head]
+@dataclass(slots=True)
+class _Ahead:
+    """What was read of an input before deciding how to read it."""
+
+    chunks: list[bytes]
+    whole: bytes | None  # all of it, when it ended within the limit and read cleanly
+    error: Exception | None = None  # where reading ahead broke off
+
+
+def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
+    """Up to :data:`MAX_BYTES` of the input, ``head`` first, in the steps a line-by-line
+    reading takes (so a decompressor breaks off at the same place)."""
+    chunks = [head] if head else []
     size = len(head)
     try:
         while size <= MAX_BYTES:
-            # One read of what lies beneath at a time: a failing read then loses nothing
-            # that came before it.
-            chunk = source.read1(1 << 20)  # type: ignore[attr-defined]
+            chunk = source.read1(1 << 13)  # type: ignore[attr-defined]
             if not chunk:
-                return b"".join(chunks), source
+                return _Ahead([], b"".join(chunks))
             chunks.append(chunk)
             size += len(chunk)
-    except Exception:  # a damaged archive: reading line by line says where it broke off
-        pass
-    return None, io.BufferedReader(_Prefixed(b"".join(chunks), source))
+    except Exception as error:  # a damaged archive: reading line by line says where
+        return _Ahead(chunks, None, error)
+    return _Ahead(chunks, None)
 
 
 def _ingest_columns(
@@ -525,18 +533,22 @@ class _Zstd(io.RawIOBase):
 
 
 class _Reading:
-    """The lines of an input, stopping (not failing) where the input breaks off."""
+    """The lines of an input, stopping (not failing) where the input breaks off: what was
+    read ahead first (then let go of), then the rest of ``handle``."""
 
-    def __init__(self, handle: IO[bytes], name: str, head: bytes = b"") -> None:
+    def __init__(
+        self, handle: IO[bytes], name: str, head: bytes = b"", *, ahead: _Ahead | None = None
+    ) -> None:
         self.handle = handle
         self.name = name
         self.head = head
+        self.ahead = ahead
         self.count = 0
         self.failure: str | None = None
 
     def lines(self) -> Iterator[bytes]:
         try:
-            for line in itertools.chain([self.head] if self.head else [], self.handle):
+            for line in self._lines():
                 self.count += 1
                 yield line
         except OSError as error:
@@ -547,3 +559,27 @@ class _Reading:
             if type(error).__name__ != "ZstdError":
                 raise
             self.failure = f"the compressed input is damaged ({error})"
+
+    def _lines(self) -> Iterator[bytes]:
+        if self.head:
+            yield self.head
+        rest = b""
+        ahead = self.ahead
+        if ahead is not None and ahead.whole is not None:
+            yield from io.BytesIO(ahead.whole)  # all of it was read
+            return
+        if ahead is not None:
+            chunks = ahead.chunks
+            for i, chunk in enumerate(chunks):
+                chunks[i] = b""  # let go of it
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                yield from (line + b"\n" for line in lines)
+            if ahead.error is not None:
+                raise ahead.error  # the line it broke off in is not yielded
+        for line in self.handle:
+            if rest:
+                line, rest = rest + line, b""
+            yield line
+        if rest:
+            yield rest

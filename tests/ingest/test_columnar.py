@@ -232,3 +232,60 @@ def test_a_byte_order_mark_and_stored_builds_come_out_the_same(tmp_path: Path) -
     first = ingest_file(storage, path, apply_retention=False)
     again = ingest_file(storage, path, apply_retention=False)
     assert (again.sessions, again.duplicates) == (0, first.sessions)
+
+
+def _line_by_line(path: Path, storage: TelemetryStorage) -> tuple[object, ...]:
+    """What reading ``path`` line by line stores and reports, a break-off included."""
+    from telemetry.ingest.jsonl import IngestProblem, _Reading, decompressed
+
+    with path.open("rb") as handle:
+        reading = _Reading(decompressed(handle), str(path))
+        result = ingest_jsonl(storage, reading.lines(), apply_retention=False)
+    broke = (IngestProblem(reading.count + 1, reading.failure),) if reading.failure else ()
+    return (result.sessions, result.events, result.problems + broke,
+            _rows(storage, "sessions"), _rows(storage, "targets"))  # fmt: skip
+
+
+def _damaged_inputs() -> dict[str, bytes]:
+    import gzip
+
+    import zstandard
+
+    rng = random.Random(11)
+    text = _text(_stream(rng, 60), rng)
+    flipped = bytearray(gzip.compress(text, mtime=0))
+    flipped[len(flipped) // 3] ^= 0x04
+    half = len(text) // 2
+    cut = text.rfind(b"\n", 0, half) + 1
+    frames = b"".join(
+        zstandard.ZstdCompressor().compress(part) for part in (text[:cut], text[cut:])
+    )
+    bad_zstd = bytearray(frames)
+    bad_zstd[len(frames) * 3 // 4] ^= 0xFF
+    return {
+        "gzip with a damaged block": bytes(flipped),
+        "gzip, garbage, gzip": gzip.compress(text[:cut]) + b"XX" + gzip.compress(text[cut:]),
+        "zstd with a damaged frame": bytes(bad_zstd),
+        "gzip cut short": gzip.compress(text)[: len(text) // 5],
+        "plain": text,
+    }
+
+
+@pytest.mark.parametrize("limit", [None, 1000])
+@pytest.mark.parametrize("name", list(_damaged_inputs()))
+def test_damaged_and_large_inputs_are_read_as_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, limit: int | None
+) -> None:
+    """Reading ahead to decide whether the columns can take it changes nothing about what a
+    damaged archive yields before it breaks off, nor about an input over the size limit."""
+    import telemetry.ingest.jsonl
+
+    if limit is not None:
+        monkeypatch.setattr(telemetry.ingest.jsonl, "MAX_BYTES", limit)
+    path = tmp_path / "events.in"
+    path.write_bytes(_damaged_inputs()[name])
+    fast = TelemetryStorage(tmp_path / "a")
+    got = ingest_file(fast, path, format="jsonl", apply_retention=False)
+    want = _line_by_line(path, TelemetryStorage(tmp_path / "b"))
+    assert (got.sessions, got.events, got.problems,
+            _rows(fast, "sessions"), _rows(fast, "targets")) == want  # fmt: skip
