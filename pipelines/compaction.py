@@ -130,9 +130,9 @@ def _read(storage: TelemetryStorage, stored: StoredFile, dataset: Dataset) -> pa
     if not storage.readable(dataset, [stored]):
         return None
     try:
-        with pa.memory_map(str(stored.path)) as source:
-            table = ipc.open_file(source).read_all()
-            table.validate(full=True)
+        with ipc.open_file(str(stored.path)) as reader:  # read in: not mapped, then closed
+            table = reader.read_all()
+        table.validate(full=True)
     except (OSError, pa.ArrowException):
         return None
     schema = SCHEMAS[dataset]
