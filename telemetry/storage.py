@@ -71,6 +71,9 @@ _LOCK = ".lock"
 QUARANTINE = "quarantine"
 # A temporary file older than this was left by a writer that died; retention removes it.
 _STALE_SECONDS = 3600
+# Writes sweep for leftovers at most this often; retention run on its own always does.
+_SWEEP_SECONDS = 600
+_SWEPT = ".swept"
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 _BATCH_ROWS = 65_536
 _MAGIC = b"ARROW1"
@@ -166,7 +169,7 @@ class TelemetryStorage:
         must be in ``targets`` with the same ``session_id``.
         """
         self.append(sessions, targets)
-        self.apply_retention()
+        self.apply_retention(sweep=self._sweep_due())
 
     def append(
         self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
@@ -576,9 +579,10 @@ class TelemetryStorage:
 
     # -- maintenance --------------------------------------------------------------------------
 
-    def apply_retention(self) -> RetentionResult:
+    def apply_retention(self, *, sweep: bool = True) -> RetentionResult:
         """Remove whole day partitions: older than the retention days, then oldest first
-        while more sessions than the cap are stored (the newest day is always kept)."""
+        while more sessions than the cap are stored (the newest day is always kept); with
+        ``sweep``, also what writers that died left behind."""
         removed: list[date] = []
         removed_sessions = 0
         # Counted from the names alone: this runs after every write, over every day stored.
@@ -610,8 +614,23 @@ class TelemetryStorage:
                 for day in self.days(dataset):
                     if day < cutoff:
                         self._remove_partition(dataset, day)
-        self._remove_leftovers()
+        if sweep:
+            self._remove_leftovers()
         return RetentionResult(tuple(removed), removed_sessions)
+
+    def _sweep_due(self) -> bool:
+        """Whether the store was last swept for leftovers over ten minutes ago (a write
+        after every build need not look in every day folder: leftovers are removed only
+        once an hour old anyway); marks it swept now when so."""
+        marker = self.dir / _SWEPT
+        try:
+            if time.time() - marker.stat().st_mtime < _SWEEP_SECONDS:
+                return False
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            marker.touch()
+        return True
 
     def remove_day(self, day: date) -> None:
         """Remove one day of every dataset; sessions first, so no session loses its targets."""

@@ -381,3 +381,33 @@ def test_each_days_file_holds_only_its_own_target_names(storage: TelemetryStorag
         assert sorted(target.dictionary.to_pylist()) == sorted(
             f"//day{day}:t{i}" for i in range(50)
         )
+
+
+def test_writes_sweep_for_leftovers_every_ten_minutes_retention_always(tmp_path: Path) -> None:
+    """A build's write looks for what dead writers left at most every ten minutes (looking
+    in every day folder after every build made `record` slower as history grew); retention
+    run on its own always looks."""
+    from telemetry.collector import TelemetryCollector
+
+    storage = TelemetryStorage(tmp_path)
+    collector = TelemetryCollector(storage)
+
+    def build(name: str) -> None:
+        collector.build_started(name, ts=T0)
+        collector.build_finished(name, ts=T0 + 5, success=True)
+
+    build("a")  # the first write sweeps, and marks the store swept
+    folder = tmp_path / "sessions" / "date=2025-10-27"
+    leftover = folder / ".tmp-dead.arrow.partial"
+    leftover.write_bytes(b"half a file")
+    os.utime(leftover, (0, 0))  # long dead
+    build("b")
+    assert leftover.exists()  # swept less than ten minutes ago
+    os.utime(tmp_path / ".swept", (0, 0))
+    build("c")
+    assert not leftover.exists()
+    leftover.write_bytes(b"half a file")
+    os.utime(leftover, (0, 0))
+    storage.apply_retention()
+    assert not leftover.exists()
+    assert len(TelemetryAnalyzer(storage).sessions()) == 3
