@@ -117,6 +117,11 @@ def generate_events(
                 {"event": "build_finished", "session": session, "ts": max(clock) + 5,
                  "success": True}
             )  # fmt: skip
+            # In the order a build tool reports them: by time, a finish before a start at the
+            # same moment (a worker is freed, then takes the next target).
+            lines[1:-1] = sorted(
+                lines[1:-1], key=lambda e: (e["ts"], e["event"] == "target_started")
+            )
             for line in lines:
                 out.write(json.dumps(line, separators=(",", ":")) + "\n")
             events += len(lines)

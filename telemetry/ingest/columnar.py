@@ -5,22 +5,22 @@ The line-by-line reading (:func:`telemetry.ingest.jsonl.ingest_jsonl`) decodes a
 each event in Python and feeds the collector; it reports each bad line and goes on. Here the
 input is decoded by polars in one pass and every rule of the event protocol and of the
 collector is applied to whole columns: the target events (nearly all of a build's events) are
-never touched one by one, and only the build events (two per build) go through the
-line-by-line checks. The result is exactly what the line-by-line reading stores.
+never touched one by one, and every other line (the build events, two per build) goes through
+the line-by-line checks. The result is exactly what the line-by-line reading stores.
 
 That holds for input plain enough to be sure of it, which is what build tools write; for any
 other input :func:`read_columns` declines (returns None) before anything is stored, and the
 caller reads the same bytes line by line. It declines when the input has a backslash (an
-escaped character: polars and Python's json read some differently), a tab or a blank before
-a colon, a key given twice in an event (polars keeps the first value, Python's json the
-last), a target event with a field it does not use or a null value, a value of the wrong type
-that polars would turn into text, any line the line-by-line reading would report, or a target
-that runs twice in one build (the collector pairs starts and finishes first in, first out).
+escaped character: polars and Python's json read some differently), a key given twice in a
+target event (polars keeps the first value, Python's json the last), a target event with a
+field it does not use or a null value, a value of the wrong type that polars would turn into
+text, any line the line-by-line reading would report, or a target that runs twice in one
+build (the collector pairs starts and finishes first in, first out). How it tells is in
+:func:`_check_plain`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Final
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from telemetry.errors import EventError
 from telemetry.events import STATUSES, BuildFinished, BuildStarted, parse_event
-from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
+from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 
 MAX_BYTES: Final = 512 << 20  # larger inputs are read line by line, in bounded memory
 _MAX_TS: Final = 253_402_300_800_000
@@ -45,7 +45,8 @@ _TARGET_FIELDS: Final = {
     "error": pl.String,
 }
 _TEXT_FIELDS: Final = [name for name, kind in _TARGET_FIELDS.items() if kind == pl.String]
-_BUILD_MARK: Final = '"build_'
+_SESSION_SEED: Final = 0x5E55
+_TARGET_SEED: Final = 0x7A46
 
 
 class Declined(Exception):
@@ -67,58 +68,43 @@ def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, in
     if (
         b"\\" in data  # an escape: polars and Python's json read some differently
         or b"\x1f" in data  # the separator the lines are read with below
-        or b"\t" in data  # a tab before a colon would hide a key from the counts below
         or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n"))
     ):
         raise Declined
-    lines = pl.read_csv(
-        io.BytesIO(data),
-        has_header=False,
-        separator="\x1f",
-        quote_char=None,
-        new_columns=["line"],
-        schema={"line": pl.String},
-    ).drop_nulls()  # blank lines
-    decoded = pl.read_ndjson(io.BytesIO(data), schema=_TARGET_FIELDS)
-    if decoded.height != lines.height or decoded.height == 0:
-        raise Declined  # a line of blanks only, which polars' two readers count apart
-    line = pl.col("line")
-    build = line.str.contains(_BUILD_MARK, literal=True)
-    # With no escapes, every key ends in '":' (once no blank comes before a colon), and
-    # every string, key or value, brings two quotes. Comparing the target lines' totals with
-    # the fields polars found, any key given twice, any field polars does not read, any
-    # null, and any number or boolean polars would turn into text makes them differ: each
-    # can only add keys to a line or take strings away. (An array or object turned into
-    # text is found by its first character, in _check_targets.)
-    counted = lines.select(
-        build.alias("build"),
-        keys=line.str.count_matches('":', literal=True).filter(~build).sum(),
-        spaced=line.str.contains(" :", literal=True).any(),
+    lines = (
+        pl.read_csv(
+            data,
+            has_header=False,
+            separator="\x1f",
+            quote_char=None,
+            new_columns=["line"],
+            schema={"line": pl.String},
+        )
+        .to_series()
+        .drop_nulls()  # blank lines
     )
-    keys, spaced = counted.row(0)[1:]
-    mask = counted["build"]
-    if spaced:
-        raise Declined
-    frame = decoded.with_row_index("order")
-    build_lines = lines.filter(mask).with_columns(order=frame.filter(mask)["order"])
-    quotes = data.count(b'"') - sum(text.count('"') for text in build_lines["line"])
-    info = _build_events(build_lines, decode)
-    rows = frame.filter(~mask)
-    found = rows.select(
-        fields=pl.sum_horizontal(pl.col(n).is_not_null() for n in _TARGET_FIELDS).sum(),
-        texts=pl.sum_horizontal(pl.col(n).is_not_null() for n in _TEXT_FIELDS).sum(),
-    ).row(0)
-    if (keys, quotes) != (found[0], 2 * (found[0] + found[1])):
-        raise Declined
+    decoded = pl.read_ndjson(data, schema=_TARGET_FIELDS, row_index_name="order")
+    if decoded.height != lines.len() or decoded.height == 0:
+        raise Declined  # a line of blanks only, which polars' two readers count apart
+    # Target events are nearly all of the input; every other line is decoded by Python's
+    # json, so only the target lines need to be read by polars exactly as json would.
+    event = decoded.get_column("event")
+    start = event == "target_started"
+    target = (start | (event == "target_finished")).fill_null(False)
+    others = pl.DataFrame({"order": decoded.get_column("order"), "line": lines}).filter(~target)
+    info = _build_events(others, decode)
+    # In one piece: what follows runs several times faster than over the decoder's chunks.
+    rows = decoded.with_columns(start=start).filter(target).rechunk()
     _check_targets(rows)
+    _check_plain(rows, lines.filter(target), others.get_column("line"), data)
     return _assemble(info, rows, decoded.height)
 
 
-def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, dict[str, object]]:
-    """The lines naming a build event, checked one by one as the line-by-line reading does;
-    per session what they say."""
-    sessions: dict[str, dict[str, object]] = {}
-    for order, text in builds.select("order", "line").iter_rows():
+def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, dict[str, Any]]:
+    """The lines that are not target events, checked one by one as the line-by-line
+    reading does; per session what they say."""
+    sessions: dict[str, dict[str, Any]] = {}
+    for order, text in builds.iter_rows():
         event = parse_event(decode.decode(text))
         found = sessions.setdefault(event.session, {})
         if isinstance(event, BuildStarted):
@@ -132,62 +118,167 @@ def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, d
             found["finished"] = event
             found["finished_at"] = order
         else:
-            raise Declined  # a target event that mentions "build_": rare, read line by line
+            raise Declined  # a target event to json but not to polars (a key given twice)
     return sessions
 
 
-def _check_targets(decoded: pl.DataFrame) -> None:
+def _check_targets(rows: pl.DataFrame) -> None:
     """Decline unless every target event is one the line-by-line reading would take."""
-    started = pl.col("event") == "target_started"
-    finished = pl.col("event") == "target_finished"
-    text = [pl.col(n).str for n in _TEXT_FIELDS]
+    start, status = pl.col("start"), pl.col("status")
+    unset = {
+        name for name, nulls in rows.null_count().row(0, named=True).items() if nulls == rows.height
+    }
+    # Each rule is true, or null where it does not apply.
     rules = [
-        started | finished,
-        pl.col("session").str.len_chars().is_between(1, _MAX_TEXT),
-        pl.col("target").str.len_chars().is_between(1, _MAX_TEXT),
-        pl.col("ts").is_between(0, _MAX_TS - 1),
-        pl.col("worker").is_between(0, 2**31 - 1) | pl.col("worker").is_null() | finished,
-        pl.col("status").is_in(STATUSES) | started,
-        pl.col("duration_ms").is_between(0, _MAX_TS - 1) | pl.col("duration_ms").is_null()
-        | started,
-        (pl.col("error").str.len_chars() <= _MAX_TEXT) | pl.col("error").is_null(),
-        # An array or object that polars turned into text.
-        *(~(t.starts_with("[") | t.starts_with("{")).fill_null(False) for t in text),
-    ]  # fmt: skip
-    checks = decoded.select(
-        rule.all(ignore_nulls=False).alias(f"rule{i}") for i, rule in enumerate(rules)
+        # In bytes, which is cheaper than characters and declines no text the line-by-line
+        # reading takes but the rare one between 65,536 characters and bytes long.
+        pl.col("session").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
+        pl.col("target").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
+        pl.col("ts").is_between(0, _MAX_TS - 1).fill_null(False),
+        # A start with a status is rare enough to read line by line (which ignores it).
+        pl.any_horizontal(status == s for s in STATUSES).fill_null(False)
+        | (start & status.is_null()),
+    ]
+    if "worker" not in unset:
+        rules.append(pl.col("worker").is_between(0, 2**31 - 1) | ~start)
+    if "duration_ms" not in unset:
+        rules.append(pl.col("duration_ms").is_between(0, _MAX_TS - 1) | start)
+    if "error" not in unset:
+        rules.append(pl.col("error").str.len_bytes() <= _MAX_TEXT)
+    for name in {"session", "target", "error"} - unset:
+        # An array or object that polars turned into text, told by its first character.
+        column = pl.col(name)
+        rules.append(
+            ~(
+                column.is_between(pl.lit("["), pl.lit("\\"), closed="left")
+                | column.is_between(pl.lit("{"), pl.lit("|"), closed="left")
+            )
+        )
+    checks = rows.select(
+        rule.all(ignore_nulls=True).alias(f"rule{i}") for i, rule in enumerate(rules)
     ).row(0)
-    if not all(value is True for value in checks):
+    if not all(checks):
         raise Declined  # a missing or invalid field: the line-by-line reading reports it
 
 
+def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: bytes) -> None:
+    """Decline unless the target ``lines`` hold exactly the fields polars found in them,
+    each once and each of its type: no key twice (polars keeps the first value, json the
+    last), no field polars does not read, no null, nothing polars turned into text.
+
+    Arrays and objects turned into text are declined by :func:`_check_targets`. A number or
+    a boolean turned into text starts with a digit or a minus, or is true or false; when no
+    text value does, there is none. When one does, the quotes are counted: with no escapes
+    every string, key or value, brings two, so the quotes of the target lines must be twice
+    the fields found plus the text values found (a number turned into text takes two away,
+    and every key polars did not read adds two). With that settled, the lines of tools that
+    write no blanks must be as long as the fields found take written that way: anything
+    else in a line makes it longer. Other lines are held to a count of their keys instead,
+    which costs a pass over their text.
+    """
+    found = rows.height
+    nulls = rows.null_count().row(0, named=True)
+    present = {name: found - nulls[name] for name in _TARGET_FIELDS}
+    fields = sum(present.values())
+    if _maybe_scalars(rows, present):
+        quotes = data.count(b'"') - sum(text.count('"') for text in others)
+        if quotes != 2 * (fields + sum(present[name] for name in _TEXT_FIELDS)):
+            raise Declined
+    if lines.str.len_bytes().sum() == _compact_length(rows, present):
+        return
+    if b"\t" in data:
+        raise Declined  # a tab before a colon would hide a key from the count below
+    keys, spaced = (
+        lines.to_frame()
+        .select(
+            keys=pl.col("line").str.count_matches('":', literal=True).sum(),
+            spaced=pl.col("line").str.contains(" :", literal=True).any(),
+        )
+        .row(0)
+    )
+    if spaced or keys != fields:
+        raise Declined
+
+
+def _maybe_scalars(rows: pl.DataFrame, present: dict[str, int]) -> bool:
+    """Whether a text value might be a number or boolean that polars turned into text (the
+    event and status are held to their few values elsewhere)."""
+    looks = [
+        column.is_between(pl.lit("-"), pl.lit("."), closed="left")
+        | column.is_between(pl.lit("0"), pl.lit(":"), closed="left")
+        | (column == "true")
+        | (column == "false")
+        for column in (pl.col(n) for n in ("session", "target", "error") if present[n])
+    ]
+    return bool(looks) and bool(rows.select(pl.any_horizontal(looks).any()).item())
+
+
+def _compact_length(rows: pl.DataFrame, present: dict[str, int]) -> int:
+    """The bytes ``rows`` take as JSON objects without blanks or line ends:
+    ``{"key":value,...}`` with each present field once, text values quoted."""
+    # Each object's braces and commas are one byte more than its fields; each field is its
+    # key, two quotes and a colon, and its value.
+    total = rows.height + sum(count * (len(name) + 4) for name, count in present.items())
+    texts = [n for n in _TEXT_FIELDS if present[n]]
+    numbers = [n for n, kind in _TARGET_FIELDS.items() if kind == pl.Int64 and present[n]]
+    if not texts and not numbers:
+        return total  # no target events
+    sums = rows.select(
+        *(pl.col(n).str.len_bytes().sum().alias(n) for n in texts),
+        *(pl.col(n).min().alias(f"{n}.min") for n in numbers),
+        *(pl.col(n).max().alias(f"{n}.max") for n in numbers),
+    ).row(0, named=True)
+    total += sum(int(sums[n]) + 2 * present[n] for n in texts)
+    spread = []
+    for n in numbers:
+        low, high = sums[f"{n}.min"], sums[f"{n}.max"]
+        if low >= 0 and len(str(low)) == len(str(high)):
+            total += len(str(low)) * present[n]  # all of the same number of digits
+        else:
+            spread.append(n)
+    if spread:
+        digits = rows.select(pl.col(n).cast(pl.String).str.len_bytes().sum() for n in spread)
+        total += sum(int(value) for value in digits.row(0))
+    return total
+
+
 def _assemble(
-    info: dict[str, dict[str, object]], rows: pl.DataFrame, events: int
+    info: dict[str, dict[str, Any]], rows: pl.DataFrame, events: int
 ) -> tuple[pa.Table, pa.Table, int]:
-    start = pl.col("event") == "target_started"
-    key = ["session", "target"]
+    start = pl.col("start")
     # The collector pairs a finish with the oldest start of the same target still waiting.
     # When a build runs each target at most once, that is the start of the same target if
-    # it came first; a target run twice in a build is read line by line.
-    begun = rows.filter(start).select(
-        *key, begun_at=pl.col("order"), begun=pl.col("ts"), runner=pl.col("worker")
+    # it came first; a target run twice in a build is read line by line. Starts and finishes
+    # meet on a hash of session and target, many times faster than on the two texts; the
+    # texts of each pair are compared afterwards, so two that merely share a hash decline.
+    keyed = rows.with_columns(
+        key=pl.col("session").hash(_SESSION_SEED) ^ pl.col("target").hash(_TARGET_SEED)
+    )
+    begun = keyed.filter(start).select(
+        "key",
+        begun_at=pl.col("order"),
+        begun=pl.col("ts"),
+        runner=pl.col("worker"),
+        begun_session=pl.col("session"),
+        begun_target=pl.col("target"),
     )
     try:
-        paired = rows.filter(~start).join(
-            begun, on=key, how="left", validate="1:1", maintain_order="left"
+        paired = keyed.filter(~start).join(
+            begun, on="key", how="left", validate="1:1", maintain_order="left"
         )
     except pl.exceptions.ComputeError:
         raise Declined from None
-    waiting = pl.col("begun_at") < pl.col("order")
-    paired = paired.with_columns(
-        begun=pl.when(waiting).then(pl.col("begun")),
-        runner=pl.when(waiting).then(pl.col("runner")),
+    other = (pl.col("begun_session") != pl.col("session")) | (
+        pl.col("begun_target") != pl.col("target")
     )
+    if paired.select(other.any()).item():
+        raise Declined
+    waiting = pl.col("begun_at") < pl.col("order")
     # A duration given wins; a finish stamped before its start counts as 0 ms.
     begin = (
         pl.when(pl.col("duration_ms").is_not_null())
         .then(pl.col("ts") - pl.col("duration_ms"))
-        .otherwise(pl.coalesce("begun", "ts"))
+        .otherwise(pl.coalesce(pl.when(waiting).then(pl.col("begun")), "ts"))
     )
     done = paired.select(
         "order",
@@ -197,90 +288,128 @@ def _assemble(
         "error",
         begin=pl.min_horizontal(begin, pl.col("ts")).clip(lower_bound=0),
         end=pl.col("ts"),
-        worker=pl.col("runner").cast(pl.Int32),
+        worker=pl.when(waiting).then(pl.col("runner")).cast(pl.Int32),
     )
     return _sessions(info, rows, done), _targets(done), events
 
 
-def _sessions(
-    info: dict[str, dict[str, object]], rows: pl.DataFrame, done: pl.DataFrame
-) -> pa.Table:
-    executed = pl.col("status").is_in(["built", "failed"])
+def _sessions(info: dict[str, dict[str, Any]], rows: pl.DataFrame, done: pl.DataFrame) -> pa.Table:
+    status = pl.col("status")
+    executed = (status == "built") | (status == "failed")
+    ran = pl.when(executed).then(pl.col("end") - pl.col("begin"))
     spans = rows.group_by("session").agg(
         first=pl.col("ts").min(), last=pl.col("ts").max(), last_seen=pl.col("order").max()
     )
     counts = done.group_by("session").agg(
         total=pl.len(),
-        **{status: (pl.col("status") == status).sum() for status in STATUSES},
-        executed_ms=(pl.col("end") - pl.col("begin")).filter(executed).sum(),
+        **{name: (status == name).sum() for name in STATUSES},
+        executed_ms=ran.sum(),
         # In floating point, to see a total past what the stored int64 holds (the collector
         # refuses that build; here the sum would wrap around).
-        executed_float=(pl.col("end") - pl.col("begin")).filter(executed).cast(pl.Float64).sum(),
-        first_failed=pl.col("target").filter(pl.col("status") == "failed").first(),
+        executed_float=ran.cast(pl.Float64).sum(),
+        first_failed=pl.col("target").filter(status == "failed").first(),
     )
-    if counts.select((pl.col("executed_float") >= 2.0**62).any()).item():
-        raise Declined
-    facts: dict[str, dict[str, object]] = {r["session"]: r for r in spans.iter_rows(named=True)}
-    for frame in (counts, _peaks(done.filter(executed))):
-        for r in frame.iter_rows(named=True):
-            facts[r["session"]].update(r)
-    out = []
-    for session in set(facts) | set(info):
-        said = info.get(session, {})
-        fact: dict[str, Any] = facts.get(session, {})
-        if "finished_at" in said and fact.get("last_seen", -1) > said["finished_at"]:
-            raise Declined  # a target event after its build finished: reported line by line
-        started: BuildStarted | None = said.get("started")  # type: ignore[assignment]
-        ended: BuildFinished | None = said.get("finished")  # type: ignore[assignment]
-        moments = [m for m in (fact.get("first"), fact.get("last")) if m is not None]
-        moments += [e.ts for e in (started, ended) if e is not None]
-        first_ts, last_ts = min(moments), max(moments)
-        start_ts = started.ts if started else first_ts
-        end_ts = max(ended.ts if ended else last_ts, start_ts)
-        interrupted = ended is None
-        failed = fact.get("failed") or 0
-        error = "interrupted" if interrupted else ended.error  # type: ignore[union-attr]
-        if error is None and not ended.success and failed:  # type: ignore[union-attr]
-            more = f" and {failed - 1} more" if failed > 1 else ""
-            error = f"target {fact['first_failed']} failed{more}"
-        out.append(
-            {
-                "session_id": session,
-                "start_time": start_ts,
-                "end_time": end_ts,
-                "duration_ms": end_ts - start_ts,
-                "succeeded": not interrupted and ended.success,  # type: ignore[union-attr]
-                "interrupted": interrupted,
-                "error": error,
-                "total_targets": fact.get("total") or 0,
-                "built": fact.get("built") or 0,
-                "cached": fact.get("cached") or 0,
-                "failed": failed,
-                "skipped": fact.get("skipped") or 0,
-                "executed_ms": fact.get("executed_ms") or 0,
-                "peak_concurrency": fact.get("peak") or 0,
-                "parallelism": started.parallelism if started else None,
-                "tool": started.tool if started else None,
-                "host": started.host if started else None,
-                "commit": started.commit if started else None,
-                "branch": started.branch if started else None,
-                "labels": list((started.labels if started else {}).items()),
-            }
-        )
-    return pa.Table.from_pylist(out, schema=SESSIONS_SCHEMA)
+    facts = (
+        _builds(info)
+        .join(spans, on="session", how="full", coalesce=True)
+        .join(counts, on="session", how="left")
+        .join(_peaks(done.filter(executed)), on="session", how="left")
+    )
+    late = pl.col("last_seen") > pl.col("finished_at")  # an event after its build finished
+    if facts.select(late.any() | (pl.col("executed_float") >= 2.0**62).any()).item():
+        raise Declined  # reported line by line
+    moments = ["first", "last", "started_ts", "ended_ts"]
+    start = pl.coalesce("started_ts", pl.min_horizontal(moments))
+    interrupted = pl.col("ended_ts").is_null()
+    failed = pl.col("failed").fill_null(0)
+    more = pl.when(failed > 1).then(pl.format(" and {} more", failed - 1)).otherwise(pl.lit(""))
+    frame = facts.select(
+        session_id="session",
+        start_time=start,
+        end_time=pl.max_horizontal(pl.coalesce("ended_ts", pl.max_horizontal(moments)), start),
+        succeeded=~interrupted & pl.col("success").fill_null(False),
+        interrupted=interrupted,
+        error=pl.when(interrupted)
+        .then(pl.lit("interrupted"))
+        .when(pl.col("ended_error").is_not_null())
+        .then("ended_error")
+        .when(~pl.col("success") & (failed > 0))
+        .then(pl.format("target {} failed{}", "first_failed", more)),
+        total_targets=pl.col("total").fill_null(0),
+        built=pl.col("built").fill_null(0),
+        cached=pl.col("cached").fill_null(0),
+        failed=failed,
+        skipped=pl.col("skipped").fill_null(0),
+        executed_ms=pl.col("executed_ms").fill_null(0),
+        peak_concurrency=pl.col("peak").fill_null(0),
+        parallelism="parallelism",
+        tool="tool",
+        host="host",
+        commit="commit",
+        branch="branch",
+    ).with_columns(duration_ms=pl.col("end_time") - pl.col("start_time"))
+    arrow = frame.to_arrow()
+    labels = [_labels(info.get(session)) for session in arrow.column("session_id").to_pylist()]
+    columns = [
+        pa.array(labels, LABELS) if field.name == "labels" else arrow.column(field.name)
+        for field in SESSIONS_SCHEMA
+    ]
+    return pa.Table.from_arrays(
+        [column.cast(field.type) for column, field in zip(columns, SESSIONS_SCHEMA, strict=True)],
+        schema=SESSIONS_SCHEMA,
+    )
+
+
+def _builds(info: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    """What the build events say, a row per session that has any."""
+    begun = [found.get("started") for found in info.values()]
+    ended = [found.get("finished") for found in info.values()]
+    return pl.DataFrame(
+        {
+            "session": list(info),
+            "started_ts": [e.ts if e else None for e in begun],
+            "ended_ts": [e.ts if e else None for e in ended],
+            "finished_at": [found.get("finished_at") for found in info.values()],
+            "success": [e.success if e else None for e in ended],
+            "ended_error": [e.error if e else None for e in ended],
+            **{
+                name: [getattr(e, name) if e else None for e in begun]
+                for name in ("parallelism", "tool", "host", "commit", "branch")
+            },
+        },
+        schema={
+            "session": pl.String,
+            "started_ts": pl.Int64,
+            "ended_ts": pl.Int64,
+            "finished_at": pl.UInt32,
+            "success": pl.Boolean,
+            "ended_error": pl.String,
+            "parallelism": pl.Int32,
+            "tool": pl.String,
+            "host": pl.String,
+            "commit": pl.String,
+            "branch": pl.String,
+        },
+    )
+
+
+def _labels(found: dict[str, Any] | None) -> list[tuple[str, str]]:
+    started = found.get("started") if found else None
+    return list(started.labels.items()) if started else []
 
 
 def _peaks(executed: pl.DataFrame) -> pl.DataFrame:
     """Per session, the most executed targets running at once over ``[begin, end)``: a
-    sweep where, at equal times, ends come before starts."""
+    sweep over each session's starts and ends in time order, ends before starts at equal
+    times (doubled times, a start one later)."""
     runs = executed.filter(pl.col("begin") < pl.col("end"))
     steps = pl.concat(
         [
-            runs.select("session", t=pl.col("begin"), step=pl.lit(1, pl.Int8)),
-            runs.select("session", t=pl.col("end"), step=pl.lit(-1, pl.Int8)),
+            runs.select("session", t=pl.col("begin") * 2 + 1, step=pl.lit(1, pl.Int32)),
+            runs.select("session", t=pl.col("end") * 2, step=pl.lit(-1, pl.Int32)),
         ]
-    ).sort("session", "t", "step")
-    return steps.group_by("session").agg(peak=pl.col("step").cast(pl.Int64).cum_sum().max())
+    )
+    return steps.group_by("session").agg(peak=pl.col("step").sort_by("t").cum_sum().max())
 
 
 def _targets(done: pl.DataFrame) -> pa.Table:

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -273,18 +274,27 @@ def _ingest_stream(
     apply_retention: bool,
 ) -> IngestResult:
     source = decompressed(handle)
+    whole = None
+    if format in ("auto", "jsonl"):
+        try:
+            whole, source = _read_plain(source, handle)
+        except OSError as error:
+            raise _unreadable_input(name, "input", error) from None
     # The first line tells what the input is; it is read here and handed on in front of the
     # rest (not pushed back into the stream, so a damaged archive still fails line by line).
     head = b""
     if format == "auto":
         with contextlib.suppress(Exception):  # damaged: reading line by line reports where
+            reader = source if whole is None else io.BytesIO(whole)
             # Blank lines and a byte-order mark come before what tells the format apart.
             for _ in range(_DETECT_LINES):
-                line = source.readline()
+                line = reader.readline()
                 head += line
                 if not line or line.lstrip(_BOM).strip():
                     break
     kind = _detect(head) if format == "auto" else format
+    if whole is not None and kind != "jsonl":
+        source = io.BufferedReader(io.BytesIO(whole[len(head) :]))  # the rest, after head
     if kind == "bazel-bep":
         try:
             lines = bep_events(itertools.chain([head] if head else [], source), profile=profile)
@@ -318,7 +328,7 @@ def _ingest_stream(
             return ingest_jsonl(storage, events, apply_retention=apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
         source, head = io.BufferedReader(io.BytesIO(document.raw)), b""
-    ahead = _read_ahead(head, source)
+    ahead = _Ahead([], whole) if whole is not None else _read_ahead(head, source)
     if ahead.whole is not None:
         columns = _ingest_columns(storage, ahead.whole, apply_retention)
         if columns is not None:
@@ -341,6 +351,26 @@ class _Ahead:
     chunks: list[bytes]
     whole: bytes | None  # all of it, when it ended within the limit and read cleanly
     error: Exception | None = None  # where reading ahead broke off
+
+
+def _read_plain(source: IO[bytes], handle: IO[bytes]) -> tuple[bytes | None, IO[bytes]]:
+    """All of an uncompressed regular file within :data:`MAX_BYTES`, read in one step; or
+    None and the source to go on reading (with what was read put back in front) when it is
+    not one, or grew meanwhile. An error reading it is raised."""
+    if not isinstance(source, io.BufferedReader) or not isinstance(source.raw, _Prefixed):
+        return None, source  # compressed
+    try:
+        status = os.fstat(handle.fileno())
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None, source
+    if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BYTES:
+        return None, source
+    # One read of the size the file has: read in steps, the input would be copied again
+    # to join them.
+    data = source.read(status.st_size + 1)
+    if len(data) <= status.st_size:
+        return data, source
+    return None, io.BufferedReader(_Prefixed(data, source))
 
 
 def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:

@@ -184,6 +184,106 @@ def test_unusual_input_is_declined_or_read_exactly(what: str, mutate: Any, seed:
     assert took == (what == "an empty line")
 
 
+# Lines that are valid and meant as written, but unusual: the columnar reading takes some
+# and declines others; either way it must store what the line-by-line reading stores.
+UNUSUAL = [
+    ("blanks after colons and commas",
+     lambda line: line.replace(",", ", ").replace('":', '": ')),
+    ("blanks at the ends", lambda line: " " + line + "  "),
+    ("a text like a number", lambda line: line.replace('"target":"', '"target":"12', 1)),
+    ("a text like a boolean", lambda line: re.sub(r'"target":"[^"]*"', '"target":"true"', line)),
+    ("a text like an array", lambda line: line.replace('"target":"', '"target":"[x', 1)),
+    ("a start with a status",
+     lambda line: line.replace("target_finished", "target_started", 1)),
+    # Each of these takes as many bytes away as blanks add back, so only the quotes tell.
+    ("a number for text and two blanks",
+     lambda line: re.sub(r'"target":"[^"]*"', '"target":123', line).replace(",", ", ", 2)),
+    ("a boolean for text and two blanks",
+     lambda line: re.sub(r'"session":"[^"]*"', '"session":true', line).replace(",", ", ", 2)),
+    ("a number for text and a short field",
+     lambda line: re.sub(r'"target":"[^"]*"', '"target":1', line)[:-1] + ',"":1,"":1,"":1}'),
+]  # fmt: skip
+
+
+@SETTINGS
+@given(
+    st.integers(0, 2**32),
+    st.lists(st.sampled_from([m[1] for m in MUTATIONS + UNUSUAL]), min_size=1, max_size=4),
+)
+def test_unusual_lines_mixed_in_any_number_are_declined_or_read_exactly(
+    seed: int, mutations: list[Any]
+) -> None:
+    rng = random.Random(seed)
+    events = _stream(rng, 3)
+    lines = [
+        json.dumps(e, separators=rng.choice([(",", ":"), (", ", ": ")]), ensure_ascii=False)
+        for e in events
+    ]
+    chosen = [i for i, line in enumerate(lines) if '"target_' in line]
+    for mutate in mutations:
+        if chosen:
+            i = rng.choice(chosen)
+            lines[i] = mutate(lines[i])
+    got, want, _ = _both("\n".join(lines).encode() + b"\n")
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("what", "session", "target", "spacing"),
+    [
+        ("session ids that look like numbers", "123456789", "//a:b", (",", ":")),
+        ("a target named like a build event", "s", "build_x", (",", ":")),
+        ("Python's default blanks", "s", "//a:b", (", ", ": ")),
+        ("a target like a negative number, with blanks", "s", "-1", (", ", ": ")),
+    ],
+)
+def test_plain_input_tools_write_is_read_in_columns(
+    what: str, session: str, target: str, spacing: tuple[str, str]
+) -> None:
+    events = [
+        {"event": "build_started", "session": session, "ts": T0},
+        {"event": "target_started", "session": session, "ts": T0 + 1, "target": target},
+        {"event": "target_finished", "session": session, "ts": T0 + 9, "target": target,
+         "status": "built"},
+        {"event": "target_finished", "session": session, "ts": T0 + 9, "target": "c",
+         "status": "cached", "duration_ms": 0},
+        {"event": "build_finished", "session": session, "ts": T0 + 10, "success": True},
+    ]  # fmt: skip
+    got, want, took = _both("\n".join(json.dumps(e, separators=spacing) for e in events).encode())
+    assert got == want and took, what
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_the_length_of_compact_lines_is_computed_from_their_fields(ensure_ascii: bool) -> None:
+    """The length the columnar reading expects of lines written without blanks, against
+    what json.dumps writes."""
+    import polars as pl
+
+    from telemetry.ingest.columnar import _TARGET_FIELDS, _compact_length
+
+    rng = random.Random(5)
+    events: list[dict[str, object]] = []
+    for n in range(300):
+        event: dict[str, object] = {"event": rng.choice(["target_started", "target_finished"]),
+                                    "session": rng.choice(["s", "ünï", "a b", "🙂"]),
+                                    "ts": rng.choice([0, 7, 10**12 + n, T0 + n])}  # fmt: skip
+        for name, values in [
+            ("target", ["//a:b", "é" * rng.randint(1, 30)]),
+            ("status", ["built", "cached"]),
+            ("worker", [0, 9, 10, -3, 2**31]),
+            ("duration_ms", [0, 99, 100, 10**9]),
+            ("error", ["", "x y"]),
+        ]:
+            if rng.random() < 0.6:
+                event[name] = rng.choice(values)
+        events.append(event)
+    text = [json.dumps(e, separators=(",", ":"), ensure_ascii=ensure_ascii) for e in events]
+    rows = pl.read_ndjson("\n".join(text).encode(), schema=_TARGET_FIELDS)
+    present = {name: rows.height - rows[name].null_count() for name in _TARGET_FIELDS}
+    expected = sum(len(line.encode()) for line in text)
+    assert (_compact_length(rows, present) == expected) == (not ensure_ascii)
+
+
 @pytest.mark.parametrize(
     "events",
     [
