@@ -191,8 +191,8 @@ class TelemetryStorage:
             target_days = session_days.take(
                 pc.index_in(targets_table["session_id"], value_set=sessions_table["session_id"])
             )
-            by_day_s = sessions_table.take(pc.sort_indices(session_days))
-            by_day_t = targets_table.take(pc.sort_indices(target_days))
+            by_day_s = _by_day(sessions_table, session_days)
+            by_day_t = _by_day(targets_table, target_days)
             sessions_per_day = pc.value_counts(session_days).to_pylist()
             targets_per_day = pc.value_counts(target_days.drop_null()).to_pylist()
             session_count = {d["values"]: d["counts"] for d in sessions_per_day}
@@ -201,8 +201,7 @@ class TelemetryStorage:
             s_at = t_at = 0
             for day in days:
                 s_rows, t_rows = session_count[day], target_count.get(day, 0)
-                day_targets = prune_dictionaries(by_day_t.slice(t_at, t_rows))
-                groups.append((day, by_day_s.slice(s_at, s_rows), day_targets))
+                groups.append((day, by_day_s.slice(s_at, s_rows), by_day_t.slice(t_at, t_rows)))
                 s_at += s_rows
                 t_at += t_rows
         if len(groups) == 1:
@@ -212,8 +211,11 @@ class TelemetryStorage:
         # a backfill of many days writes several at once.
         from concurrent.futures import ThreadPoolExecutor
 
+        def write(day: date, sessions: pa.Table, targets: pa.Table) -> None:
+            self._write_day(day, sessions, prune_dictionaries(targets))
+
         with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
-            for done in [pool.submit(self._write_day, *group) for group in groups]:
+            for done in [pool.submit(write, *group) for group in groups]:
                 done.result()  # the first failure, once every day was tried
         return days
 
@@ -709,11 +711,29 @@ def prune_dictionaries(table: pa.Table) -> pa.Table:
     """``table`` in one chunk, each dictionary holding only the labels its rows use: a
     filter keeps the whole dictionary, and a day's file would carry every other day's
     target names."""
+    import pyarrow.compute as pc
+
     for index, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            plain = table.column(index).cast(field.type.value_type).combine_chunks()
-            table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
+        if not pa.types.is_dictionary(field.type):
+            continue
+        column = table.column(index)
+        if column.num_chunks == 1:
+            chunk = column.chunk(0)
+            if pc.count_distinct(chunk.indices).as_py() == len(chunk.dictionary):
+                continue  # every label is used (a build's targets, most days)
+        plain = column.cast(field.type.value_type).combine_chunks()
+        table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
     return table.combine_chunks()
+
+
+def _by_day(table: pa.Table, days: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``table`` with its rows in the order of their ``days``, the same order kept within
+    a day; as it is when it already is (a backfill read in time order)."""
+    import pyarrow.compute as pc
+
+    if len(days) < 2 or pc.all(pc.less_equal(days[:-1], days[1:])).as_py():
+        return table
+    return table.take(pc.sort_indices(days))
 
 
 def _rows_named(entry: os.DirEntry[str], day: date) -> int:
