@@ -16,7 +16,7 @@ import pytest
 
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.errors import CorruptFileWarning, StorageError
-from telemetry.ingest import ingest_jsonl
+from telemetry.ingest import ingest_file, ingest_jsonl
 from telemetry.schema import SCHEMA_VERSION, VERSION_KEY
 from telemetry.storage import TelemetryStorage
 from tests.conftest import T0, small_history
@@ -356,16 +356,21 @@ def test_retention_removes_a_dead_writers_targets_after_an_hour(
     assert not orphan.exists() and committed.exists()
 
 
-def test_each_days_file_holds_only_its_own_target_names(storage: TelemetryStorage) -> None:
-    """One ingest chunk spanning three days is split by day; each day's dictionary of
-    target names is that day's (a filter alone would keep all three days' names)."""
+@pytest.mark.parametrize("reading", ["by line", "in columns"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_each_days_file_holds_only_its_own_target_names(
+    storage: TelemetryStorage, tmp_path: Path, reading: str, shared: bool
+) -> None:
+    """One ingest spanning three days, in time order or not, is split by day; each day's
+    dictionary of target names is that day's (a filter alone would keep all three days'
+    names), whether the days share their targets or not."""
     lines = []
-    for day in range(3):
+    for day in (1, 0, 2):
         session, ts = f"s{day}", 1761575000000 + day * 86_400_000
         lines.append(json.dumps({"event": "build_started", "session": session, "ts": ts}))
         lines += [
             json.dumps({"event": "target_finished", "session": session, "ts": ts + 1,
-                        "target": f"//day{day}:t{i}", "status": "cached"})
+                        "target": f"//day{0 if shared else day}:t{i}", "status": "cached"})
             for i in range(50)
         ]  # fmt: skip
         lines.append(
@@ -373,14 +378,21 @@ def test_each_days_file_holds_only_its_own_target_names(storage: TelemetryStorag
                 {"event": "build_finished", "session": session, "ts": ts + 5, "success": True}
             )
         )
-    ingest_jsonl(storage, lines, apply_retention=False)
+    if reading == "by line":
+        ingest_jsonl(storage, lines, apply_retention=False)
+    else:
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join(lines))
+        ingest_file(storage, path, apply_retention=False)
     files = sorted((storage.dir / "targets").rglob("*.arrow"))
     assert len(files) == 3
     for day, path in enumerate(files):
-        target = ipc.open_file(path).read_all().column("target").combine_chunks()
+        table = ipc.open_file(path).read_all()
+        target = table.column("target").combine_chunks()
         assert sorted(target.dictionary.to_pylist()) == sorted(
-            f"//day{day}:t{i}" for i in range(50)
+            f"//day{0 if shared else day}:t{i}" for i in range(50)
         )
+        assert set(table.column("session_id").to_pylist()) == {f"s{day}"}
 
 
 def test_writes_sweep_for_leftovers_every_ten_minutes_retention_always(tmp_path: Path) -> None:
