@@ -166,15 +166,21 @@ def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: 
     each once and each of its type: no key twice (polars keeps the first value, json the
     last), no field polars does not read, no null, nothing polars turned into text.
 
-    Arrays and objects turned into text are declined by :func:`_check_targets`. A number or
-    a boolean turned into text starts with a digit or a minus, or is true or false; when no
-    text value does, there is none. When one does, the quotes are counted: with no escapes
-    every string, key or value, brings two, so the quotes of the target lines must be twice
-    the fields found plus the text values found (a number turned into text takes two away,
-    and every key polars did not read adds two). With that settled, the lines of tools that
-    write no blanks must be as long as the fields found take written that way: anything
-    else in a line makes it longer. Other lines are held to a count of their keys instead,
-    which costs a pass over their text.
+    Arrays and objects turned into text are declined by :func:`_check_targets`. With no
+    escapes, every string, key or value, brings two quotes, and every key ends in ``":``
+    (once no blank comes before a colon). So when the target lines hold as many keys as
+    polars found fields, and twice as many quotes as it found fields and text values, there
+    is no key it did not read, and no number or boolean it turned into text (each takes two
+    quotes away, and only a key could bring them back).
+
+    Counting keys and quotes is a pass over the text. A number or boolean turned into text
+    starts with a digit or a minus, or is true or false: when no text value does, there is
+    none, and the lines of tools that write no blanks are then checked by their length
+    alone. They must be as long as the fields found take written that way, since anything
+    else in a line makes it longer: strings are the same bytes to both readers, and polars
+    reads no number into a whole-number field that it would write shorter. (A number turned
+    into text can be written longer than it came, 1e7 as 10000000, which is why the length
+    tells nothing when one might be there.)
     """
     found = rows.height
     nulls = rows.null_count().row(0, named=True)
@@ -184,7 +190,7 @@ def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: 
         quotes = data.count(b'"') - sum(text.count('"') for text in others)
         if quotes != 2 * (fields + sum(present[name] for name in _TEXT_FIELDS)):
             raise Declined
-    if lines.str.len_bytes().sum() == _compact_length(rows, present):
+    elif lines.str.len_bytes().sum() == _compact_length(rows, present):
         return
     if b"\t" in data:
         raise Declined  # a tab before a colon would hide a key from the count below

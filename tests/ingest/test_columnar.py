@@ -202,6 +202,11 @@ UNUSUAL = [
      lambda line: re.sub(r'"session":"[^"]*"', '"session":true', line).replace(",", ", ", 2)),
     ("a number for text and a short field",
      lambda line: re.sub(r'"target":"[^"]*"', '"target":1', line)[:-1] + ',"":1,"":1,"":1}'),
+    # polars writes these out longer than they came (1e7 as 10000000), room for a key.
+    ("an exponent for text and a key twice",
+     lambda line: line[:-1] + ',"error":1e7,"ts":2}'),
+    ("a tiny exponent for text and blanks",
+     lambda line: line[:-1] + ',"error":1e-20,' + " " * 9 + '"y":1}'),
 ]  # fmt: skip
 
 
@@ -226,6 +231,34 @@ def test_unusual_lines_mixed_in_any_number_are_declined_or_read_exactly(
             lines[i] = mutate(lines[i])
     got, want, _ = _both("\n".join(lines).encode() + b"\n")
     assert got == want
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"event":"target_started","session":"s","ts":1,"target":"t","error":1e7,"ts":2}\n',
+        b'{"event":"target_finished","session":"s","ts":1,"target":1e7,"status":"built","x":12}\n',
+        b'{"event":"target_finished","session":true,"ts":1,"target":"t","status":"built",'
+        b'"error":1e-20,         "y":1,"z":1}\n',
+        b'{"event":"target_started","session":"s","ts":1,"target":"t","error":1e20}\n'
+        b'{"event":"target_started","session":"s","ts":1,"target":"u","error":1e20}\n'
+        b'{"event":"target_finished","session":"s","ts":5,"target":"t","status":"built",'
+        + b" " * 20
+        + b'"session":"OTHER"}\n',
+        b'{"event":"target_started","session":"s","ts":1,"target":"t","error":1e30}\n'
+        b'{"event":"target_started","session":"s","ts":1,"target":"u","error":1e9}\n'
+        b'{"event":"target_started","session":"s","ts":1,"target":"v","error":1e9}\n'
+        b'{"event":"target_finished","session":"s","ts":5,"target":"t","status":"built",'
+        + b" " * 6
+        + b'"event":"build_finished","success":false}\n',
+    ],
+)
+def test_numbers_written_out_longer_than_they_came_cannot_hide_a_key(data: bytes) -> None:
+    """A number in a text field is written out by polars in full (1e7 as 10000000), longer
+    than it came; the bytes it gains once let a repeated or unknown key pass the length
+    check. Found by an adversarial review; each was read in columns, differently."""
+    got, want, took = _both(data)
+    assert got == want and not took
 
 
 @pytest.mark.parametrize(
