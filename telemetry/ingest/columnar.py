@@ -22,6 +22,8 @@ build (the collector pairs starts and finishes first in, first out). How it tell
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import polars as pl
@@ -92,12 +94,14 @@ def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, in
     start = event == "target_started"
     target = (start | (event == "target_finished")).fill_null(False)
     others = pl.DataFrame({"order": decoded.get_column("order"), "line": lines}).filter(~target)
-    info = _build_events(others, decode)
-    # In one piece: what follows runs several times faster than over the decoder's chunks.
-    rows = decoded.with_columns(start=start).filter(target).rechunk()
-    _check_targets(rows)
-    _check_plain(rows, lines.filter(target), others.get_column("line"), data)
-    return _assemble(info, rows, decoded.height)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Python's json and polars' threads side by side: polars lets go of the GIL.
+        info = pool.submit(_build_events, others, decode)
+        # In one piece: what follows runs several times faster than over the decoder's chunks.
+        rows = decoded.with_columns(start=start).filter(target).rechunk()
+        _check_targets(rows)
+        _check_plain(rows, lines.filter(target), others.get_column("line"), data)
+        return _assemble(info.result, rows, decoded.height)
 
 
 def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, dict[str, Any]]:
@@ -249,7 +253,7 @@ def _compact_length(rows: pl.DataFrame, present: dict[str, int]) -> int:
 
 
 def _assemble(
-    info: dict[str, dict[str, Any]], rows: pl.DataFrame, events: int
+    builds: Callable[[], dict[str, dict[str, Any]]], rows: pl.DataFrame, events: int
 ) -> tuple[pa.Table, pa.Table, int]:
     start = pl.col("start")
     # The collector pairs a finish with the oldest start of the same target still waiting.
@@ -296,10 +300,12 @@ def _assemble(
         end=pl.col("ts"),
         worker=pl.when(waiting).then(pl.col("runner")).cast(pl.Int32),
     )
-    return _sessions(info, rows, done), _targets(done), events
+    return _sessions(builds, rows, done), _targets(done), events
 
 
-def _sessions(info: dict[str, dict[str, Any]], rows: pl.DataFrame, done: pl.DataFrame) -> pa.Table:
+def _sessions(
+    builds: Callable[[], dict[str, dict[str, Any]]], rows: pl.DataFrame, done: pl.DataFrame
+) -> pa.Table:
     status = pl.col("status")
     executed = (status == "built") | (status == "failed")
     ran = pl.when(executed).then(pl.col("end") - pl.col("begin"))
@@ -315,11 +321,13 @@ def _sessions(info: dict[str, dict[str, Any]], rows: pl.DataFrame, done: pl.Data
         executed_float=ran.cast(pl.Float64).sum(),
         first_failed=pl.col("target").filter(status == "failed").first(),
     )
+    peaks = _peaks(done.filter(executed))
+    info = builds()  # by now, most likely
     facts = (
         _builds(info)
         .join(spans, on="session", how="full", coalesce=True)
         .join(counts, on="session", how="left")
-        .join(_peaks(done.filter(executed)), on="session", how="left")
+        .join(peaks, on="session", how="left")
     )
     late = pl.col("last_seen") > pl.col("finished_at")  # an event after its build finished
     if facts.select(late.any() | (pl.col("executed_float") >= 2.0**62).any()).item():
