@@ -731,7 +731,9 @@ def _by_day(table: pa.Table, days: pa.Array | pa.ChunkedArray) -> pa.Table:
     a day; as it is when it already is (a backfill read in time order)."""
     import pyarrow.compute as pc
 
-    if len(days) < 2 or pc.all(pc.less_equal(days[:-1], days[1:])).as_py():
+    if days.null_count == 0 and (
+        len(days) < 2 or pc.all(pc.less_equal(days[:-1], days[1:])).as_py()
+    ):
         return table
     return table.take(pc.sort_indices(days))
 

@@ -395,6 +395,33 @@ def test_each_days_file_holds_only_its_own_target_names(
         assert set(table.column("session_id").to_pylist()) == {f"s{day}"}
 
 
+def test_target_rows_of_no_session_given_are_not_written(storage: TelemetryStorage) -> None:
+    """Rows already in day order are written as they are, but not a target row whose
+    session is not among the sessions given: it would land in another day's file."""
+    from telemetry.ingest.columnar import read_columns
+    from telemetry.ingest.jsonl import _DECODER
+
+    lines = []
+    for day in range(3):
+        session, ts = f"s{day}", T0 + day * DAY
+        lines.append({"event": "build_started", "session": session, "ts": ts})
+        lines += [{"event": "target_finished", "session": session, "ts": ts + 1,
+                   "target": f"//t{i}", "status": "cached"} for i in range(3)]  # fmt: skip
+        lines.append({"event": "build_finished", "session": session, "ts": ts + 5,
+                      "success": True})  # fmt: skip
+    read = read_columns("\n".join(json.dumps(e) for e in lines).encode(), _DECODER)
+    assert read is not None
+    sessions, targets, _ = read
+    ids = targets.column("session_id").to_pylist()
+    assert ids == ["s0"] * 3 + ["s1"] * 3 + ["s2"] * 3
+    ids[4] = "elsewhere"
+    field = targets.schema.field("session_id")
+    storage.append(sessions, targets.set_column(0, field, pa.array(ids, pa.string())))
+    for day, path in enumerate(sorted((storage.dir / "targets").rglob("*.arrow"))):
+        stored = ipc.open_file(path).read_all().column("session_id").to_pylist()
+        assert stored == [f"s{day}"] * (2 if day == 1 else 3)
+
+
 def test_writes_sweep_for_leftovers_every_ten_minutes_retention_always(tmp_path: Path) -> None:
     """A build's write looks for what dead writers left at most every ten minutes (looking
     in every day folder after every build made `record` slower as history grew); retention

@@ -322,7 +322,7 @@ def _sessions(
         first_failed=pl.col("target").filter(status == "failed").first(),
     )
     peaks = _peaks(done.filter(executed))
-    info = builds()  # by now, most likely
+    info = builds()  # decoded meanwhile, in a thread
     facts = (
         _builds(info)
         .join(spans, on="session", how="full", coalesce=True)
