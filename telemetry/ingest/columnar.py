@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 import polars as pl
@@ -99,8 +100,8 @@ def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, in
         info = pool.submit(_build_events, others, decode)
         # In one piece: what follows runs several times faster than over the decoder's chunks.
         rows = decoded.with_columns(start=start).filter(target).rechunk()
-        _check_targets(rows)
-        _check_plain(rows, lines.filter(target), others.get_column("line"), data)
+        columns = _check_targets(rows)
+        _check_plain(lines.filter(target), others.get_column("line"), data, columns)
         return _assemble(info.result, rows, decoded.height)
 
 
@@ -126,12 +127,22 @@ def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, d
     return sessions
 
 
-def _check_targets(rows: pl.DataFrame) -> None:
-    """Decline unless every target event is one the line-by-line reading would take."""
+@dataclass(slots=True, frozen=True)
+class _Columns:
+    """What the target rows hold: how many of each field, whether a text value might be
+    a number or boolean turned into text, and their length written without blanks."""
+
+    present: dict[str, int]
+    scalars: bool
+    compact: int
+
+
+def _check_targets(rows: pl.DataFrame) -> _Columns:
+    """Decline unless every target event is one the line-by-line reading would take; and
+    what the columns hold that :func:`_check_plain` needs, found in the same pass."""
     start, status = pl.col("start"), pl.col("status")
-    unset = {
-        name for name, nulls in rows.null_count().row(0, named=True).items() if nulls == rows.height
-    }
+    nulls = rows.null_count().row(0, named=True)
+    present = {name: rows.height - nulls[name] for name in _TARGET_FIELDS}
     # Each rule is true, or null where it does not apply.
     rules = [
         # In bytes, which is cheaper than characters and declines no text the line-by-line
@@ -143,29 +154,41 @@ def _check_targets(rows: pl.DataFrame) -> None:
         pl.any_horizontal(status == s for s in STATUSES).fill_null(False)
         | (start & status.is_null()),
     ]
-    if "worker" not in unset:
+    if present["worker"]:
         rules.append(pl.col("worker").is_between(0, 2**31 - 1) | ~start)
-    if "duration_ms" not in unset:
+    if present["duration_ms"]:
         rules.append(pl.col("duration_ms").is_between(0, _MAX_TS - 1) | start)
-    if "error" not in unset:
+    if present["error"]:
         rules.append(pl.col("error").str.len_bytes() <= _MAX_TEXT)
-    for name in {"session", "target", "error"} - unset:
-        # An array or object that polars turned into text, told by its first character.
-        column = pl.col(name)
-        rules.append(
-            ~(
-                column.is_between(pl.lit("["), pl.lit("\\"), closed="left")
-                | column.is_between(pl.lit("{"), pl.lit("|"), closed="left")
-            )
+    texts = [pl.col(n) for n in ("session", "target", "error") if present[n]]
+    # An array or object that polars turned into text, told by its first character.
+    rules += [
+        ~(
+            text.is_between(pl.lit("["), pl.lit("\\"), closed="left")
+            | text.is_between(pl.lit("{"), pl.lit("|"), closed="left")
         )
-    checks = rows.select(
-        rule.all(ignore_nulls=True).alias(f"rule{i}") for i, rule in enumerate(rules)
-    ).row(0)
-    if not all(checks):
+        for text in texts
+    ]
+    # A number or boolean turned into text starts with a digit or a minus, or is true or
+    # false (the event and status are held to their few values above).
+    scalars = [
+        text.is_between(pl.lit("-"), pl.lit("."), closed="left")
+        | text.is_between(pl.lit("0"), pl.lit(":"), closed="left")
+        | (text == "true")
+        | (text == "false")
+        for text in texts
+    ]
+    found = rows.select(
+        *(rule.all(ignore_nulls=True).alias(f"rule{i}") for i, rule in enumerate(rules)),
+        *([pl.any_horizontal(scalars).any().alias("scalars")] if scalars else []),
+        *_length_parts(present),
+    ).row(0, named=True)
+    if not all(found[f"rule{i}"] for i in range(len(rules))):
         raise Declined  # a missing or invalid field: the line-by-line reading reports it
+    return _Columns(present, bool(found.get("scalars")), _compact_length(rows, present, found))
 
 
-def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: bytes) -> None:
+def _check_plain(lines: pl.Series, others: pl.Series, data: bytes, columns: _Columns) -> None:
     """Decline unless the target ``lines`` hold exactly the fields polars found in them,
     each once and each of its type: no key twice (polars keeps the first value, json the
     last), no field polars does not read, no null, nothing polars turned into text.
@@ -186,15 +209,13 @@ def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: 
     into text can be written longer than it came, 1e7 as 10000000, which is why the length
     tells nothing when one might be there.)
     """
-    found = rows.height
-    nulls = rows.null_count().row(0, named=True)
-    present = {name: found - nulls[name] for name in _TARGET_FIELDS}
+    present = columns.present
     fields = sum(present.values())
-    if _maybe_scalars(rows, present):
+    if columns.scalars:
         quotes = data.count(b'"') - sum(text.count('"') for text in others)
         if quotes != 2 * (fields + sum(present[name] for name in _TEXT_FIELDS)):
             raise Declined
-    elif lines.str.len_bytes().sum() == _compact_length(rows, present):
+    elif lines.str.len_bytes().sum() == columns.compact:
         return
     if b"\t" in data:
         raise Declined  # a tab before a colon would hide a key from the count below
@@ -210,38 +231,37 @@ def _check_plain(rows: pl.DataFrame, lines: pl.Series, others: pl.Series, data: 
         raise Declined
 
 
-def _maybe_scalars(rows: pl.DataFrame, present: dict[str, int]) -> bool:
-    """Whether a text value might be a number or boolean that polars turned into text (the
-    event and status are held to their few values elsewhere)."""
-    looks = [
-        column.is_between(pl.lit("-"), pl.lit("."), closed="left")
-        | column.is_between(pl.lit("0"), pl.lit(":"), closed="left")
-        | (column == "true")
-        | (column == "false")
-        for column in (pl.col(n) for n in ("session", "target", "error") if present[n])
+def _length_parts(present: dict[str, int]) -> list[pl.Expr]:
+    """What :func:`_compact_length` needs of the rows: the bytes of each text field, and
+    the least and greatest of each whole-number field."""
+    numbers = [n for n, kind in _TARGET_FIELDS.items() if kind == pl.Int64 and present[n]]
+    return [
+        *(pl.col(n).str.len_bytes().sum().alias(n) for n in _TEXT_FIELDS if present[n]),
+        *(pl.col(n).min().alias(f"{n}.min") for n in numbers),
+        *(pl.col(n).max().alias(f"{n}.max") for n in numbers),
     ]
-    return bool(looks) and bool(rows.select(pl.any_horizontal(looks).any()).item())
 
 
-def _compact_length(rows: pl.DataFrame, present: dict[str, int]) -> int:
+def _compact_length(
+    rows: pl.DataFrame, present: dict[str, int], parts: dict[str, Any] | None = None
+) -> int:
     """The bytes ``rows`` take as JSON objects without blanks or line ends:
-    ``{"key":value,...}`` with each present field once, text values quoted."""
+    ``{"key":value,...}`` with each present field once, text values quoted. ``parts`` are
+    the values of :func:`_length_parts`, when already computed."""
     # Each object's braces and commas are one byte more than its fields; each field is its
     # key, two quotes and a colon, and its value.
     total = rows.height + sum(count * (len(name) + 4) for name, count in present.items())
-    texts = [n for n in _TEXT_FIELDS if present[n]]
-    numbers = [n for n, kind in _TARGET_FIELDS.items() if kind == pl.Int64 and present[n]]
-    if not texts and not numbers:
+    expressions = _length_parts(present)
+    if not expressions:
         return total  # no target events
-    sums = rows.select(
-        *(pl.col(n).str.len_bytes().sum().alias(n) for n in texts),
-        *(pl.col(n).min().alias(f"{n}.min") for n in numbers),
-        *(pl.col(n).max().alias(f"{n}.max") for n in numbers),
-    ).row(0, named=True)
-    total += sum(int(sums[n]) + 2 * present[n] for n in texts)
+    if parts is None:
+        parts = rows.select(expressions).row(0, named=True)
+    total += sum(int(parts[n]) + 2 * present[n] for n in _TEXT_FIELDS if present[n])
     spread = []
-    for n in numbers:
-        low, high = sums[f"{n}.min"], sums[f"{n}.max"]
+    for n, kind in _TARGET_FIELDS.items():
+        if kind != pl.Int64 or not present[n]:
+            continue
+        low, high = parts[f"{n}.min"], parts[f"{n}.max"]
         if low >= 0 and len(str(low)) == len(str(high)):
             total += len(str(low)) * present[n]  # all of the same number of digits
         else:
