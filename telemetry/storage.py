@@ -719,8 +719,12 @@ def prune_dictionaries(table: pa.Table) -> pa.Table:
         column = table.column(index)
         if column.num_chunks == 1:
             chunk = column.chunk(0)
-            if pc.count_distinct(chunk.indices).as_py() == len(chunk.dictionary):
-                continue  # every label is used (a build's targets, most days)
+            labels = len(chunk.dictionary)
+            if (
+                pc.count_distinct(chunk.indices).as_py() == labels
+                and pc.count_distinct(chunk.dictionary).as_py() == labels
+            ):
+                continue  # every label is used, each once (a build's targets, most days)
         plain = column.cast(field.type.value_type).combine_chunks()
         table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
     return table.combine_chunks()

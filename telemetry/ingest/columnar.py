@@ -150,7 +150,8 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
         pl.col("session").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
         pl.col("target").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
         pl.col("ts").is_between(0, _MAX_TS - 1).fill_null(False),
-        # A start with a status is rare enough to read line by line (which ignores it).
+        # A start's status is ignored by both readings; anything but one of the four or none
+        # is rare enough to leave to the line-by-line reading.
         pl.any_horizontal(status == s for s in STATUSES).fill_null(False)
         | (start & status.is_null()),
     ]

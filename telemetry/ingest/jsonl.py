@@ -273,28 +273,20 @@ def _ingest_stream(
     written_ms: int | None,
     apply_retention: bool,
 ) -> IngestResult:
+    start = _position(handle)
     source = decompressed(handle)
-    whole = None
-    if format in ("auto", "jsonl"):
-        try:
-            whole, source = _read_plain(source, handle)
-        except OSError as error:
-            raise _unreadable_input(name, "input", error) from None
     # The first line tells what the input is; it is read here and handed on in front of the
     # rest (not pushed back into the stream, so a damaged archive still fails line by line).
     head = b""
     if format == "auto":
         with contextlib.suppress(Exception):  # damaged: reading line by line reports where
-            reader = source if whole is None else io.BytesIO(whole)
             # Blank lines and a byte-order mark come before what tells the format apart.
             for _ in range(_DETECT_LINES):
-                line = reader.readline()
+                line = source.readline()
                 head += line
                 if not line or line.lstrip(_BOM).strip():
                     break
     kind = _detect(head) if format == "auto" else format
-    if whole is not None and kind != "jsonl":
-        source = io.BufferedReader(io.BytesIO(whole[len(head) :]))  # the rest, after head
     if kind == "bazel-bep":
         try:
             lines = bep_events(itertools.chain([head] if head else [], source), profile=profile)
@@ -327,7 +319,12 @@ def _ingest_stream(
                 raise _unreadable_input(name, "document", error) from None
             return ingest_jsonl(storage, events, apply_retention=apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
-        source, head = io.BufferedReader(io.BytesIO(document.raw)), b""
+        source, head, start = io.BufferedReader(io.BytesIO(document.raw)), b"", None
+    whole = None
+    if start is not None and _is_plain(source):
+        whole, rest = _read_plain(handle, start)
+        if whole is None:  # grew meanwhile, or could not be read in one step
+            head, source = b"", rest
     ahead = _Ahead([], whole) if whole is not None else _read_ahead(head, source)
     if ahead.whole is not None:
         columns = _ingest_columns(storage, ahead.whole, apply_retention)
@@ -353,24 +350,42 @@ class _Ahead:
     error: Exception | None = None  # where reading ahead broke off
 
 
-def _read_plain(source: IO[bytes], handle: IO[bytes]) -> tuple[bytes | None, IO[bytes]]:
-    """All of an uncompressed regular file within :data:`MAX_BYTES`, read in one step; or
-    None and the source to go on reading (with what was read put back in front) when it is
-    not one, or grew meanwhile. An error reading it is raised."""
-    if not isinstance(source, io.BufferedReader) or not isinstance(source.raw, _Prefixed):
-        return None, source  # compressed
+def _position(handle: IO[bytes]) -> int | None:
+    """Where a regular file's reading starts (stdin may be one, part read); None for a
+    pipe, a terminal or a file too large to be read whole."""
     try:
         status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BYTES:
+            return None
+        return handle.tell()
     except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
-        return None, source
-    if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BYTES:
-        return None, source
-    # One read of the size the file has: read in steps, the input would be copied again
-    # to join them.
-    data = source.read(status.st_size + 1)
-    if len(data) <= status.st_size:
-        return data, source
-    return None, io.BufferedReader(_Prefixed(data, source))
+        return None
+
+
+def _is_plain(source: IO[bytes]) -> bool:
+    """Whether ``source`` (from :func:`decompressed`) is the input itself, not compressed."""
+    return isinstance(source, io.BufferedReader) and isinstance(source.raw, _Prefixed)
+
+
+def _read_plain(handle: IO[bytes], start: int) -> tuple[bytes | None, IO[bytes]]:
+    """All of an uncompressed regular file from ``start``, read again in one step (in
+    steps, the input would be copied once more to join them); or None and the input from
+    ``start`` to read line by line, when it grew past its size meanwhile (with what was read
+    in front) or could not be read in one step (a failing disk: line by line stores what
+    comes before the fault, and reports it)."""
+    try:
+        handle.seek(start)
+        size = max(os.fstat(handle.fileno()).st_size - start, 0)
+        data = handle.read(size + 1) if size <= MAX_BYTES else b""
+    except OSError:
+        data = b""
+    if data and len(data) <= size:
+        return data, handle
+    if len(data) > size:  # it grew: what was read comes first
+        return None, io.BufferedReader(_Prefixed(data, handle))
+    with contextlib.suppress(OSError):
+        handle.seek(start)
+    return None, decompressed(handle)
 
 
 def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
@@ -505,7 +520,7 @@ class _Prefixed(io.RawIOBase):
     """``prefix`` and then the rest of ``stream``."""
 
     def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
-        self.prefix = prefix
+        self.prefix = memoryview(prefix)  # sliced without copying what is left
         self.stream = stream
 
     def readable(self) -> bool:

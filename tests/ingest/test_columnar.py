@@ -5,11 +5,16 @@ tests/test_properties.py."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +427,119 @@ def test_damaged_and_large_inputs_are_read_as_line_by_line(
     want = _line_by_line(path, TelemetryStorage(tmp_path / "b"))
     assert (got.sessions, got.events, got.problems,
             _rows(fast, "sessions"), _rows(fast, "targets")) == want  # fmt: skip
+
+
+def _plain_history(builds: int = 40) -> bytes:
+    rng = random.Random(21)
+    return _text(_stream(rng, builds), rng) + b"\n"
+
+
+def test_a_file_that_grows_while_it_is_read_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file read in one step that turns out longer than its size said (a build still
+    appending to it) is read on from there, line by line, losing nothing."""
+    import telemetry.ingest.jsonl as jsonl
+
+    data = _plain_history()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+
+    class Stale:
+        """What fstat said before the file grew: half its size."""
+
+        def __init__(self, real: os.stat_result) -> None:
+            self.real = real
+            self.st_size = real.st_size - len(data) // 2
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.real, name)
+
+    def stale_fstat(fd: int) -> Stale:
+        return Stale(os.fstat(fd))
+
+    monkeypatch.setattr(jsonl, "os", types.SimpleNamespace(**vars(os) | {"fstat": stale_fstat}))
+    got = TelemetryStorage(tmp_path / "a")
+    result = ingest_file(got, path, apply_retention=False)
+    monkeypatch.undo()
+    want = TelemetryStorage(tmp_path / "b")
+    expected = ingest_jsonl(want, io.BytesIO(data), apply_retention=False)
+    assert (result.sessions, result.events, result.problems) == (
+        expected.sessions,
+        expected.events,
+        expected.problems,
+    )
+    assert _rows(got, "sessions") == _rows(want, "sessions")
+    assert _rows(got, "targets") == _rows(want, "targets")
+
+
+class _FailingDisk(io.BufferedReader):
+    """A file whose large reads fail part way, as on a failing disk; small ones go
+    through."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > 8192:
+            super().read(4096)  # what was read before the fault is gone with it
+            raise OSError(errno.EIO, "Input/output error")
+        return super().read(size)
+
+
+def test_a_plain_file_that_cannot_be_read_in_one_step_is_read_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _plain_history()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    with _FailingDisk(io.FileIO(path)) as handle:
+        monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=handle))
+        got = TelemetryStorage(tmp_path / "a")
+        result = ingest_file(got, "-", apply_retention=False)
+    want = TelemetryStorage(tmp_path / "b")
+    expected = ingest_jsonl(want, io.BytesIO(data), apply_retention=False)
+    assert (result.sessions, result.events, result.problems) == (
+        expected.sessions,
+        expected.events,
+        expected.problems,
+    )
+    assert _rows(got, "targets") == _rows(want, "targets")
+
+
+def test_stdin_redirected_from_a_file_part_read_stores_the_rest(tmp_path: Path) -> None:
+    """`builder telemetry ingest - < events.jsonl` after something read its first lines:
+    the rest is stored, as it would be line by line."""
+    from tests.conftest import BUILDER, process_env
+
+    data = _plain_history()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    skip = data.index(b"\n", len(data) // 3) + 1
+    with path.open("rb", buffering=0) as stdin:
+        stdin.seek(skip)
+        done = subprocess.run(
+            [BUILDER, "telemetry", "ingest", "-"], stdin=stdin, capture_output=True,
+            env=process_env(tmp_path / "a"), check=False,
+        )  # fmt: skip
+    want = TelemetryStorage(tmp_path / "b")
+    ingest_jsonl(want, io.BytesIO(data[skip:]), apply_retention=False)
+    assert done.returncode in (0, 1), done.stderr  # lines of builds begun before are reported
+    got = TelemetryStorage(tmp_path / "a")
+    assert _rows(got, "sessions") == _rows(want, "sessions")
+    assert _rows(got, "targets") == _rows(want, "targets")
+
+
+@pytest.mark.parametrize("room", [-1, 0, 1])
+def test_files_at_the_size_limit_are_read_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int
+) -> None:
+    import telemetry.ingest.jsonl as jsonl
+
+    data = _plain_history()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    monkeypatch.setattr(jsonl, "MAX_BYTES", len(data) + room)
+    got = TelemetryStorage(tmp_path / "a")
+    ingest_file(got, path, apply_retention=False)
+    want = TelemetryStorage(tmp_path / "b")
+    ingest_jsonl(want, io.BytesIO(data), apply_retention=False)
+    assert _rows(got, "sessions") == _rows(want, "sessions")
+    assert _rows(got, "targets") == _rows(want, "targets")
