@@ -27,10 +27,9 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from telemetry.errors import StorageError
+from telemetry.events import EXECUTED
 from telemetry.schema import SCHEMAS, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage, prune_dictionaries, stem_of
-
-_EXECUTED = ("built", "failed")
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,7 +115,7 @@ def rollup(targets: pa.Table) -> pa.Table:
             cached=(status == "cached").sum().cast(pl.Int64),
             failed=(status == "failed").sum().cast(pl.Int64),
             skipped=(status == "skipped").sum().cast(pl.Int64),
-            executed_ms=pl.col("duration_ms").filter(status.is_in(_EXECUTED)).sum(),
+            executed_ms=pl.col("duration_ms").filter(status.is_in(sorted(EXECUTED))).sum(),
         )
         .sort("target")
     )

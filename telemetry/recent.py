@@ -18,6 +18,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from telemetry.events import EXECUTED
 from telemetry.model import BuildReport, build_report
 from telemetry.schema import Dataset, judge_schema
 from telemetry.storage import StoredFile, TelemetryStorage
@@ -25,7 +26,6 @@ from telemetry.window import Window
 
 # Past this many rows in the files to read, the analyzer's columns are faster than rows.
 MAX_ROWS: Final = 200_000
-_EXECUTED: Final = frozenset({"built", "failed"})
 _RUNS: Final = ["session_id", "target", "status", "duration_ms"]
 
 
@@ -75,7 +75,7 @@ def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[Build
     for table in _tables("targets", targets, storage):
         columns = [table.column(name).to_pylist() for name in _RUNS]
         for session, target, status, duration in zip(*columns, strict=True):
-            if session in chosen and status in _EXECUTED:
+            if session in chosen and status in EXECUTED:
                 summed = runs.setdefault(session, {}).setdefault(target, [0, 0])
                 summed[0] += duration
                 summed[1] += 1

@@ -96,6 +96,8 @@ def internal_error(error: BaseException) -> int:
 def _report(args: Sequence[str]) -> int | None:
     """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, run
     here; None for any other form."""
+    from telemetry.cli import reports
+
     directory: str | None = None
     index = 0
     while index < len(args) and args[index].partition("=")[0] == "--dir":
@@ -112,22 +114,20 @@ def _report(args: Sequence[str]) -> int | None:
         arg = args[index]
         if arg.partition("=")[0] == "--format":
             value, index = _value(args, index)
-            if value not in ("text", "json"):
+            if value not in reports.FORMATS:
                 return None
             format = value
         elif command == "recent" and count is None and arg.isascii() and arg.isdigit():
             if len(arg) > 7:
                 return None  # Python will not even read a number of over 4,300 digits
             count = int(arg)
-            if not 1 <= count <= 1_000_000:
+            if not 1 <= count <= reports.MAX_COUNT:
                 return None
             index += 1
         else:
             return None
     if directory is not None and os.path.exists(directory) and not os.access(directory, os.R_OK):
         return None  # the parser says it is not readable
-    from telemetry.cli import reports
-
     warnings.showwarning = show_warning
 
     def run() -> int:
