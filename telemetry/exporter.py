@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -79,8 +79,13 @@ _COLUMNS: Final = {
     "labels": "labels",
 }
 
-# Control characters, and the line and paragraph separators many tools break lines at.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What a terminal must never receive raw (Unicode general categories): controls (Cc: line
+# breaks that would start a line of a report's own, ESC that starts an escape sequence),
+# format characters (Cf: the bidirectional controls that reorder the line a person reads,
+# zero-width characters, the byte-order mark), the line and paragraph separators (Zl, Zp)
+# and lone surrogates (Cs). Other characters, even unassigned ones, are shown as they are.
+_UNSAFE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
@@ -100,16 +105,46 @@ def format_duration(ms: float) -> str:
 
 
 def printable(text: str) -> str:
-    """Text with control characters escaped (``\\n``, ``\\x1b``), so a label can neither add
-    lines to a report (and fool a ``grep``) nor send escape sequences to a terminal."""
-    return _CONTROL.sub(_escape, text)
+    """Text with every control, format and separator character escaped as Python writes it,
+    so a label can neither add lines to a report (and fool a ``grep``), send escape sequences
+    to a terminal, nor reorder the line a person reads.
+
+    A backslash stays as it is, so a path reads as written; an escape seen in a report may
+    therefore also be text typed that way, and ``export`` gives the exact value.
+
+    >>> printable("//a\\n\\x1b[2J\\u202eb")
+    '//a\\\\n\\\\x1b[2J\\\\u202eb'
+    """
+    if text.isprintable():  # the common case, answered in C; every unsafe character fails it
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if ord(char) > 0xFF:
-        return f"\\u{ord(char):04x}"
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+def json_for_terminal(document: str) -> str:
+    """A JSON document with every character :func:`printable` escapes written as a JSON
+    escape (``\\u202e``), so it still reads as the same values; its line breaks stay.
+
+    >>> json_for_terminal('{"target": "a\\u202eb"}\\n')
+    '{"target": "a\\\\u202eb"}\\n'
+    """
+    # JSON writes a line break inside a string as ``\\n``: a raw one lies between values.
+    return "\n".join(_json_line(line) for line in document.split("\n"))
+
+
+def _json_line(line: str) -> str:
+    if line.isprintable():
+        return line
+    # json.dumps of one character, without its quotes: \\u202e, or a surrogate pair
+    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) in _UNSAFE else c for c in line)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
+    if code > 0xFF:
+        return f"\\u{code:04x}"
+    return _SHORT.get(char, f"\\x{code:02x}")
 
 
 def _paint(text: str, code: str, color: bool) -> str:
@@ -248,12 +283,15 @@ def recent_json(builds: Sequence[BuildReport]) -> str:
 # -- export -----------------------------------------------------------------------------------
 
 
-def write_export(sessions: pl.DataFrame, fmt: ExportFormat, out: IO[bytes]) -> None:
-    """Write sessions (oldest first, as :meth:`TelemetryAnalyzer.sessions` gives them)."""
+def write_export(
+    sessions: pl.DataFrame, fmt: ExportFormat, out: IO[bytes], *, terminal: bool = False
+) -> None:
+    """Write sessions (oldest first, as :meth:`TelemetryAnalyzer.sessions` gives them);
+    ``terminal`` escapes what a terminal must not receive raw, as the text reports do."""
     if fmt == "json":
-        out.write(sessions_json(sessions).encode())
+        out.write(sessions_json(sessions, terminal=terminal).encode())
     elif fmt == "csv":
-        out.write(sessions_csv(sessions).encode())
+        out.write(sessions_csv(sessions, terminal=terminal).encode())
     elif fmt in BINARY_FORMATS:
         _write_binary(sessions, fmt, out)
     else:
@@ -262,8 +300,9 @@ def write_export(sessions: pl.DataFrame, fmt: ExportFormat, out: IO[bytes]) -> N
         )
 
 
-def sessions_json(sessions: pl.DataFrame) -> str:
-    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals."""
+def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
+    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals; with
+    ``terminal``, the same values through :func:`json_for_terminal`."""
     if sessions.is_empty():
         return '{\n  "sessions": []\n}\n'
     objects = []
@@ -274,16 +313,26 @@ def sessions_json(sessions: pl.DataFrame) -> str:
             text = f"{value:.2f}" if key in _RATES else json.dumps(value, ensure_ascii=False)
             fields.append(f'      "{key}": {text}')
         objects.append("    {\n" + ",\n".join(fields) + "\n    }")
-    return '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
+    document = '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
+    return json_for_terminal(document) if terminal else document
 
 
-def sessions_csv(sessions: pl.DataFrame) -> str:
-    """One row per session with a header; RFC 4180 (CRLF, quotes where needed)."""
+def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
+    """One row per session with a header; RFC 4180 (CRLF, quotes where needed). With
+    ``terminal``, each text cell through :func:`printable` and the labels' JSON through
+    :func:`json_for_terminal`: CSV has no escapes of its own, and a terminal is read, not
+    parsed."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(SESSION_KEYS)
     for row in _session_rows(sessions):
-        writer.writerow([_csv_value(key, row[key]) for key in SESSION_KEYS])
+        cells = [_csv_value(key, row[key]) for key in SESSION_KEYS]
+        if terminal:
+            cells = [
+                json_for_terminal(cell) if key == "labels" else printable(cell)
+                for key, cell in zip(SESSION_KEYS, cells, strict=True)
+            ]
+        writer.writerow(cells)
     return buffer.getvalue()
 
 

@@ -22,6 +22,25 @@ def test_printable_escapes_control_characters() -> None:
     assert printable("//ok:target-name_1") == "//ok:target-name_1"
 
 
+def test_printable_escapes_bidirectional_and_other_format_characters() -> None:
+    # Overrides, embeddings, isolates and marks reorder what a person reads; zero-width
+    # characters, the byte-order mark, a soft hyphen and tags hide text; a lone surrogate
+    # cannot be written to a terminal at all.
+    hostile = (
+        "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+        "\u200b\u200d\u2060\ufeff\u00ad\U000e0041\udc80"
+    )
+    assert printable(f"a{hostile}b") == (
+        "a\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069\\u200e"
+        "\\u200f\\u061c\\u200b\\u200d\\u2060\\ufeff\\xad\\U000e0041\\udc80b"
+    )
+    # Everything else is shown as it is: a backslash (so a path reads as written; an escape
+    # typed as text therefore looks like an escaped character), letters of any script,
+    # emoji, a no-break space, a private-use glyph.
+    kept = "C:\\src\\a.c: \\u202e typed, é 中文 עברית 👍 \u00a0\ue000"
+    assert printable(kept) == kept
+
+
 def _events(*lines: dict[str, object]) -> bytes:
     return "\n".join(json.dumps(line) for line in lines).encode()
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import telemetry.recent
 from telemetry.storage import TelemetryStorage
 from tests.conftest import Runner
 
@@ -72,6 +73,25 @@ def test_hostile_names_are_stored_exactly_and_stay_inside_the_store(
     # In text, a name can never start a line of its own: one line per build and target.
     recent = cli("telemetry", "recent", "1").stdout.splitlines()
     assert len(recent) == 5, recent
+
+
+def test_both_routes_of_recent_show_bidirectional_controls_escaped(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = "//a\u202e:b\u2066"
+    failed = _build("s", target, {}).replace(
+        b'"success": true', b'"success": false, "error": "failed\\u200f\\u061c"'
+    )
+    assert cli("telemetry", "ingest", "-", stdin=failed).code == 0
+    shown = cli("telemetry", "recent", "1").stdout
+    assert shown.splitlines()[2:] == [
+        "1. [✗] 2025-10-27T14:23:20 - 10ms (cache: 0.0%)",
+        "   Error: failed\\u200f\\u061c",
+        "   Top bottlenecks:",
+        "     • //a\\u202e:b\\u2066: 5ms",
+    ]
+    monkeypatch.setattr(telemetry.recent, "MAX_ROWS", 0)  # the analyzer answers instead
+    assert cli("telemetry", "recent", "1").stdout == shown
 
 
 @pytest.mark.parametrize(

@@ -271,12 +271,8 @@ def export(
     from telemetry.files import atomic_output
 
     analyzer = reports.analyzer(_config(ctx), since, until)
-    if (
-        output is None
-        and format.value in exporter.BINARY_FORMATS
-        and sys.stdout is not None
-        and sys.stdout.isatty()
-    ):
+    terminal = output is None and reports.terminal()
+    if terminal and format.value in exporter.BINARY_FORMATS:
         raise TelemetryError(
             f"{format.value} is binary and stdout is a terminal; add --output PATH "
             f"or redirect to a file"
@@ -284,7 +280,8 @@ def export(
     sessions = analyzer.sessions()
     if output is None:
         with reports.writing():
-            exporter.write_export(sessions, format.value, sys.stdout.buffer)
+            # A terminal gets the text fields escaped; a pipe or file, the exact values.
+            exporter.write_export(sessions, format.value, sys.stdout.buffer, terminal=terminal)
             sys.stdout.buffer.flush()
     else:
         with atomic_output(output) as handle:

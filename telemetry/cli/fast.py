@@ -60,9 +60,15 @@ def try_fast(argv: Sequence[str]) -> int | None:
 
 def err(text: str) -> None:
     """One line on stderr; nothing when stderr is closed or cannot be written, since what
-    telemetry says must never change a build's result."""
+    telemetry says must never change a build's result. Stderr is a terminal more often than
+    not, so build text quoted in a message is escaped as in the reports (its line breaks,
+    those of a usage text, stay)."""
     if sys.stderr is None:
         return
+    if not text.isprintable():
+        from telemetry.exporter import printable
+
+        text = "\n".join(printable(line) for line in text.split("\n"))
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(text + "\n")
         sys.stderr.flush()

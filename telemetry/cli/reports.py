@@ -107,7 +107,7 @@ def summary(
     asked = analyzer(found, since, until)
     report = asked.summary(top=top)
     if format == "json":
-        out(exporter.summary_json(report))
+        out(stdout_json(exporter.summary_json(report)))
         if report.total_builds == 0:
             err(no_builds(asked.storage, asked.window))
     elif report.total_builds == 0:
@@ -137,7 +137,7 @@ def recent(
 
         builds = TelemetryAnalyzer(stored, window=window).recent(count)
     if format == "json":
-        out(exporter.recent_json(builds))
+        out(stdout_json(exporter.recent_json(builds)))
         if not builds:
             err(no_builds(stored, window))
     elif not builds:
@@ -161,8 +161,20 @@ def no_builds(stored: TelemetryStorage, window: Window) -> str:
     return exporter.NO_DATA_IN_WINDOW
 
 
+def terminal() -> bool:
+    """Whether stdout is a terminal, which must never receive text from builds raw."""
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
 def color() -> bool:
-    return sys.stdout is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return terminal() and "NO_COLOR" not in os.environ
+
+
+def stdout_json(document: str) -> str:
+    """A JSON report as it is, or escaped for a terminal (still the same JSON values)."""
+    from telemetry import exporter
+
+    return exporter.json_for_terminal(document) if terminal() else document
 
 
 def out(text: str) -> None:
