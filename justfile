@@ -14,6 +14,11 @@ test *ARGS:
 fuzz N="3000":
     HYPOTHESIS_EXAMPLES={{N}} python -m pytest tests/test_properties.py tests/ingest/test_columnar.py::test_plain_streams_are_read_in_columns_with_the_line_by_line_result tests/test_compaction.py::test_a_compacted_store_answers_exactly_as_one_file_per_build_does tests/test_recent_route.py::test_the_newest_builds_are_the_analyzers tests/test_hostile_values.py::test_any_command_line_is_carried_out_or_refused_with_one_error
 
+# The attacks on the store (races of writers and maintenance, endless and hostile input,
+# damaged files, a full disk) at N times the size the test suite runs them at.
+torture N="10":
+    TORTURE_SCALE={{N}} python -m pytest -m torture
+
 # Lint, check formatting and types.
 lint:
     ruff check .

@@ -5,6 +5,11 @@ one lock so a build executor may report from many worker threads. When a build f
 columns become Arrow record batches and go to a :class:`SessionSink` (normally the store).
 The collector never raises into the build: a bad event or a failed write becomes a
 :class:`~telemetry.errors.TelemetryWarning`, reported once, and the build goes on.
+
+An event dated more than :data:`~telemetry.events.AHEAD_MS` (an hour) ahead of the clock is
+refused, and a build that starts so is refused whole: stored, it would be the newest day of
+the store until the clock caught up, and retention, which keeps the newest days, would
+remove real builds to make room for it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import pyarrow as pa
@@ -29,6 +35,8 @@ from telemetry.events import (
     Status,
     TargetFinished,
     TargetStarted,
+    format_ts,
+    latest_ts,
     parse_event,
     parse_timestamp,
 )
@@ -40,12 +48,18 @@ _STATUS_DICTIONARY = pa.array(STATUSES, pa.string())
 _NO_WORKER = -1
 _MAX_MS = 253_402_300_800_000  # year 10000, as the event protocol allows
 _MAX_TEXT = 65_536
+_KIND: dict[type, str] = {
+    BuildStarted: "build_started",
+    TargetStarted: "target_started",
+    TargetFinished: "target_finished",
+    BuildFinished: "build_finished",
+}
 
 
 class SessionSink(Protocol):
     """Where finished sessions go: one session row and its target rows per call."""
 
-    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None: ...
+    def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> object: ...
 
 
 class _NullSink:
@@ -109,6 +123,8 @@ class TelemetryCollector:
     >>> from telemetry.storage import TelemetryStorage
     >>> collector = TelemetryCollector(TelemetryStorage(".builder-cache/telemetry"))
     >>> collector.build_started("b-1", ts=1761575000000, parallelism=8)  # doctest: +SKIP
+
+    ``clock`` (UTC, the local clock by default) tells how far ahead an event may be dated.
     """
 
     def __init__(
@@ -118,6 +134,7 @@ class TelemetryCollector:
         enabled: bool = True,
         on_warning: Callable[[str], None] | None = None,
         warn_every_time: bool = False,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.enabled = enabled
         self._warn_every_time = warn_every_time
@@ -128,6 +145,11 @@ class TelemetryCollector:
         self._label_list: list[str] = []
         self._warned = False
         self._on_warning = on_warning
+        self._clock = clock or (lambda: datetime.now(UTC))
+        # Every ts before this is near enough to now. The clock is read again only for a
+        # later one (it runs forward, so this only errs on the side of reading it again).
+        self._latest = latest_ts(self._clock())
+        self._refused: set[str] = set()  # builds that started too far ahead
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryCollector:
@@ -155,21 +177,26 @@ class TelemetryCollector:
 
     # -- the protocol, one method per event -------------------------------------------------
 
-    def handle(self, event: Event) -> None:
-        """Take one event; a finished build is written to the sink."""
+    def handle(self, event: Event) -> bool:
+        """Take one event; a finished build is written to the sink. False when the event
+        was not taken: it could not be used or is dated too far ahead (either is reported
+        in a warning), or its build was refused."""
         if not self.enabled:
-            return
+            return False
         try:
+            if event.ts >= self._latest and self._ahead(event):
+                return False
             if isinstance(event, TargetFinished):
-                self._target_finished(event)
-            elif isinstance(event, TargetStarted):
-                self._target_started(event)
-            elif isinstance(event, BuildStarted):
-                self._build_started(event)
-            elif isinstance(event, BuildFinished):
-                self._build_finished(event)
+                return self._target_finished(event)
+            if isinstance(event, TargetStarted):
+                return self._target_started(event)
+            if isinstance(event, BuildStarted):
+                return self._build_started(event)
+            if isinstance(event, BuildFinished):
+                return self._build_finished(event)
         except Exception as error:  # the build must never see our failure
             self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
+        return False
 
     def build_started(
         self,
@@ -212,7 +239,7 @@ class TelemetryCollector:
             type(session) is str
             and type(target) is str
             and type(ts) is int
-            and 0 <= ts < _MAX_MS
+            and 0 <= ts < self._latest
             and 0 < len(session) <= _MAX_TEXT
             and 0 < len(target) <= _MAX_TEXT
             and session.isascii()
@@ -251,7 +278,7 @@ class TelemetryCollector:
             type(session) is str
             and type(target) is str
             and type(ts) is int
-            and 0 <= ts < _MAX_MS
+            and 0 <= ts < self._latest
             and 0 < len(session) <= _MAX_TEXT
             and 0 < len(target) <= _MAX_TEXT
             and session.isascii()
@@ -319,6 +346,8 @@ class TelemetryCollector:
             end = ts if type(ts) is int and 0 <= ts < _MAX_MS else parse_timestamp(ts)
             with self._lock:
                 buffer = self._buffer(session, end)
+                if buffer is None:
+                    return  # refused when it started
                 del self._open[session]
         except Exception as error:  # the build must never see our failure
             self._warn_once(f"telemetry ignored the interruption of {session!r}: {error}")
@@ -338,9 +367,12 @@ class TelemetryCollector:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _buffer(self, session: str, ts: int) -> _Buffer:
+    def _buffer(self, session: str, ts: int) -> _Buffer | None:
+        """The open session's buffer, opened when new; None for a refused build."""
         buffer = self._open.get(session)
         if buffer is None:
+            if session in self._refused:
+                return None
             buffer = self._open[session] = _Buffer(session, ts)
         elif ts > buffer.last_ts:
             buffer.last_ts = ts
@@ -355,9 +387,41 @@ class TelemetryCollector:
             self._label_list.append(target)
         return label
 
-    def _build_started(self, event: BuildStarted) -> None:
+    def _ahead(self, event: Event) -> bool:
+        """Whether ``event`` is dated too far ahead of the clock, read again now; if so it is
+        refused with a warning, and a build that starts so is refused whole, its other
+        events without a word (one warning names the build)."""
+        self._latest = latest_ts(self._clock())
+        if event.ts < self._latest:
+            return False
+        with self._lock:
+            if event.session in self._refused:
+                return True
+            if isinstance(event, BuildStarted):
+                self._refused.add(event.session)
+                self._open.pop(event.session, None)  # events that came before it go too
+        # The message leaves out the time now, so the same input is reported alike whenever
+        # it is read (and by both readings of ingest).
+        when = format_ts(event.ts)
+        if isinstance(event, BuildStarted):
+            self._warn_once(
+                f"telemetry refused build {event.session!r} with all its events: it starts at "
+                f"{when}, more than an hour ahead of this machine's clock; check the clock of "
+                f"the machine that ran it"
+            )
+        else:
+            self._warn_once(
+                f"telemetry ignored {_KIND[type(event)]} of {event.session!r}: ts {when} is "
+                f"more than an hour ahead of this machine's clock; check the clock of the "
+                f"machine that sent it"
+            )
+        return True
+
+    def _build_started(self, event: BuildStarted) -> bool:
         with self._lock:
             buffer = self._buffer(event.session, event.ts)
+            if buffer is None:
+                return False
             buffer.start_ts = event.ts
             buffer.info = SessionInfo(
                 event.parallelism,
@@ -367,19 +431,22 @@ class TelemetryCollector:
                 event.commit,
                 event.branch,
             )
+        return True
 
-    def _target_started(self, event: TargetStarted) -> None:
-        self._started_row(event.session, event.ts, event.target, event.worker)
+    def _target_started(self, event: TargetStarted) -> bool:
+        return self._started_row(event.session, event.ts, event.target, event.worker)
 
-    def _target_finished(self, event: TargetFinished) -> None:
-        self._finished_row(
+    def _target_finished(self, event: TargetFinished) -> bool:
+        return self._finished_row(
             event.session, event.ts, event.target, event.status, event.duration_ms, event.error
         )
 
-    def _started_row(self, session: str, ts: int, target: str, worker: int | None) -> None:
+    def _started_row(self, session: str, ts: int, target: str, worker: int | None) -> bool:
         with self._lock:
             buffer = self._open.get(session)  # self._buffer(session, ts), inline
             if buffer is None:
+                if session in self._refused:
+                    return False
                 buffer = self._open[session] = _Buffer(session, ts)
             elif ts > buffer.last_ts:
                 buffer.last_ts = ts
@@ -392,6 +459,7 @@ class TelemetryCollector:
             if pending is None:
                 pending = buffer.pending[label] = deque()
             pending.append((ts, _NO_WORKER if worker is None else worker))
+        return True
 
     def _finished_row(
         self,
@@ -401,11 +469,13 @@ class TelemetryCollector:
         status: Status,
         duration_ms: int | None,
         error: str | None,
-    ) -> None:
+    ) -> bool:
         code = _STATUS_CODE[status]
         with self._lock:
             buffer = self._open.get(session)  # self._buffer(session, ts), inline
             if buffer is None:
+                if session in self._refused:
+                    return False
                 buffer = self._open[session] = _Buffer(session, ts)
             elif ts > buffer.last_ts:
                 buffer.last_ts = ts
@@ -435,14 +505,18 @@ class TelemetryCollector:
             buffer.counts[code] += 1
             if code in (_BUILT, _FAILED):
                 buffer.executed_ms += ts - start
+        return True
 
-    def _build_finished(self, event: BuildFinished) -> None:
+    def _build_finished(self, event: BuildFinished) -> bool:
         with self._lock:
             buffer = self._buffer(event.session, event.ts)
+            if buffer is None:
+                return False
             del self._open[event.session]
         self._flush(
             buffer, end_ts=event.ts, success=event.success, error=event.error, interrupted=False
         )
+        return True
 
     def _flush(
         self,

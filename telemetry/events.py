@@ -22,6 +22,13 @@ EXECUTED: Final[frozenset[str]] = frozenset({"built", "failed"})
 # uses) stops at year 9999; a timestamp outside [1970, 10000) is a bug in the sender.
 _MAX_TS_MS: Final = 253_402_300_800_000
 _MAX_TEXT: Final = 65_536
+# How far ahead of the local clock an event may be dated. A build from the future would be
+# the store's newest day for as long as its clock is wrong, and retention keeps the newest
+# days, so it would push real builds out (a build dated 2099 emptied every day before it).
+# Synchronised clocks differ by milliseconds, a drifting VM by minutes; Prometheus, Loki and
+# Mimir refuse samples more than 10 minutes ahead. An hour leaves room for a slow clock
+# while the harm stays small: a build it lets in is no longer ahead an hour later.
+AHEAD_MS: Final = 3_600_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,6 +108,26 @@ def parse_timestamp(value: object, *, name: str = "ts") -> int:
             f"got {_short(value)!r}"
         )
     return ms
+
+
+def latest_ts(now: datetime | None = None) -> int:
+    """The first epoch millisecond too far ahead of ``now`` (the local clock by default) for
+    an event to be dated at: :data:`AHEAD_MS` after it.
+
+    >>> latest_ts(datetime(2025, 10, 27, 14, 23, 20, tzinfo=UTC))
+    1761578600000
+    """
+    moment = datetime.now(UTC) if now is None else now
+    return min(round(moment.timestamp() * 1000) + AHEAD_MS, _MAX_TS_MS)
+
+
+def format_ts(ts: int) -> str:
+    """Epoch milliseconds as UTC text to the second, as reports show times.
+
+    >>> format_ts(1761575000000)
+    '2025-10-27T14:23:20'
+    """
+    return datetime.fromtimestamp(ts // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_event(obj: object) -> Event:

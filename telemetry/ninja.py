@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from telemetry.errors import InputError
+from telemetry.events import latest_ts
 
 _HEADER = re.compile(rb"^# ninja log v(\d+)\s*$")
 _OLDEST, _NEWEST = 4, 7
@@ -233,10 +234,10 @@ def _entry_origin(entry: LogEntry, version: int) -> int | None:
 def _origin(run: Sequence[LogEntry], fallback_end_ms: int, version: int) -> int:
     """Epoch milliseconds of a run's time 0: the median origin of its entries."""
     last = max(e.end_ms for e in run)
-    # An origin that would place the run outside the years the protocol takes is not used.
-    offsets = [
-        o for e in run if (o := _entry_origin(e, version)) is not None and o + last < _LATEST_MS
-    ]
+    # An origin that would place the run outside the years the protocol takes, or further
+    # ahead of the clock than a build may be, is not used.
+    latest = min(_LATEST_MS, latest_ts())
+    offsets = [o for e in run if (o := _entry_origin(e, version)) is not None and o + last < latest]
     if offsets:
         offsets.sort()
         return offsets[len(offsets) // 2]  # the median (the upper one of an even count)

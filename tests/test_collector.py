@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -268,3 +268,89 @@ def test_a_bad_argument_is_refused_alone_and_the_build_is_kept(call: object, mes
     assert len(messages) == 1 and message in messages[0], messages
     [session] = [s.to_pylist()[0] for s, _ in sink.batches if s["session_id"][0].as_py() == "b"]
     assert (session["built"], session["executed_ms"]) == (1, 5)
+
+
+# -- the clock: a build from the future would be the newest day, and retention keeps those -----
+
+NOW = datetime(2025, 10, 27, 14, 23, 20, tzinfo=UTC)  # T0
+HOUR = 3_600_000
+Y2099 = 4_070_908_800_000  # 2099-01-01T00:00:00Z
+
+
+def _clocked(clock: object = lambda: NOW) -> tuple[TelemetryCollector, ListSink, list[str]]:
+    sink, messages = ListSink(), []
+    collector = TelemetryCollector(
+        sink,
+        on_warning=messages.append,
+        warn_every_time=True,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    return collector, sink, messages
+
+
+def _stored(sink: ListSink) -> list[str]:
+    return [s["session_id"][0].as_py() for s, _ in sink.batches]
+
+
+def test_a_build_started_far_ahead_is_refused_whole_and_named_once() -> None:
+    collector, sink, messages = _clocked()
+    collector.target_finished("bad\x1b[2J", "//early", ts=T0, status="cached")  # goes with it
+    collector.build_started("bad\x1b[2J", ts=Y2099, parallelism=2)
+    collector.target_started("bad\x1b[2J", "//t", ts=Y2099 + 1)
+    collector.target_finished("bad\x1b[2J", "//t", ts=Y2099 + 9, status="built")
+    collector.target_finished("bad\x1b[2J", "//u", ts=T0 + 5, status="built")  # in time, too
+    collector.build_finished("bad\x1b[2J", ts=Y2099 + 10, success=True)
+    collector.build_started("ok", ts=T0)
+    collector.build_finished("ok", ts=T0 + 10, success=True)
+    collector.build_interrupted("bad\x1b[2J", ts=T0 + 20)
+    assert collector.close() == 0
+    assert _stored(sink) == ["ok"]
+    assert messages == [
+        "telemetry refused build 'bad\\x1b[2J' with all its events: it starts at "
+        "2099-01-01T00:00:00, more than an hour ahead of this machine's clock; "
+        "check the clock of the machine that ran it"
+    ]
+
+
+def test_an_event_dated_far_ahead_is_ignored_alone_and_its_build_is_kept() -> None:
+    collector, sink, messages = _clocked()
+    collector.build_started("b", ts=T0, parallelism=2)
+    collector.target_started("b", "//late", ts=T0 + 2 * HOUR, worker=0)
+    collector.target_finished("b", "//late", ts=T0 + 2 * HOUR + 5000, status="built")
+    collector.target_finished("b", "//ok", ts=T0 + 10, status="built", duration_ms=5)
+    collector.build_finished("b", ts="2099-01-01T00:00:00Z", success=True)
+    collector.close()
+    assert messages == [
+        f"telemetry ignored {kind} of 'b': ts {when} is more than an hour ahead of this "
+        "machine's clock; check the clock of the machine that sent it"
+        for kind, when in [
+            ("target_started", "2025-10-27T16:23:20"),
+            ("target_finished", "2025-10-27T16:23:25"),
+            ("build_finished", "2099-01-01T00:00:00"),
+        ]
+    ]
+    # Its end was refused too: stored as interrupted at its last event, as a killed build.
+    [(session, targets)] = sink.batches
+    row = session.to_pylist()[0]
+    assert (row["session_id"], row["interrupted"], row["duration_ms"]) == ("b", True, 10)
+    assert (row["built"], row["executed_ms"], targets["target"].to_pylist()) == (1, 5, ["//ok"])
+
+
+def test_up_to_an_hour_ahead_is_stored_and_the_clock_is_read_again() -> None:
+    now = [NOW]
+    collector, sink, messages = _clocked(lambda: now[0])
+
+    def build(session: str, start: int) -> None:
+        collector.build_started(session, ts=start)
+        collector.target_finished(session, "//t", ts=start + 500, status="built")
+        collector.build_finished(session, ts=start + 1000, success=True)
+
+    build("a minute ahead", T0 + 60_000)
+    build("just within the hour", T0 + HOUR - 1001)
+    build("an hour ahead", T0 + HOUR)
+    now[0] = NOW + timedelta(hours=2)  # the clock moved on: the same time is now in the past
+    build("an hour ahead, later", T0 + HOUR)
+    assert _stored(sink) == ["a minute ahead", "just within the hour", "an hour ahead, later"]
+    assert [m.split(":")[0] for m in messages] == [
+        "telemetry refused build 'an hour ahead' with all its events"
+    ]

@@ -373,6 +373,15 @@ def ingest(
         Path | None,
         typer.Option(metavar="PATH", help="Bazel's --profile of the same build (with BEP)."),
     ] = None,
+    max_line_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="BYTES",
+            help="The longest line read; a longer one ends the input there (builds before "
+            "it are stored).",
+        ),
+    ] = 16 << 20,
 ) -> None:
     """Store builds from JSON-lines events, a Turborepo run summary, Bazel's Build Event
     Protocol JSON, a Chrome trace or a .ninja_log; gzip or zstd compressed or not (malformed
@@ -380,7 +389,9 @@ def ingest(
     from telemetry.ingest import ingest_file
 
     storage = reports.storage(_config(ctx))
-    result = ingest_file(storage, path, format=format.value, profile=profile)
+    result = ingest_file(
+        storage, path, format=format.value, profile=profile, max_line=max_line_bytes
+    )
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0:
         first = result.problems[0]

@@ -25,16 +25,20 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
 
 from telemetry.errors import EventError
-from telemetry.events import STATUSES, BuildFinished, BuildStarted, parse_event
+from telemetry.events import STATUSES, BuildFinished, BuildStarted, latest_ts, parse_event
 from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 
-MAX_BYTES: Final = 512 << 20  # larger inputs are read line by line, in bounded memory
+# Inputs are read in columns a segment of about this many bytes at a time, so memory does
+# not grow with the input; a line may be at most MAX_LINE_BYTES long unless told otherwise.
+SEGMENT_BYTES: Final = 64 << 20
+MAX_LINE_BYTES: Final = 16 << 20
 _MAX_TS: Final = 253_402_300_800_000
 _MAX_TEXT: Final = 65_536
 _TARGET_FIELDS: Final = {
@@ -56,18 +60,47 @@ class Declined(Exception):
     """The input is not plain enough to be read in columns exactly."""
 
 
-def read_columns(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, int] | None:
+@dataclass(slots=True)
+class Carry:
+    """What one segment of a long input hands the next (:func:`read_columns` with
+    ``carry``): the lines of the builds still open at its end, which are read with the
+    next segment, and every build finished so far, which must not appear again."""
+
+    lines: bytes = b""
+    finished: set[str] = _field(default_factory=set)
+    last: bool = False  # the input's last segment: builds still open are interrupted
+    # Builds that sent nothing in a whole segment (most never end: killed builds), put aside
+    # until the last segment rather than read again with every one.
+    parked: list[bytes] = _field(default_factory=list)
+    parked_ids: set[str] = _field(default_factory=set)
+    parked_bytes: int = 0
+
+
+def read_columns(
+    data: bytes,
+    decode: json.JSONDecoder,
+    *,
+    max_line: int = MAX_LINE_BYTES,
+    carry: Carry | None = None,
+) -> tuple[pa.Table, pa.Table, int] | None:
     """The sessions and target rows that the line-by-line reading would store from
     ``data`` (whole JSON-lines input, without byte-order mark), and the number of events;
     None when the input is not plain enough to be sure of that. ``decode`` is the JSON
-    decoder of the line-by-line reading, used for the build events."""
+    decoder of the line-by-line reading, used for the build events; a line longer than
+    ``max_line`` bytes declines (the line-by-line reading stops there).
+
+    With ``carry``, ``data`` is one segment of a longer input, after the lines
+    ``carry`` held: the builds it finishes are read, and, unless it is the last, the
+    lines of the builds it leaves open go into ``carry`` for the next one."""
     try:
-        return _read(data, decode)
+        return _read(data, decode, max_line, carry)
     except (Declined, EventError, ValueError, RecursionError, pl.exceptions.PolarsError):
         return None
 
 
-def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, int]:
+def _read(
+    data: bytes, decode: json.JSONDecoder, max_line: int, carry: Carry | None
+) -> tuple[pa.Table, pa.Table, int]:
     if (
         b"\\" in data  # an escape: polars and Python's json read some differently
         or b"\x1f" in data  # the separator the lines are read with below
@@ -86,9 +119,16 @@ def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, in
         .to_series()
         .drop_nulls()  # blank lines
     )
+    if (lines.str.len_bytes().max() or 0) > max_line:  # type: ignore[operator]
+        raise Declined  # the line-by-line reading stops there, and says so
     decoded = pl.read_ndjson(data, schema=_TARGET_FIELDS, row_index_name="order")
     if decoded.height != lines.len() or decoded.height == 0:
         raise Declined  # a line of blanks only, which polars' two readers count apart
+    quotes = data.count(b'"')
+    if carry is not None:
+        decoded, lines, quotes = _cut(decoded, lines, quotes, carry)
+        if decoded.height == 0:  # every build in it goes on in the next segment
+            return SESSIONS_SCHEMA.empty_table(), TARGETS_SCHEMA.empty_table(), 0
     # Target events are nearly all of the input; every other line is decoded by Python's
     # json, so only the target lines need to be read by polars exactly as json would.
     event = decoded.get_column("event")
@@ -101,16 +141,55 @@ def _read(data: bytes, decode: json.JSONDecoder) -> tuple[pa.Table, pa.Table, in
         # In one piece: what follows runs several times faster than over the decoder's chunks.
         rows = decoded.with_columns(start=start).filter(target).rechunk()
         columns = _check_targets(rows)
-        _check_plain(lines.filter(target), others.get_column("line"), data, columns)
+        _check_plain(lines.filter(target), others.get_column("line"), data, quotes, columns)
         return _assemble(info.result, rows, decoded.height)
+
+
+def _cut(
+    decoded: pl.DataFrame, lines: pl.Series, quotes: int, carry: Carry
+) -> tuple[pl.DataFrame, pl.Series, int]:
+    """A segment's rows less those of the builds it leaves open, which go to ``carry``
+    (with their quotes taken off ``quotes``): those that sent something in it to be read
+    with the next segment, the others parked until the last. Declines when a build
+    finished in an earlier segment, or parked, appears again (the line-by-line reading
+    reports the one, and the other is rare enough to leave to it)."""
+    session = decoded.get_column("session")
+    # The last segment holds the parked builds' lines first: they may go on in it.
+    seen = carry.finished if carry.last else carry.finished | carry.parked_ids
+    if seen and session.is_in(pl.Series(list(seen), dtype=pl.String).implode()).any():
+        raise Declined
+    held = carry.lines.count(b"\n")  # the segment's first lines: those carried into it
+    done = session.filter(decoded.get_column("event") == "build_finished").unique()
+    carry.lines = b""
+    if not carry.last:
+        # A line with no session stays, and declines below.
+        keep = (session.is_null() | session.is_in(done.implode())).fill_null(True)
+        if not keep.all():
+            active = session.filter(~keep & (decoded.get_column("order") >= held)).unique()
+            going_on = session.is_in(active.implode()).fill_null(False)
+            idle = ~keep & ~going_on
+            if idle.any():
+                parked = lines.filter(idle)
+                carry.parked.append(("\n".join(parked.to_list()) + "\n").encode())
+                carry.parked_bytes += len(carry.parked[-1])
+                carry.parked_ids.update(session.filter(idle).unique().to_list())
+            if going_on.any():
+                carry.lines = ("\n".join(lines.filter(going_on).to_list()) + "\n").encode()
+            quotes -= int(lines.filter(~keep).str.count_matches('"', literal=True).sum())
+            decoded, lines = decoded.filter(keep), lines.filter(keep)
+    carry.finished.update(done.to_list())
+    return decoded, lines, quotes
 
 
 def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, dict[str, Any]]:
     """The lines that are not target events, checked one by one as the line-by-line
     reading does; per session what they say."""
     sessions: dict[str, dict[str, Any]] = {}
+    latest = latest_ts()
     for order, text in builds.iter_rows():
         event = parse_event(decode.decode(text))
+        if event.ts >= latest:
+            raise Declined  # dated too far ahead: reported, its build refused, line by line
         found = sessions.setdefault(event.session, {})
         if isinstance(event, BuildStarted):
             if "started" in found or "finished" in found:
@@ -149,7 +228,9 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
         # reading takes but the rare one between 65,536 characters and bytes long.
         pl.col("session").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
         pl.col("target").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
-        pl.col("ts").is_between(0, _MAX_TS - 1).fill_null(False),
+        # Not too far ahead of the clock, read before the line-by-line reading would read
+        # it: a time this takes, that one takes too.
+        pl.col("ts").is_between(0, latest_ts() - 1).fill_null(False),
         # A start's status is ignored by both readings; anything but one of the four or none
         # is rare enough to leave to the line-by-line reading.
         pl.any_horizontal(status == s for s in STATUSES).fill_null(False)
@@ -189,7 +270,9 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
     return _Columns(present, bool(found.get("scalars")), _compact_length(rows, present, found))
 
 
-def _check_plain(lines: pl.Series, others: pl.Series, data: bytes, columns: _Columns) -> None:
+def _check_plain(
+    lines: pl.Series, others: pl.Series, data: bytes, quotes: int, columns: _Columns
+) -> None:
     """Decline unless the target ``lines`` hold exactly the fields polars found in them,
     each once and each of its type: no key twice (polars keeps the first value, json the
     last), no field polars does not read, no null, nothing polars turned into text.
@@ -213,7 +296,7 @@ def _check_plain(lines: pl.Series, others: pl.Series, data: bytes, columns: _Col
     present = columns.present
     fields = sum(present.values())
     if columns.scalars:
-        quotes = data.count(b'"') - sum(text.count('"') for text in others)
+        quotes -= sum(text.count('"') for text in others)
         if quotes != 2 * (fields + sum(present[name] for name in _TEXT_FIELDS)):
             raise Declined
     elif lines.str.len_bytes().sum() == columns.compact:

@@ -16,8 +16,9 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias, cast
 
@@ -28,7 +29,7 @@ from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
 from telemetry.events import BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
-from telemetry.ingest.columnar import MAX_BYTES, read_columns
+from telemetry.ingest.columnar import MAX_LINE_BYTES, SEGMENT_BYTES, Carry, read_columns
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.ninja import log_events
@@ -79,10 +80,22 @@ class IngestResult:
 
 
 class _ChunkSink:
-    """Collects finished sessions and writes them in large chunks, skipping stored ones."""
+    """Collects finished sessions and writes them in large chunks, skipping stored ones.
 
-    def __init__(self, storage: TelemetryStorage) -> None:
+    ``mine`` holds the builds this ingest already stored (reading the same input in columns,
+    before it declined), each with whether it was interrupted: they are counted as
+    written, not written again; with ``remember``, what is written is added to it."""
+
+    def __init__(
+        self,
+        storage: TelemetryStorage,
+        *,
+        mine: dict[str, bool] | None = None,
+        remember: bool = False,
+    ) -> None:
         self.storage = storage
+        self.mine = {} if mine is None else mine
+        self.remember = remember
         self.sessions: list[pa.RecordBatch] = []
         self.targets: list[pa.RecordBatch] = []
         self.rows = 0
@@ -104,6 +117,14 @@ class _ChunkSink:
         targets = pa.Table.from_batches(self.targets, schema=TARGETS_SCHEMA)
         targets = targets.unify_dictionaries().combine_chunks()
         self.sessions, self.targets, self.rows = [], [], 0
+        if self.mine:
+            ours = pc.is_in(sessions["session_id"], value_set=pa.array(list(self.mine)))
+            if pc.any(ours).as_py():
+                self.written += pc.sum(ours).as_py()
+                done = sessions.filter(ours)["session_id"].to_pylist()
+                self.interrupted += sum(self.mine[session] for session in done)
+                sessions = sessions.filter(pc.invert(ours))
+                targets = targets.filter(pc.is_in(targets["session_id"], sessions["session_id"]))
         # Checking for stored ids and writing happen under one lock, so two ingests of the
         # same events at once still store each build once.
         with self.storage.lock():
@@ -116,6 +137,14 @@ class _ChunkSink:
             self.storage.append(sessions, targets)
         self.written += sessions.num_rows
         self.interrupted += pc.sum(sessions["interrupted"]).as_py() or 0
+        if self.remember:
+            self.mine.update(
+                zip(
+                    sessions["session_id"].to_pylist(),
+                    sessions["interrupted"].to_pylist(),
+                    strict=True,
+                )
+            )
 
 
 def _no_constant(name: str) -> object:
@@ -140,16 +169,34 @@ def ingest_jsonl(
     lines: Iterable[bytes | str],
     *,
     apply_retention: bool = True,
+    clock: Callable[[], datetime] | None = None,
 ) -> IngestResult:
     """Store the builds described by JSON-lines events; returns what was stored and skipped.
+
+    An event dated more than an hour ahead of ``clock`` (UTC, the local clock by default)
+    is skipped as a bad line, and a build that starts so is skipped whole, reported once.
 
     >>> storage = TelemetryStorage(".builder-cache/telemetry")
     >>> ingest_jsonl(storage, open("events.jsonl", "rb")).sessions  # doctest: +SKIP
     200
     """
-    sink = _ChunkSink(storage)
+    return _ingest_lines(
+        storage, lines, apply_retention=apply_retention, clock=clock, sink=_ChunkSink(storage)
+    )
+
+
+def _ingest_lines(
+    storage: TelemetryStorage,
+    lines: Iterable[bytes | str],
+    *,
+    apply_retention: bool,
+    clock: Callable[[], datetime] | None,
+    sink: _ChunkSink,
+) -> IngestResult:
     rejected: list[str] = []  # what the collector could not use, for the current line
-    collector = TelemetryCollector(sink, on_warning=rejected.append, warn_every_time=True)
+    collector = TelemetryCollector(
+        sink, on_warning=rejected.append, warn_every_time=True, clock=clock
+    )
     problems: list[IngestProblem] = []
     started: set[str] = set()
     finished: set[str] = set()
@@ -190,10 +237,11 @@ def ingest_jsonl(
                 )
                 continue
             started.add(event.session)
-        if isinstance(event, BuildFinished):
-            finished.add(event.session)
-        collector.handle(event)
-        events += 1
+        # Not taken: reported below, or an event of a build refused whole (reported once).
+        if collector.handle(event):
+            events += 1
+            if isinstance(event, BuildFinished):
+                finished.add(event.session)
         if rejected:
             problems += [IngestProblem(number, message) for message in rejected]
             rejected.clear()
@@ -220,11 +268,16 @@ def ingest_file(
     format: InputFormat = "auto",
     profile: str | os.PathLike[str] | None = None,
     apply_retention: bool = True,
+    max_line: int = MAX_LINE_BYTES,
 ) -> IngestResult:
     """Ingest a file (``-`` reads standard input): JSON-lines events, a Turborepo run
     summary, or Bazel's Build Event Protocol JSON (with the build's trace ``profile``, if
     given). ``auto`` tells them apart by their content; gzip and zstd compressed input is
     recognised by its first bytes and read as it is.
+
+    Memory stays bounded whatever the input's size: JSON lines are read a segment at a time,
+    and a line longer than ``max_line`` bytes (an endless one, say) ends the reading there,
+    reported as a problem of that line; the builds finished before it are stored.
 
     >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
     """
@@ -233,11 +286,13 @@ def ingest_file(
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
         return _ingest_stream(
-            storage, sys.stdin.buffer, "<stdin>", format, trace, None, apply_retention
+            storage, sys.stdin.buffer, "<stdin>", format, trace, None, apply_retention, max_line
         )
     with _opened(path) as handle:
         written = os.fstat(handle.fileno()).st_mtime_ns // 1_000_000
-        return _ingest_stream(storage, handle, str(path), format, trace, written, apply_retention)
+        return _ingest_stream(
+            storage, handle, str(path), format, trace, written, apply_retention, max_line
+        )
 
 
 @contextlib.contextmanager
@@ -272,7 +327,10 @@ def _ingest_stream(
     profile: object,
     written_ms: int | None,
     apply_retention: bool,
+    max_line: int,
 ) -> IngestResult:
+    if max_line < 1:
+        raise InputError(f"the longest line allowed must be at least 1 byte, not {max_line}")
     start = _position(handle)
     source = decompressed(handle)
     # The first line tells what the input is; it is read here and handed on in front of the
@@ -282,7 +340,7 @@ def _ingest_stream(
         with contextlib.suppress(Exception):  # damaged: reading line by line reports where
             # Blank lines and a byte-order mark come before what tells the format apart.
             for _ in range(_DETECT_LINES):
-                line = source.readline()
+                line = source.readline(max_line + 1)
                 head += line
                 if not line or line.lstrip(_BOM).strip():
                     break
@@ -320,23 +378,39 @@ def _ingest_stream(
             return ingest_jsonl(storage, events, apply_retention=apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
         source, head, start = io.BufferedReader(io.BytesIO(document.raw)), b"", None
-    whole = None
-    if start is not None and _is_plain(source):
-        whole, rest = _read_plain(handle, start)
-        if whole is None:  # grew meanwhile, or could not be read in one step
-            head, source = b"", rest
-    ahead = _Ahead([], whole) if whole is not None else _read_ahead(head, source)
-    if ahead.whole is not None:
-        columns = _ingest_columns(storage, ahead.whole, apply_retention)
-        if columns is not None:
-            return columns
-    # Line by line: what was read ahead, then the rest of the same source, as it would
-    # have been read without reading ahead.
-    reading = _Reading(source, name, ahead=ahead)
-    result = ingest_jsonl(storage, reading.lines(), apply_retention=apply_retention)
+    if start is not None:
+        # A regular file: read in columns a segment at a time, and when some part of it
+        # cannot be, read again from its start line by line (counting what was stored).
+        segments = _Segments(storage, name, max_line)
+        read = segments.ingest(head, source)
+        if read is not None:
+            return _retained(storage, read, apply_retention)
+        try:
+            handle.seek(start)
+            source = decompressed(handle)
+        except OSError as error:
+            raise InputError(f"cannot read {name} again: {error.strerror or error}") from None
+        reading = _Reading(source, name, max_line)
+        sink = _ChunkSink(storage, mine=segments.sink.mine)
+    else:
+        ahead = _read_ahead(head, source)
+        if ahead.whole is not None:
+            sink = _ChunkSink(storage)
+            whole = ahead.whole.removeprefix(_BOM)
+            columns = read_columns(whole, _DECODER, max_line=max_line) if whole else None
+            if columns is not None:
+                return _retained(storage, _stored(sink, *columns), apply_retention)
+        # Line by line: what was read ahead, then the rest of the same source, as it would
+        # have been read without reading ahead.
+        reading = _Reading(source, name, max_line, ahead=ahead)
+        sink = _ChunkSink(storage)
+    result = _ingest_lines(
+        storage, reading.lines(), apply_retention=apply_retention, clock=None, sink=sink
+    )
     if reading.failure is None:
         return result
-    # The input broke off (a truncated archive, a failing disk): what came before is stored.
+    # The input broke off (a truncated archive, a failing disk, a line too long): what
+    # came before is stored.
     problem = IngestProblem(reading.count + 1, reading.failure)
     return replace(result, problems=(*result.problems, problem))
 
@@ -346,56 +420,86 @@ class _Ahead:
     """What was read of an input before deciding how to read it."""
 
     chunks: list[bytes]
-    whole: bytes | None  # all of it, when it ended within the limit and read cleanly
+    whole: bytes | None  # all of it, when it ended within a segment and read cleanly
     error: Exception | None = None  # where reading ahead broke off
 
 
 def _position(handle: IO[bytes]) -> int | None:
-    """Where a regular file's reading starts (stdin may be one, part read); None for a
-    pipe, a terminal or a file too large to be read whole."""
+    """Where a regular file's reading starts (stdin may be one, part read), to read it
+    again from there; None for a pipe or a terminal."""
     try:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BYTES:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None
         return handle.tell()
     except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
         return None
 
 
-def _is_plain(source: IO[bytes]) -> bool:
-    """Whether ``source`` (from :func:`decompressed`) is the input itself, not compressed."""
-    return isinstance(source, io.BufferedReader) and isinstance(source.raw, _Prefixed)
+class _Segments:
+    """JSON lines read in columns a segment of :data:`SEGMENT_BYTES` at a time, each cut
+    after a line; the lines of builds a segment leaves open are read with the next."""
 
+    def __init__(self, storage: TelemetryStorage, name: str, max_line: int) -> None:
+        self.sink = _ChunkSink(storage, remember=True)
+        self.name = name
+        self.max_line = max_line
 
-def _read_plain(handle: IO[bytes], start: int) -> tuple[bytes | None, IO[bytes]]:
-    """All of an uncompressed regular file from ``start``, read again in one step (in
-    steps, the input would be copied once more to join them); or None and the input from
-    ``start`` to read line by line, when it grew past its size meanwhile (with what was read
-    in front) or could not be read in one step (a failing disk: line by line stores what
-    comes before the fault, and reports it)."""
-    try:
-        handle.seek(start)
-        size = max(os.fstat(handle.fileno()).st_size - start, 0)
-        data = handle.read(size + 1) if size <= MAX_BYTES else b""
-    except OSError:
-        data = b""
-    if data and len(data) <= size:
-        return data, handle
-    if len(data) > size:  # it grew: what was read comes first
-        return None, io.BufferedReader(_Prefixed(data, handle))
-    with contextlib.suppress(OSError):
-        handle.seek(start)
-    return None, decompressed(handle)
+    def ingest(self, head: bytes, source: IO[bytes]) -> IngestResult | None:
+        """What was stored; None when some segment could not be read in columns (what
+        the segments before it stored is in ``self.sink.mine``)."""
+        carry = Carry()
+        events = 0
+        rest = head  # the start of a line that the previous segment cut
+        first = True
+        try:
+            chunk = source.read(SEGMENT_BYTES)
+            while True:
+                following = source.read(SEGMENT_BYTES) if chunk else b""
+                data = rest + chunk if rest else chunk
+                carry.last = not following
+                cut = len(data) if carry.last else data.rfind(b"\n") + 1
+                if cut == 0 and len(data) > self.max_line:
+                    return None  # a line too long: line by line says where
+                segment, rest = carry.lines + data[:cut], data[cut:]
+                if carry.last and carry.parked:  # builds that went quiet: interrupted
+                    segment = b"".join(carry.parked) + segment
+                    carry.parked.clear()
+                if first:
+                    segment = segment.removeprefix(_BOM)
+                    first = False
+                if segment or not events:
+                    read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
+                    if read is None:
+                        return None
+                    sessions, targets, count = read
+                    events += count
+                    self.sink.sessions += sessions.to_batches()
+                    self.sink.targets += targets.to_batches()
+                    self.sink.flush()
+                if len(carry.lines) > SEGMENT_BYTES // 2 or carry.parked_bytes > 4 * SEGMENT_BYTES:
+                    return None  # so many builds held open that line by line keeps less
+                if carry.last:
+                    break
+                chunk = following
+        except Exception:  # a damaged archive, a failing disk: line by line says where
+            return None
+        return IngestResult(
+            sessions=self.sink.written,
+            interrupted=self.sink.interrupted,
+            events=events,
+            duplicates=self.sink.duplicates,
+            problems=(),
+        )
 
 
 def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
-    """Up to :data:`MAX_BYTES` of the input, ``head`` first, in the steps a line-by-line
-    reading takes (so a decompressor breaks off at the same place)."""
+    """Up to :data:`SEGMENT_BYTES` of the input, ``head`` first, in the steps a
+    line-by-line reading takes (so a decompressor breaks off at the same place)."""
     chunks = [head] if head else []
     size = len(head)
     try:
-        while size <= MAX_BYTES:
-            chunk = source.read1(1 << 13)  # type: ignore[attr-defined]
+        while size <= SEGMENT_BYTES:
+            chunk = source.read1(1 << 16)  # type: ignore[attr-defined]
             if not chunk:
                 return _Ahead([], b"".join(chunks))
             chunks.append(chunk)
@@ -405,16 +509,8 @@ def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
     return _Ahead(chunks, None)
 
 
-def _ingest_columns(
-    storage: TelemetryStorage, data: bytes, apply_retention: bool
-) -> IngestResult | None:
-    """Store JSON-lines input read in columns; None when it is not plain enough for that
-    (nothing is stored then)."""
-    read = read_columns(data.removeprefix(_BOM), _DECODER)
-    if read is None:
-        return None
-    sessions, targets, events = read
-    sink = _ChunkSink(storage)
+def _stored(sink: _ChunkSink, sessions: pa.Table, targets: pa.Table, events: int) -> IngestResult:
+    """Store the rows read in columns through ``sink``; what it stored."""
     sink.sessions += sessions.to_batches()
     sink.targets += targets.to_batches()
     sink.flush()
@@ -424,8 +520,15 @@ def _ingest_columns(
         events=events,
         duplicates=sink.duplicates,
         problems=(),
-        retention=storage.apply_retention() if apply_retention else RetentionResult(),
     )
+
+
+def _retained(
+    storage: TelemetryStorage, result: IngestResult, apply_retention: bool
+) -> IngestResult:
+    if not apply_retention:
+        return result
+    return replace(result, retention=storage.apply_retention())
 
 
 def _detect(head: bytes) -> str:
@@ -517,11 +620,13 @@ def decompressed(handle: IO[bytes]) -> IO[bytes]:
 
 
 class _Prefixed(io.RawIOBase):
-    """``prefix`` and then the rest of ``stream``."""
+    """``prefix`` and then the rest of ``stream``; or ``error`` raised, when reading ahead
+    broke off with it, where the stream broke off."""
 
-    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+    def __init__(self, prefix: bytes, stream: IO[bytes], error: Exception | None = None) -> None:
         self.prefix = memoryview(prefix)  # sliced without copying what is left
         self.stream = stream
+        self.error = error
 
     def readable(self) -> bool:
         return True
@@ -532,6 +637,8 @@ class _Prefixed(io.RawIOBase):
             buffer[:size] = self.prefix[:size]
             self.prefix = self.prefix[size:]
             return size
+        if self.error is not None:
+            raise self.error
         readinto = getattr(self.stream, "readinto", None)
         if readinto is not None:
             return int(readinto(buffer) or 0)
@@ -577,16 +684,21 @@ class _Zstd(io.RawIOBase):
         return size
 
 
+class _LineTooLong(Exception):
+    pass
+
+
 class _Reading:
-    """The lines of an input, stopping (not failing) where the input breaks off: what was
-    read ahead first (then let go of), then the rest of ``handle``."""
+    """The lines of an input, stopping (not failing) where the input breaks off or a line
+    is longer than ``max_line`` bytes: what was read ahead first (then let go of), then
+    the rest of ``handle``. Linear in the input, and a line is never held past the limit."""
 
     def __init__(
-        self, handle: IO[bytes], name: str, head: bytes = b"", *, ahead: _Ahead | None = None
+        self, handle: IO[bytes], name: str, max_line: int, *, ahead: _Ahead | None = None
     ) -> None:
         self.handle = handle
         self.name = name
-        self.head = head
+        self.max_line = max_line
         self.ahead = ahead
         self.count = 0
         self.failure: str | None = None
@@ -596,6 +708,11 @@ class _Reading:
             for line in self._lines():
                 self.count += 1
                 yield line
+        except _LineTooLong:
+            self.failure = (
+                f"the line is longer than {_size(self.max_line)} (the most a line may hold; "
+                f"see --max-line-bytes): reading stopped here"
+            )
         except OSError as error:
             self.failure = f"cannot read further: {error.strerror or error}"
         except (EOFError, zlib.error) as error:
@@ -606,25 +723,24 @@ class _Reading:
             self.failure = f"the compressed input is damaged ({error})"
 
     def _lines(self) -> Iterator[bytes]:
-        if self.head:
-            yield self.head
-        rest = b""
         ahead = self.ahead
         if ahead is not None and ahead.whole is not None:
-            yield from io.BytesIO(ahead.whole)  # all of it was read
-            return
-        if ahead is not None:
-            chunks = ahead.chunks
-            for i, chunk in enumerate(chunks):
-                chunks[i] = b""  # let go of it
-                lines = (rest + chunk).split(b"\n")
-                rest = lines.pop()
-                yield from (line + b"\n" for line in lines)
-            if ahead.error is not None:
-                raise ahead.error  # the line it broke off in is not yielded
-        for line in self.handle:
-            if rest:
-                line, rest = rest + line, b""
+            source: IO[bytes] = io.BytesIO(ahead.whole)  # all of it was read
+        elif ahead is not None:
+            source = io.BufferedReader(_Prefixed(b"".join(ahead.chunks), self.handle, ahead.error))
+            ahead.chunks.clear()  # let go of them: the joined copy is read from now on
+        else:
+            source = self.handle
+        limit = self.max_line + 1  # the line and its newline
+        while line := source.readline(limit):
+            if len(line) == limit and not line.endswith(b"\n"):
+                raise _LineTooLong
             yield line
-        if rest:
-            yield rest
+
+
+def _size(count: int) -> str:
+    """A byte count as people write it: ``16 MiB``, ``512 KiB``, ``100 bytes``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift and count % (1 << shift) == 0:
+            return f"{count >> shift} {unit}"
+    return f"{count} bytes"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
 from tests.conftest import BUILDER, FIXTURES, T0, Runner, process_env, small_history
 
 MALFORMED = FIXTURES / "malformed"
@@ -198,8 +204,11 @@ def test_concurrent_ingests_of_the_same_events_store_each_build_once(
     assert [s["sessionId"] for s in json.loads(export.stdout)["sessions"]] == ["a", "b", "c"]
 
 
-def test_a_build_too_big_to_store_is_skipped_and_the_rest_is_stored(cli: Runner) -> None:
+def test_a_build_too_big_to_store_is_skipped_and_the_rest_is_stored(
+    storage: TelemetryStorage,
+) -> None:
     # Every line is valid, but 40,000 runs of 2.5e14 ms overflow the build's int64 total.
+    # Those times lie in the year 9892, so the clock is set after them.
     huge = [json.dumps({"event": "build_started", "session": "huge", "ts": T0})]
     huge += [
         json.dumps(
@@ -224,10 +233,12 @@ def test_a_build_too_big_to_store_is_skipped_and_the_rest_is_stored(cli: Runner)
             }
         )
     )
-    result = cli("telemetry", "ingest", "-", stdin="\n".join(small_history() + huge).encode())
-    assert result.code == 1
-    assert result.stdout == "Stored 3 builds from 40027 events.\n"
-    assert result.stderr.startswith("<stdin>:40027: telemetry could not store build 'huge'")
+    later = datetime(9892, 12, 31, tzinfo=UTC)
+    result = ingest_jsonl(storage, small_history() + huge, clock=lambda: later)
+    assert (result.sessions, result.events) == (3, 40027)
+    [problem] = result.problems
+    assert problem.line == 40027
+    assert problem.message.startswith("telemetry could not store build 'huge'")
 
 
 def test_a_byte_order_mark_and_lower_case_times_are_accepted(cli: Runner) -> None:
@@ -326,3 +337,44 @@ def test_a_cut_off_archive_stores_what_came_before(cli: Runner, tmp_path: Path) 
     cli("telemetry", "clear")
     cli("telemetry", "ingest", "-", stdin=prefix)
     assert json.loads(cli("telemetry", "export").stdout) == damaged_export
+
+
+def test_a_build_from_2099_cannot_push_todays_builds_out(tmp_path: Path) -> None:
+    """Retention keeps the newest days; a build dated 2099 stored with a cap of four builds
+    would be the newest day, and today's builds would go to make room for it."""
+    now = time.time_ns() // 1_000_000
+
+    def build(session: str, start: int) -> list[str]:
+        return [
+            json.dumps({"event": "build_started", "session": session, "ts": start}),
+            json.dumps({"event": "target_finished", "session": session, "ts": start + 400,
+                        "target": "//t", "status": "built", "duration_ms": 300}),
+            json.dumps({"event": "build_finished", "session": session, "ts": start + 500,
+                        "success": True}),
+        ]  # fmt: skip
+
+    today = {"a": now - 180_000, "b": now - 120_000, "c": now - 60_000, "a minute ahead": now}
+    today["a minute ahead"] += 60_000
+    lines = build("a", today["a"]) + build("clock\x1b[2J", 4_070_908_800_000)  # 2099-01-01
+    for session in ("b", "c", "a minute ahead"):
+        lines += build(session, today[session])
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(lines) + "\n")
+    env = process_env(tmp_path / "t", BUILDER_TELEMETRY_MAX_SESSIONS="4")
+    result = subprocess.run(
+        [BUILDER, "telemetry", "ingest", str(history)], env=env, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout) == (1, "Stored 4 builds from 12 events.\n")
+    assert result.stderr == (
+        f"{history}:4: telemetry refused build 'clock\\x1b[2J' with all its events: it starts "
+        "at 2099-01-01T00:00:00, more than an hour ahead of this machine's clock; check the "
+        "clock of the machine that ran it\nSkipped 1 malformed line.\n"
+    )
+    # What is stored, read from the files themselves.
+    stored: dict[str, int] = {}
+    for path in (tmp_path / "t" / "sessions").rglob("*.arrow"):
+        with ipc.open_file(path) as reader:
+            table = reader.read_all()
+        starts = table["start_time"].cast(pa.int64()).to_pylist()
+        stored.update(zip(table["session_id"].to_pylist(), starts, strict=True))
+    assert stored == today

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import types
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from telemetry.storage import TelemetryStorage
 from tests.test_properties import SETTINGS
 
 T0 = 1761575000000
+Y2099 = 4_070_908_800_000  # 2099-01-01T00:00:00Z: far ahead of any clock these tests run by
 STATUSES = ["built", "cached", "failed", "skipped"]
 
 
@@ -69,13 +71,17 @@ def _both(data: bytes) -> tuple[tuple[object, ...], tuple[object, ...], bool]:
         )  # fmt: skip
 
 
-def _stream(rng: random.Random, builds: int) -> list[dict[str, object]]:
+def _stream(rng: random.Random, builds: int, *, ahead: bool = False) -> list[dict[str, object]]:
     """Events of ``builds`` builds as tools send them, interleaved: each target at most once
-    a build, most with a start, cache hits without; some builds never finish."""
+    a build, most with a start, cache hits without; some builds never finish. With
+    ``ahead``, some builds come from a machine whose clock says 2099, and some events of
+    others carry a time from 2099."""
     per_build: list[list[dict[str, object]]] = []
     for b in range(builds):
         session = f"s{b}-{rng.choice(['x', 'ci/7', 'é', 'a b'])}"
         start = T0 + rng.randrange(0, 5) * 86_400_000 + rng.randrange(0, 10_000)
+        if ahead and rng.random() < 0.25:
+            start += Y2099 - T0
         events: list[dict[str, object]] = [{"event": "build_started", "session": session,
                                             "ts": start}]  # fmt: skip
         if rng.random() < 0.5:
@@ -110,6 +116,8 @@ def _stream(rng: random.Random, builds: int) -> list[dict[str, object]]:
             if not ok and rng.random() < 0.5:
                 done["error"] = "compile failed"
             events.append(done)
+        if ahead and rng.random() < 0.25:
+            rng.choice(events)["ts"] = Y2099 + rng.randrange(0, 10_000)
         per_build.append(events)
     # Interleave the builds, each in its own order (a start may follow its finish in the
     # stream when the sender is out of order).
@@ -142,6 +150,27 @@ def test_plain_streams_are_read_in_columns_with_the_line_by_line_result(
     got, want, took = _both(data)
     assert got == want
     assert took or b"\\" in data  # plain input is read in columns (escapes are declined)
+
+
+@SETTINGS
+@given(st.integers(0, 2**32), st.integers(1, 6))
+def test_times_far_ahead_are_refused_alike_by_both_readings(seed: int, builds: int) -> None:
+    rng = random.Random(seed)
+    events = _stream(rng, builds, ahead=True)
+    data = _text(events, rng)
+    got, want, took = _both(data)
+    assert got == want
+    assert not took or all(e["ts"] < Y2099 for e in events)  # left to the line-by-line reading
+    # Nothing dated ahead is stored, and a build that started ahead is named once: neither
+    # its events after its start nor its end are reported again.
+    problems, sessions, targets = got[4], got[5], got[6]
+    assert all(v < datetime(2099, 1, 1, tzinfo=UTC) for row in sessions + targets for v in row
+               if isinstance(v, datetime))  # fmt: skip
+    for line, event in enumerate(events, start=1):
+        if event["event"] == "build_started" and event["ts"] >= Y2099:
+            named = [p for p in problems if repr(event["session"]) in p.message]
+            assert [p.line for p in named if p.line >= line] == [line]
+            assert "refused build" in named[-1].message
 
 
 MUTATIONS = [
@@ -236,6 +265,57 @@ def test_unusual_lines_mixed_in_any_number_are_declined_or_read_exactly(
             lines[i] = mutate(lines[i])
     got, want, _ = _both("\n".join(lines).encode() + b"\n")
     assert got == want
+
+
+@SETTINGS
+@given(
+    st.integers(0, 2**32),
+    st.integers(1, 12),
+    st.integers(40, 3000),
+    st.lists(st.sampled_from([m[1] for m in MUTATIONS + UNUSUAL]), max_size=2),
+)
+def test_an_input_read_a_segment_at_a_time_is_read_as_line_by_line(
+    seed: int, builds: int, segment: int, mutations: list[Any]
+) -> None:
+    """Cut into segments of any size (builds going on across the cuts, some never ending,
+    an unusual line in a late segment making the columns decline after earlier segments
+    were stored), a file stores and reports exactly what the line-by-line reading does."""
+    from unittest import mock
+
+    import telemetry.ingest.jsonl as jsonl
+
+    rng = random.Random(seed)
+    lines = _text(_stream(rng, builds), rng).decode().splitlines(keepends=True)
+    chosen = [i for i, line in enumerate(lines) if '"target_' in line]
+    for mutate in mutations:
+        if chosen:
+            i = rng.choice(chosen)
+            ending = lines[i][len(lines[i].rstrip("\r\n")) :]
+            lines[i] = mutate(lines[i].rstrip("\r\n")) + ending
+    with mock.patch.object(jsonl, "SEGMENT_BYTES", segment):
+        got, want, _ = _both("".join(lines).encode())
+    assert got == want
+
+
+def test_a_long_input_is_read_in_columns_a_segment_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments much smaller than the input, builds going on across their cuts: read in
+    columns throughout (never line by line), with the line-by-line result."""
+    import telemetry.ingest.jsonl as jsonl
+
+    rng = random.Random(3)
+    lines = []
+    for pair in range(20):  # two builds at a time, as two CI agents would send them
+        for event in _stream(rng, 2):
+            event["session"] = f"{pair}-{event['session']}"
+            lines.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    data = ("\n".join(lines) + "\n").encode()
+    assert b"\\" not in data
+    monkeypatch.setattr(jsonl, "SEGMENT_BYTES", len(data) // 6)
+    monkeypatch.setattr(jsonl, "_Reading", None)  # reading the file line by line would fail
+    got, want, _ = _both(data)
+    assert got == want and got[0] > 30
 
 
 @pytest.mark.parametrize(
@@ -374,10 +454,10 @@ def test_a_byte_order_mark_and_stored_builds_come_out_the_same(tmp_path: Path) -
 
 def _line_by_line(path: Path, storage: TelemetryStorage) -> tuple[object, ...]:
     """What reading ``path`` line by line stores and reports, a break-off included."""
-    from telemetry.ingest.jsonl import IngestProblem, _Reading, decompressed
+    from telemetry.ingest.jsonl import MAX_LINE_BYTES, IngestProblem, _Reading, decompressed
 
     with path.open("rb") as handle:
-        reading = _Reading(decompressed(handle), str(path))
+        reading = _Reading(decompressed(handle), str(path), MAX_LINE_BYTES)
         result = ingest_jsonl(storage, reading.lines(), apply_retention=False)
     broke = (IngestProblem(reading.count + 1, reading.failure),) if reading.failure else ()
     return (result.sessions, result.events, result.problems + broke,
@@ -419,7 +499,7 @@ def test_damaged_and_large_inputs_are_read_as_line_by_line(
     import telemetry.ingest.jsonl
 
     if limit is not None:
-        monkeypatch.setattr(telemetry.ingest.jsonl, "MAX_BYTES", limit)
+        monkeypatch.setattr(telemetry.ingest.jsonl, "SEGMENT_BYTES", limit)
     path = tmp_path / "events.in"
     path.write_bytes(_damaged_inputs()[name])
     fast = TelemetryStorage(tmp_path / "a")
@@ -532,7 +612,7 @@ def test_files_at_the_size_limit_are_read_the_same(
     data = _plain_history()
     path = tmp_path / "events.jsonl"
     path.write_bytes(data)
-    monkeypatch.setattr(jsonl, "MAX_BYTES", len(data) + room)
+    monkeypatch.setattr(jsonl, "SEGMENT_BYTES", len(data) + room)
     got = TelemetryStorage(tmp_path / "a")
     result = ingest_file(got, path, apply_retention=False)
     _assert_as_line_by_line(got, result, data, tmp_path)
