@@ -13,11 +13,15 @@ merged on the next run), atomic (readers see the day before or after, never half
 :meth:`telemetry.storage.TelemetryStorage.write_compacted`), resumable (a run stopped at any
 point leaves a store that reads the same, and the next run finishes the work) and locked (it
 holds the store's lock, so two runs never compact the same day). A file that cannot be read in
-full is left where it is, for ``builder telemetry verify --repair``.
+full is left where it is, for ``builder telemetry verify --repair``. A day whose folder is a
+link (kept on another disk, say) is read like any other but never compacted, with a warning:
+nothing outside the store is written or deleted.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -26,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from telemetry.errors import StorageError
+from telemetry.errors import StorageError, TelemetryWarning
 from telemetry.events import EXECUTED
 from telemetry.schema import SCHEMAS, Dataset
 from telemetry.storage import StoredFile, TelemetryStorage, prune_dictionaries, stem_of
@@ -60,6 +64,17 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
         for day in chosen:
             if day >= today:
                 continue  # builds are still being stored into it
+            linked = storage.links(day)
+            if linked:
+                # A day kept elsewhere (moved to another disk): compaction writes and deletes
+                # files, and does so only inside the store.
+                warnings.warn(
+                    f"skipping {linked[0]}: it is a link to {os.path.realpath(linked[0])}; "
+                    f"compaction changes nothing outside {storage.dir}",
+                    TelemetryWarning,
+                    stacklevel=2,
+                )
+                continue
             result = _compact_day(storage, day)
             if result is not None:
                 done.append(result)

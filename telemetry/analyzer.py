@@ -10,6 +10,7 @@ opens only the newest days it needs.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,7 +20,7 @@ from typing import Final
 import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
-from telemetry.errors import StorageError
+from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.model import (
     Bottleneck,
     BuildReport,
@@ -215,22 +216,28 @@ class TelemetryAnalyzer:
         files = self.storage.readable("daily_targets", listed)
         if len(files) < len(listed) and not all(f.path.exists() for f in listed):
             raise _Changed
-        if not files:
-            return None
-        try:
-            frame = (
-                scan(files, dataset="daily_targets")
-                .group_by(pl.col("target").cast(pl.String))
-                .agg(
-                    runs=(pl.col("built") + pl.col("failed")).sum(),
-                    total_ms=pl.col("executed_ms").sum(),
+        while True:
+            if not files:
+                return None
+            try:
+                frame = (
+                    scan(files, dataset="daily_targets")
+                    .group_by(pl.col("target").cast(pl.String))
+                    .agg(
+                        runs=(pl.col("built") + pl.col("failed")).sum(),
+                        total_ms=pl.col("executed_ms").sum(),
+                    )
+                    .collect()
                 )
-                .collect()
-            )
-        except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-            if not all(f.path.exists() for f in files):
-                raise _Changed from None
-            return None  # damaged: the target rows answer instead
+                break
+            except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
+                if not all(f.path.exists() for f in files):
+                    raise _Changed from None
+                # Damaged behind a sound footer: named, and its day's target rows answer.
+                found = self.storage.damaged("daily_targets", files) or _refused(files)
+                if not found:
+                    return None  # no file to blame: the target rows answer for every day
+                files = [f for f in files if f.path not in found]
         # Days whose only file is the compacted one: their target rows need no listing.
         whole_days = frozenset(f.day for f in files if len(stored[f.day]) == 1)
         return _Rolled(frozenset(stem_of(f) for f in files), frame, whole_days)
@@ -343,11 +350,30 @@ class TelemetryAnalyzer:
                     if files is not None:
                         raise _Changed from None
                     continue  # removed by retention since we listed it: list again
-                found = self.storage.damaged(dataset, readable)
+                found = self.storage.damaged(dataset, readable) or _refused(readable)
                 if not found:
                     raise
                 damaged |= found
         raise StorageError(f"the {dataset} files kept changing while they were read; try again")
+
+
+def _refused(files: list[StoredFile]) -> set[Path]:
+    """The files that polars alone cannot read (its reading of a footer is stricter than
+    pyarrow's: a field name that is not UTF-8, say), each named in a warning."""
+    refused = set()
+    for stored in files:
+        try:
+            _scan_paths([stored], with_day=False).collect()
+        except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
+            if stored.path.exists():
+                refused.add(stored.path)
+                reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+                warnings.warn(
+                    f"skipping {stored.path}: not a complete Arrow IPC file ({reason})",
+                    CorruptFileWarning,
+                    stacklevel=4,
+                )
+    return refused
 
 
 def scan(

@@ -23,11 +23,18 @@ A compacted day's sessions file (``-day`` in its name) names the files it replac
 metadata, and is renamed into place before they are removed: readers ignore the replaced
 files from that moment, so the day's builds are never counted twice or missed, and a crash
 before the removal leaves only files nobody reads, which the next compaction removes.
+
+Removal waits for writers. Every write holds the store's guard (``.guard``) shared, and
+retention holds it alone while it decides which days go and removes them: a day folder never
+vanishes under a write (which would fail it, or keep its session row and lose its targets),
+and a removal never counts a day while a write is adding to it. Compaction's commit holds it
+shared too, so a day is removed whole, before or after it was merged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -40,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -68,7 +76,10 @@ _DAY_FILE = re.compile(r"-day-n\d+\.arrow$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _LOCK = ".lock"
+_GUARD = ".guard"
 QUARANTINE = "quarantine"
+# How a problem that is the user's permissions, not the file's content, begins.
+UNREADABLE = "unreadable"
 # A temporary file older than this was left by a writer that died; retention removes it.
 _STALE_SECONDS = 3600
 # Writes sweep for leftovers at most this often; retention run on its own always does.
@@ -110,6 +121,19 @@ class Snapshot:
             for f in self.others[dataset]
             if (f.day, stem_of(f)) in visible and stem_of(f) not in skip
         ]
+
+
+class Finding(NamedTuple):
+    """What :meth:`TelemetryStorage.verify` found in one file."""
+
+    path: Path
+    problem: str | None  # None: it reads in full
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the file holds what cannot be read. A file the user may not read is
+        not known to be damaged: it is reported, never moved aside."""
+        return self.problem is not None and not self.problem.startswith(UNREADABLE)
 
 
 @dataclass(slots=True, frozen=True)
@@ -162,14 +186,15 @@ class TelemetryStorage:
 
     def write(
         self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
-    ) -> None:
-        """Store sessions and their targets atomically, then apply retention.
+    ) -> RetentionResult:
+        """Store sessions and their targets atomically, then apply retention; returns what
+        retention removed.
 
         Rows go to the partition of the UTC day their session started; a session's targets
         must be in ``targets`` with the same ``session_id``.
         """
         self.append(sessions, targets)
-        self.apply_retention(sweep=self._sweep_due())
+        return self.apply_retention(sweep=self._sweep_due())
 
     def append(
         self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
@@ -204,19 +229,20 @@ class TelemetryStorage:
                 groups.append((day, by_day_s.slice(s_at, s_rows), by_day_t.slice(t_at, t_rows)))
                 s_at += s_rows
                 t_at += t_rows
-        if len(groups) == 1:
-            self._write_day(*groups[0])
-            return days
-        # Days are independent writes, and most of a write is waiting for the disk (fsync):
-        # a backfill of many days writes several at once.
-        from concurrent.futures import ThreadPoolExecutor
+        with self._guard(exclusive=False):
+            if len(groups) == 1:
+                self._write_day(*groups[0])
+                return days
+            # Days are independent writes, and most of a write is waiting for the disk
+            # (fsync): a backfill of many days writes several at once.
+            from concurrent.futures import ThreadPoolExecutor
 
-        def write(day: date, sessions: pa.Table, targets: pa.Table) -> None:
-            self._write_day(day, sessions, prune_dictionaries(targets))
+            def write(day: date, sessions: pa.Table, targets: pa.Table) -> None:
+                self._write_day(day, sessions, prune_dictionaries(targets))
 
-        with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
-            for done in [pool.submit(write, *group) for group in groups]:
-                done.result()  # the first failure, once every day was tried
+            with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
+                for done in [pool.submit(write, *group) for group in groups]:
+                    done.result()  # the first failure, once every day was tried
         return days
 
     def _write_day(self, day: date, sessions: pa.Table, targets: pa.Table) -> None:
@@ -251,42 +277,29 @@ class TelemetryStorage:
         stems = sorted(_stem(f.path.name) for f in replaces)
         metadata = {REPLACES_KEY: json.dumps(stems).encode()}
         written: list[Path] = []
-        try:
-            # The day's folders are never made here: if retention removed the day while it
-            # was being read, the merged copy must not bring it back.
-            written.append(
-                self._write_file("targets", day, stem, _as_table(targets, "targets"), make=False)
-            )
-            written.append(
-                self._write_file("daily_targets", day, stem, _as_table(rollup, "daily_targets"))
-            )
-            written.append(
-                self._write_file(
-                    "sessions",
-                    day,
-                    stem,
-                    _as_table(sessions, "sessions"),
-                    metadata=metadata,
-                    make=False,
+        # Shared with writers, and so never beside a removal: the day is either still all
+        # there (and its folders may be made, e.g. a targets folder a crash took), or gone.
+        with self._guard(exclusive=False):
+            if not any(f.path.exists() for f in replaces):
+                return None  # retention removed the day: the merged copy must not bring it back
+            try:
+                written.append(
+                    self._write_file("targets", day, stem, _as_table(targets, "targets"))
                 )
-            )
-        except StorageError:
-            for path in written:  # not committed: nobody reads them
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            if not (self.dir / "sessions" / f"date={day.isoformat()}").is_dir():
-                return None  # the day was removed meanwhile
-            raise
-        if not any(f.path.exists() for f in replaces):
-            # Retention removed the day meanwhile (the folders were made anew for our files):
-            # the merged copy must not bring it back.
-            for path in reversed(written):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                with contextlib.suppress(OSError):
-                    path.parent.rmdir()
-            return None
-        self._remove_stems(day, set(stems))
+                written.append(
+                    self._write_file("daily_targets", day, stem, _as_table(rollup, "daily_targets"))
+                )
+                written.append(
+                    self._write_file(
+                        "sessions", day, stem, _as_table(sessions, "sessions"), metadata=metadata
+                    )
+                )
+            except StorageError:
+                for path in written:  # not committed: nobody reads them
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
+            self._remove_stems(day, set(stems))
         return written[-1]
 
     def remove_replaced(self, day: date) -> int:
@@ -315,7 +328,6 @@ class TelemetryStorage:
         table: pa.Table,
         *,
         metadata: dict[bytes, bytes] | None = None,
-        make: bool = True,
     ) -> Path:
         folder = self.dir / dataset / f"date={day.isoformat()}"
         final = folder / f"{stem}-n{table.num_rows}.arrow"
@@ -324,8 +336,7 @@ class TelemetryStorage:
         if metadata:
             schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
         try:
-            if make:
-                folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("xb") as handle:
                 with ipc.new_file(handle, schema, options=_WRITE_OPTIONS) as writer:
                     # One batch per 64k rows: a batch per build makes files large and slow.
@@ -337,16 +348,37 @@ class TelemetryStorage:
         except OSError as error:
             with contextlib.suppress(OSError):
                 temporary.unlink()
-            raise StorageError(
-                f"could not write {final}: {error.strerror or error}; check that the "
-                f"directory is writable and the disk is not full"
-            ) from error
+            raise StorageError(f"could not write {final}: {_why(error)}") from error
         return final
+
+    @contextlib.contextmanager
+    def _guard(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold the guard that makes removals wait for writes: shared while writing,
+        exclusive while removing days (see the module's docstring). Without file locks, or
+        where the guard file cannot be opened (a read-only store, whose writes fail on their
+        own with their own error), nothing is held."""
+        fd = -1
+        if fcntl is not None:
+            path = self.dir / _GUARD
+            for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+                with contextlib.suppress(OSError):
+                    if not exclusive:  # retention never makes the store
+                        self.dir.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
+                    break
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            if fd >= 0:
+                os.close(fd)  # and with it the lock
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the store's exclusive lock (for check-then-write sequences such as ingest's
-        deduplication); plain writes and reads never need it."""
+        deduplication, and compaction); plain writes and reads never need it (writes and
+        retention keep out of each other's way by the guard, see the module's docstring)."""
         if self.dir.exists() and not self.dir.is_dir():
             raise StorageError(
                 f"{self.dir} is not a directory; point BUILDER_TELEMETRY_DIR (or --dir) at one"
@@ -387,6 +419,14 @@ class TelemetryStorage:
                 except ValueError:
                     continue
         return sorted(found)
+
+    def links(self, day: date) -> list[Path]:
+        """The folders holding ``day`` (in any dataset) that are links: a day kept elsewhere,
+        on another disk say. Readers read through them; nothing of the store writes or
+        deletes inside them."""
+        folders = [self.dir / d for d in DATASETS]
+        folders += [folder / f"date={day.isoformat()}" for folder in folders]
+        return [folder for folder in folders if folder.is_symlink()]
 
     def files(
         self,
@@ -530,7 +570,7 @@ class TelemetryStorage:
                 )
         return bad
 
-    def verify(self) -> Iterator[tuple[Path, str | None]]:
+    def verify(self) -> Iterator[Finding]:
         """Every data file with the reason it cannot be read in full, or None when it can.
 
         >>> [p for p, problem in TelemetryStorage("t").verify() if problem]  # doctest: +SKIP
@@ -540,11 +580,29 @@ class TelemetryStorage:
             for stored in self.files(dataset):
                 problem = _problem(stored.path, dataset, full=True)
                 if problem != "vanished":
-                    yield stored.path, problem
+                    yield Finding(stored.path, problem)
 
     def quarantine(self, path: Path) -> Path:
         """Move a damaged file out of the data (into ``<dir>/quarantine/``, under the same
-        relative path), where readers no longer see it and nothing deletes it."""
+        relative path), where readers no longer see it and nothing deletes it.
+
+        Nothing outside the store is moved: a file in a day folder that links elsewhere is
+        refused, as is a file the user may not read (it is not known to be damaged)."""
+        real = Path(os.path.realpath(path.parent))
+        if not real.is_relative_to(os.path.realpath(self.dir)):
+            raise StorageError(
+                f"{path.parent} is a link to {real}, outside the store; move {path.name} "
+                f"aside there yourself"
+            )
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+        except FileNotFoundError:
+            pass  # the rename below says so
+        except OSError as error:
+            raise StorageError(
+                f"{path} is {UNREADABLE} ({_reason(error)}), which is not damage; fix its "
+                f"permissions and verify again"
+            ) from error
         relative = path.relative_to(self.dir)
         target = self.dir / QUARANTINE / relative
         if target.exists():
@@ -584,7 +642,29 @@ class TelemetryStorage:
     def apply_retention(self, *, sweep: bool = True) -> RetentionResult:
         """Remove whole day partitions: older than the retention days, then oldest first
         while more sessions than the cap are stored (the newest day is always kept); with
-        ``sweep``, also what writers that died left behind."""
+        ``sweep``, also what writers that died left behind.
+
+        What goes is decided and removed while no write is under way (the guard, held
+        alone), so a write never loses its day folder, and a build is removed whole or
+        not at all; deciding that nothing goes needs no lock."""
+        result = RetentionResult()
+        days, orphans, _ = self._retention_plan()
+        if days or orphans:
+            with self._guard(exclusive=True):
+                days, orphans, removed_sessions = self._retention_plan()
+                for day in days:
+                    self.remove_day(day)
+                for dataset, day in orphans:
+                    self._remove_partition(dataset, day)
+            result = RetentionResult(tuple(days), removed_sessions)
+        if sweep:
+            self._remove_leftovers()
+        return result
+
+    def _retention_plan(self) -> tuple[list[date], list[tuple[Dataset, date]], int]:
+        """The days retention removes, the targets and rollup partitions past the cutoff
+        whose sessions are gone (a crash between the renames of a removal), and the
+        sessions those days hold."""
         removed: list[date] = []
         removed_sessions = 0
         # Counted from the names alone: this runs after every write, over every day stored.
@@ -593,13 +673,19 @@ class TelemetryStorage:
             if entries:
                 day_rows[day] = sum(_rows_named(entry, day) for entry in entries)
         days = sorted(day_rows)
-        cutoff = None
+        orphans: list[tuple[Dataset, date]] = []
         if self.retention_days is not None:
             cutoff = self._clock().date() - timedelta(days=self.retention_days)
             while days and days[0] < cutoff:
                 day = days.pop(0)
                 removed.append(day)
                 removed_sessions += day_rows[day]
+            orphans = [
+                (dataset, day)
+                for dataset in DATASETS[1:]
+                for day in self.days(dataset)
+                if day < cutoff and day not in removed
+            ]
         if self.max_sessions is not None:
             total = sum(day_rows[d] for d in days)
             while len(days) > 1 and total > self.max_sessions:
@@ -607,18 +693,7 @@ class TelemetryStorage:
                 removed.append(day)
                 removed_sessions += day_rows[day]
                 total -= day_rows[day]
-        for day in removed:
-            self.remove_day(day)
-        # Targets partitions past the cutoff whose sessions are gone (a crash between the two
-        # renames of a removal) go too. Newer ones may belong to a write in progress.
-        if cutoff is not None:
-            for dataset in DATASETS[1:]:
-                for day in self.days(dataset):
-                    if day < cutoff:
-                        self._remove_partition(dataset, day)
-        if sweep:
-            self._remove_leftovers()
-        return RetentionResult(tuple(removed), removed_sessions)
+        return removed, orphans, removed_sessions
 
     def _sweep_due(self) -> bool:
         """Whether the store was last swept for leftovers over ten minutes ago (a write
@@ -641,6 +716,8 @@ class TelemetryStorage:
 
     def _remove_partition(self, dataset: Dataset, day: date) -> None:
         folder = self.dir / dataset / f"date={day.isoformat()}"
+        if (self.dir / dataset).is_symlink():
+            return  # its days are kept elsewhere, where the store deletes nothing
         # Renaming first makes the removal atomic for readers; the slow delete comes after.
         trash = self.dir / dataset / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
         try:
@@ -649,7 +726,7 @@ class TelemetryStorage:
             return  # another process removed it first
         except OSError as error:
             raise StorageError(f"could not remove {folder}: {error.strerror or error}") from error
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_tree(trash)
 
     def _remove_leftovers(self) -> None:
         """Remove what writers that died left behind, once it is over an hour old (younger
@@ -665,13 +742,17 @@ class TelemetryStorage:
 
         stems: dict[str, set[str]] = {}  # the sessions stems of each day folder
         for dataset in DATASETS:
+            if (self.dir / dataset).is_symlink():
+                continue  # kept elsewhere: read, never deleted from
             for entry in _entries(self.dir / dataset):
                 if entry.name.startswith(_TRASH_PREFIX):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                    _remove_tree(Path(entry.path))
                     continue
                 inside = _entries(entry.path)
                 if dataset == "sessions":
                     stems[entry.name] = {_stem(e.name) for e in inside}
+                if entry.is_symlink():
+                    continue  # a day kept elsewhere: read, never deleted from
                 committed = None if dataset == "sessions" else stems.get(entry.name, set())
                 for inner in inside:
                     leftover = inner.name.startswith(_TMP_PREFIX) or (
@@ -686,15 +767,25 @@ class TelemetryStorage:
     def clear(self) -> int:
         """Remove all telemetry data, quarantined files included; returns the number of
         sessions removed."""
-        count = self.session_count()
-        for dataset in DATASETS:
-            for day in self.days(dataset):
-                self._remove_partition(dataset, day)
-            folder = self.dir / dataset
-            if folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(self.dir / QUARANTINE, ignore_errors=True)
+        with self._guard(exclusive=True):  # a build being written waits, then is kept
+            count = self.session_count()
+            for dataset in DATASETS:
+                for day in self.days(dataset):
+                    self._remove_partition(dataset, day)
+                _remove_tree(self.dir / dataset)
+            _remove_tree(self.dir / QUARANTINE)
         return count
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder and what is in it; a link (to a day kept on another disk, say) is
+    removed itself, never what it points to (``shutil.rmtree`` refuses a link, and would
+    leave it behind for ever)."""
+    if path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
@@ -768,47 +859,132 @@ def _problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
 def _inspect(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tuple[str, ...]]:
     """What :func:`_problem` says, and the columns a readable file lacks."""
     try:
+        schema = _footer_schema(path)
         if full:
             with pa.memory_map(str(path)) as source:
-                reader = ipc.open_file(source)
-                schema = reader.schema
-                reader.read_all().validate(full=True)
-        else:
-            schema = _head_schema(path)
-            if schema is None:  # anything unusual: the reader of the footer says what
-                with ipc.open_file(str(path)) as reader:
-                    schema = reader.schema
+                ipc.open_file(source).read_all().validate(full=True)
     except FileNotFoundError:
         return "vanished", ()
+    except _Unsound as unsound:
+        try:  # pyarrow's words, when it has any, are the ones people search for
+            with ipc.open_file(str(path)):
+                pass
+        except (OSError, pa.ArrowException) as error:
+            if _errno(error) is None:
+                return f"not a complete Arrow IPC file ({_first_line(error)})", ()
+        return f"not a complete Arrow IPC file ({unsound})", ()
     except OSError as error:
-        return f"unreadable ({_reason(error)})", ()
+        if _errno(error) is None:  # Arrow's own I/O errors are about what the file holds
+            return f"damaged data ({_first_line(error)})", ()
+        return f"{UNREADABLE} ({_reason(error)})", ()
     except pa.ArrowException as error:
-        what = "damaged data" if full else "not a complete Arrow IPC file"
-        return f"{what} ({str(error).splitlines()[0]})", ()
+        return f"damaged data ({_first_line(error)})", ()
     return judge_schema(schema, dataset)
 
 
-def _head_schema(path: Path) -> pa.Schema | None:
-    """The schema an Arrow IPC file starts with, when it also ends as one; None when it
-    looks any other way. The file format repeats its schema at its start (the stream that
-    it wraps begins with it), and reading that takes a tenth of opening the footer."""
+class _Unsound(Exception):
+    """The two ends of a file are not those of one whole Arrow IPC file (the message says
+    where they differ)."""
+
+
+# A footer's Block: the offset of a message, its metadata's length, its body's length.
+_BLOCK = struct.Struct("<qi4xq")
+_EOS = 8  # the end-of-stream marker some writers put between the last message and the footer
+
+
+def _footer_schema(path: Path) -> pa.Schema:
+    """The schema in the footer of an Arrow IPC file, once the footer is known to describe
+    the file; :class:`_Unsound` when it does not.
+
+    Readers (polars, pyarrow) take the schema and the place of every message from the
+    footer, and polars trusts those places: a footer pointing past the end makes it panic.
+    So the footer's blocks must tile the file from the end of the schema message it starts
+    with up to the footer. Both ends are read with one ``pread`` each and pyarrow parses the
+    footer from those bytes, without the file: a third cheaper than opening it with pyarrow,
+    which checks no block.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        head = os.pread(fd, 4096, 0)
-        if size < 32 or os.pread(fd, 6, size - 6) != _MAGIC or head[:6] != _MAGIC:
-            return None
+        head = os.pread(fd, 16, 0)
+        tail = os.pread(fd, 4096, max(0, size - 4096))
+        if size < 32 or head[:6] != _MAGIC or tail[-6:] != _MAGIC:
+            raise _Unsound("it does not start and end as one")
         marker, length = struct.unpack_from("<Ii", head, 8)
-        if marker != 0xFFFFFFFF or not 0 < length < size:
-            return None
-        if 16 + length > len(head):
-            head = os.pread(fd, 16 + length, 0)
+        footer_length = struct.unpack_from("<i", tail, len(tail) - 10)[0]
+        schema_end = 16 + length
+        footer_start = size - 10 - footer_length
+        if marker != 0xFFFFFFFF or length <= 0 or footer_length <= 0:
+            raise _Unsound("the length of its schema or of its footer is not a length")
+        if schema_end > footer_start:
+            raise _Unsound("its schema and its footer overlap")
+        if footer_length + 10 > len(tail):
+            tail = os.pread(fd, footer_length + 10, footer_start)
     finally:
         os.close(fd)
-    try:
-        return ipc.read_schema(pa.py_buffer(head[8 : 16 + length]))
-    except (OSError, pa.ArrowException):  # damaged at its start: the footer may still say
-        return None
+    footer = tail[len(tail) - 10 - footer_length : len(tail) - 10]
+    end = schema_end
+    for offset, metadata, body in sorted(_footer_blocks(footer)):
+        if offset != end or metadata <= 0 or body < 0:
+            raise _Unsound("its footer places its record batches outside the data")
+        end = offset + metadata + body
+    if end not in (footer_start, footer_start - _EOS):
+        raise _Unsound("its footer places its record batches outside the data")
+    try:  # the footer and what follows it, behind a start: no block is read here
+        with ipc.open_file(pa.BufferReader(head[:8] + tail[-10 - footer_length :])) as reader:
+            return reader.schema
+    except (OSError, pa.ArrowException) as error:
+        raise _Unsound(f"its footer is damaged: {_first_line(error)}") from None
+
+
+def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]]:
+    """The dictionary and record batch blocks a footer lists (the Footer table of Arrow's
+    File.fbs: fields 2 and 3), every offset checked to lie inside it."""
+
+    def read(form: str, at: int) -> int:
+        if not 0 <= at <= len(footer) - struct.calcsize(form):
+            raise _Unsound("its footer is damaged: an offset points outside it")
+        value: int = struct.unpack_from(form, footer, at)[0]
+        return value
+
+    table = read("<I", 0)
+    vtable = table - read("<i", table)
+    fields = (read("<H", vtable) - 4) // 2
+    blocks: list[tuple[int, int, int]] = []
+    for field in (2, 3):
+        slot = read("<H", vtable + 4 + 2 * field) if field < fields else 0
+        if slot == 0:
+            continue  # absent: none of them
+        vector = table + slot + read("<I", table + slot)
+        count = read("<I", vector)
+        if count * _BLOCK.size > len(footer) - vector - 4:
+            raise _Unsound("its footer is damaged: an offset points outside it")
+        blocks += _BLOCK.iter_unpack(footer[vector + 4 : vector + 4 + count * _BLOCK.size])
+    return blocks
+
+
+def _errno(error: BaseException) -> int | None:
+    """The operating system's error number behind an error (Arrow's errors carry it in their
+    message), or None for Arrow's own complaints about a file's content."""
+    if isinstance(error, OSError) and error.errno:
+        return error.errno
+    found = re.search(r"\[errno (\d+)\]", str(error))
+    return int(found.group(1)) if found else None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _why(error: OSError) -> str:
+    """What went wrong in a write, and where to look: the disk or the permissions only when
+    they are the cause."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{reason}; free some space on the disk"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{reason}; check that the directory is writable"
+    return reason
 
 
 def _reason(error: OSError) -> str:
@@ -833,11 +1009,10 @@ def _replaced(entries: list[os.DirEntry[str]]) -> set[str]:
         return set()
     stems: set[str] = set()
     for entry in days:
-        try:
-            with pa.memory_map(entry.path) as source:
-                metadata = ipc.open_file(source).schema.metadata or {}
+        try:  # the footer's schema, once checked: a damaged one could name other files
+            metadata = _footer_schema(Path(entry.path)).metadata or {}
             named = json.loads(metadata.get(REPLACES_KEY, b"[]"))
-        except (OSError, pa.ArrowException, ValueError):
+        except (OSError, pa.ArrowException, ValueError, _Unsound):
             continue  # vanished or damaged: readers skip it and still see what it replaced
         if isinstance(named, list):
             stems.update(str(stem) for stem in named)

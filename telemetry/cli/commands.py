@@ -340,24 +340,45 @@ def verify(
     ] = False,
 ) -> None:
     """Read every stored file in full; report the damaged ones (exit 1 when there are any)."""
+    # A file the user may not read is reported but never moved (it is not known to be
+    # damaged), nor is one in a day folder that links outside the store.
+    from telemetry.errors import StorageError
+
     storage = reports.storage(_config(ctx))
-    checked = 0
-    damaged = 0
-    for path, problem in storage.verify():
+    checked = damaged = moved = unreadable = 0
+    for found in storage.verify():
         checked += 1
-        if problem is None:
+        if found.problem is None:
+            continue
+        if not found.damaged:
+            unreadable += 1
+            reports.out(f"not checked: {found.path}: {found.problem}\n")
             continue
         damaged += 1
-        reports.out(f"damaged: {path}: {problem}\n")
+        reports.out(f"damaged: {found.path}: {found.problem}\n")
         if repair:
-            reports.out(f"moved: {path} -> {storage.quarantine(path)}\n")
-    if damaged == 0:
+            try:
+                reports.out(f"moved: {found.path} -> {storage.quarantine(found.path)}\n")
+                moved += 1
+            except StorageError as error:  # the others are still moved
+                reports.out(f"not moved: {found.path}: {error}\n")
+    if damaged == unreadable == 0:
         reports.out(f"Checked {_plural(checked, 'file')} in {storage.dir}: all readable.\n")
         return
-    what = "moved to quarantine" if repair else "run with --repair to move them aside"
-    damaged_files = _plural(damaged, "damaged file")
-    reports.out(f"Checked {_plural(checked, 'file')}: {damaged_files}; {what}.\n")
-    if not repair:
+    said = [_plural(damaged, "damaged file")] if damaged else []
+    if unreadable:
+        said.append(f"{_plural(unreadable, 'unreadable file')} (never moved: fix its permissions)")
+    if not damaged:
+        what = ""
+    elif not repair:
+        them = "the damaged ones" if unreadable else "them"
+        what = f"; run with --repair to move {them} aside"
+    elif moved == damaged:
+        what = "; moved to quarantine"
+    else:
+        what = f"; {moved} moved to quarantine, {damaged - moved} left in place"
+    reports.out(f"Checked {_plural(checked, 'file')}: {', '.join(said)}{what}.\n")
+    if not repair or moved < damaged or unreadable:
         raise typer.Exit(1)
 
 

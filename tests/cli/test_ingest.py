@@ -339,6 +339,7 @@ def test_a_cut_off_archive_stores_what_came_before(cli: Runner, tmp_path: Path) 
     assert json.loads(cli("telemetry", "export").stdout) == damaged_export
 
 
+@pytest.mark.torture
 def test_a_build_from_2099_cannot_push_todays_builds_out(tmp_path: Path) -> None:
     """Retention keeps the newest days; a build dated 2099 stored with a cap of four builds
     would be the newest day, and today's builds would go to make room for it."""

@@ -143,6 +143,7 @@ def _unsafe(screen: str) -> set[str]:
     return {c for c in screen if unicodedata.category(c) in UNSAFE} - {"\n", "\r"}
 
 
+@pytest.mark.torture
 @pytest.mark.parametrize(
     "args",
     [["telemetry", "recent", "1"], ["telemetry", "recent", "1", "--since", "2025-10-27"]],
@@ -163,6 +164,7 @@ def test_recent_shows_build_text_escaped(tmp_path: Path, args: list[str]) -> Non
     )
 
 
+@pytest.mark.torture
 @pytest.mark.parametrize(
     "args",
     [["telemetry", "summary"], ["telemetry", "summary", "--top", "5"]],
@@ -175,6 +177,7 @@ def test_summary_shows_build_text_escaped(tmp_path: Path, args: list[str]) -> No
     assert f"  1. {SHOWN_TARGETS[0]} (avg: 0.6s)\n  2. {SHOWN_TARGETS[1]} (avg: 0.3s)\n" in screen
 
 
+@pytest.mark.torture
 @pytest.mark.parametrize(
     ("args", "key", "value"),
     [
@@ -199,6 +202,7 @@ def test_json_in_a_terminal_is_escaped_and_reads_as_the_same_values(
     assert f'"{key}": {json.dumps(value, ensure_ascii=False)}'.encode() in piped
 
 
+@pytest.mark.torture
 def test_export_to_a_terminal_is_escaped_and_to_a_pipe_or_file_exact(tmp_path: Path) -> None:
     _store_hostile(tmp_path)
     args = ["telemetry", "export", "--format", "csv"]
@@ -234,6 +238,7 @@ def test_export_to_a_terminal_is_escaped_and_to_a_pipe_or_file_exact(tmp_path: P
     assert SESSION.encode() in written.read_bytes()
 
 
+@pytest.mark.torture
 def test_errors_quote_build_text_escaped(tmp_path: Path) -> None:
     code, screen = _in_terminal(["record", "no\u202esuch\x1b[2J"], tmp_path)
     assert (code, screen) == (127, "Error: no\\u202esuch\\x1b[2J: command not found\n")

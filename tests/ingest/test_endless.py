@@ -15,6 +15,9 @@ from tests.conftest import BUILDER, process_env, small_history
 
 # What a `builder telemetry ingest` may take of address space here: far below what keeping
 # a 400 MiB line (or half a gigabyte read ahead) would.
+# Attacks on the store: `just torture` runs them with the rest.
+pytestmark = pytest.mark.torture
+
 ADDRESS_SPACE = 1 << 30
 TOO_LONG = "the line is longer than {} (the most a line may hold; see --max-line-bytes)"
 
@@ -39,7 +42,6 @@ def _ingest(
     )
 
 
-@pytest.mark.torture
 @pytest.mark.parametrize("source", ["/dev/zero", "zeros.gz"])
 def test_an_endless_line_ends_the_reading_with_one_error(tmp_path: Path, source: str) -> None:
     """/dev/zero never ends and holds no newline; a gzip of 400 MiB of zeros is small on
