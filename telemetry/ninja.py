@@ -139,9 +139,9 @@ def log_events(
     (the log holds nothing else) and every run a successful build. A run is placed by the
     median origin of its entries, or else taken to have ended when the log was written.
 
-    >>> log = b"# ninja log v5\\n0\\t10\\t5000000000\\ta.o\\t1\\n0\\t8\\t9000000000\\ta.o\\t1\\n"
+    >>> log = b"# ninja log v5\\n0\\t10\\t1700000000\\ta.o\\t1\\n0\\t8\\t1750000000\\ta.o\\t1\\n"
     >>> [json.loads(e)["ts"] for e in log_events(log)[0] if "build_" in e]  # mtimes in s
-    [4999999999990, 5000000000000, 8999999999992, 9000000000000]
+    [1699999999990, 1700000000000, 1749999999992, 1750000000000]
     """
     log = parse_log(data)
     runs = _runs(log.entries, log.version)
