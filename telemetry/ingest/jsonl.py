@@ -381,7 +381,7 @@ def _ingest_stream(
     if start is not None:
         # A regular file: read in columns a segment at a time, and when some part of it
         # cannot be, read again from its start line by line (counting what was stored).
-        segments = _Segments(storage, name, max_line)
+        segments = _Segments(storage, max_line)
         read = segments.ingest(head, source)
         if read is not None:
             return _retained(storage, read, apply_retention)
@@ -439,57 +439,58 @@ class _Segments:
     """JSON lines read in columns a segment of :data:`SEGMENT_BYTES` at a time, each cut
     after a line; the lines of builds a segment leaves open are read with the next."""
 
-    def __init__(self, storage: TelemetryStorage, name: str, max_line: int) -> None:
+    def __init__(self, storage: TelemetryStorage, max_line: int) -> None:
         self.sink = _ChunkSink(storage, remember=True)
-        self.name = name
         self.max_line = max_line
 
     def ingest(self, head: bytes, source: IO[bytes]) -> IngestResult | None:
-        """What was stored; None when some segment could not be read in columns (what
-        the segments before it stored is in ``self.sink.mine``)."""
+        """What was stored; None when some segment could not be read in columns, or the
+        input could not be read (a damaged archive, a failing disk: line by line says
+        where). What the segments before stored is then in ``self.sink.mine``."""
         carry = Carry()
         events = 0
         rest = head  # the start of a line that the previous segment cut
-        first = True
-        try:
-            chunk = source.read(SEGMENT_BYTES)
-            while True:
-                following = source.read(SEGMENT_BYTES) if chunk else b""
-                data = rest + chunk if rest else chunk
-                carry.last = not following
-                cut = len(data) if carry.last else data.rfind(b"\n") + 1
-                if cut == 0 and len(data) > self.max_line:
-                    return None  # a line too long: line by line says where
-                segment, rest = carry.lines + data[:cut], data[cut:]
-                if carry.last and carry.parked:  # builds that went quiet: interrupted
-                    segment = b"".join(carry.parked) + segment
-                    carry.parked.clear()
-                if first:
-                    segment = segment.removeprefix(_BOM)
-                    first = False
-                if segment or not events:
-                    read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
-                    if read is None:
-                        return None
-                    sessions, targets, count = read
-                    events += count
-                    self.sink.sessions += sessions.to_batches()
-                    self.sink.targets += targets.to_batches()
-                    self.sink.flush()
-                if len(carry.lines) > SEGMENT_BYTES // 2 or carry.parked_bytes > 4 * SEGMENT_BYTES:
-                    return None  # so many builds held open that line by line keeps less
-                if carry.last:
-                    break
-                chunk = following
-        except Exception:  # a damaged archive, a failing disk: line by line says where
-            return None
-        return IngestResult(
-            sessions=self.sink.written,
-            interrupted=self.sink.interrupted,
-            events=events,
-            duplicates=self.sink.duplicates,
-            problems=(),
-        )
+        chunk = _read(source)
+        while chunk is not None:
+            following = _read(source) if chunk else b""
+            if following is None:
+                return None
+            data = rest + chunk if rest else chunk
+            carry.last = not following
+            cut = len(data) if carry.last else data.rfind(b"\n") + 1
+            if cut == 0 and len(data) > self.max_line:
+                return None  # a line too long: line by line says where
+            segment, rest = carry.lines + data[:cut], data[cut:]
+            if carry.last and carry.parked:  # builds that went quiet: interrupted
+                segment = b"".join(carry.parked) + segment
+                carry.parked.clear()
+            if not events:
+                segment = segment.removeprefix(_BOM)
+            if segment or not events:
+                read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
+                if read is None:
+                    return None
+                events += _stored(self.sink, *read).events
+            if len(carry.lines) > SEGMENT_BYTES // 2 or carry.parked_bytes > 4 * SEGMENT_BYTES:
+                return None  # so many builds held open that line by line keeps less
+            if carry.last:
+                return IngestResult(
+                    sessions=self.sink.written,
+                    interrupted=self.sink.interrupted,
+                    events=events,
+                    duplicates=self.sink.duplicates,
+                    problems=(),
+                )
+            chunk = following
+        return None
+
+
+def _read(source: IO[bytes]) -> bytes | None:
+    """The next segment's bytes of ``source``; None when it cannot be read."""
+    try:
+        return source.read(SEGMENT_BYTES)
+    except Exception:  # a damaged archive (zlib, zstd, EOF) or a failing disk
+        return None
 
 
 def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
