@@ -299,6 +299,46 @@ def ingest_rate(
     ], store  # fmt: skip
 
 
+def ingest_memory(
+    repeat: int, events_path: Path, events: int, folder: Path, args: argparse.Namespace
+) -> list[Figure]:
+    """Peak memory of a whole `builder telemetry ingest` (its own process, into an empty
+    store) of the history's events and of four times as many builds: with inputs read a
+    segment at a time it must not grow with the input. And the events a second of the
+    larger one, the command's start included."""
+    big = folder / "events-x4.jsonl"
+    builds = 4 * min(args.chunk, args.builds)
+    big_events = generate_events(big, builds, args.targets, args.days, args.seed)
+    figures = []
+    for path, count, what in ((events_path, events, "history"), (big, big_events, "x4")):
+        peaks, seconds = [], []
+        for _ in range(max(1, min(repeat, 3))):
+            store = folder / "memory-store"
+            shutil.rmtree(store, ignore_errors=True)
+            env = os.environ | {"BUILDER_TELEMETRY_DIR": str(store),
+                                "BUILDER_TELEMETRY_RETENTION_DAYS": "100000"}  # fmt: skip
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [BUILDER, "telemetry", "ingest", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds.append(time.perf_counter() - started)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"ingest of {path} failed")
+            peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+        size = path.stat().st_size / 2**20
+        figures.append(Figure(f"ingest command, peak memory, {what} ({size:,.0f} MiB input)",
+                              "MiB", peaks, "flat in the input"))  # fmt: skip
+        if what == "x4":
+            figures.append(Figure(f"ingest command of {size:,.0f} MiB, its start included",
+                                  "events/s", [count / s for s in seconds]))  # fmt: skip
+    big.unlink()
+    return figures
+
+
 def compaction(store: Path, folder: Path) -> tuple[Figure, Path]:
     """Seconds to compact a copy of the history (every day before today), as the daily job
     does; returns the compacted copy."""
@@ -558,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.append(flush_10k(args.repeat, folder))
         rates, store = ingest_rate(args.repeat, events_path, events, folder)
         figures += rates
+        figures += ingest_memory(args.repeat, events_path, events, folder, args)
         events += ingest_rest(store, folder, args, chunk)
         compacted, packed = compaction(store, folder)
         figures.append(compacted)
