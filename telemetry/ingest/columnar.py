@@ -37,7 +37,7 @@ from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 
 # Inputs are read in columns a segment of about this many bytes at a time, so memory does
 # not grow with the input; a line may be at most MAX_LINE_BYTES long unless told otherwise.
-SEGMENT_BYTES: Final = 64 << 20
+SEGMENT_BYTES: Final = 32 << 20
 MAX_LINE_BYTES: Final = 16 << 20
 _MAX_TS: Final = 253_402_300_800_000
 _MAX_TEXT: Final = 65_536

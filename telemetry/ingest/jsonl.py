@@ -125,6 +125,8 @@ class _ChunkSink:
                 self.interrupted += sum(self.mine[session] for session in done)
                 sessions = sessions.filter(pc.invert(ours))
                 targets = targets.filter(pc.is_in(targets["session_id"], sessions["session_id"]))
+                if sessions.num_rows == 0:
+                    return
         # Checking for stored ids and writing happen under one lock, so two ingests of the
         # same events at once still store each build once.
         with self.storage.lock():
@@ -450,20 +452,20 @@ class _Segments:
         carry = Carry()
         events = 0
         rest = head  # the start of a line that the previous segment cut
-        chunk = _read(source)
-        while chunk is not None:
-            following = _read(source) if chunk else b""
-            if following is None:
-                return None
+        while (chunk := _read(source)) is not None:
+            # Cut after the last whole line; at the end, what is left, and every build
+            # still open (parked or carried): those are interrupted.
             data = rest + chunk if rest else chunk
-            carry.last = not following
+            carry.last = not chunk
             cut = len(data) if carry.last else data.rfind(b"\n") + 1
             if cut == 0 and len(data) > self.max_line:
                 return None  # a line too long: line by line says where
-            segment, rest = carry.lines + data[:cut], data[cut:]
-            if carry.last and carry.parked:  # builds that went quiet: interrupted
-                segment = b"".join(carry.parked) + segment
-                carry.parked.clear()
+            segment, rest = data[:cut], data[cut:]  # the whole of it is no copy
+            # Builds put aside are read at the end only, where they are interrupted.
+            held = [*carry.parked, carry.lines] if carry.last else [carry.lines]
+            if any(held):
+                segment = b"".join([*held, segment])
+            del data, chunk, held  # the segment alone is held while it is read
             if not events:
                 segment = segment.removeprefix(_BOM)
             if segment or not events:
@@ -481,7 +483,6 @@ class _Segments:
                     duplicates=self.sink.duplicates,
                     problems=(),
                 )
-            chunk = following
         return None
 
 

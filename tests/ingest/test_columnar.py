@@ -267,33 +267,47 @@ def test_unusual_lines_mixed_in_any_number_are_declined_or_read_exactly(
     assert got == want
 
 
+def _grouped(rng: random.Random, groups: int) -> list[str]:
+    """Lines of ``groups`` groups of one to three builds, each group interleaved as agents
+    running at once send them, one group after another (some builds never end)."""
+    lines = []
+    for group in range(groups):
+        spacing = rng.choice([(",", ":"), (", ", ": ")])
+        for event in _stream(rng, rng.randint(1, 3)):
+            event["session"] = f"{group}-{event['session']}"
+            lines.append(json.dumps(event, separators=spacing, ensure_ascii=False))
+    return lines
+
+
 @SETTINGS
 @given(
     st.integers(0, 2**32),
-    st.integers(1, 12),
-    st.integers(40, 3000),
+    st.integers(1, 14),
+    st.integers(2, 12),
     st.lists(st.sampled_from([m[1] for m in MUTATIONS + UNUSUAL]), max_size=2),
+    st.sampled_from(["\n", "\r\n"]),
 )
 def test_an_input_read_a_segment_at_a_time_is_read_as_line_by_line(
-    seed: int, builds: int, segment: int, mutations: list[Any]
+    seed: int, groups: int, cuts: int, mutations: list[Any], ending: str
 ) -> None:
-    """Cut into segments of any size (builds going on across the cuts, some never ending,
-    an unusual line in a late segment making the columns decline after earlier segments
-    were stored), a file stores and reports exactly what the line-by-line reading does."""
+    """Cut into segments (builds going on across the cuts, builds that never end put aside
+    until the last, an unusual line in a late segment making the columns decline after
+    earlier segments were stored), a file stores and reports exactly what the line-by-line
+    reading does."""
     from unittest import mock
 
     import telemetry.ingest.jsonl as jsonl
 
     rng = random.Random(seed)
-    lines = _text(_stream(rng, builds), rng).decode().splitlines(keepends=True)
+    lines = _grouped(rng, groups)
     chosen = [i for i, line in enumerate(lines) if '"target_' in line]
     for mutate in mutations:
         if chosen:
-            i = rng.choice(chosen)
-            ending = lines[i][len(lines[i].rstrip("\r\n")) :]
-            lines[i] = mutate(lines[i].rstrip("\r\n")) + ending
-    with mock.patch.object(jsonl, "SEGMENT_BYTES", segment):
-        got, want, _ = _both("".join(lines).encode())
+            i = rng.choice(chosen[len(chosen) // 2 :])
+            lines[i] = mutate(lines[i])
+    data = (ending.join(lines) + rng.choice(["", ending])).encode()
+    with mock.patch.object(jsonl, "SEGMENT_BYTES", max(40, len(data) // cuts)):
+        got, want, _ = _both(data)
     assert got == want
 
 
@@ -305,11 +319,7 @@ def test_a_long_input_is_read_in_columns_a_segment_at_a_time(
     import telemetry.ingest.jsonl as jsonl
 
     rng = random.Random(3)
-    lines = []
-    for pair in range(20):  # two builds at a time, as two CI agents would send them
-        for event in _stream(rng, 2):
-            event["session"] = f"{pair}-{event['session']}"
-            lines.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    lines = _grouped(rng, 20)
     data = ("\n".join(lines) + "\n").encode()
     assert b"\\" not in data
     monkeypatch.setattr(jsonl, "SEGMENT_BYTES", len(data) // 6)
