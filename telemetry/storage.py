@@ -194,7 +194,8 @@ class TelemetryStorage:
         must be in ``targets`` with the same ``session_id``.
         """
         self.append(sessions, targets)
-        return self.apply_retention(sweep=self._sweep_due())
+        # A build being recorded never waits for another process's write or compaction.
+        return self.apply_retention(sweep=self._sweep_due(), wait=False)
 
     def append(
         self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
@@ -352,11 +353,12 @@ class TelemetryStorage:
         return final
 
     @contextlib.contextmanager
-    def _guard(self, *, exclusive: bool) -> Iterator[None]:
+    def _guard(self, *, exclusive: bool, wait: bool = True) -> Iterator[bool]:
         """Hold the guard that makes removals wait for writes: shared while writing,
-        exclusive while removing days (see the module's docstring). Without file locks, or
-        where the guard file cannot be opened (a read-only store, whose writes fail on their
-        own with their own error), nothing is held."""
+        exclusive while removing days (see the module's docstring); yields False when
+        ``wait`` is off and another process holds it. Without file locks, or where the
+        guard file cannot be opened (a read-only store, whose writes fail on their own with
+        their own error), nothing is held."""
         fd = -1
         if fcntl is not None:
             path = self.dir / _GUARD
@@ -367,9 +369,14 @@ class TelemetryStorage:
                     fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
                     break
         try:
+            held = True
             if fd >= 0:
-                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+                mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+                try:
+                    fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    held = False
+            yield held
         finally:
             if fd >= 0:
                 os.close(fd)  # and with it the lock
@@ -639,24 +646,31 @@ class TelemetryStorage:
 
     # -- maintenance --------------------------------------------------------------------------
 
-    def apply_retention(self, *, sweep: bool = True) -> RetentionResult:
+    def apply_retention(self, *, sweep: bool = True, wait: bool = True) -> RetentionResult:
         """Remove whole day partitions: older than the retention days, then oldest first
         while more sessions than the cap are stored (the newest day is always kept); with
         ``sweep``, also what writers that died left behind.
 
-        What goes is decided and removed while no write is under way (the guard, held
+        What goes is decided and renamed away while no write is under way (the guard, held
         alone), so a write never loses its day folder, and a build is removed whole or
-        not at all; deciding that nothing goes needs no lock."""
+        not at all; the folders are deleted after, and deciding that nothing goes needs no
+        lock. Without ``wait``, retention is skipped while another process writes or
+        compacts (the next write applies it), so a build's write never waits on it."""
         result = RetentionResult()
         days, orphans, _ = self._retention_plan()
+        trash: list[Path] = []
         if days or orphans:
-            with self._guard(exclusive=True):
-                days, orphans, removed_sessions = self._retention_plan()
-                for day in days:
-                    self.remove_day(day)
-                for dataset, day in orphans:
-                    self._remove_partition(dataset, day)
-            result = RetentionResult(tuple(days), removed_sessions)
+            with self._guard(exclusive=True, wait=wait) as held:
+                if held:
+                    days, orphans, removed_sessions = self._retention_plan()
+                    for day in days:
+                        for dataset in DATASETS:  # sessions first: no session loses targets
+                            self._remove_partition(dataset, day, trash=trash)
+                    for dataset, day in orphans:
+                        self._remove_partition(dataset, day, trash=trash)
+                    result = RetentionResult(tuple(days), removed_sessions)
+        for folder in trash:  # the slow delete, once writes may go on again
+            _remove_tree(folder)
         if sweep:
             self._remove_leftovers()
         return result
@@ -714,19 +728,25 @@ class TelemetryStorage:
         for dataset in DATASETS:
             self._remove_partition(dataset, day)
 
-    def _remove_partition(self, dataset: Dataset, day: date) -> None:
+    def _remove_partition(
+        self, dataset: Dataset, day: date, *, trash: list[Path] | None = None
+    ) -> None:
+        """Remove one day of ``dataset``: renamed away at once (atomic for readers), then
+        deleted, or, with ``trash``, left there for the caller to delete later."""
         folder = self.dir / dataset / f"date={day.isoformat()}"
         if (self.dir / dataset).is_symlink():
             return  # its days are kept elsewhere, where the store deletes nothing
-        # Renaming first makes the removal atomic for readers; the slow delete comes after.
-        trash = self.dir / dataset / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
+        away = self.dir / dataset / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
         try:
-            os.rename(folder, trash)
+            os.rename(folder, away)
         except FileNotFoundError:
             return  # another process removed it first
         except OSError as error:
             raise StorageError(f"could not remove {folder}: {error.strerror or error}") from error
-        _remove_tree(trash)
+        if trash is None:
+            _remove_tree(away)
+        else:
+            trash.append(away)
 
     def _remove_leftovers(self) -> None:
         """Remove what writers that died left behind, once it is over an hour old (younger
