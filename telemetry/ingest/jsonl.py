@@ -452,6 +452,7 @@ class _Segments:
         carry = Carry()
         events = 0
         rest = head  # the start of a line that the previous segment cut
+        first = True
         while (chunk := _read(source)) is not None:
             # Cut after the last whole line; at the end, what is left, and every build
             # still open (parked or carried): those are interrupted.
@@ -466,9 +467,9 @@ class _Segments:
             if any(held):
                 segment = b"".join([*held, segment])
             del data, chunk, held  # the segment alone is held while it is read
-            if not events:
-                segment = segment.removeprefix(_BOM)
-            if segment or not events:
+            if first:  # a byte-order mark counts only at the start of the input
+                segment, first = segment.removeprefix(_BOM), False
+            if segment.strip():  # blank lines alone: nothing the line by line would take
                 read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
                 if read is None:
                     return None
@@ -733,10 +734,19 @@ class _Reading:
             ahead.chunks.clear()  # let go of them: the joined copy is read from now on
         else:
             source = self.handle
-        limit = self.max_line + 1  # the line and its newline
+        # A line's length is its bytes without its ending (\n or \r\n) and, on the first
+        # line, without a byte-order mark: what the columnar reading measures too.
+        limit = self.max_line + 2 + len(_BOM)
+        first = True
         while line := source.readline(limit):
-            if len(line) == limit and not line.endswith(b"\n"):
+            size = len(line)
+            if line.endswith(b"\n"):
+                size -= 2 if line.endswith(b"\r\n") else 1
+            if first and line.startswith(_BOM):
+                size -= len(_BOM)
+            if size > self.max_line:
                 raise _LineTooLong
+            first = False
             yield line
 
 

@@ -462,12 +462,14 @@ def test_a_byte_order_mark_and_stored_builds_come_out_the_same(tmp_path: Path) -
     assert (again.sessions, again.duplicates) == (0, first.sessions)
 
 
-def _line_by_line(path: Path, storage: TelemetryStorage) -> tuple[object, ...]:
+def _line_by_line(
+    path: Path, storage: TelemetryStorage, max_line: int | None = None
+) -> tuple[object, ...]:
     """What reading ``path`` line by line stores and reports, a break-off included."""
     from telemetry.ingest.jsonl import MAX_LINE_BYTES, IngestProblem, _Reading, decompressed
 
     with path.open("rb") as handle:
-        reading = _Reading(decompressed(handle), str(path), MAX_LINE_BYTES)
+        reading = _Reading(decompressed(handle), str(path), max_line or MAX_LINE_BYTES)
         result = ingest_jsonl(storage, reading.lines(), apply_retention=False)
     broke = (IngestProblem(reading.count + 1, reading.failure),) if reading.failure else ()
     return (result.sessions, result.events, result.problems + broke,
@@ -626,3 +628,78 @@ def test_files_at_the_size_limit_are_read_the_same(
     got = TelemetryStorage(tmp_path / "a")
     result = ingest_file(got, path, apply_retention=False)
     _assert_as_line_by_line(got, result, data, tmp_path)
+
+
+def _segments_and_lines(
+    tmp_path: Path, data: bytes, segment: int, max_line: int | None = None
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """What a file of ``data`` stores and reports read in segments of ``segment`` bytes,
+    and read line by line."""
+    from unittest import mock
+
+    import telemetry.ingest.jsonl as jsonl
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    fast = TelemetryStorage(tmp_path / "segments")
+    with mock.patch.object(jsonl, "SEGMENT_BYTES", segment):
+        got = ingest_file(fast, path, format="jsonl", apply_retention=False,
+                          **({"max_line": max_line} if max_line else {}))  # fmt: skip
+    want = _line_by_line(path, TelemetryStorage(tmp_path / "lines"), max_line)
+    return (got.sessions, got.events, got.problems, _rows(fast, "sessions"),
+            _rows(fast, "targets")), want  # fmt: skip
+
+
+def _finished_builds() -> bytes:
+    """Builds that all finish: nothing is carried past the segment holding them."""
+    from tests.conftest import small_history
+
+    return ("\n".join(small_history()) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"\n",
+        b'{"event":"nope"}\n',
+        b"\n\n\n",
+        b'{"event":"build_started","session":"x\\\\y","ts":1}\n',
+    ],
+    ids=["a blank line", "a bad line", "blank lines", "an escape"],
+)
+def test_a_last_segment_that_declines_after_every_build_was_stored(
+    tmp_path: Path, tail: bytes
+) -> None:
+    """Every build in the first segment, stored; the next declines (or is blank): the file
+    read again line by line counts them all as stored, not as duplicates, and stores none
+    twice."""
+    builds = _finished_builds()
+    got, want = _segments_and_lines(tmp_path, builds + tail, len(builds))
+    assert got == want
+
+
+def test_a_byte_order_mark_counts_only_at_the_start_of_the_input(tmp_path: Path) -> None:
+    """A line in the middle starting with a byte-order mark is not JSON to the line-by-line
+    reading, even where a segment starts with it."""
+    first = b'{"event":"build_started","session":"open","ts":1761575000000}\n'
+    second = (b"\xef\xbb\xbf" + b'{"event":"build_started","session":"b","ts":1761575000001,'
+              + b'"tool":"' + b"n" * 400 + b'"}\n')  # fmt: skip
+    data = first + second + _finished_builds()
+    got, want = _segments_and_lines(tmp_path, data, len(first) + 10, max_line=10_000)
+    assert got == want and want[2] != ()
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("mark", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("excess", [0, 1])
+def test_a_line_is_measured_alike_by_both_readings(
+    tmp_path: Path, ending: str, mark: bytes, excess: int
+) -> None:
+    """A line's length is its bytes without its ending and, on the first line, without a
+    byte-order mark, in columns and line by line."""
+    lines = _grouped(random.Random(5), 2)
+    longest = max(len(line.encode()) for line in lines)
+    data = mark + (ending.join(lines) + ending).encode()
+    got, want = _segments_and_lines(tmp_path, data, len(data) + 1, max_line=longest - excess)
+    assert got == want
+    assert (want[2] == ()) == (excess == 0)
