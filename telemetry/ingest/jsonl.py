@@ -384,15 +384,14 @@ def _ingest_stream(
         # A regular file: read in columns a segment at a time, and when some part of it
         # cannot be, read again from its start line by line (counting what was stored).
         segments = _Segments(storage, max_line)
+        if head and _is_plain(source):
+            # Read again from the start rather than put the first line in front of the
+            # first segment, which would copy it whole.
+            source, head = _again(handle, start, name), b""
         read = segments.ingest(head, source)
         if read is not None:
             return _retained(storage, read, apply_retention)
-        try:
-            handle.seek(start)
-            source = decompressed(handle)
-        except OSError as error:
-            raise InputError(f"cannot read {name} again: {error.strerror or error}") from None
-        reading = _Reading(source, name, max_line)
+        reading = _Reading(_again(handle, start, name), name, max_line)
         sink = _ChunkSink(storage, mine=segments.sink.mine)
     else:
         ahead = _read_ahead(head, source)
@@ -424,6 +423,20 @@ class _Ahead:
     chunks: list[bytes]
     whole: bytes | None  # all of it, when it ended within a segment and read cleanly
     error: Exception | None = None  # where reading ahead broke off
+
+
+def _again(handle: IO[bytes], start: int, name: str) -> IO[bytes]:
+    """A regular file's input read again from ``start`` (decompressed if it is)."""
+    try:
+        handle.seek(start)
+        return decompressed(handle)
+    except OSError as error:
+        raise InputError(f"cannot read {name} again: {error.strerror or error}") from None
+
+
+def _is_plain(source: IO[bytes]) -> bool:
+    """Whether ``source`` (from :func:`decompressed`) is the input itself, not compressed."""
+    return isinstance(source, io.BufferedReader) and isinstance(source.raw, _Prefixed)
 
 
 def _position(handle: IO[bytes]) -> int | None:
@@ -469,7 +482,7 @@ class _Segments:
             del data, chunk, held  # the segment alone is held while it is read
             if first:  # a byte-order mark counts only at the start of the input
                 segment, first = segment.removeprefix(_BOM), False
-            if segment.strip():  # blank lines alone: nothing the line by line would take
+            if segment and not segment.isspace():  # blank lines alone: nothing to read
                 read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
                 if read is None:
                     return None
