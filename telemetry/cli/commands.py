@@ -414,7 +414,7 @@ def ingest(
         storage, path, format=format.value, profile=profile, max_line=max_line_bytes
     )
     name = "<stdin>" if path == "-" else path
-    if result.problems and result.events == 0:
+    if result.problems and result.events == 0 and result.refused == 0:  # not JSON lines
         first = result.problems[0]
         raise TelemetryError(
             f"{name} holds no build events: none of its {len(result.problems)} lines could be "

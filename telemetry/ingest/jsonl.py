@@ -77,6 +77,8 @@ class IngestResult:
     duplicates: int
     problems: tuple[IngestProblem, ...]
     retention: RetentionResult = field(default_factory=RetentionResult)
+    # Events read but not taken: dated too far ahead, or of a build refused whole.
+    refused: int = 0
 
 
 class _ChunkSink:
@@ -202,7 +204,7 @@ def _ingest_lines(
     problems: list[IngestProblem] = []
     started: set[str] = set()
     finished: set[str] = set()
-    events = 0
+    events = refused = 0
     number = 0
     for number, raw in enumerate(lines, start=1):
         try:
@@ -244,6 +246,8 @@ def _ingest_lines(
             events += 1
             if isinstance(event, BuildFinished):
                 finished.add(event.session)
+        else:
+            refused += 1
         if rejected:
             problems += [IngestProblem(number, message) for message in rejected]
             rejected.clear()
@@ -260,6 +264,7 @@ def _ingest_lines(
         duplicates=sink.duplicates,
         problems=tuple(problems),
         retention=retention,
+        refused=refused,
     )
 
 

@@ -379,3 +379,26 @@ def test_a_build_from_2099_cannot_push_todays_builds_out(tmp_path: Path) -> None
         starts = table["start_time"].cast(pa.int64()).to_pylist()
         stored.update(zip(table["session_id"].to_pylist(), starts, strict=True))
     assert stored == today
+
+
+def test_an_input_whose_only_build_is_refused_says_so_not_that_it_is_unreadable(
+    cli: Runner,
+) -> None:
+    """Every line is a valid event, but the one build starts in 2099: the refusal is
+    reported as it is, not as an input that holds no events."""
+    y2099 = 4070908800000  # 2099-01-01T00:00:00Z
+    events = [
+        {"event": "build_started", "session": "b1", "ts": y2099},
+        {"event": "target_finished", "session": "b1", "ts": y2099 + 100, "target": "//a",
+         "status": "built"},
+        {"event": "build_finished", "session": "b1", "ts": y2099 + 200, "success": True},
+    ]  # fmt: skip
+    result = cli("telemetry", "ingest", "-",
+                 stdin="".join(json.dumps(e) + "\n" for e in events).encode())  # fmt: skip
+    assert (result.code, result.stdout) == (1, "Stored 0 builds from 0 events.\n")
+    assert result.stderr == (
+        "<stdin>:1: telemetry refused build 'b1' with all its events: it starts at "
+        "2099-01-01T00:00:00, more than an hour ahead of this machine's clock; check the "
+        "clock of the machine that ran it\n"
+        "Skipped 1 malformed line.\n"
+    )
