@@ -25,10 +25,12 @@ files from that moment, so the day's builds are never counted twice or missed, a
 before the removal leaves only files nobody reads, which the next compaction removes.
 
 Removal waits for writers. Every write holds the store's guard (``.guard``) shared, and
-retention holds it alone while it decides which days go and removes them: a day folder never
-vanishes under a write (which would fail it, or keep its session row and lose its targets),
-and a removal never counts a day while a write is adding to it. Compaction's commit holds it
-shared too, so a day is removed whole, before or after it was merged.
+retention holds it alone while it decides which days go and renames them away (deleting them
+after): a day folder never vanishes under a write (which would fail it, or keep its session
+row and lose its targets), and a removal never counts a day while a write is adding to it.
+Compaction's commit holds it shared too, so a day is removed whole, before or after it was
+merged. The retention after a build's write does not wait for the guard: when another
+process holds it, that retention is left to the next write.
 """
 
 from __future__ import annotations

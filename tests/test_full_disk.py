@@ -32,6 +32,7 @@ import pytest
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 from tests.conftest import BUILDER, process_env
+from tests.test_reliability import _in_namespace as _namespace
 from tests.test_reliability import _release, _run_unprivileged, _unprivileged_base
 
 # A full disk is one of the attacks on the store: `just torture` runs these with the rest.
@@ -69,25 +70,10 @@ FUNCTIONS = """
 
 
 def _in_namespace(script: str, *, env: dict[str, str]) -> str | None:
-    """Run ``script`` in bash as root of a new user and mount namespace, able to mount a
-    tmpfs (None when the machine allows none). As in tests/test_reliability.py, but with no
-    time limit to speak of: a script here runs a hundred commands, and a busy machine may
-    take minutes over them."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    done = subprocess.run(
-        [unshare, "--user", "--map-root-user", "--mount", "bash", "-euc", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-        check=False,
-    )
-    if done.returncode == 97 or "unshare failed" in done.stderr or "unshare:" in done.stderr:
-        return None
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    """Run ``script`` as root of a new user and mount namespace, able to mount a tmpfs
+    (None when the machine allows none), with no time limit to speak of: a script here runs
+    a hundred commands, and a busy machine may take minutes over them."""
+    return _namespace(script, map_root=True, env=env, timeout=3600)
 
 
 @dataclass(slots=True, frozen=True)

@@ -103,6 +103,27 @@ def _until_done_or_waiting(process: subprocess.Popen[bytes]) -> None:
 # -- one process exactly between another's steps ---------------------------------------------
 
 
+def _between_renames(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``command`` when this process's next write has its targets file in place and
+    its sessions file not yet, and go on once the command has ended or waits for a lock;
+    the started process is put in the list returned."""
+    other: list[subprocess.Popen[bytes]] = []
+    original = TelemetryStorage._write_file
+
+    def write_file(self: TelemetryStorage, dataset: str, *args: Any, **kwargs: Any) -> Path:
+        path = original(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
+        if dataset == "targets" and not other:
+            other.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))  # fmt: skip
+            _until_done_or_waiting(other[0])
+        return path
+
+    monkeypatch.setattr(TelemetryStorage, "_write_file", write_file)
+    return other
+
+
 def test_retention_between_a_writes_two_renames_waits_and_removes_the_build_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,26 +138,10 @@ def test_retention_between_a_writes_two_renames_waits_and_removes_the_build_whol
     ingest_jsonl(writer, [*_build("x-t2", d1 + 1000, 2), *_build("z-t1", d3 + 1000, 1)])
     extra = tmp_path / "extra.jsonl"
     extra.write_text("\n".join(_build("z2-t3", d3 + 5000, 3)) + "\n")
-    other: list[subprocess.Popen[bytes]] = []
-    original = TelemetryStorage._write_file
-
-    def write_file(self: TelemetryStorage, dataset: str, *args: Any, **kwargs: Any) -> Path:
-        path = original(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
-        if dataset == "targets" and not other:
-            # Between the two renames: the other ingest stores its build and runs retention
-            # with a cap of 2 builds, which removes 2025-10-27.
-            other.append(
-                subprocess.Popen(
-                    [BUILDER, "telemetry", "ingest", str(extra)],
-                    env=process_env(store, BUILDER_TELEMETRY_MAX_SESSIONS="2"),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            )
-            _until_done_or_waiting(other[0])
-        return path
-
-    monkeypatch.setattr(TelemetryStorage, "_write_file", write_file)
+    # Between the two renames: the other ingest stores its build and runs retention with a
+    # cap of 2 builds, which removes 2025-10-27.
+    other = _between_renames(monkeypatch, [BUILDER, "telemetry", "ingest", str(extra)],
+                             process_env(store, BUILDER_TELEMETRY_MAX_SESSIONS="2"))  # fmt: skip
     collector.build_started("w-t5", ts=d1 + 9000, parallelism=2)
     for t in range(5):
         collector.target_finished("w-t5", f"//w{t}:t", ts=d1 + 9010 + t, status="built",
@@ -162,20 +167,7 @@ def test_clear_between_a_writes_two_renames_waits_and_leaves_no_half_build(
     store = tmp_path / "store"
     writer = TelemetryStorage(store)
     ingest_jsonl(writer, _build("x-t2", 1761523200000 + 1000, 2))
-    other: list[subprocess.Popen[bytes]] = []
-    original = TelemetryStorage._write_file
-
-    def write_file(self: TelemetryStorage, dataset: str, *args: Any, **kwargs: Any) -> Path:
-        path = original(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
-        if dataset == "targets" and not other:
-            other.append(
-                subprocess.Popen([BUILDER, "telemetry", "clear"], env=process_env(store),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            )  # fmt: skip
-            _until_done_or_waiting(other[0])
-        return path
-
-    monkeypatch.setattr(TelemetryStorage, "_write_file", write_file)
+    other = _between_renames(monkeypatch, [BUILDER, "telemetry", "clear"], process_env(store))
     ingest_jsonl(writer, _build("w-t4", 1761523200000 + 9000, 4))
     monkeypatch.undo()
     out, err = other[0].communicate()

@@ -184,7 +184,9 @@ def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path
 # -- a full disk, a read-only store ------------------------------------------------------
 
 
-def _in_namespace(script: str, *, map_root: bool, env: dict[str, str]) -> str | None:
+def _in_namespace(
+    script: str, *, map_root: bool, env: dict[str, str], timeout: float = 120
+) -> str | None:
     """Run ``script`` in bash in a new user (and mount) namespace: as root of it, able to
     mount a tmpfs, or as an unprivileged user. None when the machine allows neither."""
     flags = ["--user", "--map-root-user", "--mount"] if map_root else ["--user"]
@@ -196,7 +198,7 @@ def _in_namespace(script: str, *, map_root: bool, env: dict[str, str]) -> str | 
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     if done.returncode == 97 or "unshare failed" in done.stderr or "unshare:" in done.stderr:

@@ -466,7 +466,8 @@ class _Segments:
     def ingest(self, head: bytes, source: IO[bytes]) -> IngestResult | None:
         """What was stored; None when some segment could not be read in columns, or the
         input could not be read (a damaged archive, a failing disk: line by line says
-        where). What the segments before stored is then in ``self.sink.mine``."""
+        where). What the segments before stored is then in ``self.sink.mine`` (what they
+        read but had not stored yet is dropped: the reading line by line stores it)."""
         carry = Carry()
         events = 0
         rest = head  # the start of a line that the previous segment cut
@@ -491,10 +492,18 @@ class _Segments:
                 read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
                 if read is None:
                     return None
-                events += _stored(self.sink, *read).events
+                sessions, targets, count = read
+                events += count
+                # Stored a million rows at a time, as line by line: fewer, larger files.
+                self.sink.sessions += sessions.to_batches()
+                self.sink.targets += targets.to_batches()
+                self.sink.rows += sessions.num_rows + targets.num_rows
+                if self.sink.rows >= _CHUNK_ROWS:
+                    self.sink.flush()
             if len(carry.lines) > SEGMENT_BYTES // 2 or carry.parked_bytes > 4 * SEGMENT_BYTES:
                 return None  # so many builds held open that line by line keeps less
             if carry.last:
+                self.sink.flush()
                 return IngestResult(
                     sessions=self.sink.written,
                     interrupted=self.sink.interrupted,

@@ -306,7 +306,13 @@ def test_an_input_read_a_segment_at_a_time_is_read_as_line_by_line(
             i = rng.choice(chosen[len(chosen) // 2 :])
             lines[i] = mutate(lines[i])
     data = (ending.join(lines) + rng.choice(["", ending])).encode()
-    with mock.patch.object(jsonl, "SEGMENT_BYTES", max(40, len(data) // cuts)):
+    # Stored after every segment, or some, or only at the end: a late segment declines
+    # with none, some or all of the earlier ones stored.
+    flush = rng.choice([1, 40, 10**9])
+    with (
+        mock.patch.object(jsonl, "SEGMENT_BYTES", max(40, len(data) // cuts)),
+        mock.patch.object(jsonl, "_CHUNK_ROWS", flush),
+    ):
         got, want, _ = _both(data)
     assert got == want
 
@@ -642,7 +648,11 @@ def _segments_and_lines(
     path = tmp_path / "events.jsonl"
     path.write_bytes(data)
     fast = TelemetryStorage(tmp_path / "segments")
-    with mock.patch.object(jsonl, "SEGMENT_BYTES", segment):
+    # Each segment stored before the next is read, as a segment of a million rows is.
+    with (
+        mock.patch.object(jsonl, "SEGMENT_BYTES", segment),
+        mock.patch.object(jsonl, "_CHUNK_ROWS", 1),
+    ):
         got = ingest_file(fast, path, format="jsonl", apply_retention=False,
                           **({"max_line": max_line} if max_line else {}))  # fmt: skip
     want = _line_by_line(path, TelemetryStorage(tmp_path / "lines"), max_line)
