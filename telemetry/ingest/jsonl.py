@@ -470,22 +470,24 @@ class _Segments:
         read but had not stored yet is dropped: the reading line by line stores it)."""
         carry = Carry()
         events = 0
-        rest = head  # the start of a line that the previous segment cut
         first = True
+        limit = self.max_line + 2 + len(_BOM)  # a line, its \r\n, a byte-order mark
         while (chunk := _read(source)) is not None:
-            # Cut after the last whole line; at the end, what is left, and every build
-            # still open (parked or carried): those are interrupted.
-            data = rest + chunk if rest else chunk
             carry.last = not chunk
-            cut = len(data) if carry.last else data.rfind(b"\n") + 1
-            if cut == 0 and len(data) > self.max_line:
-                return None  # a line too long: line by line says where
-            segment, rest = data[:cut], data[cut:]  # the whole of it is no copy
-            # Builds put aside are read at the end only, where they are interrupted.
+            tail: bytes | None = b""
+            if chunk and not chunk.endswith(b"\n"):
+                # The segment ends with its last line whole: the rest of that line is read
+                # on, within the bound (a longer line is left to line by line to report).
+                tail = _read(source, line=limit)
+                if tail is None or (len(tail) == limit and tail[-1:] != b"\n"):
+                    return None
+            # In front: what was read to tell the format, what the last segment carried
+            # and, at the end, the builds put aside (they are interrupted).
             held = [*carry.parked, carry.lines] if carry.last else [carry.lines]
-            if any(held):
-                segment = b"".join([*held, segment])
-            del data, chunk, held  # the segment alone is held while it is read
+            parts = [part for part in (head, *held, chunk, tail) if part]
+            segment = b"".join(parts)  # one part is no copy
+            head = b""
+            del chunk, tail, held, parts  # the segment alone is held while it is read
             if first:  # a byte-order mark counts only at the start of the input
                 segment, first = segment.removeprefix(_BOM), False
             if segment and not segment.isspace():  # blank lines alone: nothing to read
@@ -514,10 +516,11 @@ class _Segments:
         return None
 
 
-def _read(source: IO[bytes]) -> bytes | None:
-    """The next segment's bytes of ``source``; None when it cannot be read."""
+def _read(source: IO[bytes], *, line: int | None = None) -> bytes | None:
+    """The next segment's bytes of ``source``, or with ``line`` the rest of a line, at most
+    that many bytes; None when it cannot be read."""
     try:
-        return source.read(SEGMENT_BYTES)
+        return source.read(SEGMENT_BYTES) if line is None else source.readline(line)
     except Exception:  # a damaged archive (zlib, zstd, EOF) or a failing disk
         return None
 
