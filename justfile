@@ -9,10 +9,11 @@ default:
 test *ARGS:
     python -m pytest {{ARGS}}
 
-# A long fuzz run: every property test (parsers, ingest in columns and by line, compaction,
-# recent without polars, the command line) with N examples.
+# A long fuzz run: every property test (parsers, ingest in columns, in segments and by line,
+# times ahead of the clock, compaction, recent without polars, the command line) with N
+# examples.
 fuzz N="3000":
-    HYPOTHESIS_EXAMPLES={{N}} python -m pytest tests/test_properties.py tests/ingest/test_columnar.py::test_plain_streams_are_read_in_columns_with_the_line_by_line_result tests/test_compaction.py::test_a_compacted_store_answers_exactly_as_one_file_per_build_does tests/test_recent_route.py::test_the_newest_builds_are_the_analyzers tests/test_hostile_values.py::test_any_command_line_is_carried_out_or_refused_with_one_error
+    HYPOTHESIS_EXAMPLES={{N}} python -m pytest tests/test_properties.py tests/ingest/test_columnar.py::test_plain_streams_are_read_in_columns_with_the_line_by_line_result tests/ingest/test_columnar.py::test_an_input_read_a_segment_at_a_time_is_read_as_line_by_line tests/ingest/test_columnar.py::test_times_far_ahead_are_refused_alike_by_both_readings tests/test_compaction.py::test_a_compacted_store_answers_exactly_as_one_file_per_build_does tests/test_recent_route.py::test_the_newest_builds_are_the_analyzers tests/test_hostile_values.py::test_any_command_line_is_carried_out_or_refused_with_one_error
 
 # The attacks on the store (races of writers and maintenance, endless and hostile input,
 # damaged files, a full disk) at N times the size the test suite runs them at.
