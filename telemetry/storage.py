@@ -605,13 +605,12 @@ class TelemetryStorage:
             )
         try:
             os.close(os.open(path, os.O_RDONLY))
-        except FileNotFoundError:
-            pass  # the rename below says so
         except OSError as error:
-            raise StorageError(
-                f"{path} is {UNREADABLE} ({_reason(error)}), which is not damage; fix its "
-                f"permissions and verify again"
-            ) from error
+            if not isinstance(error, FileNotFoundError):  # gone: the move below says so
+                raise StorageError(
+                    f"{path} is {UNREADABLE} ({_reason(error)}), which is not damage; fix "
+                    f"its permissions and verify again"
+                ) from error
         relative = path.relative_to(self.dir)
         target = self.dir / QUARANTINE / relative
         if target.exists():
