@@ -29,6 +29,11 @@ _MAX_TEXT: Final = 65_536
 # Mimir refuse samples more than 10 minutes ahead. An hour leaves room for a slow clock
 # while the harm stays small: a build it lets in is no longer ahead an hour later.
 AHEAD_MS: Final = 3_600_000
+# The longest line of JSON-lines input read (without its line ending), unless told otherwise:
+# an endless line ends the reading there instead of filling the memory.
+MAX_LINE_BYTES: Final = 16 << 20
+# How times are written for people: UTC, to the second.
+TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
 
 
 @dataclass(slots=True, frozen=True)
@@ -127,7 +132,7 @@ def format_ts(ts: int) -> str:
     >>> format_ts(1761575000000)
     '2025-10-27T14:23:20'
     """
-    return datetime.fromtimestamp(ts // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(ts // 1000, UTC).strftime(TIME_FORMAT)
 
 
 def parse_event(obj: object) -> Event:

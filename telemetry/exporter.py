@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from telemetry.errors import TelemetryError
+from telemetry.events import TIME_FORMAT
 from telemetry.model import Bottleneck, BuildReport, SummaryReport
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
@@ -96,7 +97,7 @@ _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b
 
 def format_time(moment: datetime) -> str:
     """UTC, to the second: ``2025-10-27T14:23:15``."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return moment.strftime(TIME_FORMAT)
 
 
 def format_duration(ms: float) -> str:

@@ -395,24 +395,25 @@ def ingest(
         typer.Option(metavar="PATH", help="Bazel's --profile of the same build (with BEP)."),
     ] = None,
     max_line_bytes: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             metavar="BYTES",
-            help="The longest line read; a longer one ends the input there (builds before "
-            "it are stored).",
+            help="The longest line read (16 MiB if not given); a longer one ends the input "
+            "there (builds before it are stored).",
+            show_default=False,
         ),
-    ] = 16 << 20,
+    ] = None,
 ) -> None:
     """Store builds from JSON-lines events, a Turborepo run summary, Bazel's Build Event
     Protocol JSON, a Chrome trace or a .ninja_log; gzip or zstd compressed or not (malformed
     lines are reported and skipped)."""
+    from telemetry.events import MAX_LINE_BYTES
     from telemetry.ingest import ingest_file
 
     storage = reports.storage(_config(ctx))
-    result = ingest_file(
-        storage, path, format=format.value, profile=profile, max_line=max_line_bytes
-    )
+    limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    result = ingest_file(storage, path, format=format.value, profile=profile, max_line=limit)
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0 and result.refused == 0:  # not JSON lines
         first = result.problems[0]

@@ -32,13 +32,19 @@ import polars as pl
 import pyarrow as pa
 
 from telemetry.errors import EventError
-from telemetry.events import STATUSES, BuildFinished, BuildStarted, latest_ts, parse_event
+from telemetry.events import (
+    MAX_LINE_BYTES,
+    STATUSES,
+    BuildFinished,
+    BuildStarted,
+    latest_ts,
+    parse_event,
+)
 from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 
 # Inputs are read in columns a segment of about this many bytes at a time, so memory does
-# not grow with the input; a line may be at most MAX_LINE_BYTES long unless told otherwise.
+# not grow with the input.
 SEGMENT_BYTES: Final = 32 << 20
-MAX_LINE_BYTES: Final = 16 << 20
 _MAX_TS: Final = 253_402_300_800_000
 _MAX_TEXT: Final = 65_536
 _TARGET_FIELDS: Final = {

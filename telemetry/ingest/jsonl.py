@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 
 from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
-from telemetry.events import BuildFinished, BuildStarted, parse_event
+from telemetry.events import MAX_LINE_BYTES, BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
-from telemetry.ingest.columnar import MAX_LINE_BYTES, SEGMENT_BYTES, Carry, read_columns
+from telemetry.ingest.columnar import SEGMENT_BYTES, Carry, read_columns
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.ninja import log_events
@@ -111,6 +111,12 @@ class _ChunkSink:
         self.sessions.append(sessions)
         self.targets.append(targets)
         self.rows += targets.num_rows + 1
+
+    def add(self, sessions: pa.Table, targets: pa.Table) -> None:
+        """Buffer the rows read in columns (the ingest flushes)."""
+        self.sessions += sessions.to_batches()
+        self.targets += targets.to_batches()
+        self.rows += sessions.num_rows + targets.num_rows
 
     def flush(self) -> None:
         if not self.sessions:
@@ -497,9 +503,7 @@ class _Segments:
                 sessions, targets, count = read
                 events += count
                 # Stored a million rows at a time, as line by line: fewer, larger files.
-                self.sink.sessions += sessions.to_batches()
-                self.sink.targets += targets.to_batches()
-                self.sink.rows += sessions.num_rows + targets.num_rows
+                self.sink.add(sessions, targets)
                 if self.sink.rows >= _CHUNK_ROWS:
                     self.sink.flush()
             if len(carry.lines) > SEGMENT_BYTES // 2 or carry.parked_bytes > 4 * SEGMENT_BYTES:
@@ -544,8 +548,7 @@ def _read_ahead(head: bytes, source: IO[bytes]) -> _Ahead:
 
 def _stored(sink: _ChunkSink, sessions: pa.Table, targets: pa.Table, events: int) -> IngestResult:
     """Store the rows read in columns through ``sink``; what it stored."""
-    sink.sessions += sessions.to_batches()
-    sink.targets += targets.to_batches()
+    sink.add(sessions, targets)
     sink.flush()
     return IngestResult(
         sessions=sink.written,
