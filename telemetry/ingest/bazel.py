@@ -2,12 +2,15 @@
 JSON trace profile of the same build (``--profile``).
 
 One BEP file is one build. Its session comes from ``started`` and ``buildFinished`` (both
-the old ``...TimeMillis`` fields and the current timestamp strings are read). Every action
-the profile shows for a target is a run of that target: ``built``, or ``failed`` for a
-target the BEP reports as failed. A requested target that ran no action was served from
-Bazel's caches: ``cached``. Without a profile only the requested targets are known, each
-``built`` or ``failed``. Aborted targets are ``skipped``. Nothing of the BEP's command line,
-environment, user or host is stored.
+the old ``...TimeMillis`` fields and the current timestamp strings are read). A target whose
+action failed (``actionCompleted`` without success) is ``failed``, with the command's own
+exit code in its error; one the BEP reports failed only because another target's action
+failed was never attempted: ``skipped``, as are the other aborted targets. Every action the
+profile shows for a target is a run of that target, ``built`` unless the target failed. A
+requested target that ran no action was served from Bazel's caches: ``cached``. Without a
+profile only the requested targets and the failed actions are known, each ``built``,
+``failed`` or ``skipped``. Nothing of the BEP's command line, environment, user or host is
+stored.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
     finished: Mapping[str, Any] | None = None
     outcome: dict[str, str] = {}  # label -> built | failed | skipped
     failures: dict[str, str] = {}  # label -> why its action failed
+    causes: dict[str, set[str]] = {}  # failed label -> labels of the failed actions it names
     texts = [raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw for raw in lines]
     last_line = max((n for n, text in enumerate(texts, start=1) if text.strip()), default=0)
     for number, text in enumerate(texts, start=1):
@@ -70,14 +74,21 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
                 else:
                     completed = event.get("completed") or {}
                     outcome[label] = "built" if completed.get("success") else "failed"
+                    if not completed.get("success"):
+                        causes[label] = _failed_actions(event.get("children"))
         elif "actionCompleted" in kind and isinstance(event.get("action"), Mapping):
             action = event["action"]
             label = action.get("label") or kind["actionCompleted"].get("label")
             if isinstance(label, str) and not action.get("success", False):
                 failures[label] = (
-                    f"{action.get('type') or 'action'} failed with exit code "
-                    f"{action.get('exitCode', '?')}"
+                    f"{action.get('type') or 'action'} failed with exit code {_exit_code(action)}"
                 )
+    for label, named in causes.items():
+        if named and label not in named:
+            outcome[label] = "skipped"  # a dependency's action failed; none of its own ran
+    # Without --keep_going Bazel reports the target whose action failed as aborted
+    # (INCOMPLETE), or not at all when it was only a dependency: the action decides.
+    outcome |= dict.fromkeys(failures, "failed")
     if started is None:
         raise InputError(
             "the Build Event Protocol file has no started event; give the file that "
@@ -147,6 +158,28 @@ def _time(message: Mapping[str, Any], millis: str, timestamp: str) -> int:
     if message.get(timestamp) is not None:
         return parse_timestamp(message[timestamp], name=timestamp)
     raise InputError(f"a Build Event Protocol event has neither {millis} nor {timestamp}")
+
+
+def _failed_actions(children: object) -> set[str]:
+    """The labels of the actions a failed ``targetCompleted`` names as its failure's causes."""
+    if not isinstance(children, list):
+        return set()
+    labels = set()
+    for child in children:
+        action = child.get("actionCompleted") if isinstance(child, Mapping) else None
+        if isinstance(action, Mapping) and isinstance(action.get("label"), str):
+            labels.add(action["label"])
+    return labels
+
+
+def _exit_code(action: Mapping[str, Any]) -> object:
+    """The failed command's exit code. ``action.exitCode`` is Bazel's own exit code for the
+    failure (1, BUILD_FAILURE) whatever the command returned; the spawn's is the real one."""
+    detail = action.get("failureDetail")
+    spawn = detail.get("spawn") if isinstance(detail, Mapping) else None
+    if isinstance(spawn, Mapping) and spawn.get("spawnExitCode") is not None:
+        return spawn["spawnExitCode"]
+    return action.get("exitCode", "?")
 
 
 def _profile_actions(profile: object, start_ms: int) -> list[tuple[str, int, int]]:

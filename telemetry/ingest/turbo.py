@@ -1,7 +1,8 @@
 """Turborepo run summaries (``turbo run ... --summarize``, ``.turbo/runs/*.json``).
 
 One summary is one build: its tasks become targets. A task restored from the cache is
-``cached``; one that ran is ``built``, or ``failed`` with its error when it exited non-zero.
+``cached``, and lasts as long as turbo took to replay it; one that ran is ``built``, or
+``failed`` with its error when it exited non-zero.
 Tasks turbo never attempted (after a failure) are not in its summary, so they are not
 counted. The summary's ``user`` is never stored.
 """
@@ -85,6 +86,11 @@ def _task_events(session: str, task: object, home: str) -> list[dict[str, Any]]:
         "target": target,
     }
     if cache.get("status") == "HIT":
+        # turbo times a hit too: restoring its outputs and replaying its logs is what the
+        # cached target cost this build.
+        begin, end = run.get("startTime"), run.get("endTime")
+        if isinstance(begin, int) and isinstance(end, int) and end >= begin:
+            finished["duration_ms"] = end - begin
         return [finished | {"status": "cached"}]
     started = {
         "event": "target_started",

@@ -1,5 +1,6 @@
 """Bazel's Build Event Protocol and trace profile, from a real Bazel (data-fixtures/bazel,
-made by its make.sh): a clean build, the same from Bazel's caches, and one that fails."""
+made by its make.sh): a clean build, the same from Bazel's caches, one that fails under
+--keep_going, and one that stops at its first failing action (no --keep_going)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.analyzer import TelemetryAnalyzer, scan
 from telemetry.errors import InputError
 from telemetry.ingest import ingest_file
 from telemetry.storage import TelemetryStorage
@@ -24,7 +26,7 @@ def _bep(name: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in (BAZEL / f"{name}.bep.json").read_text().splitlines()]
 
 
-def _field(name: str, key: str) -> dict[str, object]:
+def _field(name: str, key: str) -> dict[str, Any]:
     return next(event[key] for event in _bep(name) if key in event)  # type: ignore[misc]
 
 
@@ -55,9 +57,7 @@ def test_a_clean_build_runs_every_genrule(tmp_path: Path) -> None:
     row = _stored(tmp_path, "clean")
     started, finished = _field("clean", "started"), _field("clean", "finished")
     assert row["session_id"] == f"bazel-{started['uuid']}"
-    assert row["duration_ms"] == int(finished["finishTimeMillis"]) - int(  # type: ignore[arg-type]
-        started["startTimeMillis"]  # type: ignore[arg-type]
-    )
+    assert row["duration_ms"] == int(finished["finishTimeMillis"]) - int(started["startTimeMillis"])
     # //app:server needs //lib:util needs //lib:proto: all three genrules ran.
     actions = _actions("clean")
     assert sorted(actions) == ["//app:server", "//lib:proto", "//lib:util"]
@@ -90,6 +90,60 @@ def test_a_failing_target(tmp_path: Path) -> None:
     assert row["error"] == "bazel: BUILD_FAILURE"
     targets = TelemetryAnalyzer(TelemetryStorage(tmp_path / "failed")).recent(1)[0]
     assert [b.target for b in targets.bottlenecks] == ["//app:broken"]
+
+
+def _targets(tmp_path: Path, name: str) -> dict[str, tuple[Any, ...]]:
+    """The stored target rows of a fixture: label -> (status, duration ms, error)."""
+    rows = scan(TelemetryStorage(tmp_path / name).files("targets")).collect()
+    return {r[0]: r[1:] for r in rows.select("target", "status", "duration_ms", "error").rows()}
+
+
+def test_without_keep_going_the_target_whose_action_failed_is_failed(tmp_path: Path) -> None:
+    events: list[Any] = _bep("stopped")
+    completed = {
+        e["id"]["targetCompleted"]["label"]: e for e in events if "targetCompleted" in e["id"]
+    }
+    [action] = [e["action"] for e in events if "actionCompleted" in e["id"]]
+    # What Bazel reported: //lib:c's genrule exited 3 (the action's own exitCode is Bazel's
+    # BUILD_FAILURE, 1) and //lib:c was aborted; //app:client failed only through that
+    # action; //app:server succeeded; the profile shows an action of //lib:c alone.
+    assert (action["label"], action["type"], action["exitCode"]) == ("//lib:c", "Genrule", 1)
+    assert action["failureDetail"]["spawn"]["spawnExitCode"] == 3
+    assert completed["//lib:c"]["aborted"] == {"reason": "INCOMPLETE"}
+    [cause] = completed["//app:client"]["children"]
+    assert cause["actionCompleted"]["label"] == "//lib:c"
+    assert completed["//app:server"]["completed"]["success"] is True
+    actions = _actions("stopped")
+    assert list(actions) == ["//lib:c"]
+
+    row = _stored(tmp_path, "stopped")
+    # //lib:c ran and failed, //app:client was never attempted, //app:server came from the cache.
+    assert (row["built"], row["cached"], row["failed"], row["skipped"]) == (0, 1, 1, 1)
+    assert (row["succeeded"], row["error"]) == (False, "bazel: BUILD_FAILURE")
+    started, finished = _field("stopped", "started"), _field("stopped", "finished")
+    assert row["duration_ms"] == int(finished["finishTimeMillis"]) - int(started["startTimeMillis"])
+    assert row["executed_ms"] == sum(actions["//lib:c"])
+    assert _targets(tmp_path, "stopped") == {
+        "//lib:c": ("failed", actions["//lib:c"][0], "Genrule failed with exit code 3"),
+        "//app:client": ("skipped", 0, None),
+        "//app:server": ("cached", 0, None),
+    }
+
+    # The BEP alone knows the failed action too, only not which target came from a cache.
+    row = _stored(tmp_path / "bep-only", "stopped", profile=False)
+    assert (row["built"], row["cached"], row["failed"], row["skipped"]) == (1, 0, 1, 1)
+
+
+def test_a_failed_action_of_a_target_not_asked_for_is_a_failed_target(tmp_path: Path) -> None:
+    # As when only //app:client is asked for: the BEP names //lib:c in its action alone.
+    lines = (BAZEL / "stopped.bep.json").read_text().splitlines()
+    kept = [line for line in lines if '"aborted"' not in line]
+    assert len(kept) == len(lines) - 1
+    path = tmp_path / "stopped.bep.json"
+    path.write_text("\n".join(kept))
+    ingest_file(TelemetryStorage(tmp_path / "t"), path, profile=BAZEL / "stopped.profile.json")
+    status, _, error = _targets(tmp_path, "t")["//lib:c"]
+    assert (status, error) == ("failed", "Genrule failed with exit code 3")
 
 
 def test_without_a_profile_only_the_requested_targets_are_known(tmp_path: Path) -> None:

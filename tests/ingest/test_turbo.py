@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.analyzer import TelemetryAnalyzer, scan
 from telemetry.ingest import ingest_file
 from telemetry.storage import TelemetryStorage
 
@@ -56,9 +56,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _write(
         root / "turbo.json", {"tasks": {"build": {"dependsOn": ["^build"], "outputs": ["out.txt"]}}}
     )
-    write = "require('fs').writeFileSync('out.txt', '{}')"
-    _write(root / "packages/a/package.json", _package("a", f'node -e "{write.format("a")}"', []))
-    _write(root / "packages/b/package.json", _package("b", f'node -e "{write.format("b")}"', ["a"]))
+    # 4 MiB outputs that do not compress, so that restoring one from the cache takes turbo
+    # time it can measure.
+    write = "require('fs').writeFileSync('out.txt', require('crypto').randomBytes(1 << 22))"
+    _write(root / "packages/a/package.json", _package("a", f'node -e "{write}"', []))
+    _write(root / "packages/b/package.json", _package("b", f'node -e "{write}"', ["a"]))
     # A git repository, as turbo expects: it hashes the files git does not ignore, so its
     # own logs and the build outputs do not make every run a cache miss.
     (root / ".gitignore").write_text("node_modules/\n.turbo/\nout.txt\n")
@@ -95,7 +97,10 @@ def test_real_turbo_runs_are_stored_with_what_turbo_did(workspace: Path, tmp_pat
     # 1. Clean: both packages build.
     status, clean = _turbo(workspace)
     assert status == 0
-    # 2. Nothing changed: both come from turbo's cache.
+    # 2. Nothing changed: both come from turbo's cache, which restores their outputs (gone,
+    # as in a fresh checkout).
+    for output in workspace.glob("packages/*/out.txt"):
+        output.unlink()
     status, cached = _turbo(workspace)
     assert status == 0
     # 3. b's build now fails; a is unchanged and comes from the cache.
@@ -120,6 +125,24 @@ def test_real_turbo_runs_are_stored_with_what_turbo_did(workspace: Path, tmp_pat
         assert row["duration_ms"] == execution["endTime"] - execution["startTime"]
     [build] = TelemetryAnalyzer(storage).recent(1)
     assert build.error == "target b#build failed"
+    # A cache hit lasts as long as turbo took to replay it, as its summary times the task.
+    stored = {
+        (r["session_id"], r["target"]): (r["status"], r["duration_ms"])
+        for r in scan(storage.files("targets")).collect().to_dicts()
+    }
+    replays = {}
+    for summary in (clean, cached, broken):
+        document = json.loads(summary.read_text())
+        for task in document["tasks"]:
+            if task["cache"]["status"] == "HIT":
+                run = task["execution"]
+                replays[(f"turbo-{document['id']}", task["taskId"])] = (
+                    "cached",
+                    run["endTime"] - run["startTime"],
+                )
+    assert len(replays) == 3  # a and b in the cached run, a in the failing one
+    assert any(duration > 0 for _, duration in replays.values())  # so a 0 stored is wrong
+    assert {key: stored[key] for key in replays} == replays
 
 
 def test_a_summary_is_recognised_by_its_content_and_compressed(tmp_path: Path) -> None:
@@ -135,7 +158,7 @@ def test_a_summary_is_recognised_by_its_content_and_compressed(tmp_path: Path) -
             {
                 "taskId": "a#build",
                 "cache": {"status": "HIT"},
-                "execution": {"startTime": 1761575000100, "endTime": 1761575000100, "exitCode": 0},
+                "execution": {"startTime": 1761575000100, "endTime": 1761575000130, "exitCode": 0},
             },
             {
                 "taskId": "b#build",
@@ -160,6 +183,12 @@ def test_a_summary_is_recognised_by_its_content_and_compressed(tmp_path: Path) -
         row["duration_ms"],
         row["executed_ms"],
     ) == ("turbo-run-1", "abc123", "main", 1, 1, 2, 1000, 800)
+    # The hit's 30 ms replay is its duration, and not executed time.
+    targets = scan(storage.files("targets")).collect()
+    assert sorted(targets.select("target", "status", "duration_ms").rows()) == [
+        ("a#build", "cached", 30),
+        ("b#build", "built", 800),
+    ]
     stored = b"".join(p.read_bytes() for p in (tmp_path / "t").rglob("*.arrow"))
     assert b"someone" not in stored  # the summary's user is never kept
 
