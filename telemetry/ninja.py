@@ -1,16 +1,15 @@
-"""Ninja: its build log (``.ninja_log``), read after a recorded build or ingested on its own.
+"""A recorded ninja build (``builder record -- ninja ...``): what ninja was asked to build,
+and afterwards what became of every command the requested targets need.
 
-Ninja appends one line to ``.ninja_log`` for every output of every command that succeeded:
-start and end in milliseconds since that ninja started, the output's mtime, the output's
-path, and a hash of the command (formats v4 to v7 all have these five columns). Commands
-that failed are never written to it, so what a failed build did is worked out by asking
-ninja afterwards which outputs are still out of date (see :class:`NinjaRun`).
+What ran is read from the lines the build appended to ``.ninja_log``, with the log's reader
+(:mod:`telemetry.ingest.ninja`). Commands that failed are never written to it, so what a
+failed build did is worked out by asking ninja afterwards which outputs are still out of
+date (see :class:`NinjaRun`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import mmap
 import os
@@ -23,13 +22,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from telemetry.errors import InputError
-from telemetry.events import latest_ts
 
-_HEADER = re.compile(rb"^# ninja log v(\d+)\s*$")
-_OLDEST, _NEWEST = 4, 7
+if TYPE_CHECKING:
+    from telemetry.ingest.ninja import LogEntry
+
 # The ninja tools asked after a build share this much time; a huge manifest gets less detail.
 _TOOL_SECONDS = 30.0
 # The lines of ``ninja -t graph``: a file, a command drawn as an ellipse, a command with one
@@ -40,236 +39,17 @@ _GRAPH_SIMPLE = re.compile(r'^"(0x[0-9a-fA-F]+)" -> "(0x[0-9a-fA-F]+)" \[label="
 _GRAPH_ARROW = re.compile(r'^"(0x[0-9a-fA-F]+)" -> "(0x[0-9a-fA-F]+)"(?: \[(.*)\])?$')
 _BINDING = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*(.*)$")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_.-]+)\}|([A-Za-z0-9_-]+)|.)")
-_BOM = b"\xef\xbb\xbf"
 _STATUS_LINE = re.compile(r"^\[\d+/\d+\] (.*)$")
-_LATEST_MS = 253_402_300_800_000  # the year 10000
-_ORIGIN_SLACK_MS = 2  # milliseconds lost rounding an mtime and an end time
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`$\n]")
 
 Status = Literal["built", "cached", "failed", "skipped"]
 
 
 @dataclass(slots=True, frozen=True)
-class LogEntry:
-    """One line of ``.ninja_log``: an output of a command that succeeded."""
-
-    start_ms: int
-    end_ms: int
-    mtime: int  # as ninja wrote it: nanoseconds since 1.10, seconds before
-    output: str
-    command_hash: str
-
-
-@dataclass(slots=True, frozen=True)
-class NinjaLog:
-    version: int
-    entries: tuple[LogEntry, ...]
-    problems: tuple[tuple[int, str], ...] = ()  # (line number, what is wrong)
-
-
-def parse_log(data: bytes, *, first_line: int = 1, version: int | None = None) -> NinjaLog:
-    """The entries of a ``.ninja_log`` (or of the lines appended to one, with the
-    ``version`` of its header and the number of its ``first_line``).
-
-    >>> [entry] = parse_log(b"# ninja log v5\\n0\\t12\\t17000000\\ta.o\\tbeef\\n").entries
-    >>> entry.output, entry.end_ms - entry.start_ms, entry.command_hash
-    ('a.o', 12, 'beef')
-    """
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if version is None:  # a byte-order mark and blank lines an editor may have added
-        lines[:1] = [lines[0].removeprefix(_BOM)] if lines else []
-        while lines and not lines[0].strip():
-            lines.pop(0)
-            first_line += 1
-    problems: list[tuple[int, str]] = []
-    entries: list[LogEntry] = []
-    start = 0
-    if version is None:
-        header = _HEADER.match(lines[0]) if lines else None
-        if header is None:
-            raise InputError(
-                "not a ninja build log: the first line should be '# ninja log vN', as ninja "
-                "writes at the top of .ninja_log"
-            )
-        version = int(header.group(1))
-        if not _OLDEST <= version <= _NEWEST:
-            raise InputError(
-                f"ninja log format v{version} is not supported (v{_OLDEST} to v{_NEWEST} are)"
-            )
-        start = 1
-    for index in range(start, len(lines)):
-        number = first_line + index
-        entry = _entry(lines[index])
-        if isinstance(entry, str):
-            problems.append((number, entry))
-        else:
-            entries.append(entry)
-    return NinjaLog(version, tuple(entries), tuple(problems))
-
-
-def _entry(line: bytes) -> LogEntry | str:
-    fields = line.rstrip(b"\r").split(b"\t")
-    if len(fields) != 5:
-        return f"expected 5 tab-separated fields, found {len(fields)}"
-    try:
-        start, end, mtime = (int(f) for f in fields[:3])
-        output = fields[3].decode("utf-8", "backslashreplace")  # as ninja's tools are read
-        digest = fields[4].decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        return "not a ninja log entry (start, end, mtime, output, command hash)"
-    if start < 0 or end < start or end > 10**12 or not output or len(output) > 4096:
-        return f"implausible entry: start {start}, end {end}"
-    return LogEntry(start, end, mtime, output, digest)
-
-
-def log_events(
-    data: bytes, *, name: str = "ninja", written_ms: int | None = None
-) -> tuple[list[str], list[tuple[int, str]]]:
-    """The protocol's JSON lines for every build in a ``.ninja_log``, and the lines skipped.
-
-    Each ninja run appended its commands in the order they finished, with times counted from
-    its own start. An output's mtime, less its end time, is at most the moment its run
-    started, and at least that less the run's length so far; so the next run began where an
-    end time goes back, or where that origin moves past the run's latest origin by more than
-    the run has lasted. A log ninja recompacted holds each output once, in no order (time
-    goes back while the origin does not move on): its runs are then the groups of origins
-    less than a second apart. Every entry is a ``built`` target
-    (the log holds nothing else) and every run a successful build. A run is placed by the
-    median origin of its entries, or else taken to have ended when the log was written.
-
-    >>> log = b"# ninja log v5\\n0\\t10\\t1700000000\\ta.o\\t1\\n0\\t8\\t1750000000\\ta.o\\t1\\n"
-    >>> [json.loads(e)["ts"] for e in log_events(log)[0] if "build_" in e]  # mtimes in s
-    [1699999999990, 1700000000000, 1749999999992, 1750000000000]
-    """
-    log = parse_log(data)
-    runs = _runs(log.entries, log.version)
-    if not runs:
-        raise InputError(f"{name} holds no ninja log entries")
-    now = time.time_ns() // 1_000_000 if written_ms is None else written_ms
-    events: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for run in runs:
-        origin = _origin(run, now, log.version)
-        # Named by its lines, so ingesting the log again stores each run once; a run that
-        # repeats an earlier one line for line is told apart by how many came before it.
-        digest = hashlib.sha256(
-            "\n".join(f"{e.start_ms}\t{e.end_ms}\t{e.mtime}\t{e.output}" for e in run).encode()
-        ).hexdigest()[:16]
-        seen[digest] = seen.get(digest, 0) + 1
-        session = f"ninja-{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else "")
-        first = min(e.start_ms for e in run)
-        last = max(e.end_ms for e in run)
-        events.append(
-            {"event": "build_started", "session": session, "ts": origin + first, "tool": "ninja"}
-        )
-        for entry in run:
-            events.append(_started(session, entry.output, origin + entry.start_ms))
-            events.append(_finished(session, entry.output, origin + entry.end_ms, "built"))
-        events.append(
-            {"event": "build_finished", "session": session, "ts": origin + last, "success": True}
-        )
-    return [json.dumps(e) for e in events], list(log.problems)
-
-
-def _runs(entries: Sequence[LogEntry], version: int) -> list[list[LogEntry]]:
-    """The log's entries, one list per ninja run (see :func:`log_events`)."""
-    runs: list[list[LogEntry]] = []
-    latest: int | None = None  # the latest origin of the current run
-    previous: int | None = None  # the origin of the entry before
-    unique = len({entry.output for entry in entries}) == len(entries)
-    for entry in entries:
-        origin = _entry_origin(entry, version)
-        new = not runs
-        if runs:
-            last_end = runs[-1][-1].end_ms
-            if entry.end_ms < last_end:
-                new = True
-                if unique and None not in (origin, previous) and origin <= previous:  # type: ignore[operator]
-                    # Time went back, yet this run began no later than the last: not runs
-                    # appended one after another, but a log ninja rewrote in no order.
-                    return _clustered(entries, version)
-            elif None not in (origin, latest):
-                new = origin > latest + last_end + _ORIGIN_SLACK_MS  # type: ignore[operator]
-        if new:
-            runs.append([])
-            latest = None
-        runs[-1].append(entry)
-        previous = origin
-        if origin is not None:
-            latest = origin if latest is None else max(latest, origin)
-    return runs
-
-
-def _clustered(entries: Sequence[LogEntry], version: int) -> list[list[LogEntry]]:
-    """Entries grouped by origins less than a second apart (those without one join the
-    first group)."""
-    origins = [_entry_origin(e, version) for e in entries]
-    timed = sorted((o, i) for i, o in enumerate(origins) if o is not None)
-    groups: list[list[int]] = []
-    previous: int | None = None
-    for origin, index in timed:
-        if previous is None or origin - previous > 1000:
-            groups.append([])
-        groups[-1].append(index)
-        previous = origin
-    untimed = [i for i, o in enumerate(origins) if o is None]
-    if not groups:
-        return [list(entries)]
-    groups[0] += untimed
-    return [[entries[i] for i in sorted(group)] for group in groups]
-
-
-def _entry_origin(entry: LogEntry, version: int) -> int | None:
-    """When the entry's run started (None when its mtime is unusable). Up to format v5 the
-    mtime is the output's, written before the command ended; from v6 (ninja 1.12) it is
-    when the command started."""
-    if entry.mtime <= 0:
-        return None
-    origin = _mtime_ms(entry.mtime) - (entry.start_ms if version >= 6 else entry.end_ms)
-    return origin if 0 <= origin < _LATEST_MS else None
-
-
-def _origin(run: Sequence[LogEntry], fallback_end_ms: int, version: int) -> int:
-    """Epoch milliseconds of a run's time 0: the median origin of its entries."""
-    last = max(e.end_ms for e in run)
-    # An origin that would place the run outside the years the protocol takes, or further
-    # ahead of the clock than a build may be, is not used.
-    latest = min(_LATEST_MS, latest_ts())
-    offsets = [o for e in run if (o := _entry_origin(e, version)) is not None and o + last < latest]
-    if offsets:
-        offsets.sort()
-        return offsets[len(offsets) // 2]  # the median (the upper one of an even count)
-    return max(0, fallback_end_ms - last)
-
-
-def _mtime_ms(mtime: int) -> int:
-    """An mtime in milliseconds: ninja writes nanoseconds (1.10 on), seconds before."""
-    return mtime // 1_000_000 if mtime > 10**14 else mtime * 1000
-
-
-def _started(session: str, target: str, ts: int) -> dict[str, Any]:
-    return {"event": "target_started", "session": session, "ts": ts, "target": target}
-
-
-def _finished(session: str, target: str, ts: int, status: Status) -> dict[str, Any]:
-    return {
-        "event": "target_finished",
-        "session": session,
-        "ts": ts,
-        "target": target,
-        "status": status,
-    }
-
-
-# --- a recorded ninja build ---------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
 class NinjaTarget:
-    """An output of a recorded build; times in milliseconds since ninja started (executed
-    outputs only)."""
+    """A command of a recorded build, named by its first output (relative to the build
+    directory when ninja named it by an absolute path); times in milliseconds since ninja
+    started (executed commands only)."""
 
     output: str
     status: Status
@@ -329,11 +109,13 @@ def _parse_graph(text: str) -> _Graph:
 class NinjaRun:
     """A ninja build about to run: where its log is, and what was in it before.
 
-    After the build, :meth:`outcome` gives every output the requested targets need:
+    After the build, :meth:`outcome` gives every command the requested targets need, as one
+    target named by its first output (a command with several outputs wrote a log line for
+    each, and ``ninja -t graph`` draws them all):
 
     - ``built``: the lines this build added to ``.ninja_log`` (or, when ninja rewrote the
       log to compact it, the lines that were not in it before);
-    - when the build succeeded, every other output in ``ninja -t graph`` of the requested
+    - when the build succeeded, every other command in ``ninja -t graph`` of the requested
       targets was up to date: ``cached``;
     - when it failed, a dry run (``ninja -n -v``, its commands named through
       ``-t compdb``) tells which outputs are still out of date. Those waiting for another
@@ -432,12 +214,15 @@ class NinjaRun:
     def executed(self) -> tuple[int, list[LogEntry]]:
         """The log's format version and the entries this build wrote (``FileNotFoundError``
         when there is no log after the build)."""
+        # Loaded only now, after the build: the ingest package brings pyarrow with it, and
+        # the build is not kept waiting for that.
+        from telemetry.ingest.ninja import header_version, parse_log
+
         with self.log_path.open("rb") as handle:
             info = os.fstat(handle.fileno())
-            header = _HEADER.match(handle.readline().lstrip(_BOM))
-            if header is None:
+            version = header_version(handle.readline())
+            if version is None:
                 raise InputError(f"{self.log_path} is not a ninja build log")
-            version = int(header.group(1))
             same = False
             if self._before is not None:
                 kept = os.fstat(self._before)
@@ -460,7 +245,9 @@ class NinjaRun:
         return version, [entry for entry in new if entry not in old]
 
     def outcome(self, *, succeeded: bool, interrupted: bool) -> list[NinjaTarget]:
-        """Every output the build's targets need, and what became of it."""
+        """Every command the build's targets need, and what became of it."""
+        from telemetry.ingest.ninja import build_directories, log_commands, target_name
+
         had_log = self._before is not None
         try:
             version, executed = self.executed()
@@ -476,7 +263,12 @@ class NinjaRun:
             return []
         finally:
             self.close()
-        targets = [NinjaTarget(e.output, "built", e.start_ms, e.end_ms) for e in executed]
+        commands = log_commands(executed)
+        directories = self._directories(build_directories(commands))
+        targets = [
+            NinjaTarget(target_name(c.outputs[0], directories), "built", c.start_ms, c.end_ms)
+            for c in commands
+        ]
         if interrupted or self.abort():  # what was running or queued is unknown
             return targets
         deadline = time.monotonic() + _TOOL_SECONDS
@@ -488,7 +280,7 @@ class NinjaRun:
                 )
                 return targets
             graph = _parse_graph(self._tool("-t", "graph", *self.targets, deadline=deadline))
-            done = {t.output for t in targets}
+            done = {output for command in commands for output in command.outputs}
             status: dict[str, Status] = {}
             if not succeeded:
                 found = self._after_failure(graph, deadline)
@@ -500,11 +292,20 @@ class NinjaRun:
                 self.problems.append(str(error))  # has already said what is wrong
             return targets
         for edge in graph.commands():
-            for output in graph.named_outputs(edge):
-                if output not in done:
-                    targets.append(NinjaTarget(output, status.get(edge, "cached")))
-                    done.add(output)
+            # Outputs nothing needs are drawn without a name: the first named one names it.
+            outputs = graph.named_outputs(edge)
+            if outputs and done.isdisjoint(outputs):
+                name = target_name(outputs[0], directories)
+                targets.append(NinjaTarget(name, status.get(edge, "cached")))
         return targets
+
+    def _directories(self, inferred: Sequence[str]) -> list[str]:
+        """Where ninja ran (as given and with links resolved), then where the log says its
+        commands ran (a wrapper's ninja may have run elsewhere), each ending in a separator.
+        Ninja's relative paths are relative to where it ran, so that comes first."""
+        given = {os.path.abspath(self.directory), os.path.realpath(self.directory)}
+        known = sorted({path.rstrip(os.sep) + os.sep for path in given}, key=len, reverse=True)
+        return known + [path for path in inferred if path not in known]
 
     def _after_failure(self, graph: _Graph, deadline: float) -> dict[str, Status] | None:
         """The status of each command still out of date after a failed build; None when

@@ -30,9 +30,9 @@ from telemetry.errors import EventError, InputError
 from telemetry.events import MAX_LINE_BYTES, BuildFinished, BuildStarted, parse_event
 from telemetry.ingest.bazel import bep_events, is_bep_event
 from telemetry.ingest.columnar import SEGMENT_BYTES, Carry, read_columns
+from telemetry.ingest.ninja import log_events
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
-from telemetry.ninja import log_events
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 from telemetry.storage import RetentionResult, TelemetryStorage
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,8 @@ import pyarrow.ipc as ipc
 import pytest
 
 from telemetry.errors import InputError
-from telemetry.ninja import NinjaRun, log_events, parse_log
+from telemetry.ingest.ninja import log_events, parse_log
+from telemetry.ninja import NinjaRun
 from tests.conftest import BUILDER, Runner, process_env
 
 SOURCES = ("lexer", "parser", "checker", "emitter")  # and main.c; app links all five objects
@@ -72,30 +74,31 @@ def _project(folder: Path, builddir: str = "") -> Path:
 
 
 def _record(
-    tmp_path: Path, *command: str, cwd: Path | None = None
+    tmp_path: Path, *command: str, cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BUILDER, "record", "--", *command],
         capture_output=True,
         text=True,
         cwd=cwd or tmp_path,
-        env=process_env(tmp_path / "store"),
+        env=process_env(tmp_path / "store", **env),
         timeout=120,
         check=False,
     )
 
 
-def _builds(tmp_path: Path) -> list[dict[str, object]]:
-    """Every recorded build, oldest first, with its targets' statuses read from the files."""
+def _builds(tmp_path: Path, store: str = "store") -> list[dict[str, object]]:
+    """Every build stored in ``tmp_path / store``, oldest first, with its targets' statuses
+    read from the files."""
     exported = subprocess.run(
         [BUILDER, "telemetry", "export"],
         capture_output=True,
         text=True,
-        env=process_env(tmp_path / "store"),
+        env=process_env(tmp_path / store),
         check=True,
     )
     statuses: dict[str, dict[str, str]] = {}
-    for path in (tmp_path / "store" / "targets").rglob("*.arrow"):
+    for path in (tmp_path / store / "targets").rglob("*.arrow"):
         table = ipc.open_file(path).read_all()
         for row in table.select(["session_id", "target", "status"]).to_pylist():
             statuses.setdefault(row["session_id"], {})[row["target"]] = row["status"]
@@ -268,8 +271,7 @@ def test_commands_without_inputs_with_several_outputs_and_behind_a_phony(
         "a": "built",
         "b": "failed",
         "c": "skipped",
-        "gen1": "failed",
-        "gen2": "failed",
+        "gen1": "failed",  # one command, named by its first output
         "use2": "skipped",
         "late": "skipped",
     }
@@ -471,8 +473,8 @@ def test_unusable_ninja_logs_are_one_error(data: bytes) -> None:
 
 def test_a_recorded_build_stores_no_user_home_host_or_environment(tmp_path: Path) -> None:
     """Every stored byte of a recorded ninja build (absolute output paths under the home
-    directory, labels naming it) is scanned for the user name, the home directory, the host
-    name and an environment secret."""
+    directory, in the build directory and out of it, labels naming it) is scanned for the
+    user name, the home directory, the host name and an environment secret."""
     import hashlib
     import socket
 
@@ -481,8 +483,11 @@ def test_a_recorded_build_stores_no_user_home_host_or_environment(tmp_path: Path
     project = _project(home / "src")
     manifest = project / "build.ninja"
     absolute = home / "src" / "stamp"
+    elsewhere = home / "elsewhere" / "stamp"
+    elsewhere.parent.mkdir()
     manifest.write_text(
-        manifest.read_text() + f"rule stamp\n  command = touch $out\nbuild {absolute}: stamp\n"
+        manifest.read_text()
+        + f"rule stamp\n  command = touch $out\nbuild {absolute}: stamp\nbuild {elsewhere}: stamp\n"
     )
     env = process_env(
         tmp_path / "store",
@@ -494,9 +499,10 @@ def test_a_recorded_build_stores_no_user_home_host_or_environment(tmp_path: Path
     )
     secrets = [user.encode(), str(home).encode(), b"tok-8f2e61d0c4"]
     host = socket.gethostname().encode()
+    command = [BUILDER, "record", "--", NINJAS[0], "-C", str(project), "everything"]
     for opt_in in ("0", "1"):
         done = subprocess.run(
-            [BUILDER, "record", "--", NINJAS[0], "-C", str(project), "everything", str(absolute)],
+            [*command, str(absolute), str(elsewhere)],
             capture_output=True,
             env=env | {"BUILDER_TELEMETRY_HOST": opt_in},
             cwd=home,
@@ -505,7 +511,9 @@ def test_a_recorded_build_stores_no_user_home_host_or_environment(tmp_path: Path
         assert done.returncode == 0, done.stderr
         subprocess.run(["touch", str(absolute.with_name("lexer.c"))], check=True)
     first, second = _builds(tmp_path)
-    assert "~/src/stamp" in first["statuses"]  # stored, without the home directory
+    # Stored relative to the build directory, or else without the home directory.
+    statuses = first["statuses"]
+    assert isinstance(statuses, dict) and {"stamp", "~/elsewhere/stamp"} <= set(statuses)
     assert first["host"] is None
     assert second["host"] == "sha256:" + hashlib.sha256(host).hexdigest()[:16]
     # The files are compressed: their bytes, and every value they hold decoded, are searched.
@@ -571,3 +579,232 @@ def test_a_log_ninja_recompacted_is_one_build_per_run(
     assert cli("telemetry", "ingest", str(project / ".ninja_log")).code == 0
     [session] = json.loads(cli("telemetry", "export").stdout)["sessions"]
     assert session["built"] == 40
+
+
+# -- one command, one target -----------------------------------------------------------------
+# Ninja writes a log line for every output of a command. The commands ninja ran are counted
+# from its own status lines ("[N/M] ..."), and the commands a build needs from
+# `ninja -t commands`; neither comes from the log.
+
+CMAKE = shutil.which("cmake")
+# ninja's default status format, whatever the environment says.
+STATUS = "[%f/%t] "
+
+
+def _ran(output: str) -> int:
+    """How many commands ninja ran, from its last status line ``[N/M]`` (N is M there)."""
+    counts = re.findall(r"^\[(\d+)/(\d+)\] ", output, flags=re.MULTILINE)
+    if not counts:
+        assert "ninja: no work to do." in output
+        return 0
+    finished, total = counts[-1]
+    assert finished == total
+    return int(total)
+
+
+def _needed(ninja: str, directory: Path) -> int:
+    """How many commands the default targets need: the lines of ``ninja -t commands``."""
+    listed = subprocess.run(
+        [ninja, "-C", str(directory), "-t", "commands"], capture_output=True, text=True, check=True
+    )
+    return len(listed.stdout.splitlines())
+
+
+def _changed(source: Path, output: Path) -> None:
+    """Change ``source`` and date ``output`` a second before it, so ninja finds the output
+    out of date without waiting for the clock to move on (and never dated ahead of it)."""
+    source.write_text(source.read_text() + "\n")
+    earlier = source.stat().st_mtime_ns - 1_000_000_000
+    os.utime(output, ns=(earlier, earlier))
+
+
+def _build_twice_and_ingest(
+    tmp_path: Path, ninja: str, directory: Path, changes: list[tuple[Path, Path]]
+) -> tuple[list[int], list[dict[str, object]], list[dict[str, object]]]:
+    """A clean build, then one per change (a source changed, an output it makes dated
+    before it), each recorded; then the log ingested on its own. The commands ninja ran,
+    the recorded and the ingested builds."""
+    ran = []
+    for change in [None, *changes]:
+        if change is not None:
+            _changed(*change)
+        done = _record(
+            tmp_path, ninja, "-C", os.path.relpath(directory, tmp_path), NINJA_STATUS=STATUS
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        ran.append(_ran(done.stdout))
+    ingest = subprocess.run(
+        [BUILDER, "telemetry", "ingest", str(directory / ".ninja_log")],
+        capture_output=True,
+        text=True,
+        env=process_env(tmp_path / "ingested"),
+        check=False,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    return ran, _builds(tmp_path), _builds(tmp_path, "ingested")
+
+
+def test_a_command_with_two_outputs_is_one_target(tmp_path: Path, ninja: str) -> None:
+    """One command writes gen.h, named by its absolute path first and then by its relative
+    one (as CMake names its custom commands' outputs): two log lines, one command."""
+    project = tmp_path / "p"
+    _manifest(
+        project,
+        "rule gen\n  command = cp $in gen.h\n  description = GEN gen.h\n"
+        "rule copy\n  command = cp $in $out\n"
+        f"build {project / 'gen.h'} gen.h: gen spec.txt\n"
+        f"build first.txt: copy {project / 'gen.h'}\n"
+        "build second.txt: copy gen.h\n"
+        "build lone.txt: copy lone.in\n",
+    )
+    (project / "spec.txt").write_text("spec\n")
+    (project / "lone.in").write_text("lone\n")
+    assert _needed(ninja, project) == 4
+    changes = [
+        (project / "lone.in", project / "lone.txt"),
+        (project / "spec.txt", project / "gen.h"),
+    ]
+    ran, recorded, ingested = _build_twice_and_ingest(tmp_path, ninja, project, changes)
+
+    assert ran == [4, 1, 3]  # all; lone.txt; gen.h with its two copies
+    # Worked out from the manifest: the generator is one target, named by its first output
+    # made relative to the build directory.
+    commands = {"gen.h", "first.txt", "second.txt", "lone.txt"}
+    assert [b["statuses"] for b in recorded] == [
+        dict.fromkeys(commands, "built"),
+        dict.fromkeys(commands - {"lone.txt"}, "cached") | {"lone.txt": "built"},
+        dict.fromkeys(commands - {"lone.txt"}, "built") | {"lone.txt": "cached"},
+    ]
+    assert [(b["built"], b["totalTargets"]) for b in recorded] == [(4, 4), (1, 4), (3, 4)]
+    # The log alone holds what ran, one target per command, under the same names.
+    assert [b["statuses"] for b in ingested] == [
+        dict.fromkeys(commands, "built"),
+        {"lone.txt": "built"},
+        dict.fromkeys(commands - {"lone.txt"}, "built"),
+    ]
+    log = parse_log((project / ".ninja_log").read_bytes())
+    assert len(log.entries) == 5 + 1 + 4  # a line per output: more lines than commands
+
+
+@pytest.mark.skipif(
+    CMAKE is None and not os.environ.get("CI"), reason="cmake is not installed (CI installs it)"
+)
+def test_a_cmake_custom_command_with_two_outputs_is_one_target(tmp_path: Path, ninja: str) -> None:
+    """CMake's Ninja generator lists a custom command's outputs by their relative paths and
+    again by their absolute ones: four outputs, one command."""
+    source, build = tmp_path / "src", tmp_path / "build"
+    source.mkdir()
+    (source / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\n"
+        "project(twice C)\n"
+        "add_custom_command(\n"
+        "  OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/gen/version.h gen/stamp.txt\n"
+        "  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_CURRENT_SOURCE_DIR}/version.in gen/version.h\n"
+        "  COMMAND ${CMAKE_COMMAND} -E touch gen/stamp.txt\n"
+        "  DEPENDS version.in)\n"
+        "add_executable(app main.c ${CMAKE_CURRENT_BINARY_DIR}/gen/version.h)\n"
+        "target_include_directories(app PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/gen)\n"
+    )
+    (source / "version.in").write_text("#define VERSION 1\n")
+    (source / "main.c").write_text('#include "version.h"\nint main(void) { return VERSION - 1; }\n')
+    subprocess.run(
+        [
+            str(CMAKE),
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={ninja}",
+        ],
+        capture_output=True,
+        check=True,
+        env=process_env(tmp_path / "unused"),
+    )
+    assert _needed(ninja, build) == 3  # the custom command, the compile, the link
+    changes = [
+        (source / "main.c", build / "CMakeFiles" / "app.dir" / "main.c.o"),
+        (source / "version.in", build / "gen" / "version.h"),
+    ]
+    ran, recorded, ingested = _build_twice_and_ingest(tmp_path, ninja, build, changes)
+
+    assert ran == [3, 2, 3]  # all; compile and link; all again, the header having changed
+    # The custom command is one target, named by its first output (relative), in every build.
+    commands = {"gen/version.h", "CMakeFiles/app.dir/main.c.o", "app"}
+    assert [b["statuses"] for b in recorded] == [
+        dict.fromkeys(commands, "built"),
+        dict.fromkeys(commands, "built") | {"gen/version.h": "cached"},
+        dict.fromkeys(commands, "built"),
+    ]
+    assert [(b["built"], b["totalTargets"]) for b in recorded] == [(3, 3), (2, 3), (3, 3)]
+    assert [b["statuses"] for b in ingested] == [
+        dict.fromkeys(commands, "built"),
+        dict.fromkeys(commands - {"gen/version.h"}, "built"),
+        dict.fromkeys(commands, "built"),
+    ]
+
+
+def _log(version: int, lines: list[tuple[int, int, str, str]], origin_ms: int) -> bytes:
+    """A log as ninja ``version`` writes it for one run that began at ``origin_ms``: up to
+    v5 the time stamp is the output's mtime, taken when the command ended; from v6 the
+    moment the command started (nanoseconds either way)."""
+    text = f"# ninja log v{version}\n"
+    for start, end, output, digest in lines:
+        stamp = (origin_ms + (start if version >= 6 else end)) * 1_000_000
+        text += f"{start}\t{end}\t{stamp}\t{output}\t{digest}\n"
+    return text.encode()
+
+
+def _ingested_targets(store: Path) -> dict[str, int]:
+    rows = {}
+    for path in (store / "targets").rglob("*.arrow"):
+        for row in ipc.open_file(path).read_all().to_pylist():
+            rows[row["target"]] = row["duration_ms"]
+    return rows
+
+
+# One run by hand, lines in the order they finished: a compile named by its absolute path,
+# a stamp under a home directory outside the build, and a custom command whose two outputs
+# CMake names both ways (four lines with one start, end and hash).
+OUT = "/home/ana/proj/out/"
+ONE_RUN = [
+    (3, 25, OUT + "x.o", "bb"),
+    (5, 30, "/home/ana/.cache/tool/stamp", "cc"),
+    (0, 40, "gen/a.h", "aa"),
+    (0, 40, "gen/b.h", "aa"),
+    (0, 40, OUT + "gen/a.h", "aa"),
+    (0, 40, OUT + "gen/b.h", "aa"),
+]
+
+
+@pytest.mark.parametrize("version", [5, 6, 7])
+def test_the_lines_of_one_command_are_one_target(cli: Runner, tmp_path: Path, version: int) -> None:
+    path = tmp_path / ".ninja_log"
+    path.write_bytes(_log(version, ONE_RUN, 1_700_000_000_000))
+    assert cli("telemetry", "ingest", str(path)).code == 0
+    [session] = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert (session["startTime"], session["durationMs"]) == ("2023-11-14T22:13:20", 40)
+    assert (session["built"], session["totalTargets"]) == (3, 3)
+    # The build directory is where gen/a.h's absolute name ends in its relative one.
+    assert _ingested_targets(tmp_path / "telemetry") == {
+        "x.o": 25 - 3,
+        "~/.cache/tool/stamp": 30 - 5,
+        "gen/a.h": 40 - 0,
+    }
+
+
+def test_a_recompacted_log_keeps_a_commands_lines_together(cli: Runner, tmp_path: Path) -> None:
+    """Ninja rewrites a compacted log in no order: a command's lines need not be next to
+    each other."""
+    shuffled = [ONE_RUN[2], ONE_RUN[0], ONE_RUN[5], ONE_RUN[1], ONE_RUN[4], ONE_RUN[3]]
+    path = tmp_path / ".ninja_log"
+    path.write_bytes(_log(7, shuffled, 1_700_000_000_000))
+    assert cli("telemetry", "ingest", str(path)).code == 0
+    [session] = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert (session["built"], session["durationMs"]) == (3, 40)
+    assert set(_ingested_targets(tmp_path / "telemetry")) == {
+        "x.o",
+        "~/.cache/tool/stamp",
+        "gen/a.h",
+    }
