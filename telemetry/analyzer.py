@@ -99,10 +99,11 @@ class TelemetryAnalyzer:
                 average_build_ms=0.0,
                 fastest_build_ms=0,
                 slowest_build_ms=0,
-                average_cache_hit_rate=0.0,
+                average_cache_hit_rate=None,
                 cache_trend="Stable",
-                average_utilization=0.0,
-                average_targets_per_second=0.0,
+                average_utilization=None,
+                average_targets_per_second=None,
+                builds_with_targets=0,
                 bottlenecks=(),
                 build_time_trend="Stable",
                 regressions=(),
@@ -113,6 +114,8 @@ class TelemetryAnalyzer:
             average_build_ms=pl.col("duration_ms").mean(),
             fastest=pl.col("duration_ms").min(),
             slowest=pl.col("duration_ms").max(),
+            with_targets=(pl.col("total_targets") > 0).sum(),
+            # A mean skips nulls: it is over the builds with targets (None when none has).
             hit_rate=pl.col("cache_hit_rate").mean(),
             utilization=pl.col("parallelism_utilization").mean(),
             tps=pl.col("targets_per_second").mean(),
@@ -126,10 +129,11 @@ class TelemetryAnalyzer:
             average_build_ms=float(row["average_build_ms"]),
             fastest_build_ms=int(row["fastest"]),
             slowest_build_ms=int(row["slowest"]),
-            average_cache_hit_rate=float(row["hit_rate"]),
-            cache_trend=trend(sessions["cache_hit_rate"]),
-            average_utilization=float(row["utilization"]),
-            average_targets_per_second=float(row["tps"]),
+            average_cache_hit_rate=row["hit_rate"],
+            cache_trend=trend(sessions["cache_hit_rate"].drop_nulls()),
+            average_utilization=row["utilization"],
+            average_targets_per_second=row["tps"],
+            builds_with_targets=int(row["with_targets"]),
             bottlenecks=self.bottlenecks(sessions, top=top),
             build_time_trend=trend(sessions["duration_ms"]),
             regressions=regressions(sessions, threshold=self.regression_threshold),
@@ -412,28 +416,40 @@ def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:
 
 
 def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
-    """Add cache_hit_rate, parallelism_utilization and targets_per_second (SPEC §3)."""
+    """Add cache_hit_rate, parallelism_utilization and targets_per_second (SPEC §3); all
+    three null for a session that reported no targets."""
+    # A tool without per-target events (``record -- make``) says nothing of its cache or its
+    # workers: a 0 there would read as a cold cache and pull every average down.
+    unknown = pl.col("total_targets") == 0
+    none = pl.lit(None, dtype=pl.Float64)
     attempted = pl.col("built") + pl.col("cached") + pl.col("failed")
     workers = pl.coalesce(pl.col("parallelism"), pl.col("peak_concurrency"))
     # In floating point: milliseconds times workers can pass the range of an int64.
     capacity = pl.col("duration_ms").cast(pl.Float64) * workers.cast(pl.Float64)
     return sessions.with_columns(
-        cache_hit_rate=pl.when(attempted > 0)
+        cache_hit_rate=pl.when(unknown)
+        .then(none)
+        .when(attempted > 0)
         .then(100.0 * pl.col("cached") / attempted)
         .otherwise(0.0),
-        parallelism_utilization=pl.when(capacity > 0)
+        parallelism_utilization=pl.when(unknown)
+        .then(none)
+        .when(capacity > 0)
         .then(100.0 * pl.col("executed_ms") / capacity)
         .otherwise(0.0),
         # total / (duration / 1000), written so that polars does not turn the division by
         # 1000 into a multiplication by 0.001, which rounds differently.
-        targets_per_second=pl.when(pl.col("duration_ms") > 0)
+        targets_per_second=pl.when(unknown)
+        .then(none)
+        .when(pl.col("duration_ms") > 0)
         .then(pl.col("total_targets") * 1000.0 / pl.col("duration_ms"))
         .otherwise(0.0),
     )
 
 
 def trend(values: pl.Series) -> Trend:
-    """Compare the mean of the newer half with the older ⌊n/2⌋ (values in time order).
+    """Compare the mean of the newer half with the older ⌊n/2⌋ (values in time order, none
+    of them null: a rate's trend is over the sessions whose rate is known).
 
     >>> trend(pl.Series([10.0, 10.0, 12.0, 12.0]))
     'Increasing'

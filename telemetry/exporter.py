@@ -148,6 +148,12 @@ def _escape(char: str) -> str:
     return _SHORT.get(char, f"\\x{code:02x}")
 
 
+def _rate(value: float | None, shown: str, after: str = "") -> str:
+    """A rate formatted by ``shown`` and followed by ``after``, or ``n/a`` when it is
+    unknown: a build that reported no targets has no rates."""
+    return "n/a" if value is None else shown.format(value) + after
+
+
 def _paint(text: str, code: str, color: bool) -> str:
     return f"{code}{text}{_RESET}" if color else text
 
@@ -157,6 +163,13 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 def render_summary(report: SummaryReport, *, color: bool = False) -> str:
     """The seed's summary text, ending in a newline."""
+    # The rates are means over the builds that reported targets; the count follows the seed's
+    # text only when that is not every build, so a ``grep`` for the seed's line still matches.
+    over = (
+        f" (over {report.builds_with_targets} of {report.total_builds} builds)"
+        if 0 < report.builds_with_targets < report.total_builds
+        else ""
+    )
     lines = [
         _paint("=== Build Telemetry Summary ===", _BOLD, color),
         "",
@@ -170,12 +183,12 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
         f"  Slowest Build: {report.slowest_build_ms} ms",
         "",
         "Cache Efficiency:",
-        f"  Average Hit Rate: {report.average_cache_hit_rate:.1f}%",
+        f"  Average Hit Rate: {_rate(report.average_cache_hit_rate, '{:.1f}%', over)}",
         f"  Trend: {report.cache_trend}",
         "",
         "Parallelism:",
-        f"  Average Utilization: {report.average_utilization:.1f}%",
-        f"  Targets/Second: {report.average_targets_per_second:.2f}",
+        f"  Average Utilization: {_rate(report.average_utilization, '{:.1f}%', over)}",
+        f"  Targets/Second: {_rate(report.average_targets_per_second, '{:.2f}', over)}",
         "",
         "Top Bottlenecks:",
     ]
@@ -198,7 +211,8 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
 
 
 def summary_json(report: SummaryReport) -> str:
-    """The summary's numbers, unrounded, as a JSON object."""
+    """The summary's numbers, unrounded, as a JSON object; a rate no build reported is
+    ``null``."""
     return _dumps(
         {
             "totalBuilds": report.total_builds,
@@ -212,6 +226,7 @@ def summary_json(report: SummaryReport) -> str:
             "cacheHitRateTrend": report.cache_trend,
             "averageParallelismUtilization": report.average_utilization,
             "averageTargetsPerSecond": report.average_targets_per_second,
+            "buildsWithTargets": report.builds_with_targets,
             "bottlenecks": [_bottleneck(b) for b in report.bottlenecks],
             "buildTimeTrend": report.build_time_trend,
             "regressionThreshold": report.regression_threshold,
@@ -241,7 +256,7 @@ def render_recent(builds: Sequence[BuildReport], *, color: bool = False) -> str:
         lines += [
             "",
             f"{rank}. [{mark}] {format_time(build.start_time)} - {build.duration_ms}ms "
-            f"(cache: {build.cache_hit_rate:.1f}%)",
+            f"(cache: {_rate(build.cache_hit_rate, '{:.1f}%')})",
         ]
         if not build.succeeded:
             error = "interrupted" if build.interrupted else (build.error or "build failed")
@@ -302,8 +317,9 @@ def write_export(
 
 
 def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
-    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals; with
-    ``terminal``, the same values through :func:`json_for_terminal`."""
+    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals (``null``
+    for a build that reported no targets); with ``terminal``, the same values through
+    :func:`json_for_terminal`."""
     if sessions.is_empty():
         return '{\n  "sessions": []\n}\n'
     objects = []
@@ -311,7 +327,10 @@ def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
         fields = []
         for key in SESSION_KEYS:
             value = row[key]
-            text = f"{value:.2f}" if key in _RATES else json.dumps(value, ensure_ascii=False)
+            if key in _RATES and value is not None:
+                text = f"{value:.2f}"
+            else:
+                text = json.dumps(value, ensure_ascii=False)
             fields.append(f'      "{key}": {text}')
         objects.append("    {\n" + ",\n".join(fields) + "\n    }")
     document = '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
@@ -319,10 +338,10 @@ def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
 
 
 def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
-    """One row per session with a header; RFC 4180 (CRLF, quotes where needed). With
-    ``terminal``, each text cell through :func:`printable` and the labels' JSON through
-    :func:`json_for_terminal`: CSV has no escapes of its own, and a terminal is read, not
-    parsed."""
+    """One row per session with a header; RFC 4180 (CRLF, quotes where needed), an unknown
+    rate as an empty cell. With ``terminal``, each text cell through :func:`printable` and
+    the labels' JSON through :func:`json_for_terminal`: CSV has no escapes of its own, and a
+    terminal is read, not parsed."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(SESSION_KEYS)

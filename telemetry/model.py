@@ -47,10 +47,13 @@ class SummaryReport:
     average_build_ms: float
     fastest_build_ms: int
     slowest_build_ms: int
-    average_cache_hit_rate: float
+    # A build that reported no targets has no rates (see :func:`rates`): the three means are
+    # over the ``builds_with_targets`` that have them, and None when none has.
+    average_cache_hit_rate: float | None
     cache_trend: Trend
-    average_utilization: float
-    average_targets_per_second: float
+    average_utilization: float | None
+    average_targets_per_second: float | None
+    builds_with_targets: int
     bottlenecks: tuple[Bottleneck, ...]
     build_time_trend: Trend
     regressions: tuple[Regression, ...]
@@ -72,21 +75,27 @@ class BuildReport:
     cached: int
     failed: int
     skipped: int
-    cache_hit_rate: float
-    parallelism_utilization: float
-    targets_per_second: float
+    # None when the build reported no targets (``record -- make``): the rates are unknown.
+    cache_hit_rate: float | None
+    parallelism_utilization: float | None
+    targets_per_second: float | None
     labels: dict[str, str]
     bottlenecks: tuple[Bottleneck, ...]
 
 
-def rates(row: Mapping[str, Any]) -> tuple[float, float, float]:
+def rates(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
     """A stored session row's cache hit rate, parallelism utilization and targets per second,
-    computed as :func:`telemetry.analyzer.with_session_metrics` computes them.
+    computed as :func:`telemetry.analyzer.with_session_metrics` computes them; all three None
+    when the build reported no targets.
 
     >>> rates({"built": 1, "cached": 3, "failed": 0, "total_targets": 4, "duration_ms": 2000,
     ...        "executed_ms": 1000, "parallelism": 2, "peak_concurrency": 1})
     (75.0, 25.0, 2.0)
     """
+    if row["total_targets"] == 0:
+        # A tool without per-target events: a rate of 0 would read as a cold cache and an
+        # idle machine, and pull every average down.
+        return None, None, None
     attempted = row["built"] + row["cached"] + row["failed"]
     hit_rate = 100.0 * row["cached"] / attempted if attempted > 0 else 0.0
     workers = row["parallelism"] if row["parallelism"] is not None else row["peak_concurrency"]

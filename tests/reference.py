@@ -13,6 +13,9 @@ Design notes
   mathematically exact, with no floating-point boundary noise.
 * The reference only needs to handle valid input: anything malformed raises
   ``ValueError`` instead of being skipped.
+* A build with no target_finished event at all (a tool that reports none) has
+  no rates: each is ``None``, left out of the means and of the cache trend.
+  A build whose targets were all skipped does have them (hit rate 0).
 
 API
 ---
@@ -193,9 +196,9 @@ class RefSession:
     failed: int
     skipped: int
     total_targets: int
-    cache_hit_rate: float
-    parallelism_utilization: float
-    targets_per_second: float
+    cache_hit_rate: float | None  # None: the build reported no targets
+    parallelism_utilization: float | None
+    targets_per_second: float | None
     succeeded: bool
     interrupted: bool
     error: str | None
@@ -211,17 +214,26 @@ class RefSession:
     commit: str | None = None
     branch: str | None = None
 
-    # exact values (Fractions) used by the aggregation functions
-    def exact_cache_hit_rate(self) -> Fraction:
+    # exact values (Fractions) used by the aggregation functions; None = unknown
+    def reported_targets(self) -> bool:
+        return self.built + self.cached + self.failed + self.skipped > 0
+
+    def exact_cache_hit_rate(self) -> Fraction | None:
+        if not self.reported_targets():
+            return None
         den = self.built + self.cached + self.failed
         return Fraction(100 * self.cached, den) if den else Fraction(0)
 
-    def exact_utilization(self) -> Fraction:
+    def exact_utilization(self) -> Fraction | None:
+        if not self.reported_targets():
+            return None
         den = self.duration_ms * self.effective_parallelism
         num = 100 * sum(d for _, d in self.executed_runs)
         return Fraction(num, den) if den else Fraction(0)
 
-    def exact_targets_per_second(self) -> Fraction:
+    def exact_targets_per_second(self) -> Fraction | None:
+        if not self.reported_targets():
+            return None
         if self.duration_ms == 0:
             return Fraction(0)
         return Fraction(1000 * self.total_targets, self.duration_ms)
@@ -328,10 +340,14 @@ def _build_session(sid: str, evs: list[dict]) -> RefSession:
         commit=bs.get("commit"),
         branch=bs.get("branch"),
     )
-    s.cache_hit_rate = float(s.exact_cache_hit_rate())
-    s.parallelism_utilization = float(s.exact_utilization())
-    s.targets_per_second = float(s.exact_targets_per_second())
+    s.cache_hit_rate = _float_or_none(s.exact_cache_hit_rate())
+    s.parallelism_utilization = _float_or_none(s.exact_utilization())
+    s.targets_per_second = _float_or_none(s.exact_targets_per_second())
     return s
+
+
+def _float_or_none(value: Fraction | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _order(sessions: Iterable[RefSession]) -> list[RefSession]:
@@ -362,6 +378,17 @@ def sessions_from_lines(lines: Iterable[str]) -> list[RefSession]:
 
 def _mean(values: list) -> Fraction:
     return Fraction(sum(values, Fraction(0)), len(values)) if values else Fraction(0)
+
+
+def _known(values: list[Fraction | None]) -> list[Fraction]:
+    """The values that are not None, in their order."""
+    return [v for v in values if v is not None]
+
+
+def _mean_known(values: list[Fraction | None]) -> float | None:
+    """Mean of the known values; None when no value is known."""
+    known = _known(values)
+    return float(_mean(known)) if known else None
 
 
 def trend(values: list) -> str:
@@ -431,7 +458,7 @@ def summary(sessions: Iterable[RefSession], threshold: float = 1.5) -> dict:
     n = len(ss)
     successful = sum(1 for s in ss if s.succeeded)
     durations = [s.duration_ms for s in ss]
-    chr_ = [s.exact_cache_hit_rate() for s in ss]
+    chr_: list[Fraction | None] = [s.exact_cache_hit_rate() for s in ss]
     return {
         "total": n,
         "successful": successful,
@@ -440,10 +467,12 @@ def summary(sessions: Iterable[RefSession], threshold: float = 1.5) -> dict:
         "avg_duration_ms": float(_mean(durations)),
         "min_duration_ms": min(durations) if durations else 0,
         "max_duration_ms": max(durations) if durations else 0,
-        "avg_cache_hit_rate": float(_mean(chr_)),
-        "cache_trend": trend(chr_),
-        "avg_utilization": float(_mean([s.exact_utilization() for s in ss])),
-        "avg_targets_per_second": float(_mean([s.exact_targets_per_second() for s in ss])),
+        # builds whose rates are known (they reported at least one target)
+        "rated_builds": sum(1 for s in ss if s.reported_targets()),
+        "avg_cache_hit_rate": _mean_known(chr_),
+        "cache_trend": trend(_known(chr_)),
+        "avg_utilization": _mean_known([s.exact_utilization() for s in ss]),
+        "avg_targets_per_second": _mean_known([s.exact_targets_per_second() for s in ss]),
         "bottlenecks": bottlenecks(ss),
         "duration_trend": trend(durations),
         "regressions": regressions(ss, threshold),
@@ -462,6 +491,17 @@ def format_utc(ms: int) -> str:
     return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def _average_line(name: str, value: float | None, digits: int, unit: str, s: dict[str, Any]) -> str:
+    """'  Name: 78.3%', with ' (over K of N builds)' when only K of the N builds
+    reported targets, or '  Name: n/a' when none did."""
+    if value is None:
+        return f"  {name}: n/a"
+    line = f"  {name}: {value:.{digits}f}{unit}"
+    if s["rated_builds"] != s["total"]:
+        line += f" (over {s['rated_builds']} of {s['total']} builds)"
+    return line
+
+
 def summary_text(sessions: Iterable[RefSession], threshold: float = 1.5, top: int = 5) -> str:
     ss = _order(sessions)
     s = summary(ss, threshold)
@@ -478,12 +518,12 @@ def summary_text(sessions: Iterable[RefSession], threshold: float = 1.5, top: in
         f"  Slowest Build: {s['max_duration_ms']:.0f} ms",
         "",
         "Cache Efficiency:",
-        f"  Average Hit Rate: {s['avg_cache_hit_rate']:.1f}%",
+        _average_line("Average Hit Rate", s["avg_cache_hit_rate"], 1, "%", s),
         f"  Trend: {s['cache_trend']}",
         "",
         "Parallelism:",
-        f"  Average Utilization: {s['avg_utilization']:.1f}%",
-        f"  Targets/Second: {s['avg_targets_per_second']:.2f}",
+        _average_line("Average Utilization", s["avg_utilization"], 1, "%", s),
+        _average_line("Targets/Second", s["avg_targets_per_second"], 2, "", s),
         "",
         "Top Bottlenecks:",
     ]

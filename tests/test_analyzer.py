@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
 from telemetry.analyzer import TelemetryAnalyzer, regressions, trend
+from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 from telemetry.window import Window
+from tests.conftest import HOUR, T0
 
 
 def test_per_session_metrics_by_hand(small_store: TelemetryStorage) -> None:
@@ -167,3 +170,79 @@ def test_utilization_does_not_overflow() -> None:
     )
     [utilization] = with_session_metrics(frame.lazy()).collect()["parallelism_utilization"]
     assert utilization == pytest.approx(100 * 1_000 / (2e14 * (2**31 - 1)), rel=1e-12)
+
+
+def _line(kind: str, session: str, ts: int, **fields: object) -> str:
+    return json.dumps({"event": kind, "session": session, "ts": ts, **fields})
+
+
+# A build from a tool without per-target events (`builder record -- make`): the session
+# alone, 500 ms, an hour after c.
+M = T0 + 3 * HOUR
+MAKE_BUILD = [
+    _line("build_started", "m", M, tool="make"),
+    _line("build_finished", "m", M + 500, success=True),
+]
+# Two targets reported, both skipped, in 400 ms: nothing attempted.
+S = T0 + 4 * HOUR
+SKIPPED_BUILD = [
+    _line("build_started", "s", S),
+    _line("target_finished", "s", S + 400, target="//app:x", status="skipped"),
+    _line("target_finished", "s", S + 400, target="//app:y", status="skipped"),
+    _line("build_finished", "s", S + 400, success=False),
+]
+
+
+def test_a_build_without_targets_has_no_rates_and_one_with_skipped_targets_has(
+    storage: TelemetryStorage,
+) -> None:
+    ingest_jsonl(storage, MAKE_BUILD + SKIPPED_BUILD)
+    got = (
+        TelemetryAnalyzer(storage)
+        .sessions()
+        .select(
+            "session_id",
+            "total_targets",
+            "cache_hit_rate",
+            "parallelism_utilization",
+            "targets_per_second",
+        )
+        .rows()
+    )
+    # s: hit rate 0 of 0 attempts is 0; no worker count and nothing executed, so no
+    # capacity: 0; 2 targets in 0.4 s: 5 a second.
+    assert got == [("m", 0, None, None, None), ("s", 2, 0.0, 0.0, 5.0)]
+
+
+def test_the_rates_are_averaged_over_the_builds_that_report_targets(
+    small_store: TelemetryStorage,
+) -> None:
+    ingest_jsonl(small_store, MAKE_BUILD)
+    report = TelemetryAnalyzer(small_store).summary()
+    assert (report.total_builds, report.builds_with_targets) == (4, 3)
+    # a, b and c as in test_summary_by_hand; m has no rates to count.
+    assert report.average_cache_hit_rate == pytest.approx((25 + 40 + 50) / 3)
+    assert report.average_utilization == pytest.approx((45 + 67.5 + 25) / 3)
+    assert report.average_targets_per_second == pytest.approx((4 + 2.5 + 4 / 3) / 3)
+    # Hit rates 25 | 40, 50: 25 → 45, Increasing (m counted as 0 would make it
+    # 25, 40 | 50, 0: 32.5 → 25, Decreasing).
+    assert report.cache_trend == "Increasing"
+    # Every build has a duration: 1000, 2000 | 3000, 500: 1500 → 1750, +16.7%.
+    assert report.build_time_trend == "Increasing"
+    assert report.average_build_ms == 6500 / 4
+
+
+def test_no_build_with_targets_leaves_the_rates_unknown(storage: TelemetryStorage) -> None:
+    ingest_jsonl(storage, MAKE_BUILD)
+    report = TelemetryAnalyzer(storage).summary()
+    assert (report.total_builds, report.builds_with_targets) == (1, 0)
+    assert report.average_cache_hit_rate is None
+    assert report.average_utilization is None
+    assert report.average_targets_per_second is None
+    assert report.cache_trend == "Stable"
+    [build] = TelemetryAnalyzer(storage).recent(1)
+    assert (build.cache_hit_rate, build.parallelism_utilization, build.targets_per_second) == (
+        None,
+        None,
+        None,
+    )

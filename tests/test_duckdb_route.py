@@ -9,6 +9,8 @@ an expected value.
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow.dataset as ds
 import pytest
 
@@ -34,6 +37,7 @@ THRESHOLD = 1.5
 TOP = 10
 RECENT = 5
 REL = 1e-9
+WITHOUT_TARGETS = 24
 WINDOW_SINCE = "2026-10-15"
 WINDOW_UNTIL = "2026-11-01"
 # The same window written out by hand: since at 00:00 UTC, until the end of that whole day.
@@ -110,18 +114,32 @@ joined AS (
     LEFT JOIN peaks AS p USING (session_id)
 ),
 metrics AS (
+    -- A session without a single target row has no rates (NULL); one whose targets were
+    -- all skipped has them (its hit rate is 0).
     SELECT
         *,
-        CASE WHEN built + cached + failed > 0
+        CASE WHEN total_targets = 0 THEN NULL
+            WHEN built + cached + failed > 0
             THEN 100 * cached::DOUBLE / (built + cached + failed) ELSE 0.0
         END AS cache_hit_rate,
-        CASE WHEN duration_ms * workers > 0
+        CASE WHEN total_targets = 0 THEN NULL
+            WHEN duration_ms * workers > 0
             THEN 100 * executed_ms::DOUBLE / (duration_ms * workers) ELSE 0.0
         END AS parallelism_utilization,
-        CASE WHEN duration_ms > 0
+        CASE WHEN total_targets = 0 THEN NULL
+            WHEN duration_ms > 0
             THEN total_targets::DOUBLE / (duration_ms / 1000.0::DOUBLE) ELSE 0.0
         END AS targets_per_second
     FROM joined
+),
+rated AS (
+    -- The sessions with a hit rate, numbered among themselves for its trend.
+    SELECT
+        cache_hit_rate,
+        row_number() OVER (ORDER BY pos) AS rated_pos,
+        count(*) OVER () AS rated_n
+    FROM metrics
+    WHERE cache_hit_rate IS NOT NULL
 )
 """
 
@@ -156,12 +174,14 @@ SELECT
     avg(duration_ms) AS average_build_ms,
     min(duration_ms) AS fastest_build_ms,
     max(duration_ms) AS slowest_build_ms,
+    -- avg and count skip NULLs: the means of the rates are over the sessions that have them.
+    count(cache_hit_rate) AS builds_with_targets,
     avg(cache_hit_rate) AS average_cache_hit_rate,
     avg(parallelism_utilization) AS average_utilization,
     avg(targets_per_second) AS average_targets_per_second,
     trend_label(
-        avg(cache_hit_rate) FILTER (WHERE pos <= n // 2),
-        avg(cache_hit_rate) FILTER (WHERE pos > n // 2)
+        (SELECT avg(cache_hit_rate) FROM rated WHERE rated_pos <= rated_n // 2),
+        (SELECT avg(cache_hit_rate) FROM rated WHERE rated_pos > rated_n // 2)
     ) AS cache_trend,
     trend_label(
         avg(duration_ms::DOUBLE) FILTER (WHERE pos <= n // 2),
@@ -235,19 +255,47 @@ class Store:
     con: duckdb.DuckDBPyConnection
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """The generated 200-build history, ingested once, and DuckDB views over its files."""
-    root = tmp_path_factory.mktemp("duckdb-route")
+def _history(root: Path) -> list[str]:
     history = root / "history.jsonl"
     subprocess.run(
         [sys.executable, str(GENERATOR), "--output", str(history), "--today", TODAY],
         check=True,
     )
+    return history.read_text().splitlines()
+
+
+def _without_targets(history: list[str]) -> list[str]:
+    """Builds that report no targets (as ``record -- make`` stores them) a minute after
+    some of the history's builds, and two whose every target was skipped."""
+    rng = random.Random(12)
+    started = [json.loads(line) for line in history if '"build_started"' in line]
+    # Whole milliseconds only: a few of the history's times are RFC 3339 text or fractions.
+    starts = sorted(event["ts"] for event in started if isinstance(event["ts"], int))
+    events: list[dict[str, object]] = []
+    for n, start in enumerate(rng.sample(starts, WITHOUT_TARGETS)):
+        session, begin = f"make-{n}", start + 60_000
+        end = begin + rng.randint(300, 9000)
+        events.append({"event": "build_started", "session": session, "ts": begin, "tool": "make"})
+        events.append(
+            {"event": "build_finished", "session": session, "ts": end, "success": n % 5 != 0}
+        )
+    for n, start in enumerate(rng.sample(starts, 2)):
+        session, begin = f"skipped-{n}", start + 120_000
+        events.append({"event": "build_started", "session": session, "ts": begin})
+        for target in ("//a:x", "//a:y", "//a:z"):
+            events.append({"event": "target_finished", "session": session, "ts": begin + 700,
+                           "target": target, "status": "skipped"})  # fmt: skip
+        events.append(
+            {"event": "build_finished", "session": session, "ts": begin + 800, "success": False}
+        )
+    return [json.dumps(event) for event in events]
+
+
+def _open(root: Path, lines: list[str], builds: int) -> Iterator[Store]:
+    """``lines`` ingested once, and DuckDB views over the stored files."""
     storage = TelemetryStorage(root / "telemetry")  # no retention: no max_sessions/days
-    with history.open("rb") as lines:
-        result = ingest_jsonl(storage, lines)
-    assert result.sessions == BUILDS and not result.problems
+    result = ingest_jsonl(storage, lines)
+    assert result.sessions == builds and not result.problems
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -257,6 +305,21 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     con.execute(TREND_MACRO)
     yield Store(storage, con)
     con.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The generated 200-build history."""
+    root = tmp_path_factory.mktemp("duckdb-route")
+    yield from _open(root, _history(root), BUILDS)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The generated history with builds that report no targets among its own."""
+    root = tmp_path_factory.mktemp("duckdb-route-mixed")
+    history = _history(root)
+    yield from _open(root, history + _without_targets(history), BUILDS + WITHOUT_TARGETS + 2)
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, **params: object) -> list[dict[str, Any]]:
@@ -294,6 +357,7 @@ def _assert_summary_matches(
     assert report.average_build_ms == pytest.approx(totals["average_build_ms"], rel=REL)
     assert report.fastest_build_ms == totals["fastest_build_ms"]
     assert report.slowest_build_ms == totals["slowest_build_ms"]
+    assert report.builds_with_targets == totals["builds_with_targets"]
     assert report.average_cache_hit_rate == pytest.approx(totals["average_cache_hit_rate"], rel=REL)
     assert report.cache_trend == totals["cache_trend"]
     assert report.average_utilization == pytest.approx(totals["average_utilization"], rel=REL)
@@ -324,20 +388,27 @@ def _assert_summary_matches(
     )
 
 
-def test_per_session_metrics_match_sql(store: Store) -> None:
+def _assert_sessions_match(store: Store, builds: int) -> None:
     expected = {row["session_id"]: row for row in _query(store.con, PER_SESSION, **_bounds(None))}
     frame = TelemetryAnalyzer(store.storage).sessions()
     got = {row["session_id"]: row for row in frame.iter_rows(named=True)}
 
-    assert len(expected) == BUILDS
-    assert frame.height == BUILDS
+    assert len(expected) == builds
+    assert frame.height == builds
     assert set(got) == set(expected)
     for session_id, want in expected.items():
         row = got[session_id]
         for column in ("built", "cached", "failed", "skipped", "total_targets"):
             assert row[column] == want[column], (session_id, column)
         for column in ("cache_hit_rate", "parallelism_utilization", "targets_per_second"):
-            assert row[column] == pytest.approx(want[column], rel=REL), (session_id, column)
+            if want[column] is None:  # unknown: the session has no target rows
+                assert row[column] is None, (session_id, column)
+            else:
+                assert row[column] == pytest.approx(want[column], rel=REL), (session_id, column)
+
+
+def test_per_session_metrics_match_sql(store: Store) -> None:
+    _assert_sessions_match(store, BUILDS)
 
 
 def test_summary_matches_sql(store: Store) -> None:
@@ -389,3 +460,29 @@ def test_windowed_regressions_at_a_lower_threshold_match_sql(store: Store) -> No
 
     assert report.regressions
     _assert_summary_matches(store, report, WINDOW_BOUNDS, threshold=1.1)
+
+
+def test_builds_without_targets_have_no_rates_as_in_sql(mixed: Store) -> None:
+    _assert_sessions_match(mixed, BUILDS + WITHOUT_TARGETS + 2)
+    unknown = TelemetryAnalyzer(mixed.storage).sessions().filter(pl.col("cache_hit_rate").is_null())
+    assert sorted(unknown["session_id"]) == sorted(f"make-{n}" for n in range(WITHOUT_TARGETS))
+
+
+def test_rates_are_averaged_over_the_builds_with_targets_as_in_sql(mixed: Store) -> None:
+    report = TelemetryAnalyzer(mixed.storage).summary(top=TOP)
+
+    assert (report.total_builds, report.builds_with_targets) == (
+        BUILDS + WITHOUT_TARGETS + 2,
+        BUILDS + 2,
+    )
+    _assert_summary_matches(mixed, report, None)
+
+
+def test_windowed_rates_are_averaged_over_the_builds_with_targets_as_in_sql(
+    mixed: Store,
+) -> None:
+    window = Window.parse(WINDOW_SINCE, WINDOW_UNTIL)
+    report = TelemetryAnalyzer(mixed.storage, window=window).summary(top=TOP)
+
+    assert 0 < report.builds_with_targets < report.total_builds
+    _assert_summary_matches(mixed, report, WINDOW_BOUNDS)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.events import parse_event
+from telemetry.exporter import render_summary
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 from tests import reference
@@ -144,17 +147,24 @@ def _build(
     return [json.dumps(e) for e in events]
 
 
+def _runs(statuses: list[str]) -> st.SearchStrategy[tuple[int, int, str, bool]]:
+    # Times on a coarse grid, so runs often touch ([0,100) then [100,200)) and tie.
+    return st.tuples(
+        st.integers(0, 5).map(lambda x: x * 100),
+        st.integers(0, 3).map(lambda x: x * 100),
+        st.sampled_from(statuses),
+        st.booleans(),
+    )
+
+
 builds = st.lists(
     st.tuples(
-        # Times on a coarse grid, so runs often touch ([0,100) then [100,200)) and tie.
-        st.lists(
-            st.tuples(
-                st.integers(0, 5).map(lambda x: x * 100),
-                st.integers(0, 3).map(lambda x: x * 100),
-                st.sampled_from(["built", "cached", "failed", "skipped"]),
-                st.booleans(),
-            ),
-            max_size=12,
+        st.one_of(
+            st.lists(_runs(["built", "cached", "failed", "skipped"]), max_size=12),
+            # A tool without per-target events (`record -- make`): no rates at all.
+            st.just([]),
+            # Targets reported but none attempted: rates known, the hit rate 0.
+            st.lists(_runs(["skipped"]), min_size=1, max_size=3),
         ),
         st.none() | st.integers(1, 8),
         st.sampled_from(["ok", "failed", "interrupted"]),
@@ -164,16 +174,50 @@ builds = st.lists(
 )
 
 
-@SETTINGS
-@given(builds)
-def test_any_valid_stream_is_stored_with_the_reference_numbers(
-    plans: list[tuple[list[tuple[int, int, str, bool]], int | None, str]],
-) -> None:
+Plan = tuple[list[tuple[int, int, str, bool]], int | None, str]
+
+
+def _stream(plans: list[Plan]) -> list[str]:
     lines: list[str] = []
     for n, (targets, parallelism, outcome) in enumerate(plans):
         # Runs overlap freely; each start is followed by its own finish in the stream, so
         # first-in-first-out pairing is unambiguous for both implementations.
         lines += _build(f"s{n}", T0 + n * 3_600_000, targets, parallelism, outcome)
+    return lines
+
+
+def _same_rate(got: float | None, want: float | None) -> bool:
+    """Both unknown, or both known and equal to 12 digits."""
+    if got is None or want is None:
+        return got is want
+    return got == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def _on_the_band(values: list[Fraction]) -> bool:
+    """Whether the exact change between the older ⌊n/2⌋ and the newer rest is exactly ±10%,
+    where floating point may fall on either side of the band."""
+    old, new = values[: len(values) // 2], values[len(values) // 2 :]
+    if not old or sum(old) == 0:
+        return False
+    change = (sum(new) / len(new) - sum(old) / len(old)) / (sum(old) / len(old))
+    return abs(change) == Fraction(1, 10)
+
+
+def _rate_lines(summary: str) -> list[str]:
+    """The summary's three average-rate lines with their numbers masked: ``n/a``, or the
+    mean with "(over K of N builds)" when not every build has a rate. The numbers are
+    compared unrounded: a mean on a tie at the shown digits may round either way after a
+    sum in floating point."""
+    starts = ("  Average Hit Rate:", "  Average Utilization:", "  Targets/Second:")
+    return [
+        re.sub(r"\d+\.\d+", "#", line) for line in summary.splitlines() if line.startswith(starts)
+    ]
+
+
+@SETTINGS
+@given(builds)
+def test_any_valid_stream_is_stored_with_the_reference_numbers(plans: list[Plan]) -> None:
+    lines = _stream(plans)
     want = reference.sessions_from_lines(lines)
     with tempfile.TemporaryDirectory() as folder:
         storage = TelemetryStorage(Path(folder))
@@ -201,9 +245,35 @@ def test_any_valid_stream_is_stored_with_the_reference_numbers(
             w.succeeded,
             w.peak_concurrency,
         )
-        assert g["cache_hit_rate"] == pytest.approx(w.cache_hit_rate, rel=1e-12)
-        assert g["parallelism_utilization"] == pytest.approx(w.parallelism_utilization, rel=1e-12)
-        assert g["targets_per_second"] == pytest.approx(w.targets_per_second, rel=1e-12)
+        assert _same_rate(g["cache_hit_rate"], w.cache_hit_rate), (g, w)
+        assert _same_rate(g["parallelism_utilization"], w.parallelism_utilization), (g, w)
+        assert _same_rate(g["targets_per_second"], w.targets_per_second), (g, w)
+
+
+@SETTINGS
+@given(builds)
+def test_the_averages_and_trends_of_any_history_are_the_references(plans: list[Plan]) -> None:
+    lines = _stream(plans)
+    sessions = reference.sessions_from_lines(lines)
+    want = reference.summary(sessions)
+    with tempfile.TemporaryDirectory() as folder:
+        storage = TelemetryStorage(Path(folder))
+        assert ingest_jsonl(storage, lines).problems == ()
+        report = TelemetryAnalyzer(storage).summary()
+    assert (report.total_builds, report.builds_with_targets) == (
+        want["total"],
+        want["rated_builds"],
+    )
+    assert _same_rate(report.average_cache_hit_rate, want["avg_cache_hit_rate"])
+    assert _same_rate(report.average_utilization, want["avg_utilization"])
+    assert _same_rate(report.average_targets_per_second, want["avg_targets_per_second"])
+    rates = [r for r in (s.exact_cache_hit_rate() for s in sessions) if r is not None]
+    if not _on_the_band(rates):
+        assert report.cache_trend == want["cache_trend"]
+    if not _on_the_band([Fraction(s.duration_ms) for s in sessions]):
+        assert report.build_time_trend == want["duration_trend"]
+
+    assert _rate_lines(render_summary(report)) == _rate_lines(reference.summary_text(sessions))
 
 
 documents = st.recursive(

@@ -121,7 +121,8 @@ def test_rates_are_the_same_numbers_as_the_analyzers_columns() -> None:
             "built": rng.randint(0, 500),
             "cached": rng.randint(0, 500),
             "failed": rng.randint(0, 3),
-            "total_targets": rng.randint(0, 2000),
+            # Often none at all, as from a tool without per-target events: no rates.
+            "total_targets": rng.choice([0, rng.randint(0, 2000)]),
             "duration_ms": rng.choice([0, rng.randint(1, 10**7)]),
             "executed_ms": rng.randint(0, 10**8),
             "parallelism": rng.choice([None, rng.randint(1, 64)]),
@@ -138,6 +139,18 @@ def test_rates_are_the_same_numbers_as_the_analyzers_columns() -> None:
             row["parallelism_utilization"],
             row["targets_per_second"],
         )
+
+
+def test_a_build_without_targets_has_no_rates_on_either_route(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    # A tool that reports no targets (``record -- make``), after one that does.
+    _store_each([storage], [_build("ninja", T0, [(1, "cached", 0)]), _build("make", T0 + 1, [])])
+    builds = newest_builds(storage, Window(), 2)
+    assert builds is not None and builds == TelemetryAnalyzer(storage).recent(2)
+    assert [
+        (b.session_id, b.cache_hit_rate, b.parallelism_utilization, b.targets_per_second)
+        for b in builds
+    ] == [("make", None, None, None), ("ninja", 100.0, 0.0, 1000.0)]
 
 
 def test_a_session_id_reused_on_another_day_brings_only_its_own_targets(tmp_path: Path) -> None:
