@@ -13,23 +13,20 @@ import shlex
 import signal
 import subprocess
 import time
-import tomllib
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 from telemetry.config import TelemetryConfig
-from telemetry.errors import ConfigError, EventError, TelemetryError
-from telemetry.events import parse_labels
+from telemetry.errors import ConfigError, EventError, TelemetryError, write_failure
+from telemetry.pending import INTERRUPTED, pending_files, write_pending
 
 if TYPE_CHECKING:
-    from telemetry.collector import TelemetryCollector
     from telemetry.ninja import NinjaRun, NinjaTarget
+    from telemetry.repository import Revision
 
 Source = Literal["auto", "ninja", "none"]
 
@@ -43,6 +40,9 @@ _INTERRUPTING = frozenset(
     {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL}
 )
 _MAX_TOOL = 200
+# Recorded builds left pending before a recording folds them into the store itself: about
+# one build in this many pays for loading pyarrow, when nothing reads the store in between.
+FOLD_AT = 64
 
 
 @dataclass(slots=True, frozen=True)
@@ -84,27 +84,21 @@ def record(
     problems: list[str] = []
     env = os.environ if environ is None else environ
     config = _config(env, problems)
-    session = f"rec-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    recording = config is not None and config.enabled
+    session = f"rec-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(4).hex()}"
     ninja = _ninja(command, env, source, config, problems)
-    start = _now_ms()
+    name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
+    revision = _revision() if recording else None
     with _forwarding() as child:
+        # The build's times are the child's own: nothing of ours runs between these two
+        # readings of the clock but starting it and waiting for it.
+        start = _now_ms()
         try:
             child.start(command)
         except (OSError, ValueError) as error:  # ValueError: a NUL byte in the command
             if ninja is not None:
                 ninja.close()
             return _not_started(command[0], error, problems)
-        # The heavy modules load only now, while the build already runs.
-        collector = _collector(config, problems)
-        name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
-        collector.build_started(
-            session,
-            ts=start,
-            tool=name,
-            labels=_storable(build_labels(env, labels), problems),
-            parallelism=(ninja.parallelism or None) if ninja is not None else None,
-            host=hashed_host() if config is not None and config.record_host else None,
-        )
         status = child.wait()
         end = _now_ms()
         killed = -status if status < 0 else None
@@ -112,6 +106,20 @@ def record(
         ended_by = killed if killed is not None else (status - 128 if status > 128 else None)
         # A build that catches the signal may exit with a status of its own (ninja 1.11: 2).
         interrupted = ended_by in _INTERRUPTING or (status != 0 and child.interrupted())
+        started: dict[str, object] = {
+            "event": "build_started",
+            "session": session,
+            "ts": start,
+            "tool": name,
+            "labels": _storable(build_labels(env, labels), problems),
+        }
+        if ninja is not None and ninja.parallelism:
+            started["parallelism"] = ninja.parallelism
+        if config is not None and config.record_host:
+            started["host"] = hashed_host()
+        if revision is not None:
+            started |= {k: v for k, v in revision._asdict().items() if v is not None}
+        events = [started]
         if ninja is not None:
             ninja.abort = child.interrupted  # a signal now ends what is asked of ninja
             try:
@@ -120,19 +128,54 @@ def record(
                 problems.append(f"ninja targets not recorded: {error}")
                 outcome = []
             problems += ninja.problems
-            _report_targets(collector, session, outcome, start, end, env)
+            events += _target_events(session, outcome, start, end, env)
         if interrupted:
-            collector.build_interrupted(session, ts=end)
+            events.append({"event": INTERRUPTED, "session": session, "ts": end})
         else:
-            reason = None
+            finished: dict[str, object] = {
+                "event": "build_finished",
+                "session": session,
+                "ts": end,
+                "success": status == 0,
+            }
             if killed is not None:
-                reason = f"{name} was killed by {signal.Signals(killed).name}"
+                finished["error"] = f"{name} was killed by {signal.Signals(killed).name}"
             elif status != 0:
-                reason = f"{name} exited with status {status}"
-            collector.build_finished(session, ts=end, success=status == 0, error=reason)
+                finished["error"] = f"{name} exited with status {status}"
+            events.append(finished)
+        stored = recording and _store(config, session, events, problems)  # type: ignore[arg-type]
     exit_status = 128 + killed if killed is not None else status
-    recorded = session if collector.enabled and not problems else None
+    recorded = session if stored and not problems else None
     return Recording(exit_status, recorded, interrupted, tuple(problems), killed_by=killed)
+
+
+def _store(
+    config: TelemetryConfig, session: str, events: list[dict[str, object]], problems: list[str]
+) -> bool:
+    """Write the build as a pending file of the store (see :mod:`telemetry.pending`); when
+    many are pending (nobody has read the store for a while), fold them in now, so that
+    retention keeps applying."""
+    try:
+        write_pending(config.dir, events)
+    except OSError as error:
+        why = write_failure(error)
+        problems.append(
+            f"telemetry could not store build {session!r}: could not write {error.filename}: {why}"
+        )
+        return False
+    if len(pending_files(config.dir)) >= FOLD_AT:
+        import warnings
+
+        from telemetry.storage import TelemetryStorage
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                TelemetryStorage.from_config(config).files("sessions")
+            except TelemetryError as error:
+                problems.append(f"recorded builds not folded into the store: {error}")
+        problems += [str(warning.message) for warning in caught]
+    return True
 
 
 def _ninja(
@@ -156,26 +199,47 @@ def _ninja(
         return None
 
 
-def _report_targets(
-    collector: TelemetryCollector,
+def _target_events(
     session: str,
     targets: Sequence[NinjaTarget],
     start: int,
     end: int,
     environ: Mapping[str, str],
-) -> None:
-    """Ninja's outputs as the build's targets; ninja's times count from its own start, a
-    moment after ours, so they are placed from ours and kept within the build. An output
-    named by an absolute path is stored without the home directory or user name in it."""
+) -> list[dict[str, object]]:
+    """Ninja's outputs as the build's target events; ninja's times count from its own
+    start, a moment after ours, so they are placed from ours and kept within the build. An
+    output named by an absolute path is stored without the home directory or user name in
+    it."""
+    events: list[dict[str, object]] = []
     for target in targets:
         name = _without_home(_text(target.output), environ)
         if target.start_ms is not None and target.end_ms is not None:
             began = min(start + target.start_ms, end)
-            collector.target_started(session, name, ts=began)
             finished = min(max(start + target.end_ms, began), end)
-            collector.target_finished(session, name, ts=finished, status="built")
+            events.append(_target("target_started", session, name, began))
+            events.append(_target("target_finished", session, name, finished, "built"))
         else:
-            collector.target_finished(session, name, ts=end, status=target.status)
+            events.append(_target("target_finished", session, name, end, target.status))
+    return events
+
+
+def _target(
+    event: str, session: str, name: str, ts: int, status: str | None = None
+) -> dict[str, object]:
+    found: dict[str, object] = {"event": event, "session": session, "ts": ts, "target": name}
+    if status is not None:
+        found["status"] = status
+    return found
+
+
+def _revision() -> Revision | None:
+    """The git commit and branch of the work tree the build runs in (never in its way)."""
+    from telemetry.repository import revision
+
+    try:
+        return revision(Path.cwd())
+    except (OSError, ValueError):
+        return None
 
 
 def hashed_host() -> str | None:
@@ -240,6 +304,8 @@ def configured_build(folder: Path) -> list[str]:
     >>> configured_build(Path("."))  # doctest: +SKIP
     ['/bin/sh', '-c', 'ninja -C out']
     """
+    import tomllib  # only `build` reads a settings file
+
     candidates = ((folder / "builder.toml", ()), (folder / "pyproject.toml", ("tool", "builder")))
     for path, keys in candidates:
         try:
@@ -289,20 +355,6 @@ def _config(environ: Mapping[str, str], problems: list[str]) -> TelemetryConfig 
         return None
 
 
-def _collector(config: TelemetryConfig | None, problems: list[str]) -> TelemetryCollector:
-    from telemetry.collector import TelemetryCollector
-    from telemetry.storage import TelemetryStorage
-
-    if config is None:
-        return TelemetryCollector.disabled()
-    return TelemetryCollector(
-        TelemetryStorage.from_config(config),
-        enabled=config.enabled,
-        on_warning=problems.append,
-        warn_every_time=True,
-    )
-
-
 def _not_started(program: str, error: OSError | ValueError, problems: list[str]) -> Recording:
     """What a shell says and returns when it cannot start a command."""
     if isinstance(error, ValueError):
@@ -316,6 +368,10 @@ def _not_started(program: str, error: OSError | ValueError, problems: list[str])
 def _storable(labels: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     """The labels the protocol accepts; each one it refuses is named and left out."""
     kept: dict[str, str] = {}
+    if not labels:
+        return kept  # most builds have none: the protocol's module need not load
+    from telemetry.events import parse_labels
+
     for key, value in labels.items():
         try:
             kept |= parse_labels({_text(key): _text(value)})

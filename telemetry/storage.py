@@ -36,7 +36,6 @@ process holds it, that retention is left to the next write.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -55,7 +54,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from telemetry.config import TelemetryConfig
-from telemetry.errors import CorruptFileWarning, StorageError
+from telemetry.errors import CorruptFileWarning, StorageError, write_failure
+from telemetry.pending import PENDING, fold, pending_files
 
 try:
     import fcntl
@@ -166,6 +166,7 @@ class TelemetryStorage:
         self.max_sessions = max_sessions
         self.retention_days = retention_days
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._folding = False
 
     @property
     def can_lock(self) -> bool:
@@ -200,9 +201,15 @@ class TelemetryStorage:
         return self.apply_retention(sweep=self._sweep_due(), wait=False)
 
     def append(
-        self, sessions: pa.RecordBatch | pa.Table, targets: pa.RecordBatch | pa.Table
+        self,
+        sessions: pa.RecordBatch | pa.Table,
+        targets: pa.RecordBatch | pa.Table,
+        *,
+        stem: str | None = None,
     ) -> list[date]:
-        """Store without applying retention; returns the days written to."""
+        """Store without applying retention; returns the days written to. A given ``stem``
+        names the files (the same stem again replaces them: a rewrite of the same rows);
+        it is for sessions of one day."""
         import pyarrow.compute as pc  # only writers need it: readers start faster without
 
         sessions_table = _as_table(sessions, "sessions")
@@ -232,9 +239,11 @@ class TelemetryStorage:
                 groups.append((day, by_day_s.slice(s_at, s_rows), by_day_t.slice(t_at, t_rows)))
                 s_at += s_rows
                 t_at += t_rows
+        if stem is not None and len(groups) != 1:
+            raise StorageError(f"a fixed file name stem ({stem}) is for one day's sessions")
         with self._guard(exclusive=False):
             if len(groups) == 1:
-                self._write_day(*groups[0])
+                self._write_day(*groups[0], stem=stem)
                 return days
             # Days are independent writes, and most of a write is waiting for the disk
             # (fsync): a backfill of many days writes several at once.
@@ -248,8 +257,10 @@ class TelemetryStorage:
                     done.result()  # the first failure, once every day was tried
         return days
 
-    def _write_day(self, day: date, sessions: pa.Table, targets: pa.Table) -> None:
-        stem = f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+    def _write_day(
+        self, day: date, sessions: pa.Table, targets: pa.Table, *, stem: str | None = None
+    ) -> None:
+        stem = stem or f"{self._clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
         # Targets first: the sessions file, renamed last, is what makes the build visible.
         targets_file = self._write_file("targets", day, stem, targets)
         try:
@@ -351,7 +362,7 @@ class TelemetryStorage:
         except OSError as error:
             with contextlib.suppress(OSError):
                 temporary.unlink()
-            raise StorageError(f"could not write {final}: {_why(error)}") from error
+            raise StorageError(f"could not write {final}: {write_failure(error)}") from error
         return final
 
     @contextlib.contextmanager
@@ -445,7 +456,11 @@ class TelemetryStorage:
         since: date | None = None,
         until: date | None = None,
     ) -> list[StoredFile]:
-        """The committed data files of a dataset, by name only (nothing is opened)."""
+        """The committed data files of a dataset, by name only (nothing is opened). Listing
+        the sessions first folds builds recorded since into the files (see
+        :mod:`telemetry.pending`)."""
+        if dataset == "sessions" and not self._folding and pending_files(self.dir):
+            self._fold()
         found: list[StoredFile] = []
         for day, entries in self._listing(dataset, days=days, since=since, until=until):
             for entry in entries:
@@ -645,6 +660,13 @@ class TelemetryStorage:
         """Whether no sessions file is stored (readable or not)."""
         return not self.files("sessions")
 
+    def _fold(self) -> None:
+        self._folding = True  # the fold's own writes and retention list the store too
+        try:
+            fold(self)
+        finally:
+            self._folding = False
+
     # -- maintenance --------------------------------------------------------------------------
 
     def apply_retention(self, *, sweep: bool = True, wait: bool = True) -> RetentionResult:
@@ -784,12 +806,21 @@ class TelemetryStorage:
                     if leftover and stale(inner):
                         with contextlib.suppress(OSError):
                             os.unlink(inner.path)
+        for entry in _entries(self.dir / PENDING):  # a recording killed while writing
+            if entry.name.startswith(_TMP_PREFIX) and stale(entry):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
     def clear(self) -> int:
         """Remove all telemetry data, quarantined files included; returns the number of
         sessions removed."""
         with self._guard(exclusive=True):  # a build being written waits, then is kept
-            count = self.session_count()
+            self._folding = True  # recorded builds not yet folded are removed as they are
+            try:
+                count = self.session_count() + len(pending_files(self.dir))
+            finally:
+                self._folding = False
+            _remove_tree(self.dir / PENDING)
             for dataset in DATASETS:
                 for day in self.days(dataset):
                     self._remove_partition(dataset, day)
@@ -995,17 +1026,6 @@ def _errno(error: BaseException) -> int | None:
 
 def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _why(error: OSError) -> str:
-    """What went wrong in a write, and where to look: the disk or the permissions only when
-    they are the cause."""
-    reason = error.strerror or str(error)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{reason}; free some space on the disk"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{reason}; check that the directory is writable"
-    return reason
 
 
 def _reason(error: OSError) -> str:

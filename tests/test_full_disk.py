@@ -509,13 +509,15 @@ def _assert_build_untouched(ran: Ran) -> list[str]:
 def test_record_at_a_full_disk_keeps_the_builds_status_output_and_the_history(
     tmp_path: Path,
 ) -> None:
+    """``record`` writes the build as a small pending file; the next reader (here
+    ``export``) folds it into the Arrow files. The disk runs out in either step, or not."""
     history = _builds({3: 2, 2: 2, 1: 2}, targets=20)
     pristine, out, disk = tmp_path / "pristine", tmp_path / "out", tmp_path / "disk"
     _store(pristine, history)
     out.mkdir()
     disk.mkdir()
     store = disk / "store"
-    levels = [0, 1, 2, 8]  # free pages for the build's targets file and sessions file
+    levels = [0, 1, 2, 8]  # free pages for the pending file, then the two Arrow files
     script = f"""
         mount -t tmpfs -o size=2m tmpfs {disk} || exit 97
         {FUNCTIONS}
@@ -528,42 +530,48 @@ def test_record_at_a_full_disk_keeps_the_builds_status_output_and_the_history(
             run {out}/$free-record {BUILDER} record -- {BUILD}
             run {out}/$free-export {BUILDER} telemetry export
             cp -a {store} {out}/$free.store
+            rm -f {disk}/filler
+            run {out}/$free-later {BUILDER} telemetry export
         done
     """
     if _in_namespace(script, env=process_env(store)) is None:
         pytest.skip(NO_NAMESPACE)
-    before = json.loads(_ran(out / "before").out)["sessions"]
-    assert len(before) == len(history)
-    # The last level has room: the files the build was stored in there tell what it needs.
-    roomy = out / f"{levels[-1]}.store"
-    t, s = [
-        math.ceil(path.stat().st_size / PAGE)
-        for dataset in ("targets", "sessions")
-        for path in roomy.glob(f"{dataset}/date=*/*.arrow")
-        if not (pristine / path.relative_to(roomy)).exists()
-    ]
+    before = _ran(out / "before")
+    assert len(json.loads(before.out)["sessions"]) == len(history)
     outcomes = set()
     for free in levels:
         said = _assert_build_untouched(_ran(out / f"{free}-record"))
-        exported = _ran(out / f"{free}-export")
-        stored = _stored(out / f"{free}.store")
-        full = "targets" if free < t else "sessions" if free < t + s else ""
-        outcomes.add(full)
-        if full:
+        exported, later = _ran(out / f"{free}-export"), _ran(out / f"{free}-later")
+        kept = out / f"{free}.store"
+        pending = sorted(kept.glob("pending/*.jsonl"))
+        if said:  # not even the pending file fitted: the build is not recorded
+            outcomes.add("record")
             assert len(said) == 1
-            _one_line(said[0], file=_under(store / full), why="No space left on device",
+            _one_line(said[0], file=re.escape(f"{store}/pending/") + r"\S+\.jsonl",
+                      why="No space left on device",
                       prefix="Warning: telemetry could not store build ")  # fmt: skip
-            assert exported == _ran(out / "before")
-            assert stored == _whole(history)
-        else:  # room enough: the build is stored, with no targets, beside the history
-            assert said == []
-            *old, recorded = json.loads(exported.out)["sessions"]
-            assert old == before
-            assert (recorded["tool"], recorded["succeeded"]) == ("sh", False)
-            assert stored == _whole(history) | {recorded["sessionId"]: (f"date={_today()}", 0)}
-    # The disk ran out in the targets file, in the sessions file (the targets file written
-    # before it is removed again), and not at all.
-    assert outcomes == {"targets", "sessions", ""}
+            assert (pending, exported, later) == ([], before, before)
+            assert _stored(kept) == _whole(history)
+            continue
+        # Recorded: a reader shows it as soon as the disk lets it be folded in.
+        *old, recorded = json.loads(later.out)["sessions"]
+        assert old == json.loads(before.out)["sessions"]
+        assert (recorded["tool"], recorded["succeeded"], recorded["error"]) == (
+            "sh", False, "sh exited with status 7"
+        )  # fmt: skip
+        if pending:  # the fold ran out of room: the history is shown, the build stays
+            outcomes.add("fold")
+            assert exported.out == before.out and exported.status == 0
+            [warning] = exported.err.splitlines()
+            assert warning.startswith("Warning: a recorded build stays pending in "), warning
+            assert "No space left on device" in warning, warning
+            assert _stored(kept) == _whole(history)
+        else:
+            outcomes.add("stored")
+            assert (exported.out, exported.err) == (later.out, "")
+            stored = _whole(history) | {recorded["sessionId"]: (f"date={_today()}", 0)}
+            assert _stored(kept) == stored
+    assert outcomes == {"record", "fold", "stored"}
 
 
 def _today() -> str:
@@ -595,7 +603,8 @@ def test_a_read_only_store_keeps_the_builds_status_output_and_the_history(
         if output is None:
             pytest.skip("no unprivileged user can run builder here")
         said = _assert_build_untouched(_ran(base / "record"))
-        _one_line("\n".join(said), file=_under(store), why="Permission denied",
+        _one_line("\n".join(said), file=re.escape(f"{store}/pending/") + r"\S+\.jsonl",
+                  why="Permission denied",
                   prefix="Warning: telemetry could not store build ")  # fmt: skip
         compacted = _ran(base / "compact")
         assert (compacted.status, compacted.out) == (1, "")

@@ -178,8 +178,8 @@ def test_clear_between_a_writes_two_renames_waits_and_leaves_no_half_build(
 
 def test_a_recorded_build_never_waits_for_retention(tmp_path: Path) -> None:
     """While another process writes (it holds the guard shared), `builder record` stores its
-    build and leaves retention to the next write rather than wait; the next write, with
-    nothing in the way, applies it."""
+    build (as a pending file) without waiting; a reader folds it in and leaves retention to
+    the next write rather than wait; with nothing in the way, the next one applies it."""
     import fcntl
 
     store = tmp_path / "store"
@@ -187,18 +187,25 @@ def test_a_recorded_build_never_waits_for_retention(tmp_path: Path) -> None:
     ingest_jsonl(TelemetryStorage(store), [*_build("x-t1", d1, 1), *_build("y-t1", d1 + DAY, 1)])
     env = process_env(store, BUILDER_TELEMETRY_MAX_SESSIONS="2")
     record = [BUILDER, "record", "--", "true"]
+    export = [BUILDER, "telemetry", "export"]
     fd = os.open(store / ".guard", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # a write in progress, as far as retention can tell
-        # (The timeout only keeps a regression from hanging the suite.)
+        # (The timeouts only keep a regression from hanging the suite.)
         done = subprocess.run(record, env=env, capture_output=True, timeout=600, check=False)
         assert (done.returncode, done.stderr) == (0, b"")
+        assert len(list((store / "pending").glob("*.jsonl"))) == 1
+        shown = subprocess.run(export, env=env, capture_output=True, timeout=600, check=True)
+        assert len(json.loads(shown.stdout)["sessions"]) == 3
         stored = _stored(store)
         assert len(stored) == 3 and {"x-t1", "y-t1"} <= set(stored)  # nothing removed yet
+        assert list((store / "pending").glob("*.jsonl")) == []
     finally:
         os.close(fd)
     done = subprocess.run(record, env=env, capture_output=True, timeout=600, check=False)
     assert (done.returncode, done.stderr) == (0, b"")
+    shown = subprocess.run(export, env=env, capture_output=True, timeout=600, check=True)
+    assert len(json.loads(shown.stdout)["sessions"]) == 2
     stored = _stored(store)  # over the cap of 2: both old days went, today's two builds stay
     assert len(stored) == 2 and not {"x-t1", "y-t1"} & set(stored)
 
