@@ -6,6 +6,11 @@ columns become Arrow record batches and go to a :class:`SessionSink` (normally t
 The collector never raises into the build: a bad event or a failed write becomes a
 :class:`~telemetry.errors.TelemetryWarning`, reported once, and the build goes on.
 
+A session id names one build, as in ingest: an event of a build that already finished (a
+second ``build_finished``, or the id reused for the next build) and a second
+``build_started`` of an open build are refused with a warning. Taken, they would mix two
+builds' targets in one, or store a build that never ran.
+
 An event dated more than :data:`~telemetry.events.AHEAD_MS` (an hour) ahead of the clock is
 refused, and a build that starts so is refused whole: stored, it would be the newest day of
 the store until the clock caught up, and retention, which keeps the newest days, would
@@ -150,6 +155,7 @@ class TelemetryCollector:
         # later one (it runs forward, so this only errs on the side of reading it again).
         self._latest = latest_ts(self._clock())
         self._refused: set[str] = set()  # builds that started too far ahead
+        self._finished: set[str] = set()  # builds stored: their ids are not taken again
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryCollector:
@@ -346,11 +352,14 @@ class TelemetryCollector:
             end = ts if type(ts) is int and 0 <= ts < _MAX_MS else parse_timestamp(ts)
             with self._lock:
                 buffer = self._buffer(session, end)
-                if buffer is None:
-                    return  # refused when it started
-                del self._open[session]
+                if buffer is not None:
+                    del self._open[session]
+                    self._finished.add(session)
         except Exception as error:  # the build must never see our failure
             self._warn_once(f"telemetry ignored the interruption of {session!r}: {error}")
+            return
+        if buffer is None:
+            self._ended(session, "the interruption")
             return
         self._flush(buffer, end_ts=end, success=False, error="interrupted", interrupted=True)
 
@@ -358,6 +367,7 @@ class TelemetryCollector:
         """Store every open session as interrupted; returns how many there were."""
         with self._lock:
             buffers = list(self._open.values())
+            self._finished.update(self._open)
             self._open.clear()
         for buffer in buffers:
             self._flush(
@@ -368,17 +378,33 @@ class TelemetryCollector:
     # -- internals ----------------------------------------------------------------------------
 
     def _buffer(self, session: str, ts: int) -> _Buffer | None:
-        """The open session's buffer, opened when new; None for a refused build."""
+        """The open session's buffer, opened when new; None for a build refused or finished
+        (the caller says so with :meth:`_ended`, once it has released the lock)."""
         buffer = self._open.get(session)
         if buffer is None:
-            if session in self._refused:
-                return None
-            buffer = self._open[session] = _Buffer(session, ts)
-        elif ts > buffer.last_ts:
+            return self._opened(session, ts)
+        if ts > buffer.last_ts:
             buffer.last_ts = ts
         elif ts < buffer.first_ts:
             buffer.first_ts = ts
         return buffer
+
+    def _opened(self, session: str, ts: int) -> _Buffer | None:
+        """A new session's buffer, under the lock; None for a build refused or finished."""
+        if session in self._refused or session in self._finished:
+            return None
+        self._open[session] = buffer = _Buffer(session, ts)
+        return buffer
+
+    def _ended(self, session: str, what: str) -> bool:
+        """False: the event was not taken. A finished build is named in a warning (a build
+        refused whole was named once, when it started)."""
+        if session in self._finished:
+            self._warn_once(
+                f"telemetry ignored {what} of {session!r}: that build already finished; "
+                f"give each build its own session id"
+            )
+        return False
 
     def _label(self, target: str) -> int:
         label = self._labels.get(target)
@@ -419,19 +445,27 @@ class TelemetryCollector:
 
     def _build_started(self, event: BuildStarted) -> bool:
         with self._lock:
-            buffer = self._buffer(event.session, event.ts)
-            if buffer is None:
-                return False
-            buffer.start_ts = event.ts
-            buffer.info = SessionInfo(
-                event.parallelism,
-                event.tool,
-                event.labels,
-                event.host,
-                event.commit,
-                event.branch,
+            open_build = self._open.get(event.session)
+            again = open_build is not None and open_build.start_ts is not None
+            buffer = None if again else self._buffer(event.session, event.ts)
+            if buffer is not None:
+                buffer.start_ts = event.ts
+                buffer.info = SessionInfo(
+                    event.parallelism,
+                    event.tool,
+                    event.labels,
+                    event.host,
+                    event.commit,
+                    event.branch,
+                )
+                return True
+        if again:
+            self._warn_once(
+                f"telemetry ignored build_started of {event.session!r}: that build was already "
+                f"started; give each build its own session id"
             )
-        return True
+            return False
+        return self._ended(event.session, "build_started")
 
     def _target_started(self, event: TargetStarted) -> bool:
         return self._started_row(event.session, event.ts, event.target, event.worker)
@@ -445,21 +479,21 @@ class TelemetryCollector:
         with self._lock:
             buffer = self._open.get(session)  # self._buffer(session, ts), inline
             if buffer is None:
-                if session in self._refused:
-                    return False
-                buffer = self._open[session] = _Buffer(session, ts)
+                buffer = self._opened(session, ts)
             elif ts > buffer.last_ts:
                 buffer.last_ts = ts
             elif ts < buffer.first_ts:
                 buffer.first_ts = ts
-            label = self._labels.get(target)
-            if label is None:
-                label = self._label(target)
-            pending = buffer.pending.get(label)
-            if pending is None:
-                pending = buffer.pending[label] = deque()
-            pending.append((ts, _NO_WORKER if worker is None else worker))
-        return True
+            if buffer is not None:
+                label = self._labels.get(target)
+                if label is None:
+                    label = self._label(target)
+                pending = buffer.pending.get(label)
+                if pending is None:
+                    pending = buffer.pending[label] = deque()
+                pending.append((ts, _NO_WORKER if worker is None else worker))
+                return True
+        return self._ended(session, "target_started")
 
     def _finished_row(
         self,
@@ -474,45 +508,49 @@ class TelemetryCollector:
         with self._lock:
             buffer = self._open.get(session)  # self._buffer(session, ts), inline
             if buffer is None:
-                if session in self._refused:
-                    return False
-                buffer = self._open[session] = _Buffer(session, ts)
+                buffer = self._opened(session, ts)
             elif ts > buffer.last_ts:
                 buffer.last_ts = ts
             elif ts < buffer.first_ts:
                 buffer.first_ts = ts
-            label = self._labels.get(target)
-            if label is None:
-                label = self._label(target)
-            started = buffer.pending.get(label)
-            start, worker = started.popleft() if started else (ts, _NO_WORKER)
-            if started is not None and not started:
-                del buffer.pending[label]
-            if duration_ms is not None:
-                start = ts - duration_ms
-            # A finish stamped before its start (clock skew between hosts) counts as 0 ms.
-            if start > ts:
-                start = ts
-            elif start < 0:
-                start = 0
-            if error is not None:
-                buffer.errors[len(buffer.statuses)] = error
-            buffer.target_ids.append(label)
-            buffer.statuses.append(code)
-            buffer.starts.append(start)
-            buffer.ends.append(ts)
-            buffer.workers.append(worker)
-            buffer.counts[code] += 1
-            if code in (_BUILT, _FAILED):
-                buffer.executed_ms += ts - start
-        return True
+            if buffer is not None:
+                label = self._labels.get(target)
+                if label is None:
+                    label = self._label(target)
+                started = buffer.pending.get(label)
+                start, worker = started.popleft() if started else (ts, _NO_WORKER)
+                if started is not None and not started:
+                    del buffer.pending[label]
+                if duration_ms is not None:
+                    start = ts - duration_ms
+                # A finish stamped before its start (clock skew between hosts) counts as 0 ms.
+                if start > ts:
+                    start = ts
+                elif start < 0:
+                    start = 0
+                if error is not None:
+                    buffer.errors[len(buffer.statuses)] = error
+                buffer.target_ids.append(label)
+                buffer.statuses.append(code)
+                buffer.starts.append(start)
+                buffer.ends.append(ts)
+                buffer.workers.append(worker)
+                buffer.counts[code] += 1
+                if code in (_BUILT, _FAILED):
+                    buffer.executed_ms += ts - start
+                return True
+        return self._ended(session, "target_finished")
 
     def _build_finished(self, event: BuildFinished) -> bool:
         with self._lock:
             buffer = self._buffer(event.session, event.ts)
-            if buffer is None:
-                return False
-            del self._open[event.session]
+            if buffer is not None:
+                del self._open[event.session]
+                # Under the same lock as the removal: no event finds the build neither open
+                # nor finished, and opens a new one.
+                self._finished.add(event.session)
+        if buffer is None:
+            return self._ended(event.session, "build_finished")
         self._flush(
             buffer, end_ts=event.ts, success=event.success, error=event.error, interrupted=False
         )

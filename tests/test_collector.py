@@ -354,3 +354,121 @@ def test_up_to_an_hour_ahead_is_stored_and_the_clock_is_read_again() -> None:
     assert [m.split(":")[0] for m in messages] == [
         "telemetry refused build 'an hour ahead' with all its events"
     ]
+
+
+# -- a session id names one build, as in ingest ---------------------------------------------
+
+
+def _finished_message(what: str, session: str = "ok") -> str:
+    return (
+        f"telemetry ignored {what} of {session!r}: that build already finished; give each "
+        "build its own session id"
+    )
+
+
+def test_a_session_id_reused_for_the_next_build_is_refused_not_mixed(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path)
+    collector = TelemetryCollector(storage)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        collector.build_started("ok", ts=T0, parallelism=2)
+        collector.target_started("ok", "//slow", ts=T0, worker=0)
+        collector.target_finished("ok", "//slow", ts=T0 + 5000, status="built")
+        collector.build_finished("ok", ts=T0 + 5000, success=True)
+        # The next build, under the same id: 1 s long, with a 500 ms target of its own.
+        collector.build_started("ok", ts=T0 + 10_000, parallelism=2)
+        collector.target_started("ok", "//fast", ts=T0 + 10_000, worker=0)
+        collector.target_finished("ok", "//fast", ts=T0 + 10_500, status="built")
+        collector.build_finished("ok", ts=T0 + 11_000, success=False)
+    # Reported once (the collector's warnings are), and the first build is stored as it was.
+    assert [str(w.message) for w in caught if w.category is TelemetryWarning] == [
+        _finished_message("build_started")
+    ]
+    analyzer = TelemetryAnalyzer(storage)
+    [row] = analyzer.sessions().to_dicts()
+    assert (row["session_id"], row["duration_ms"], row["total_targets"], row["built"]) == (
+        "ok",
+        5000,
+        1,
+        1,
+    )
+    assert row["succeeded"] is True
+    assert [(b.target, b.mean_ms, b.runs) for b in analyzer.summary().bottlenecks] == [
+        ("//slow", 5000, 1)
+    ]
+
+
+def test_every_event_of_a_finished_build_is_refused_and_named() -> None:
+    sink = ListSink()
+    messages: list[str] = []
+    collector = TelemetryCollector(sink, on_warning=messages.append, warn_every_time=True)
+    collector.build_started("ok", ts=T0)
+    collector.target_finished("ok", "//t", ts=T0 + 10, status="cached")
+    collector.build_finished("ok", ts=T0 + 20, success=True)
+    collector.build_finished("ok", ts=T0 + 30, success=True)  # a second end
+    # Both routes of the target calls: the inline one and the thorough one (RFC 3339 text).
+    collector.target_started("ok", "//late", ts=T0 + 40)
+    collector.target_finished("ok", "//late", ts=T0 + 50, status="built")
+    collector.target_finished("ok", "//late", ts="2025-10-27T14:23:20.060Z", status="built")
+    collector.build_started("ok", ts=T0 + 70)
+    collector.build_interrupted("ok", ts=T0 + 80)
+    assert collector.close() == 0
+    assert messages == [
+        _finished_message(what)
+        for what in [
+            "build_finished",
+            "target_started",
+            "target_finished",
+            "target_finished",
+            "build_started",
+            "the interruption",
+        ]
+    ]
+    # One build, 20 ms with its one cached target: no phantom 0 ms build after it.
+    [(session, targets)] = sink.batches
+    row = session.to_pylist()[0]
+    assert (row["duration_ms"], row["total_targets"], row["cached"]) == (20, 1, 1)
+    assert targets["target"].to_pylist() == ["//t"]
+
+
+def test_a_second_build_started_of_an_open_build_is_refused() -> None:
+    sink = ListSink()
+    messages: list[str] = []
+    collector = TelemetryCollector(sink, on_warning=messages.append, warn_every_time=True)
+    collector.target_finished("b", "//early", ts=T0 - 5, status="cached")  # before its start
+    collector.build_started("b", ts=T0, parallelism=4, tool="ninja")
+    collector.build_started("b", ts=T0 + 100, parallelism=1, tool="make")
+    collector.build_finished("b", ts=T0 + 300, success=True)
+    assert messages == [
+        "telemetry ignored build_started of 'b': that build was already started; give each "
+        "build its own session id"
+    ]
+    [(session, _)] = sink.batches
+    row = session.to_pylist()[0]
+    # The first start holds: 300 ms from it, 4 workers, ninja.
+    assert (row["duration_ms"], row["parallelism"], row["tool"], row["cached"]) == (
+        300,
+        4,
+        "ninja",
+        1,
+    )
+
+
+def test_builds_closed_as_interrupted_are_finished_too() -> None:
+    sink = ListSink()
+    messages: list[str] = []
+    collector = TelemetryCollector(sink, on_warning=messages.append, warn_every_time=True)
+    collector.build_started("killed", ts=T0)
+    collector.build_interrupted("killed", ts=T0 + 50)
+    collector.build_started("open", ts=T0)
+    assert collector.close() == 1
+    collector.build_finished("killed", ts=T0 + 60, success=True)
+    collector.target_finished("open", "//t", ts=T0 + 70, status="built")
+    assert messages == [
+        _finished_message("build_finished", "killed"),
+        _finished_message("target_finished", "open"),
+    ]
+    assert [(s["session_id"][0].as_py(), s["duration_ms"][0].as_py()) for s, _ in sink.batches] == [
+        ("killed", 50),
+        ("open", 0),
+    ]

@@ -157,8 +157,9 @@ def test_a_session_id_reused_on_another_day_brings_only_its_own_targets(tmp_path
     from telemetry.collector import TelemetryCollector
 
     storage = _store(tmp_path)
-    collector = TelemetryCollector(storage)
     for start, target, ms in ((T0 + 3_600_000, "//old:slow", 9000), (T0 + DAY, "//new:fast", 0)):
+        # One collector each, as two processes: one collector refuses an id used again.
+        collector = TelemetryCollector(storage)
         collector.build_started("ci-1", ts=start)
         collector.target_finished("ci-1", target, ts=start + ms, status="built", duration_ms=ms)
         collector.build_finished("ci-1", ts=start + ms + 1, success=True)
