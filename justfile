@@ -5,9 +5,11 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run the whole test suite (arguments go to pytest, e.g. `just test -k storage`).
+# Run the whole test suite, a worker per CPU (arguments go to pytest, e.g. `just test -k
+# storage`; `just test -n 0` runs it in this process alone). A test file runs whole on one
+# worker, so what its module fixtures install or build is done once.
 test *ARGS:
-    python -m pytest {{ARGS}}
+    python -m pytest -n auto --dist loadfile {{ARGS}}
 
 # A long fuzz run: every property test (parsers, ingest in columns, in segments and by line,
 # times ahead of the clock, compaction, recent without polars, the command line) with N

@@ -133,7 +133,7 @@ def _target_rows(storage: TelemetryStorage) -> dict[str, int]:
 
 def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    kills = 300
+    kills = 2 * crash_writer.SPAN  # each of the first steps of a writer's work, twice
     done = subprocess.run(
         [sys.executable, "-m", "tests.crash_writer", str(store), str(kills), "7"],
         capture_output=True,
@@ -144,8 +144,10 @@ def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path
     )
     outcome = json.loads(done.stdout)
     reported = outcome["reported"]
-    # The kills landed everywhere: before any write, in the first, and after several.
+    # The kills landed everywhere: before any write, in the first, and after several; at
+    # every kind of step of a write.
     assert outcome["per_writer"].count(0) > 20 and max(outcome["per_writer"]) >= 2
+    assert set(outcome["killed_at"]) == set(crash_writer.STEPS.values())
     storage = TelemetryStorage(store, max_sessions=10**6, retention_days=crash_writer.KEEP_DAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
