@@ -2,6 +2,8 @@
 
 - every ``console`` block of docs/guide.md: each ``$ command`` runs in bash, and what it
   prints (stdout and stderr together) must be the lines that follow it;
+- every ``bash`` block of docs/guide.md and docs/events.md followed by a ``text`` block runs
+  in a new directory with a store of its own, and prints that text;
 - every ``python`` block of docs/query.md and docs/library.md runs, and when a ``text`` block
   follows it, that is what it must print;
 - docs/cli.md is what ``--help`` says.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import shutil
@@ -96,6 +99,46 @@ def test_guide_console_examples(demo: Path, command: str, output: str) -> None:
     result = subprocess.run(
         ["bash", "-c", f"{command} 2>&1"],
         cwd=demo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout == output
+
+
+def script_examples(path: Path) -> list[tuple[str, str]]:
+    """The ``bash`` blocks followed by a ``text`` block: a script and what it prints."""
+    found = blocks(path)
+    return [
+        (body, after[1])
+        for (kind, body), after in itertools.pairwise(found)
+        if kind == "bash" and after[0] == "text"
+    ]
+
+
+SCRIPTS = [
+    (path.name, i, script, output)
+    for path in (DOCS / "guide.md", DOCS / "events.md")
+    for i, (script, output) in enumerate(script_examples(path))
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "index", "script", "output"), SCRIPTS, ids=[f"{d}-{i}" for d, i, _, _ in SCRIPTS]
+)
+def test_scripts_print_what_the_docs_say(
+    tmp_path: Path, doc: str, index: int, script: str, output: str
+) -> None:
+    """Run as a reader would: in an empty directory, with the default settings (so a script
+    whose times are not its own day's meets the 90-day retention)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUILDER_", "NO_COLOR"))}
+    env["BUILDER_TELEMETRY_DIR"] = str(tmp_path / "telemetry")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"exec 2>&1\n{script}"],
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

@@ -425,19 +425,33 @@ def ingest(
         _err(f"{name}:{problem.line}: {problem.message}")
     if len(result.problems) > _MAX_PROBLEMS:
         _err(f"{name}: ... and {len(result.problems) - _MAX_PROBLEMS} more malformed lines")
-    interrupted = f" ({result.interrupted} interrupted)" if result.interrupted else ""
+    # Builds older than the retention were stored and removed at once: what is stored is the
+    # rest, and one line says why those are not.
+    expired = result.expired
+    kept_interrupted = result.interrupted - result.expired_interrupted
+    interrupted = f" ({kept_interrupted} interrupted)" if kept_interrupted else ""
     reports.out(
-        f"Stored {_plural(result.sessions, 'build')}{interrupted} from "
+        f"Stored {_plural(result.sessions - expired, 'build')}{interrupted} from "
         f"{_plural(result.events, 'event')}.\n"
     )
     if result.duplicates:
         _err(f"Skipped {_plural(result.duplicates, 'build')} already stored.")
-    if result.retention.removed_days:
+    if expired:
+        is_are, was_were = ("is", "was") if expired == 1 else ("are", "were")
+        _err(
+            f"{_plural(expired, 'build')} {is_are} older than the {storage.retention_days}-day "
+            f"retention and {was_were} not kept."
+        )
+    keeping = f"keeping {storage.retention_days} days and at most {storage.max_sessions} builds"
+    others = result.retention.removed_sessions - expired
+    if result.retention.removed_days and not expired:
         _err(
             f"Retention removed {_plural(result.retention.removed_sessions, 'build')} in "
-            f"{_plural(len(result.retention.removed_days), 'day partition')} (keeping "
-            f"{storage.retention_days} days and at most {storage.max_sessions} builds)."
+            f"{_plural(len(result.retention.removed_days), 'day partition')} ({keeping})."
         )
+    elif result.retention.removed_days and others > 0:
+        # Their days may hold expired builds too: the count of partitions would mislead.
+        _err(f"Retention also removed {_plural(others, 'other build')} ({keeping}).")
     if result.problems:
         _err(f"Skipped {_plural(len(result.problems), 'malformed line')}.")
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias, cast
 
@@ -79,6 +79,10 @@ class IngestResult:
     retention: RetentionResult = field(default_factory=RetentionResult)
     # Events read but not taken: dated too far ahead, or of a build refused whole.
     refused: int = 0
+    # Of ``sessions`` and of ``interrupted``, the builds that started before the store's
+    # retention days: the retention after the ingest removes them as soon as they are stored.
+    expired: int = 0
+    expired_interrupted: int = 0
 
 
 class _ChunkSink:
@@ -104,6 +108,8 @@ class _ChunkSink:
         self.written = 0
         self.interrupted = 0
         self.duplicates = 0
+        self.expired = 0
+        self.expired_interrupted = 0
 
     def write(self, sessions: pa.RecordBatch, targets: pa.RecordBatch) -> None:
         # Only buffers: the ingest loop flushes, so a storage failure reaches it directly
@@ -131,6 +137,7 @@ class _ChunkSink:
                 self.written += pc.sum(ours).as_py()
                 done = sessions.filter(ours)["session_id"].to_pylist()
                 self.interrupted += sum(self.mine[session] for session in done)
+                self._count_expired(sessions.filter(ours))
                 sessions = sessions.filter(pc.invert(ours))
                 targets = targets.filter(pc.is_in(targets["session_id"], sessions["session_id"]))
                 if sessions.num_rows == 0:
@@ -147,6 +154,7 @@ class _ChunkSink:
             self.storage.append(sessions, targets)
         self.written += sessions.num_rows
         self.interrupted += pc.sum(sessions["interrupted"]).as_py() or 0
+        self._count_expired(sessions)
         if self.remember:
             self.mine.update(
                 zip(
@@ -155,6 +163,17 @@ class _ChunkSink:
                     strict=True,
                 )
             )
+
+    def _count_expired(self, sessions: pa.Table) -> None:
+        """Count the builds among ``sessions`` that retention removes by their age: those
+        of days before its cutoff (the day a build started is the partition it is in)."""
+        days = self.storage.retention_days
+        if days is None:
+            return
+        cutoff = pa.scalar(self.storage.today() - timedelta(days=days), pa.date32())
+        old = pc.less(pc.cast(sessions["start_time"], pa.date32()), cutoff)
+        self.expired += pc.sum(old).as_py() or 0
+        self.expired_interrupted += pc.sum(pc.and_(old, sessions["interrupted"])).as_py() or 0
 
 
 def _no_constant(name: str) -> object:
@@ -268,6 +287,8 @@ def _ingest_lines(
         interrupted=sink.interrupted,
         events=events,
         duplicates=sink.duplicates,
+        expired=sink.expired,
+        expired_interrupted=sink.expired_interrupted,
         problems=tuple(problems),
         retention=retention,
         refused=refused,
@@ -515,6 +536,8 @@ class _Segments:
                     interrupted=self.sink.interrupted,
                     events=events,
                     duplicates=self.sink.duplicates,
+                    expired=self.sink.expired,
+                    expired_interrupted=self.sink.expired_interrupted,
                     problems=(),
                 )
         return None
@@ -555,6 +578,8 @@ def _stored(sink: _ChunkSink, sessions: pa.Table, targets: pa.Table, events: int
         interrupted=sink.interrupted,
         events=events,
         duplicates=sink.duplicates,
+        expired=sink.expired,
+        expired_interrupted=sink.expired_interrupted,
         problems=(),
     )
 

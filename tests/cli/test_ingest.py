@@ -14,7 +14,7 @@ import pytest
 
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
-from tests.conftest import BUILDER, FIXTURES, T0, Runner, process_env, small_history
+from tests.conftest import BUILDER, FIXTURES, HOUR, T0, Runner, process_env, small_history
 
 MALFORMED = FIXTURES / "malformed"
 
@@ -131,18 +131,102 @@ def test_many_problems_are_capped(cli: Runner) -> None:
     assert result.stdout == "Stored 3 builds from 25 events.\n"
 
 
-def test_old_events_are_reported_when_retention_removes_them(cli: Runner) -> None:
-    result = cli(
-        "telemetry",
-        "ingest",
-        "-",
-        stdin="\n".join(small_history()).encode(),
-        env={"BUILDER_TELEMETRY_RETENTION_DAYS": "90"},
+def test_events_older_than_the_retention_are_said_not_kept_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "telemetry"
+    env = process_env(store, BUILDER_TELEMETRY_RETENTION_DAYS="90")
+    # The three builds of 2025-10-27, ingested over a year later.
+    result = subprocess.run(
+        [BUILDER, "telemetry", "ingest", "-"],
+        input="\n".join(small_history()) + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert result.code == 0
-    assert result.stderr == (
-        "Retention removed 3 builds in 1 day partition (keeping 90 days and at most 1000 builds).\n"
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "Stored 0 builds from 25 events.\n",
+        "3 builds are older than the 90-day retention and were not kept.\n",
     )
+    summary = subprocess.run(
+        [BUILDER, "telemetry", "summary"], env=env, capture_output=True, text=True, check=False
+    )
+    assert summary.returncode == 0 and summary.stdout.startswith("No telemetry data yet in ")
+
+
+def _build(session: str, start: int, *, finished: bool = True) -> list[str]:
+    events = [
+        {"event": "build_started", "session": session, "ts": start},
+        {"event": "target_finished", "session": session, "ts": start + 5, "target": "//t",
+         "status": "built", "duration_ms": 5},
+    ]  # fmt: skip
+    if finished:
+        events.append({"event": "build_finished", "session": session, "ts": start + 10,
+                       "success": True})  # fmt: skip
+    return [json.dumps(event) for event in events]
+
+
+@pytest.mark.parametrize("reading", ["file", "stdin", "by line"])
+def test_old_builds_are_told_apart_from_what_retention_removes_besides(
+    tmp_path: Path, reading: str
+) -> None:
+    day = 86_400_000
+    now = int(time.time() * 1000)
+    store = tmp_path / "telemetry"
+    # Stored while the retention was longer: 95 days old, it goes with the next ingest.
+    aged = tmp_path / "aged.jsonl"
+    aged.write_text("\n".join(_build("aged", now - 95 * day)) + "\n")
+    subprocess.run([BUILDER, "telemetry", "ingest", str(aged)], env=process_env(store),
+                   capture_output=True, check=True)  # fmt: skip
+    lines = [
+        *_build("old", now - 100 * day),
+        *_build("new", now - 2 * HOUR),
+        *_build("old-killed", now - 120 * day, finished=False),
+        *_build("new-killed", now - HOUR, finished=False),
+    ]
+    if reading == "by line":
+        lines.append("not json")  # one line that cannot be read in columns
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [BUILDER, "telemetry", "ingest", "-" if reading == "stdin" else str(events)],
+        input=events.read_bytes() if reading == "stdin" else None,
+        env=process_env(store, BUILDER_TELEMETRY_RETENTION_DAYS="90"),
+        capture_output=True,
+        check=False,
+    )
+    name = "<stdin>" if reading == "stdin" else str(events)
+    bad = [f"{name}:11: not valid JSON (Expecting value)"] if reading == "by line" else []
+    assert result.stdout.decode() == "Stored 2 builds (1 interrupted) from 10 events.\n"
+    assert result.stderr.decode().splitlines() == [
+        *bad,
+        "2 builds are older than the 90-day retention and were not kept.",
+        "Retention also removed 1 other build (keeping 90 days and at most 1000 builds).",
+        *(["Skipped 1 malformed line."] if bad else []),
+    ]
+    assert result.returncode == (1 if bad else 0)
+    export = subprocess.run([BUILDER, "telemetry", "export"], env=process_env(store),
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert [s["sessionId"] for s in json.loads(export.stdout)["sessions"]] == [
+        "new",
+        "new-killed",
+    ]
+
+
+def test_the_ingest_result_counts_the_builds_past_the_retention(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    storage = TelemetryStorage(tmp_path, retention_days=30, clock=lambda: now)
+    # The cutoff is 2026-10-26: a build of the 25th is past it, one of the 26th is not.
+    midnight_26 = int(datetime(2026, 10, 26, tzinfo=UTC).timestamp() * 1000)
+    lines = [
+        *_build("25th", midnight_26 - 20),
+        *_build("25th-killed", midnight_26 - 1, finished=False),  # runs into the 26th
+        *_build("26th", midnight_26),
+    ]
+    result = ingest_jsonl(storage, lines)
+    assert (result.sessions, result.interrupted) == (3, 1)
+    assert (result.expired, result.expired_interrupted) == (2, 1)
+    assert (result.retention.removed_sessions, storage.session_count()) == (2, 1)
 
 
 @pytest.mark.parametrize(
