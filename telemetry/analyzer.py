@@ -4,7 +4,9 @@ Per-session metrics are computed from the stored session rows; bottlenecks from 
 target rows of the sessions in the window, or, for the whole days of the window that
 compaction has rolled up, from the ``daily_targets`` rollup, which gives the same numbers from
 a few rows per target and day. Partitions outside the window are never opened, and ``recent``
-opens only the newest days it needs.
+opens only the newest days it needs. A :class:`~telemetry.window.Filter` (branch, tool,
+labels, outcome) is a condition of the sessions query, so only the days and the target rows
+of the sessions it takes are read.
 """
 
 from __future__ import annotations
@@ -15,27 +17,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
-from telemetry.errors import CorruptFileWarning, StorageError
+from telemetry.errors import CorruptFileWarning, StorageError, TelemetryError
+from telemetry.events import TIME_FORMAT
 from telemetry.model import (
     Bottleneck,
+    BuildDetails,
     BuildReport,
     Regression,
     SummaryReport,
+    TargetRun,
     Trend,
     build_report,
 )
 from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
 from telemetry.storage import Snapshot, StoredFile, TelemetryStorage, stem_of
-from telemetry.window import Window
+from telemetry.window import Filter, Window
 
 TREND_BAND: Final = 0.10
 _EXECUTED: Final = ["built", "failed"]
 _RETRIES: Final = 3
+# How many of the builds a session id prefix matches an error names.
+_NAMED: Final = 5
+
+
+class BuildLookupError(TelemetryError):
+    """No build, or more than one, has the session id (or the start of one) asked for."""
 
 
 class _Changed(Exception):
@@ -64,21 +75,21 @@ class TelemetryAnalyzer:
         storage: TelemetryStorage,
         *,
         window: Window | None = None,
+        filter: Filter | None = None,
         regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
     ) -> None:
         self.storage = storage
         self.window = window or Window()
+        self.filter = filter or Filter()
         self.regression_threshold = regression_threshold
 
     # -- per session --------------------------------------------------------------------------
 
     def sessions(self, *, days: list[date] | None = None) -> pl.DataFrame:
-        """Every session in the window with its derived metrics, oldest first."""
-        window = self.window
+        """Every session in the window that the filter takes, with its derived metrics,
+        oldest first."""
         frame = self._collect(
-            "sessions",
-            lambda lf: _in_window(lf, window).pipe(with_session_metrics),
-            days=days,
+            "sessions", lambda lf: self._selected(lf).pipe(with_session_metrics), days=days
         )
         if frame is None:
             return _empty_sessions()
@@ -247,7 +258,8 @@ class TelemetryAnalyzer:
         return _Rolled(frozenset(stem_of(f) for f in files), frame, whole_days)
 
     def recent(self, count: int = 10) -> list[BuildReport]:
-        """The newest ``count`` builds, newest first, each with its top bottlenecks."""
+        """The newest ``count`` builds that the window and the filter take, newest first, each
+        with its top bottlenecks."""
         sessions = self._newest_sessions(count)
         if sessions.is_empty():
             return []
@@ -265,7 +277,118 @@ class TelemetryAnalyzer:
             for r in sessions.reverse().iter_rows(named=True)
         ]
 
+    # -- one build ----------------------------------------------------------------------------
+
+    def build(self, session: str) -> BuildDetails:
+        """The build whose session id is ``session``, else the one build whose id starts with
+        it, with every target; :class:`BuildLookupError` when no build or several match.
+
+        >>> TelemetryAnalyzer(TelemetryStorage("store")).build("ci-0013").tool  # doctest: +SKIP
+        'bazel'
+        """
+        if not session:
+            raise BuildLookupError("a session id (or its first characters) is needed, got ''")
+        prefix = pl.lit(session, dtype=pl.String)
+        found = self._collect(
+            "sessions",
+            lambda lf: (
+                self._selected(lf)
+                .filter(pl.col("session_id").str.starts_with(prefix))
+                .pipe(with_session_metrics)
+            ),
+        )
+        matches = _empty_sessions() if found is None else found
+        # An id that is whole wins over the longer ids it begins (ci-1 over ci-12).
+        exact = matches.filter(pl.col("session_id") == session)
+        chosen = (exact if exact.height else matches).sort(
+            "start_time", "session_id", descending=True
+        )
+        where = str(self.storage.dir)
+        if chosen.is_empty():
+            among = "" if self._takes_all() else " among the builds selected"
+            raise BuildLookupError(
+                f"no build {session!r} in {where}{among}; builder telemetry recent lists "
+                f"the newest builds with their session ids"
+            )
+        if chosen.height > 1:
+            if exact.height:
+                started = chosen["start_time"].head(_NAMED)
+                times = ", ".join(t.strftime(TIME_FORMAT) for t in started)
+                raise BuildLookupError(
+                    f"{session!r} is the session id of {chosen.height} builds in {where}, "
+                    f"started {times}; choose one with --since and --until"
+                )
+            ids = chosen["session_id"].head(_NAMED).to_list()
+            more = ", ..." if chosen.height > _NAMED else ""
+            raise BuildLookupError(
+                f"{session!r} matches {chosen.height} builds in {where}: "
+                f"{', '.join(ids)}{more}; give more of the session id"
+            )
+        return self._details(chosen.row(0, named=True))
+
+    def newest_build(self) -> BuildDetails | None:
+        """The newest build in the window that the filter takes, with every target; None
+        when there is none."""
+        newest = self._newest_sessions(1)
+        return None if newest.is_empty() else self._details(newest.row(0, named=True))
+
+    def _details(self, row: dict[str, Any]) -> BuildDetails:
+        """A session row with its metrics, and its targets read from its own day alone."""
+        session_id = row["session_id"]
+        targets = self._collect(
+            "targets",
+            lambda lf: (
+                lf.filter(pl.col("session_id") == pl.lit(session_id, dtype=pl.String))
+                .with_columns(pl.col("target").cast(pl.String), pl.col("status").cast(pl.String))
+                .sort(["duration_ms", "target", "start_time"], descending=[True, False, False])
+            ),
+            days=[row["date"]],
+        )
+        return BuildDetails(
+            session_id=session_id,
+            start_time=row["start_time"],
+            end_time=row["end_time"],
+            duration_ms=row["duration_ms"],
+            succeeded=row["succeeded"],
+            interrupted=row["interrupted"],
+            error=row["error"],
+            total_targets=row["total_targets"],
+            built=row["built"],
+            cached=row["cached"],
+            failed=row["failed"],
+            skipped=row["skipped"],
+            cache_hit_rate=row["cache_hit_rate"],
+            parallelism_utilization=row["parallelism_utilization"],
+            targets_per_second=row["targets_per_second"],
+            parallelism=row["parallelism"],
+            peak_concurrency=row["peak_concurrency"],
+            tool=row["tool"],
+            host=row["host"],
+            commit=row["commit"],
+            branch=row["branch"],
+            labels=dict(row["labels"] or {}),
+            targets=tuple(
+                TargetRun(
+                    target=t["target"],
+                    status=t["status"],
+                    start_time=t["start_time"],
+                    end_time=t["end_time"],
+                    duration_ms=t["duration_ms"],
+                    worker=t["worker"],
+                    error=t["error"],
+                )
+                for t in (targets.iter_rows(named=True) if targets is not None else ())
+            ),
+        )
+
     # -- reading ------------------------------------------------------------------------------
+
+    def _selected(self, sessions: pl.LazyFrame) -> pl.LazyFrame:
+        """The sessions in the window that the filter takes."""
+        return _matching(_in_window(sessions, self.window), self.filter)
+
+    def _takes_all(self) -> bool:
+        return self.window == Window() and self.filter.takes_all
 
     def _newest_sessions(self, count: int) -> pl.DataFrame:
         """The newest ``count`` sessions, opening only as many day partitions as needed."""
@@ -276,18 +399,26 @@ class TelemetryAnalyzer:
         for stored in files:
             by_day[stored.day] = by_day.get(stored.day, 0) + (stored.rows or 1)
         newest_first = sorted(by_day, reverse=True)
-        taken: list[date] = []
-        covered = 0
-        frame = None  # an empty frame takes longer to build than a day's sessions to read
-        for day in newest_first:
-            taken.append(day)
-            covered += by_day[day]
-            if covered < count and day != newest_first[-1]:
-                continue
+        if not newest_first:
+            return _empty_sessions()
+        frames: list[pl.DataFrame] = []
+        found = next_day = 0
+        wanted = count
+        while found < count and next_day < len(newest_first):
+            # The next days that hold the builds still wanted, by the row counts in their
+            # names; the window's ends and the filter leave some of them out, so each read
+            # after a short one asks for twice as many. Each day is read once.
+            taken: list[date] = []
+            covered = 0
+            while covered < wanted and next_day < len(newest_first):
+                taken.append(newest_first[next_day])
+                covered += by_day[newest_first[next_day]]
+                next_day += 1
             frame = self.sessions(days=taken)
-            if frame.height >= count:
-                break
-        return _empty_sessions() if frame is None else frame.tail(count)
+            frames.append(frame)
+            found += frame.height
+            wanted *= 2
+        return pl.concat(frames).sort("start_time", "session_id").tail(count)
 
     def _executed_runs(
         self,
@@ -493,6 +624,22 @@ def regressions(sessions: pl.DataFrame, *, threshold: float) -> tuple[Regression
     )
 
 
+def _matching(sessions: pl.LazyFrame, only: Filter) -> pl.LazyFrame:
+    """The sessions ``only`` takes. A session that lacks what is asked (no branch recorded,
+    no such label) is not taken."""
+    conditions = []
+    if only.branch is not None:
+        conditions.append(pl.col("branch") == pl.lit(only.branch, dtype=pl.String))
+    if only.tool is not None:
+        conditions.append(pl.col("tool") == pl.lit(only.tool, dtype=pl.String))
+    for key, value in only.labels:
+        conditions.append(pl.col("labels").map.get(key) == pl.lit(value, dtype=pl.String))
+    if only.status is not None:
+        # An interrupted build did not succeed: it is failed, as the summary counts it.
+        conditions.append(pl.col("succeeded") == (only.status == "succeeded"))
+    return sessions.filter(*conditions) if conditions else sessions
+
+
 def _in_window(frame: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     if window.since is not None:
         frame = frame.filter(pl.col("start_time") >= window.since)
@@ -521,6 +668,8 @@ def _empty_sessions() -> pl.DataFrame:
 
 __all__ = [
     "Bottleneck",
+    "BuildDetails",
+    "BuildLookupError",
     "BuildReport",
     "Regression",
     "SummaryReport",

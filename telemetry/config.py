@@ -1,4 +1,5 @@
-"""Configuration from ``BUILDER_TELEMETRY_*`` environment variables, validated.
+"""Configuration from ``BUILDER_TELEMETRY_*`` environment variables, validated, and where
+the store is when no variable names it.
 
 A flag on the command line beats the environment: callers build a config with
 :meth:`TelemetryConfig.from_env` and then :func:`dataclasses.replace` what the user passed.
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from telemetry.errors import ConfigError
 
-DEFAULT_DIR = Path(".builder-cache") / "telemetry"
+CACHE_FOLDER = ".builder-cache"
+DEFAULT_DIR = Path(CACHE_FOLDER) / "telemetry"
 DEFAULT_MAX_SESSIONS = 1000
 DEFAULT_RETENTION_DAYS = 90
 DEFAULT_REGRESSION_THRESHOLD = 1.5
@@ -43,7 +45,8 @@ class TelemetryConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
-        """Read and validate the ``BUILDER_TELEMETRY_*`` variables (``os.environ`` by default)."""
+        """Read and validate the ``BUILDER_TELEMETRY_*`` variables (``os.environ`` by default);
+        without ``BUILDER_TELEMETRY_DIR``, the store is the one :func:`find_dir` finds."""
         env = os.environ if environ is None else environ
         return cls(
             enabled=_parse_bool(env, "BUILDER_TELEMETRY_ENABLED", default=True),
@@ -87,10 +90,37 @@ def _parse_bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     )
 
 
+def find_dir(start: Path | None = None) -> Path:
+    """The default store, found as git finds ``.git``: ``.builder-cache/telemetry`` under the
+    nearest of ``start`` (the current directory by default) and its ancestors that holds a
+    ``.builder-cache`` folder, else under the top of the enclosing git work tree, else under
+    ``start``. Relative when that is the current directory, as git says ``.git`` at the top
+    of a work tree, and absolute otherwise.
+
+    So ``builder record`` in a subfolder stores where ``builder telemetry`` at the top (or in
+    another subfolder) reads, instead of starting a second store wherever it was run.
+
+    >>> find_dir(Path("/home/me/repo/src/app"))  # doctest: +SKIP
+    PosixPath('/home/me/repo/.builder-cache/telemetry')
+    """
+    try:
+        cwd = Path.cwd()
+    except OSError:  # the current directory was removed: nothing above it can be read
+        return DEFAULT_DIR
+    here = cwd if start is None else cwd / start
+    folders = (here, *here.parents)
+    # os.path, not Path: a folder we may not look into is passed over, not an error.
+    found = next((f for f in folders if os.path.isdir(f / CACHE_FOLDER)), None)
+    if found is None:
+        # A .git folder, or a .git file in a linked work tree or a submodule.
+        found = next((f for f in folders if os.path.exists(f / ".git")), here)
+    return DEFAULT_DIR if found == cwd else found / DEFAULT_DIR
+
+
 def _parse_dir(env: Mapping[str, str], name: str) -> Path:
     value = env.get(name)
     if value is None or value.strip() == "":
-        return DEFAULT_DIR
+        return find_dir()
     if "\0" in value:
         raise ConfigError(f"{name} must be a directory path, got {value!r}")
     try:

@@ -10,13 +10,13 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from telemetry.errors import TelemetryError
 from telemetry.events import TIME_FORMAT
-from telemetry.model import Bottleneck, BuildReport, SummaryReport
+from telemetry.model import Bottleneck, BuildDetails, BuildReport, SummaryReport, TargetRun
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
     import polars as pl
@@ -89,6 +89,7 @@ _UNSAFE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_MILLISECOND: Final = timedelta(milliseconds=1)
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 
 
@@ -259,8 +260,7 @@ def render_recent(builds: Sequence[BuildReport], *, color: bool = False) -> str:
             f"(cache: {_rate(build.cache_hit_rate, '{:.1f}%')})",
         ]
         if not build.succeeded:
-            error = "interrupted" if build.interrupted else (build.error or "build failed")
-            lines.append(f"   Error: {printable(_one_line(error))}")
+            lines.append(f"   Error: {printable(_one_line(_build_error(build)))}")
         if build.bottlenecks:
             lines.append("   Top bottlenecks:")
             lines += [f"     • {printable(b.target)}: {b.mean_ms:.0f}ms" for b in build.bottlenecks]
@@ -296,6 +296,102 @@ def recent_json(builds: Sequence[BuildReport]) -> str:
     )
 
 
+# -- show -------------------------------------------------------------------------------------
+
+
+def render_build(build: BuildDetails, *, top: int | None = None, color: bool = False) -> str:
+    """One build for people and ``grep``: ``Key: value`` lines, then its targets slowest
+    first (the ``top`` slowest when given), one line each, ending in a newline."""
+    status = (
+        _paint("succeeded", _GREEN, color) if build.succeeded else _paint("failed", _RED, color)
+    )
+    lines = [
+        _paint(f"=== Build {printable(build.session_id)} ===", _BOLD, color),
+        "",
+        f"Started: {format_time(build.start_time)}",
+        f"Finished: {format_time(build.end_time)}",
+        f"Duration: {build.duration_ms}ms",
+        f"Status: {status}",
+    ]
+    if not build.succeeded:
+        lines.append(f"Error: {printable(_one_line(_build_error(build)))}")
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(build.labels.items()))
+    lines += [
+        "",
+        f"Tool: {_known(build.tool)}",
+        f"Host: {_known(build.host)}",
+        f"Branch: {_known(build.branch)}",
+        f"Commit: {_known(build.commit)}",
+        f"Labels: {printable(labels) if labels else '(none)'}",
+        "",
+        f"Targets: {build.total_targets} ({build.built} built, {build.cached} cached, "
+        f"{build.failed} failed, {build.skipped} skipped)",
+        f"Cache Hit Rate: {_rate(build.cache_hit_rate, '{:.1f}%')}",
+        f"Workers: {_workers(build)}",
+        f"Utilization: {_rate(build.parallelism_utilization, '{:.1f}%')}",
+        f"Targets/Second: {_rate(build.targets_per_second, '{:.2f}')}",
+        "",
+    ]
+    shown = build.targets if top is None else build.targets[:top]
+    if len(shown) < len(build.targets):
+        lines.append(f"Targets, slowest {len(shown)} of {len(build.targets)}:")
+    else:
+        lines.append("Targets, slowest first:")
+    width = len(str(len(shown)))  # ranks aligned on their dot, errors under the status
+    for rank, run in enumerate(shown, start=1):
+        worker = "" if run.worker is None else f" (worker {run.worker})"
+        mark = _paint(run.status, _RED, color) if run.status == "failed" else run.status
+        lines.append(
+            f"  {rank:>{width}}. [{mark}] {printable(run.target)} - {run.duration_ms}ms{worker}"
+        )
+        if run.error:
+            lines.append(f"{' ' * (width + 4)}Error: {printable(_one_line(run.error))}")
+    if not build.targets:
+        lines.append("  (none)")
+    return "\n".join(lines) + "\n"
+
+
+def build_json(build: BuildDetails, *, top: int | None = None) -> str:
+    """One build as a JSON object: the keys and values of its object in an export, then
+    ``targets``, slowest first (the ``top`` slowest when given)."""
+    row = _session_row({name: getattr(build, name) for name in BuildDetails.__dataclass_fields__})
+    shown = build.targets if top is None else build.targets[:top]
+    targets = json.dumps(
+        [_target(run, build.start_time) for run in shown], indent=2, ensure_ascii=False
+    )
+    fields = [*_session_fields(row, "  "), '  "targets": ' + targets.replace("\n", "\n  ")]
+    return "{\n" + ",\n".join(fields) + "\n}\n"
+
+
+def _target(run: TargetRun, start: datetime) -> dict[str, object]:
+    return {
+        "target": run.target,
+        "status": run.status,
+        "durationMs": run.duration_ms,
+        # From the build's start, to the millisecond: where it lies on the build's timeline.
+        "startOffsetMs": (run.start_time - start) // _MILLISECOND,
+        "worker": run.worker,
+        "error": run.error,
+    }
+
+
+def _build_error(build: BuildDetails | BuildReport) -> str:
+    return "interrupted" if build.interrupted else (build.error or "build failed")
+
+
+def _known(text: str | None) -> str:
+    return "n/a" if text is None else printable(text)
+
+
+def _workers(build: BuildDetails) -> str:
+    if build.parallelism is not None:
+        return str(build.parallelism)
+    if build.peak_concurrency:
+        # What the utilization is measured against when the build gave no worker count.
+        return f"{build.peak_concurrency} (not reported: the most targets running at once)"
+    return "n/a"
+
+
 # -- export -----------------------------------------------------------------------------------
 
 
@@ -322,19 +418,25 @@ def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
     :func:`json_for_terminal`."""
     if sessions.is_empty():
         return '{\n  "sessions": []\n}\n'
-    objects = []
-    for row in _session_rows(sessions):
-        fields = []
-        for key in SESSION_KEYS:
-            value = row[key]
-            if key in _RATES and value is not None:
-                text = f"{value:.2f}"
-            else:
-                text = json.dumps(value, ensure_ascii=False)
-            fields.append(f'      "{key}": {text}')
-        objects.append("    {\n" + ",\n".join(fields) + "\n    }")
+    objects = [
+        "    {\n" + ",\n".join(_session_fields(row, "      ")) + "\n    }"
+        for row in _session_rows(sessions)
+    ]
     document = '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
     return json_for_terminal(document) if terminal else document
+
+
+def _session_fields(row: Mapping[str, Any], indent: str) -> list[str]:
+    """A session's ``"key": value`` lines, rates with two decimals as the seed writes them."""
+    fields = []
+    for key in SESSION_KEYS:
+        value = row[key]
+        if key in _RATES and value is not None:
+            text = f"{value:.2f}"
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        fields.append(f'{indent}"{key}": {text}')
+    return fields
 
 
 def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
@@ -357,16 +459,18 @@ def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
 
 
 def _session_rows(sessions: pl.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for r in sessions.iter_rows(named=True):
-        row = {key: r[column] for key, column in _COLUMNS.items()}
-        row["startTime"] = format_time(r["start_time"])
-        row["endTime"] = format_time(r["end_time"])
-        row["labels"] = dict(r["labels"] or {})
-        if r["interrupted"] and row["error"] is None:
-            row["error"] = "interrupted"
-        rows.append(row)
-    return rows
+    return [_session_row(r) for r in sessions.iter_rows(named=True)]
+
+
+def _session_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored session (its columns by name) under the keys of an export."""
+    row = {key: r[column] for key, column in _COLUMNS.items()}
+    row["startTime"] = format_time(r["start_time"])
+    row["endTime"] = format_time(r["end_time"])
+    row["labels"] = dict(r["labels"] or {})
+    if r["interrupted"] and row["error"] is None:
+        row["error"] = "interrupted"
+    return row
 
 
 def _csv_value(key: str, value: object) -> str:

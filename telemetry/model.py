@@ -1,5 +1,5 @@
-"""What the analyzer answers, as plain values: the reports, and the per-build rates (SPEC §3)
-for a few builds at a time.
+"""What the analyzer answers, as plain values: the reports, one build in full, and the
+per-build rates (SPEC §3) for a few builds at a time.
 
 Nothing here needs polars, so ``builder telemetry recent`` can answer without loading it
 (:mod:`telemetry.recent`); the analyzer computes the same rates over whole columns.
@@ -81,6 +81,52 @@ class BuildReport:
     targets_per_second: float | None
     labels: dict[str, str]
     bottlenecks: tuple[Bottleneck, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class TargetRun:
+    """One target of one build as it was stored: executed (built or failed), cached or
+    skipped, over [start_time, end_time)."""
+
+    target: str
+    status: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: int
+    worker: int | None
+    error: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class BuildDetails:
+    """One build as ``builder telemetry show`` shows it: its stored fields, its rates, and
+    every target, slowest first (ties by label)."""
+
+    session_id: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: int
+    succeeded: bool
+    interrupted: bool
+    error: str | None
+    total_targets: int
+    built: int
+    cached: int
+    failed: int
+    skipped: int
+    # None when the build reported no targets: the rates are unknown.
+    cache_hit_rate: float | None
+    parallelism_utilization: float | None
+    targets_per_second: float | None
+    parallelism: int | None
+    # The most executed targets running at once: the worker count when none was reported.
+    peak_concurrency: int
+    tool: str | None
+    host: str | None
+    commit: str | None
+    branch: str | None
+    labels: dict[str, str]
+    targets: tuple[TargetRun, ...]
 
 
 def rates(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:

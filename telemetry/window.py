@@ -1,12 +1,22 @@
-"""The time window a command is asked about: ``--since`` and ``--until``."""
+"""Which builds a command is asked about: the time window (``--since``, ``--until``) and
+the filters on what a build says of itself (``--branch``, ``--tool``, ``--label``,
+``--status``).
+
+Both are plain values, read here without polars; the analyzer turns them into its queries.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Final, Literal, TypeAlias, get_args
 
 from telemetry.errors import ConfigError
+
+BuildStatus: TypeAlias = Literal["succeeded", "failed"]
+BUILD_STATUSES: Final[tuple[BuildStatus, ...]] = get_args(BuildStatus)
 
 _RELATIVE = re.compile(r"^(\d+)\s*(m|min|h|d|w)$")
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -48,6 +58,54 @@ class Window:
     def last_day(self) -> date | None:
         # until is exclusive: a window ending at midnight does not reach into that day.
         return (self.until - timedelta(milliseconds=1)).date() if self.until else None
+
+
+@dataclass(slots=True, frozen=True)
+class Filter:
+    """Builds on one branch, from one tool, with every one of some labels, of one outcome;
+    what is left None (no labels) takes every build. An interrupted build is ``failed``.
+
+    >>> Filter.parse(branch="main", labels=["ci=true"], status="failed").labels
+    (('ci', 'true'),)
+    """
+
+    branch: str | None = None
+    tool: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    status: BuildStatus | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in BUILD_STATUSES:
+            raise ConfigError(
+                f"--status must be one of {', '.join(BUILD_STATUSES)}, got {self.status!r}"
+            )
+        for option, value in (("--branch", self.branch), ("--tool", self.tool)):
+            if value == "":  # no build is stored with an empty one: say so, not "no builds"
+                raise ConfigError(f"{option} needs a name, got an empty one")
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        branch: str | None = None,
+        tool: str | None = None,
+        labels: Iterable[str] = (),
+        status: BuildStatus | None = None,
+    ) -> Filter:
+        """The filter of a command line; each label is ``KEY=VALUE`` (the value may be
+        empty, as a label recorded with ``--label KEY=`` is)."""
+        pairs = []
+        for text in labels:
+            key, equals, value = text.partition("=")
+            if not equals or not key:
+                raise ConfigError(f"--label must be KEY=VALUE, got {text!r}")
+            pairs.append((key, value))
+        return cls(branch, tool, tuple(pairs), status)
+
+    @property
+    def takes_all(self) -> bool:
+        """Whether it takes every build (nothing was asked)."""
+        return self == Filter()
 
 
 def _parse(text: str | None, option: str, now: datetime, *, end_of_day: bool) -> datetime | None:

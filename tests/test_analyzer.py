@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
-from telemetry.analyzer import TelemetryAnalyzer, regressions, trend
+from telemetry.analyzer import BuildLookupError, TelemetryAnalyzer, regressions, trend
+from telemetry.errors import ConfigError
 from telemetry.ingest import ingest_jsonl
+from telemetry.model import TargetRun
 from telemetry.storage import TelemetryStorage
-from telemetry.window import Window
-from tests.conftest import HOUR, T0
+from telemetry.window import Filter, Window
+from tests.conftest import HOUR, T0, small_history
 
 
 def test_per_session_metrics_by_hand(small_store: TelemetryStorage) -> None:
@@ -245,4 +249,257 @@ def test_no_build_with_targets_leaves_the_rates_unknown(storage: TelemetryStorag
         None,
         None,
         None,
+    )
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+BRANCHES = {"a": "main", "b": "feature/x", "c": "main"}
+
+
+def _on_branches(lines: list[str]) -> list[str]:
+    """small_history with a and c built on main, b on feature/x."""
+    out = []
+    for line in lines:
+        event = json.loads(line)
+        if event["event"] == "build_started":
+            event["branch"] = BRANCHES[event["session"]]
+            event["commit"] = event["session"] * 40
+        out.append(json.dumps(event))
+    return out
+
+
+@pytest.fixture
+def branched(storage: TelemetryStorage) -> TelemetryStorage:
+    assert ingest_jsonl(storage, _on_branches(small_history())).sessions == 3
+    return storage
+
+
+def test_a_branch_filter_limits_every_number(branched: TelemetryStorage) -> None:
+    report = TelemetryAnalyzer(branched, filter=Filter(branch="main")).summary()
+    # a and c only (see test_summary_by_hand for each build's numbers).
+    assert (report.total_builds, report.successful, report.failed) == (2, 1, 1)
+    assert report.average_cache_hit_rate == (25 + 50) / 2
+    assert report.average_utilization == (45 + 25) / 2
+    assert report.average_targets_per_second == pytest.approx((4 + 4 / 3) / 2)
+    # compile ran 400 (a) and 3000 (c, failed); test and link ran in a alone.
+    assert [(b.target, b.mean_ms, b.runs) for b in report.bottlenecks] == [
+        ("//app:compile", 1700.0, 2),
+        ("//app:test", 300.0, 1),
+        ("//app:link", 200.0, 1),
+    ]
+    # c against a alone: 3000 / 1000.
+    [regression] = report.regressions
+    assert (regression.session_id, regression.ratio, regression.expected_ms) == ("c", 3.0, 1000)
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [
+        (Filter(branch="feature/x"), ["b"]),
+        (Filter(branch="release"), []),
+        (Filter(tool="ninja"), ["a"]),
+        (Filter(tool="bazel"), ["b"]),
+        (Filter(labels=(("ci", "true"),)), ["a"]),
+        (Filter(labels=(("ci", "false"),)), []),
+        (Filter(labels=(("ci", "true"), ("other", "x"))), []),  # every label must match
+        (Filter(status="succeeded"), ["a", "b"]),
+        (Filter(status="failed"), ["c"]),
+        (Filter(branch="main", status="succeeded"), ["a"]),
+        (Filter(branch="main", tool="ninja", labels=(("ci", "true"),)), ["a"]),
+        (Filter(), ["a", "b", "c"]),
+    ],
+)
+def test_filters_take_the_builds_that_match_all_they_ask(
+    branched: TelemetryStorage, only: Filter, expected: list[str]
+) -> None:
+    analyzer = TelemetryAnalyzer(branched, filter=only)
+    assert analyzer.sessions()["session_id"].to_list() == expected
+    assert [b.session_id for b in analyzer.recent(10)] == expected[::-1]
+    assert analyzer.summary().total_builds == len(expected)
+
+
+def test_an_interrupted_build_is_a_failed_one(storage: TelemetryStorage) -> None:
+    killed = [
+        _line("build_started", "k", T0, tool="ninja"),
+        _line("target_started", "k", T0 + 100, target="//x"),
+    ]
+    ingest_jsonl(storage, small_history() + killed)
+    failed = TelemetryAnalyzer(storage, filter=Filter(status="failed")).sessions()
+    assert failed["session_id"].to_list() == ["k", "c"]  # k started at T0, before c
+    succeeded = TelemetryAnalyzer(storage, filter=Filter(status="succeeded")).sessions()
+    assert succeeded["session_id"].to_list() == ["a", "b"]
+
+
+def test_recent_with_a_filter_reaches_back_past_the_days_it_leaves_out(
+    storage: TelemetryStorage,
+) -> None:
+    # One ninja build a day for 6 days, then 30 bazel builds on each of the next 3 days:
+    # the newest ninja builds lie behind 90 newer builds and three day partitions.
+    day = 24 * HOUR
+    events = []
+    for n in range(6):
+        at = T0 + n * day
+        events += [
+            _line("build_started", f"n{n}", at, tool="ninja"),
+            _line("build_finished", f"n{n}", at + 100 + n, success=True),
+        ]
+    for n in range(90):
+        at = T0 + (6 + n // 30) * day + n * 1000
+        events += [
+            _line("build_started", f"z{n:02d}", at, tool="bazel"),
+            _line("build_finished", f"z{n:02d}", at + 50, success=True),
+        ]
+    assert ingest_jsonl(storage, events).sessions == 96
+    builds = TelemetryAnalyzer(storage, filter=Filter(tool="ninja")).recent(4)
+    assert [(b.session_id, b.duration_ms) for b in builds] == [
+        ("n5", 105),
+        ("n4", 104),
+        ("n3", 103),
+        ("n2", 102),
+    ]
+
+
+def test_a_filter_is_read_from_the_command_line_or_refused() -> None:
+    only = Filter.parse(branch="main", tool="ninja", labels=["ci=true", "empty="])
+    assert only == Filter("main", "ninja", (("ci", "true"), ("empty", "")), None)
+    assert Filter.parse().takes_all and not only.takes_all
+    for labels in (["ci"], ["=true"]):
+        with pytest.raises(ConfigError, match="--label must be KEY=VALUE"):
+            Filter.parse(labels=labels)
+    with pytest.raises(ConfigError, match="--status must be one of succeeded, failed"):
+        Filter(status="broken")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--branch needs a name"):
+        Filter(branch="")
+
+
+# -- one build --------------------------------------------------------------------------------
+
+
+def test_one_build_in_full(branched: TelemetryStorage) -> None:
+    build = TelemetryAnalyzer(branched).build("b")
+    assert (build.session_id, build.duration_ms, build.succeeded, build.tool) == (
+        "b",
+        2000,
+        True,
+        "bazel",
+    )
+    assert (build.branch, build.commit, build.labels) == ("feature/x", "b" * 40, {})
+    assert (build.total_targets, build.built, build.cached, build.failed, build.skipped) == (
+        5,
+        3,
+        2,
+        0,
+        0,
+    )
+    assert (build.cache_hit_rate, build.parallelism_utilization, build.targets_per_second) == (
+        40.0,
+        67.5,
+        2.5,
+    )
+    assert (build.parallelism, build.peak_concurrency) == (None, 2)
+    b = datetime(2025, 10, 27, 15, 23, 20, tzinfo=UTC)
+
+    def at(ms: int) -> datetime:
+        return b + timedelta(milliseconds=ms)
+
+    # Slowest first; the two cache hits took 0 ms and go by label.
+    assert build.targets == (
+        TargetRun("//app:test", "built", at(500), at(1600), 1100, 1, None),
+        TargetRun("//app:compile", "built", at(0), at(1000), 1000, 0, None),
+        TargetRun("//app:link", "built", at(1400), at(2000), 600, 0, None),
+        TargetRun("//lib:extra", "cached", at(1700), at(1700), 0, None, None),
+        TargetRun("//lib:util", "cached", at(5), at(5), 0, None, None),
+    )
+
+
+def test_a_failed_targets_error_is_kept(branched: TelemetryStorage) -> None:
+    build = TelemetryAnalyzer(branched).build("c")
+    assert build.error == "Compilation failed for //app:compile"
+    assert [(t.target, t.status, t.duration_ms, t.error) for t in build.targets] == [
+        ("//app:compile", "failed", 3000, "boom"),
+        ("//app:link", "skipped", 0, None),
+        ("//app:test", "skipped", 0, None),
+        ("//lib:util", "cached", 0, None),
+    ]
+
+
+def _builds(storage: TelemetryStorage, *ids: str) -> None:
+    events = []
+    for n, session in enumerate(ids):
+        events += [
+            _line("build_started", session, T0 + n * HOUR),
+            _line("build_finished", session, T0 + n * HOUR + 10, success=True),
+        ]
+    ingest_jsonl(storage, events)
+
+
+def test_a_prefix_names_one_build_and_a_whole_id_wins(storage: TelemetryStorage) -> None:
+    _builds(storage, "ci-1", "ci-12", "ci-13", "dev-7")
+    analyzer = TelemetryAnalyzer(storage)
+    assert analyzer.build("ci-1").session_id == "ci-1"  # not ci-12 nor ci-13
+    assert analyzer.build("ci-12").session_id == "ci-12"
+    assert analyzer.build("d").session_id == "dev-7"
+    with pytest.raises(BuildLookupError) as several:
+        analyzer.build("ci-")
+    assert str(several.value) == (
+        f"'ci-' matches 3 builds in {storage.dir}: ci-13, ci-12, ci-1; give more of the session id"
+    )
+    with pytest.raises(BuildLookupError) as none:
+        analyzer.build("x")
+    assert str(none.value) == (
+        f"no build 'x' in {storage.dir}; builder telemetry recent lists the newest builds "
+        f"with their session ids"
+    )
+
+
+def test_an_error_names_five_of_many_builds_newest_first(storage: TelemetryStorage) -> None:
+    _builds(storage, *(f"b{n}" for n in range(7)))
+    with pytest.raises(
+        BuildLookupError, match=r"'b' matches 7 builds in .*: b6, b5, b4, b3, b2, \.\.\.;"
+    ):
+        TelemetryAnalyzer(storage).build("b")
+
+
+def test_the_filters_choose_among_the_builds_a_prefix_matches(branched: TelemetryStorage) -> None:
+    on_main = TelemetryAnalyzer(branched, filter=Filter(branch="main"))
+    assert on_main.newest_build().session_id == "c"  # type: ignore[union-attr]
+    with pytest.raises(BuildLookupError, match=r"no build 'b' in .* among the builds selected"):
+        on_main.build("b")
+    succeeded = TelemetryAnalyzer(branched, filter=Filter(branch="main", status="succeeded"))
+    assert succeeded.newest_build().session_id == "a"  # type: ignore[union-attr]
+    window = Window.parse(None, "2025-10-27T15:00:00Z")
+    assert TelemetryAnalyzer(branched, window=window).newest_build().session_id == "a"  # type: ignore[union-attr]
+    assert TelemetryAnalyzer(branched, filter=Filter(tool="make")).newest_build() is None
+
+
+def test_no_build_in_an_empty_store(storage: TelemetryStorage) -> None:
+    assert TelemetryAnalyzer(storage).newest_build() is None
+    with pytest.raises(BuildLookupError):
+        TelemetryAnalyzer(storage).build("a")
+
+
+def test_an_id_stored_for_two_builds_is_told_apart_by_time(tmp_path: Path) -> None:
+    # Two machines' stores merged by copying their day folders: one id, two builds.
+    here, there = TelemetryStorage(tmp_path / "here"), TelemetryStorage(tmp_path / "there")
+    _builds(here, "x", "x-2")
+    ingest_jsonl(
+        there,
+        [
+            _line("build_started", "x", T0 + 48 * HOUR),
+            _line("build_finished", "x", T0 + 48 * HOUR + 10, success=True),
+        ],
+    )
+    for dataset in ("sessions", "targets"):
+        for folder in (there.dir / dataset).iterdir():
+            shutil.copytree(folder, here.dir / dataset / folder.name)
+    with pytest.raises(BuildLookupError) as twice:
+        TelemetryAnalyzer(here).build("x")
+    assert str(twice.value) == (
+        f"'x' is the session id of 2 builds in {here.dir}, started 2025-10-29T14:23:20, "
+        f"2025-10-27T14:23:20; choose one with --since and --until"
+    )
+    window = Window.parse("2025-10-28", None)
+    assert TelemetryAnalyzer(here, window=window).build("x").start_time == datetime(
+        2025, 10, 29, 14, 23, 20, tzinfo=UTC
     )

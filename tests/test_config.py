@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.config import TelemetryConfig
+from telemetry.config import TelemetryConfig, find_dir
 from telemetry.errors import ConfigError
 from telemetry.window import Window
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".builder-cache").mkdir()
+    monkeypatch.chdir(tmp_path)
     assert TelemetryConfig.from_env({}) == TelemetryConfig(
         enabled=True,
         dir=Path(".builder-cache/telemetry"),
@@ -88,10 +90,96 @@ def test_basic_iso_dates_are_whole_days_too() -> None:
     assert Window.parse("20251027", None).since == datetime(2025, 10, 27, tzinfo=UTC)
 
 
-def test_a_blank_directory_means_the_default() -> None:
-    assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_DIR": "  "}).dir == Path(
-        ".builder-cache/telemetry"
+def test_a_blank_directory_means_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_DIR": "  "}).dir == (
+        tmp_path / ".builder-cache" / "telemetry"
     )
+
+
+# -- where the store is, found as git finds .git ----------------------------------------------
+
+
+def _markers_above(folder: Path) -> list[Path]:
+    """The .builder-cache and .git entries above ``folder``, which this machine decides."""
+    return [
+        marker
+        for parent in folder.parents
+        for marker in (parent / ".builder-cache", parent / ".git")
+        if marker.exists()
+    ]
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """repo/ with src/app/ inside; the working directory is src/app."""
+    deep = tmp_path / "repo" / "src" / "app"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    return tmp_path / "repo"
+
+
+def test_the_nearest_builder_cache_up_from_here_holds_the_store(tree: Path) -> None:
+    (tree / ".git").mkdir()
+    (tree / ".builder-cache").mkdir()
+    assert find_dir() == tree / ".builder-cache" / "telemetry"
+    (tree / "src" / ".builder-cache").mkdir()  # nearer than the top
+    assert find_dir() == tree / "src" / ".builder-cache" / "telemetry"
+    (tree / "src" / "app" / ".builder-cache").mkdir()  # here: said as git says .git
+    assert find_dir() == Path(".builder-cache/telemetry")
+
+
+def test_a_builder_cache_beats_the_top_of_the_work_tree(tree: Path) -> None:
+    # A store kept above the work tree (say, for several checkouts) is still found.
+    (tree / ".builder-cache").mkdir()
+    (tree / "src" / ".git").mkdir()
+    assert find_dir() == tree / ".builder-cache" / "telemetry"
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_without_one_the_top_of_the_git_work_tree(tree: Path, kind: str) -> None:
+    # A linked work tree or a submodule has a .git file ("gitdir: ...") instead of a folder.
+    if kind == "folder":
+        (tree / ".git").mkdir()
+    else:
+        (tree / ".git").write_text("gitdir: /elsewhere/.git/worktrees/repo\n")
+    assert find_dir() == tree / ".builder-cache" / "telemetry"
+    assert find_dir(tree) == tree / ".builder-cache" / "telemetry"  # asked from elsewhere
+
+
+def test_at_the_top_of_the_work_tree_the_path_is_relative(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / ".git").mkdir()
+    monkeypatch.chdir(tree)
+    assert find_dir() == Path(".builder-cache/telemetry")
+
+
+def test_outside_any_work_tree_the_current_directory(tree: Path) -> None:
+    if _markers_above(tree):
+        pytest.skip(f"this machine has {_markers_above(tree)} above the test folder")
+    assert find_dir() == Path(".builder-cache/telemetry")
+
+
+def test_a_removed_current_directory_means_the_plain_default(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tree / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert find_dir() == Path(".builder-cache/telemetry")
+
+
+def test_the_variable_is_used_as_given(tree: Path) -> None:
+    (tree / ".git").mkdir()
+    assert TelemetryConfig.from_env({}).dir == tree / ".builder-cache" / "telemetry"
+    # A relative value is relative to the current directory, as every path a user types.
+    assert TelemetryConfig.from_env({"BUILDER_TELEMETRY_DIR": "t"}).dir == Path("t")
 
 
 def test_window_bounds_are_whole_milliseconds_as_the_stored_times() -> None:

@@ -2,29 +2,150 @@
 
 Each command opens the library objects, makes one call, and renders what comes back. Expected
 errors become one line ``Error: ...`` on stderr and a non-zero exit status, never a traceback.
+The choices an option offers are the library's own ``Literal`` types, so a format the library
+learns is offered here without a second list to keep.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_from_info
+from typer.models import CommandInfo
 
 from telemetry.cli import reports
-from telemetry.cli.fast import err as _err
-from telemetry.cli.fast import show_warning
+from telemetry.cli.reports import err as _err
+from telemetry.cli.reports import show_warning
 from telemetry.errors import TelemetryError
+from telemetry.exporter import ExportFormat
+from telemetry.record import Source
+from telemetry.window import BuildStatus
 
 if TYPE_CHECKING:
+    from typer._click import Command, Context, HelpFormatter
+
     from telemetry.config import TelemetryConfig
+    from telemetry.window import Filter
+
+
+def _help_options(command: Command, ctx: Context, formatter: HelpFormatter) -> None:
+    """Arguments and options as typer lists them, less what only a programmer reads: an
+    argument's type (``COUNT <int range>``) and a range as ``1<=x<=1000000``."""
+    arguments: list[tuple[str, str]] = []
+    options: list[tuple[str, str]] = []
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        name, text = record
+        text = _range_in_words(text, getattr(param, "min", None), getattr(param, "max", None))
+        if param.param_type_name == "argument":
+            arguments.append((param.metavar or param.name.upper(), text))
+        else:
+            options.append((name, text))
+    for title, rows in (("Arguments", arguments), ("Options", options)):
+        if rows:
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def _range_in_words(text: str, low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return text.replace(f"{low}<=x<={high}", f"{low} to {high}")
+    if low is not None:
+        return text.replace(f"x>={low}", f"at least {low}")
+    if high is not None:
+        return text.replace(f"x<={high}", f"at most {high}")
+    return text
+
+
+class _Command(TyperCommand):
+    """A command whose help is written for the people who type it."""
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        _help_options(self, ctx, formatter)
+
+
+class _Group(TyperGroup):
+    """A group of commands whose help is written for the people who type it."""
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        _help_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+@dataclass(slots=True)  # not frozen: a command's own --dir, read after, replaces the group's
+class _State:
+    """The options ``builder telemetry`` takes before its command's name."""
+
+    dir: Path | None = None
+    since: str | None = None
+    until: str | None = None
+    branch: str | None = None
+    tool: str | None = None
+    labels: list[str] | None = None
+    status: BuildStatus | None = None
+
+
+DIR_HELP = (
+    "Telemetry directory [env: BUILDER_TELEMETRY_DIR; default: .builder-cache/telemetry in "
+    "the nearest folder up from here that has a .builder-cache, else at the top of the git "
+    "work tree, else here]"
+)
+# The same --dir after a command's name, told in fewer words in each command's help.
+COMMAND_DIR_HELP = (
+    "Telemetry directory [env: BUILDER_TELEMETRY_DIR; default: see builder telemetry --help]"
+)
+
+
+def _remember_dir(ctx: typer.Context, value: Path | None) -> None:
+    state = ctx.find_object(_State)
+    if value is not None and state is not None:
+        state.dir = value
+
+
+def _dir_after_the_command(
+    dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help=COMMAND_DIR_HELP,
+            show_default=False,
+            metavar="DIR",
+            expose_value=False,
+            callback=_remember_dir,
+        ),
+    ] = None,
+) -> None:
+    """The ``--dir`` every command of ``builder telemetry`` takes after its name too."""
+
+
+class _TelemetryGroup(_Group):
+    """``builder telemetry``: every one of its commands also takes ``--dir`` after its name,
+    where people type it (``telemetry recent 1 --dir X``), not only before."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        for command in self.commands.values():
+            shared = get_command_from_info(
+                CommandInfo(callback=_dir_after_the_command),
+                pretty_exceptions_short=False,
+                rich_markup_mode=None,
+            )
+            command.params.extend(shared.params)
+
 
 app = typer.Typer(
     name="builder",
+    cls=_Group,
     help="Build telemetry: record builds, then find bottlenecks, cache trends and regressions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -33,6 +154,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 telemetry_app = typer.Typer(
+    cls=_TelemetryGroup,
     help="Analyse stored builds (with no command: the summary).",
     invoke_without_command=True,
     pretty_exceptions_enable=False,
@@ -44,12 +166,9 @@ app.add_typer(telemetry_app, name="telemetry")
 _MAX_COUNT = reports.MAX_COUNT
 
 
-class ReportFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 class InputFormatOption(StrEnum):
+    # Spelled out here: the library's InputFormat lives beside the readers, which load
+    # pyarrow, and every command line would pay for that import.
     auto = "auto"
     jsonl = "jsonl"
     turbo_summary = "turbo-summary"
@@ -58,26 +177,9 @@ class InputFormatOption(StrEnum):
     ninja_log = "ninja-log"
 
 
-class ExportFormatOption(StrEnum):
-    json = "json"
-    csv = "csv"
-    parquet = "parquet"
-    arrow = "arrow"
-
-
-@dataclass(slots=True)
-class _State:
-    dir: Path | None
-
-
 DirOption = Annotated[
     Path | None,
-    typer.Option(
-        "--dir",
-        help="Telemetry directory [env: BUILDER_TELEMETRY_DIR; default: .builder-cache/telemetry]",
-        show_default=False,
-        metavar="DIR",
-    ),
+    typer.Option("--dir", help=DIR_HELP, show_default=False, metavar="DIR"),
 ]
 SinceOption = Annotated[
     str | None,
@@ -93,7 +195,29 @@ UntilOption = Annotated[
     ),
 ]
 ReportFormatOption = Annotated[
-    ReportFormat, typer.Option("--format", help="text for people, json for scripts.")
+    reports.ReportFormat, typer.Option("--format", help="text for people, json for scripts.")
+]
+BranchOption = Annotated[
+    str | None, typer.Option(metavar="NAME", help="Only builds of this git branch.")
+]
+ToolOption = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="Only builds by this tool: ninja, bazel, make..."),
+]
+WithLabelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        "-l",
+        metavar="KEY=VALUE",
+        help="Only builds with this label (repeatable: all must match), e.g. ci=true.",
+    ),
+]
+StatusOption = Annotated[
+    BuildStatus | None,
+    typer.Option(
+        "--status", help="Only the builds that succeeded, or failed (interrupted ones too)."
+    ),
 ]
 
 
@@ -123,14 +247,8 @@ LabelOption = Annotated[
 ]
 
 
-class TargetSource(StrEnum):
-    auto = "auto"
-    ninja = "ninja"
-    none = "none"
-
-
 SourceOption = Annotated[
-    TargetSource,
+    Source,
     typer.Option(
         "--source",
         help="Where the targets come from: auto (ninja's log when the command is ninja), "
@@ -146,7 +264,7 @@ def record(
         list[str], typer.Argument(metavar="COMMAND", help="The build command and its arguments.")
     ],
     label: LabelOption = None,
-    source: SourceOption = TargetSource.auto,
+    source: SourceOption = "auto",
 ) -> None:
     """Run a build command and record it; exits with the build's own status.
 
@@ -155,7 +273,7 @@ def record(
     """
     from telemetry.record import record as run
 
-    _finish(run(command, labels=_labels(label), source=source.value))
+    _finish(run(command, labels=_labels(label), source=source))
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -165,7 +283,7 @@ def build(
         typer.Argument(metavar="ARGS", help="Appended to the configured command."),
     ] = None,
     label: LabelOption = None,
-    source: SourceOption = TargetSource.auto,
+    source: SourceOption = "auto",
 ) -> None:
     """Run the build configured in pyproject.toml ([tool.builder] build = "...") or
     builder.toml (build = "..."), recorded like `builder record`."""
@@ -173,7 +291,7 @@ def build(
     from telemetry.record import record as run
 
     command, tool = build_command(configured_build(Path.cwd()), args or [])
-    _finish(run(command, labels=_labels(label), tool=tool, source=source.value))
+    _finish(run(command, labels=_labels(label), tool=tool, source=source))
 
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:
@@ -193,12 +311,70 @@ def _finish(recording: Any) -> NoReturn:
     raise typer.Exit(finish(recording))
 
 
+# The commands that read a window of builds: --since, --until and the filters before the
+# command's name are theirs too.
+_WINDOWED = ("summary", "recent", "export", "show")
+
+
 @telemetry_app.callback()
-def telemetry(ctx: typer.Context, dir: DirOption = None) -> None:
+def telemetry(
+    ctx: typer.Context,
+    dir: DirOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    branch: BranchOption = None,
+    tool: ToolOption = None,
+    label: WithLabelOption = None,
+    status: StatusOption = None,
+) -> None:
     """Analyse stored builds (with no command: the summary)."""
-    ctx.obj = _State(dir)
+    ctx.obj = _State(dir, since, until, branch, tool, label, status)
+    command = ctx.invoked_subcommand or "summary"
+    given = [
+        option
+        for option, value in (
+            ("--since", since),
+            ("--until", until),
+            ("--branch", branch),
+            ("--tool", tool),
+            ("--label", label),
+            ("--status", status),
+        )
+        if value is not None
+    ]
+    if given and command not in _WINDOWED:
+        raise reports.OptionError(
+            f"{given[0]} goes with summary, recent, export and show, not with {command}"
+        )
     if ctx.invoked_subcommand is None:
         ctx.invoke(summary, ctx)
+
+
+def _window(ctx: typer.Context, since: str | None, until: str | None) -> tuple[str | None, ...]:
+    """``--since`` and ``--until``, given after the command's name or else before it."""
+    state = ctx.find_object(_State) or _State()
+    return (
+        state.since if since is None else since,
+        state.until if until is None else until,
+    )
+
+
+def _filter(
+    ctx: typer.Context,
+    branch: str | None,
+    tool: str | None,
+    labels: list[str] | None,
+    status: BuildStatus | None,
+) -> Filter:
+    """The filters given after the command's name or else before it; labels given in both
+    places must all match."""
+    state = ctx.find_object(_State) or _State()
+    return reports.selection(
+        branch=state.branch if branch is None else branch,
+        tool=state.tool if tool is None else tool,
+        labels=[*(state.labels or []), *(labels or [])],
+        status=state.status if status is None else status,
+    )
 
 
 def _plural(count: int, noun: str) -> str:
@@ -231,12 +407,17 @@ def summary(
             "[env: BUILDER_TELEMETRY_REGRESSION_THRESHOLD; default: 1.5]",
         ),
     ] = None,
-    format: ReportFormatOption = ReportFormat.text,
+    format: ReportFormatOption = "text",
+    branch: BranchOption = None,
+    tool: ToolOption = None,
+    label: WithLabelOption = None,
+    status: StatusOption = None,
 ) -> None:
     """Totals, averages, trends, bottlenecks and regressions of the stored builds."""
-    reports.summary(
-        _config(ctx, threshold=threshold), since=since, until=until, top=top, format=format.value
-    )
+    since, until = _window(ctx, since, until)
+    only = _filter(ctx, branch, tool, label, status)
+    found = _config(ctx, threshold=threshold)
+    reports.summary(found, since=since, until=until, filter=only, top=top, format=format)
 
 
 @telemetry_app.command()
@@ -247,47 +428,99 @@ def recent(
     ] = 10,
     since: SinceOption = None,
     until: UntilOption = None,
-    format: ReportFormatOption = ReportFormat.text,
+    format: ReportFormatOption = "text",
+    branch: BranchOption = None,
+    tool: ToolOption = None,
+    label: WithLabelOption = None,
+    status: StatusOption = None,
 ) -> None:
     """The newest builds, newest first, with each one's slowest targets."""
-    reports.recent(_config(ctx), count, since=since, until=until, format=format.value)
+    since, until = _window(ctx, since, until)
+    only = _filter(ctx, branch, tool, label, status)
+    reports.recent(_config(ctx), count, since=since, until=until, filter=only, format=format)
+
+
+@telemetry_app.command()
+def show(
+    ctx: typer.Context,
+    session: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SESSION",
+            help="A session id, or enough of its first characters to name one build "
+            "[default: the newest build]",
+            show_default=False,
+        ),
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=_MAX_COUNT,
+            metavar="N",
+            help="Show only the N slowest targets [default: all]",
+            show_default=False,
+        ),
+    ] = None,
+    format: ReportFormatOption = "text",
+    branch: BranchOption = None,
+    tool: ToolOption = None,
+    label: WithLabelOption = None,
+    status: StatusOption = None,
+) -> None:
+    """One build: its times, status, tool, host, branch, commit, labels, counts and rates,
+    then every target with its status, duration, worker and error, slowest first.
+
+    The filters choose among the builds: with them and no SESSION, the newest build they
+    take. A SESSION that matches no build, or several, is an error (exit status 1).
+    """
+    since, until = _window(ctx, since, until)
+    only = _filter(ctx, branch, tool, label, status)
+    reports.show(
+        _config(ctx), session, since=since, until=until, filter=only, top=top, format=format
+    )
 
 
 @telemetry_app.command()
 def export(
     ctx: typer.Context,
-    format: Annotated[
-        ExportFormatOption, typer.Option("--format", help="Output format.")
-    ] = ExportFormatOption.json,
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = "json",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="PATH", help="Write here instead of stdout."),
     ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    branch: BranchOption = None,
+    tool: ToolOption = None,
+    label: WithLabelOption = None,
+    status: StatusOption = None,
 ) -> None:
     """One record per build, oldest first, for spreadsheets, DuckDB, Spark and scripts."""
     from telemetry import exporter
     from telemetry.files import atomic_output
 
-    analyzer = reports.analyzer(_config(ctx), since, until)
+    since, until = _window(ctx, since, until)
+    only = _filter(ctx, branch, tool, label, status)
+    analyzer = reports.analyzer(_config(ctx), since, until, only)
     terminal = output is None and reports.terminal()
-    if terminal and format.value in exporter.BINARY_FORMATS:
+    if terminal and format in exporter.BINARY_FORMATS:
         raise TelemetryError(
-            f"{format.value} is binary and stdout is a terminal; add --output PATH "
-            f"or redirect to a file"
+            f"{format} is binary and stdout is a terminal; add --output PATH or redirect to a file"
         )
     sessions = analyzer.sessions()
     if output is None:
         with reports.writing():
             # A terminal gets the text fields escaped; a pipe or file, the exact values.
-            exporter.write_export(sessions, format.value, sys.stdout.buffer, terminal=terminal)
+            exporter.write_export(sessions, format, sys.stdout.buffer, terminal=terminal)
             sys.stdout.buffer.flush()
     else:
         with atomic_output(output) as handle:
-            exporter.write_export(sessions, format.value, handle)
+            exporter.write_export(sessions, format, handle)
     if sessions.is_empty():
-        _err(reports.no_builds(analyzer.storage, analyzer.window))
+        _err(reports.no_builds(analyzer.storage, analyzer.window, analyzer.filter))
 
 
 @telemetry_app.command()
@@ -305,6 +538,7 @@ def clear(
         count = storage.session_count()
         question = f"Remove all telemetry data in {storage.dir} ({_plural(count, 'build')})?"
         if not typer.confirm(question):
+            _err(f"Nothing removed from {storage.dir}.")
             raise typer.Exit(1)
     removed = storage.clear()
     reports.out(f"Removed {_plural(removed, 'build')} from {storage.dir}.\n")
@@ -460,8 +694,94 @@ def ingest(
 _MAX_PROBLEMS = 20
 
 
+# Two or three real examples end every command's --help.
+EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
+    (): (
+        "builder record -- ninja -C out",
+        "builder telemetry recent 3",
+        "builder telemetry summary --since 7d",
+    ),
+    ("record",): (
+        "builder record -- make -j8",
+        "builder record --label ci=true -- ninja -C out",
+        "builder record --source ninja -- ./build.sh",
+    ),
+    ("build",): (
+        "builder build",
+        "builder build --label branch=main -- -j8",
+    ),
+    ("telemetry",): (
+        "builder telemetry",
+        "builder telemetry --since 7d",
+        "builder telemetry recent 5 --dir ci-store/telemetry",
+    ),
+    ("telemetry", "summary"): (
+        "builder telemetry summary --since 2w --top 3",
+        "builder telemetry summary --threshold 2 --format json",
+        "builder telemetry summary --branch main --label ci=true",
+    ),
+    ("telemetry", "recent"): (
+        "builder telemetry recent 1",
+        "builder telemetry recent 20 --since 1d --format json",
+        "builder telemetry recent 5 --branch main --status failed",
+    ),
+    ("telemetry", "show"): (
+        "builder telemetry show",
+        "builder telemetry show --tool ninja --top 5",
+        "builder telemetry show --label ci=true --format json",
+    ),
+    ("telemetry", "export"): (
+        "builder telemetry export --output sessions.json",
+        "builder telemetry export --format csv --since 30d > builds.csv",
+        "builder telemetry export --format parquet --output builds.parquet",
+    ),
+    ("telemetry", "clear"): (
+        "builder telemetry clear",
+        "builder telemetry clear --yes --dir ci-store/telemetry",
+    ),
+    ("telemetry", "compact"): (
+        "builder telemetry compact",
+        "builder telemetry compact --dir ci-store/telemetry",
+    ),
+    ("telemetry", "verify"): (
+        "builder telemetry verify",
+        "builder telemetry verify --repair",
+    ),
+    ("telemetry", "ingest"): (
+        "builder telemetry ingest events.jsonl",
+        "builder telemetry ingest --format ninja-log out/.ninja_log",
+        "builder telemetry ingest bep.json --profile profile.json",
+    ),
+}
+
+
+def _epilog(path: tuple[str, ...], *before: str) -> str:
+    # \b keeps the examples' lines as they are written.
+    lines = "\n".join(f"  {example}" for example in EXAMPLES[path])
+    return "\n\n".join((*before, "\b\nExamples:\n" + lines))
+
+
+def _write_help() -> None:
+    """Every command's help as :class:`_Command` writes it, ending in its examples; the
+    groups' tell the exit statuses first. (Set here, once every command is declared.)"""
+    groups: tuple[tuple[typer.Typer, tuple[str, ...]], ...] = (
+        (app, ()),
+        (telemetry_app, ("telemetry",)),
+    )
+    for group, words in groups:
+        group.info.epilog = _epilog(words, reports.EXIT_STATUSES)
+        for info in group.registered_commands:
+            name = str(info.name or getattr(info.callback, "__name__", ""))
+            info.cls = _Command
+            info.epilog = _epilog((*words, name))
+
+
+_write_help()
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run the CLI; every expected failure ends as one ``Error:`` line and exit status 1."""
+    """Run the CLI; every expected failure ends as one ``Error:`` line and the exit status
+    of its kind (:data:`telemetry.cli.reports.EXIT_STATUSES`)."""
     warnings.showwarning = show_warning
     sys.exit(reports.guarded(lambda: _parse_and_run(argv)))
 
@@ -480,5 +800,32 @@ def _parse_and_run(argv: list[str] | None) -> int:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `builder`: show the help
             _err(error.format_message())
         else:
-            _err(f"Error: {' '.join(error.format_message().split())}")
+            _err(f"Error: {' '.join(_usage_message(error).split())}")
         return error.exit_code
+
+
+def _usage_message(error: typer.TyperException) -> str:
+    """The parser's complaint in our words, saying what was expected and what came, rather
+    than in those of the validation library behind it (``Value error, ...``)."""
+    param = getattr(error, "param", None)
+    errors = getattr(error.__cause__, "errors", None)
+    found = errors() if callable(errors) else []
+    if param is None or not found:
+        return error.format_message()
+    first = found[0]
+    value = first.get("input")
+    described = getattr(param, "type_descriptor", None)
+    choices: Sequence[object] | None = getattr(described, "choices", None)
+    if choices:
+        said = f"{value!r} is not one of {', '.join(str(c) for c in choices)}"
+    elif getattr(described, "annotation", None) is int:
+        low, high = getattr(param, "min", None), getattr(param, "max", None)
+        if low is not None and high is not None:
+            said = f"{value!r} is not a whole number from {low} to {high}"
+        elif low is not None:
+            said = f"{value!r} is not a whole number of at least {low}"
+        else:
+            said = f"{value!r} is not a whole number"
+    else:
+        said = str(first.get("msg", error)).removeprefix("Value error, ")
+    return f"Invalid value for {param.get_error_hint()}: {said}."

@@ -18,14 +18,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
+from telemetry.cli import reports
+from telemetry.cli.reports import err, internal_error, show_warning
 from telemetry.errors import TelemetryError
+from telemetry.record import Source
 
 if TYPE_CHECKING:
     from telemetry.record import Recording
 
-_SOURCES = ("auto", "ninja", "none")
+__all__ = ["err", "finish", "internal_error", "show_warning", "try_fast"]
+
+_SOURCES: tuple[str, ...] = get_args(Source)
 # The signals that end a process without a core dump; for the others builder exits 128 + N.
 DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
 
@@ -58,52 +63,9 @@ def try_fast(argv: Sequence[str]) -> int | None:
         return internal_error(error)
 
 
-def err(text: str) -> None:
-    """One line on stderr; nothing when stderr is closed or cannot be written, since what
-    telemetry says must never change a build's result. Stderr is a terminal more often than
-    not, so build text quoted in a message is escaped as in the reports (its line breaks,
-    those of a usage text, stay)."""
-    if sys.stderr is None:
-        return
-    if not text.isprintable():
-        from telemetry.exporter import printable
-
-        text = "\n".join(printable(line) for line in text.split("\n"))
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-
-def show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: object = None,
-    line: str | None = None,
-) -> None:
-    """Library warnings (a damaged file skipped) as one ``Warning:`` line."""
-    err(f"Warning: {message}")
-
-
-def internal_error(error: BaseException) -> int:
-    """A failure nobody foresaw: one line asking for a report (the traceback with
-    ``BUILDER_DEBUG=1``), and exit status 70."""
-    if os.environ.get("BUILDER_DEBUG"):
-        raise error
-    message = " ".join(str(error).split())[:300]
-    err(
-        f"Error: internal error ({type(error).__name__}: {message}); "
-        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
-    )
-    return 70
-
-
 def _report(args: Sequence[str]) -> int | None:
-    """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, run
-    here; None for any other form."""
-    from telemetry.cli import reports
-
+    """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, with
+    ``--dir`` also among the command's options, run here; None for any other form."""
     directory: str | None = None
     index = 0
     while index < len(args) and args[index].partition("=")[0] == "--dir":
@@ -114,15 +76,20 @@ def _report(args: Sequence[str]) -> int | None:
     if command not in ("summary", "recent"):
         return None
     count: int | None = None
-    format = "text"
+    format: reports.ReportFormat = "text"
     index += 1
     while index < len(args):
         arg = args[index]
-        if arg.partition("=")[0] == "--format":
+        name = arg.partition("=")[0]
+        if name == "--format":
             value, index = _value(args, index)
             if value not in reports.FORMATS:
                 return None
             format = value
+        elif name == "--dir":
+            directory, index = _value(args, index)
+            if not directory or directory.startswith("-"):
+                return None
         elif command == "recent" and count is None and arg.isascii() and arg.isdigit():
             if len(arg) > 7:
                 return None  # Python will not even read a number of over 4,300 digits

@@ -1,44 +1,105 @@
-"""What ``summary`` and ``recent`` do once their options are read, and the handling of
-stdout and of failures that every command shares; nothing here loads the command-line parser.
+"""What ``summary``, ``recent`` and ``show`` do once their options are read, and what every
+command shares: writing stdout and stderr, and turning failures into exit statuses. Nothing here
+loads the command-line parser.
 
 ``builder telemetry recent`` is what people type to see the build they just ran, so its
 plain forms skip the parser (typer, and pydantic behind it, take longer to import than the
 rest of the command) and call :func:`summary` and :func:`recent` from :mod:`telemetry.cli.fast`;
 the parser calls the same functions for every other form.
+
+Exit statuses are one rule for every command, :data:`EXIT_STATUSES`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, get_args
 
-from telemetry.cli.fast import err, internal_error
 from telemetry.config import TelemetryConfig, parse_threshold
-from telemetry.errors import TelemetryError
+from telemetry.errors import ConfigError, TelemetryError
 
 if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
     from telemetry.analyzer import TelemetryAnalyzer
     from telemetry.storage import TelemetryStorage
-    from telemetry.window import Window
+    from telemetry.window import BuildStatus, Filter, Window
 
+ReportFormat: TypeAlias = Literal["text", "json"]
+FORMATS: Final[tuple[ReportFormat, ...]] = get_args(ReportFormat)
 MAX_COUNT = 1_000_000
-FORMATS = ("text", "json")
+USAGE_ERROR = 2
+INTERNAL_ERROR = 70
+EXIT_STATUSES = (
+    "Exit status: 0 success; 1 a failure while working (or skipped input lines); 2 an "
+    "unusable command line or option value; 70 an internal error; record and build exit "
+    "with the build's own status."
+)
 
 
 class OutputClosed(Exception):
     """The reader of our stdout went away (``| head``): stop quietly."""
 
 
+class OptionError(TelemetryError):
+    """An option's value cannot be used: like any unusable command line, exit status 2."""
+
+
+def err(text: str) -> None:
+    """One line on stderr; nothing when stderr is closed or cannot be written, since what
+    telemetry says must never change a build's result. Stderr is a terminal more often than
+    not, so build text quoted in a message is escaped as in the reports (its line breaks,
+    those of a usage text, stay)."""
+    if sys.stderr is None:
+        return
+    if not text.isprintable():
+        from telemetry.exporter import printable
+
+        text = "\n".join(printable(line) for line in text.split("\n"))
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Library warnings (a damaged file skipped) as one ``Warning:`` line."""
+    err(f"Warning: {message}")
+
+
+def internal_error(error: BaseException) -> int:
+    """A failure nobody foresaw: one line asking for a report (the traceback with
+    ``BUILDER_DEBUG=1``), and exit status 70."""
+    if os.environ.get("BUILDER_DEBUG"):
+        raise error
+    message = " ".join(str(error).split())[:300]
+    err(
+        f"Error: internal error ({type(error).__name__}: {message}); "
+        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
+    )
+    return INTERNAL_ERROR
+
+
 def guarded(run: Callable[[], int]) -> int:
     """The exit status of ``run``, with every expected failure as one ``Error:`` line and
-    status 1, a closed stdout as a quiet 0, Ctrl-C as 130 and our own bugs as 70."""
+    status 1 (2 for an unusable option value), a closed stdout as a quiet 0, Ctrl-C as 130
+    and our own bugs as 70."""
     try:
         return run()
+    except OptionError as error:
+        err(f"Error: {' '.join(str(error).split())}")
+        return USAGE_ERROR
     except TelemetryError as error:
         err(f"Error: {' '.join(str(error).split())}")
         return 1
@@ -71,9 +132,40 @@ def config(directory: Path | None, *, threshold: str | None = None) -> Telemetry
     if directory is not None:
         found = replace(found, dir=directory.expanduser())
     if threshold is not None:
-        ratio = parse_threshold(threshold, source="--threshold")
+        with option_value():
+            ratio = parse_threshold(threshold, source="--threshold")
         found = replace(found, regression_threshold=ratio)
     return found
+
+
+@contextlib.contextmanager
+def option_value() -> Iterator[None]:
+    """Read an option's value: the library's complaint about it is an :class:`OptionError`."""
+    try:
+        yield
+    except ConfigError as error:
+        raise OptionError(str(error)) from None
+
+
+def window(since: str | None, until: str | None) -> Window:
+    """The ``--since``/``--until`` window."""
+    from telemetry.window import Window
+
+    with option_value():
+        return Window.parse(since, until)
+
+
+def selection(
+    branch: str | None = None,
+    tool: str | None = None,
+    labels: list[str] | None = None,
+    status: BuildStatus | None = None,
+) -> Filter:
+    """The ``--branch``, ``--tool``, ``--label`` and ``--status`` filter."""
+    from telemetry.window import Filter
+
+    with option_value():
+        return Filter.parse(branch=branch, tool=tool, labels=labels or (), status=status)
 
 
 def storage(found: TelemetryConfig) -> TelemetryStorage:
@@ -82,13 +174,19 @@ def storage(found: TelemetryConfig) -> TelemetryStorage:
     return TelemetryStorage.from_config(found)
 
 
-def analyzer(found: TelemetryConfig, since: str | None, until: str | None) -> TelemetryAnalyzer:
+def analyzer(
+    found: TelemetryConfig,
+    since: str | None,
+    until: str | None,
+    filter: Filter | None = None,
+) -> TelemetryAnalyzer:
     from telemetry.analyzer import TelemetryAnalyzer
-    from telemetry.window import Window
 
+    asked = window(since, until)
     return TelemetryAnalyzer(
         storage(found),
-        window=Window.parse(since, until),
+        window=asked,
+        filter=filter,
         regression_threshold=found.regression_threshold,
     )
 
@@ -98,22 +196,23 @@ def summary(
     *,
     since: str | None = None,
     until: str | None = None,
+    filter: Filter | None = None,
     top: int = 5,
-    format: str = "text",
+    format: ReportFormat = "text",
 ) -> None:
     """``builder telemetry summary``: the report on stdout."""
     from telemetry import exporter
 
-    asked = analyzer(found, since, until)
+    asked = analyzer(found, since, until, filter)
     report = asked.summary(top=top)
     if format == "json":
-        out(stdout_json(exporter.summary_json(report)))
+        out_json(exporter.summary_json(report))
         if report.total_builds == 0:
-            err(no_builds(asked.storage, asked.window))
+            err(no_builds(asked.storage, asked.window, asked.filter))
     elif report.total_builds == 0:
-        out(no_builds(asked.storage, asked.window) + "\n")
+        out(no_builds(asked.storage, asked.window, asked.filter) + "\n")
     else:
-        out(exporter.render_summary(report, color=color()))
+        out_report(exporter.render_summary(report, color=color()))
 
 
 def recent(
@@ -122,43 +221,87 @@ def recent(
     *,
     since: str | None = None,
     until: str | None = None,
-    format: str = "text",
+    filter: Filter | None = None,
+    format: ReportFormat = "text",
 ) -> None:
     """``builder telemetry recent``: the newest builds on stdout."""
     from telemetry import exporter
     from telemetry.recent import newest_builds
-    from telemetry.window import Window
 
     stored = storage(found)
-    window = Window.parse(since, until)
-    builds = newest_builds(stored, window, count)
-    if builds is None:  # many rows, or something the analyzer must warn about
+    asked = window(since, until)
+    # The rows read without polars know the window, not the filter.
+    builds = newest_builds(stored, asked, count) if filter is None or filter.takes_all else None
+    if builds is None:  # many rows, a filter, or something the analyzer must warn about
         from telemetry.analyzer import TelemetryAnalyzer
 
-        builds = TelemetryAnalyzer(stored, window=window).recent(count)
+        builds = TelemetryAnalyzer(stored, window=asked, filter=filter).recent(count)
     if format == "json":
-        out(stdout_json(exporter.recent_json(builds)))
+        out_json(exporter.recent_json(builds))
         if not builds:
-            err(no_builds(stored, window))
+            err(no_builds(stored, asked, filter))
     elif not builds:
-        out(no_builds(stored, window) + "\n")
+        out(no_builds(stored, asked, filter) + "\n")
     else:
-        out(exporter.render_recent(builds, color=color()))
+        out_report(exporter.render_recent(builds, color=color()))
 
 
-def no_builds(stored: TelemetryStorage, window: Window) -> str:
-    """Why there is nothing to show: no data at all, none readable, or none in the window."""
+def show(
+    found: TelemetryConfig,
+    session: str | None = None,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    filter: Filter | None = None,
+    top: int | None = None,
+    format: ReportFormat = "text",
+) -> None:
+    """``builder telemetry show``: one build on stdout, the newest when ``session`` is None.
+    A session id that matches no build, or several, is an error (exit status 1): the command
+    line was usable, the store holds no one build for it."""
     from telemetry import exporter
 
+    if session == "":
+        raise OptionError(f"SESSION must be a session id or its first characters, got {session!r}")
+    asked = analyzer(found, since, until, filter)
+    build = asked.newest_build() if session is None else asked.build(session)
+    if build is None:
+        message = no_builds(asked.storage, asked.window, asked.filter)
+        if format == "json":
+            err(message)
+        else:
+            out(message + "\n")
+    elif format == "json":
+        out_json(exporter.build_json(build, top=top))
+    else:
+        out_report(exporter.render_build(build, top=top, color=color()))
+
+
+def no_builds(stored: TelemetryStorage, window: Window, filter: Filter | None = None) -> str:
+    """Why there is nothing to show: no data at all, none readable, or none in the window
+    or the filter; each names the folder read, which the current directory decides when no
+    option or variable does."""
+    from telemetry.exporter import printable
+
+    # "No telemetry data yet in .." would read as a typo.
+    where = "the current folder" if stored.dir == Path() else printable(str(stored.dir))
+    no_data = (
+        f"No telemetry data yet in {where}. Run a build with telemetry enabled, "
+        f"or store events with `builder telemetry ingest FILE`."
+    )
     files = stored.files("sessions")
     if not files:
-        return exporter.NO_DATA
-    if window.since is None and window.until is None:
+        return no_data
+    windowed = window.since is not None or window.until is not None
+    if filter is not None and not filter.takes_all:
+        during = " in the selected time window" if windowed else ""
+        return f"No builds in {where}{during} match the selected filters."
+    if not windowed:
         if stored.readable("sessions", files, warn=False):
             # Builds were stored (or retention ran) while we read: there were none then.
-            return exporter.NO_DATA
-        return f"No readable builds in {stored.dir} (see the warnings above)."
-    return exporter.NO_DATA_IN_WINDOW
+            return no_data
+        return f"No readable builds in {where} (see the warnings above)."
+    return f"No builds in {where} in the selected time window."
 
 
 def terminal() -> bool:
@@ -167,20 +310,84 @@ def terminal() -> bool:
 
 
 def color() -> bool:
-    return terminal() and "NO_COLOR" not in os.environ
-
-
-def stdout_json(document: str) -> str:
-    """A JSON report as it is, or escaped for a terminal (still the same JSON values)."""
-    from telemetry import exporter
-
-    return exporter.json_for_terminal(document) if terminal() else document
+    """Colour for a terminal that shows it: not with ``NO_COLOR``, nor on a ``TERM=dumb``
+    one (an editor's shell buffer, a CI log) that would show the escape codes as text."""
+    return terminal() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def out(text: str) -> None:
+    """Text on stdout; what its encoding cannot hold is escaped as Python writes it
+    (``\\u2713``), never an error."""
+    _write(text, _escape_text)
+
+
+def out_report(text: str) -> None:
+    """A text report on stdout; where the encoding (a Latin-1 or ASCII locale) cannot hold
+    it, its marks (``✓``, ``✗``, ``•``, ``⚠️``) become plain ASCII ones."""
+    _write(text, _ascii_marks)
+
+
+def out_json(document: str) -> None:
+    """A JSON report on stdout, escaped for a terminal, and what the encoding cannot hold
+    written as JSON escapes: either way the same JSON values."""
+    from telemetry import exporter
+
+    _write(exporter.json_for_terminal(document) if terminal() else document, _escape_json)
+
+
+def _write(text: str, fallback: Callable[[str, str], str]) -> None:
+    """``text`` on stdout, or ``fallback(text, encoding)`` when stdout's encoding cannot
+    hold it."""
     with writing():
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError:
+            text = fallback(text, encoding)
+        except LookupError:  # an encoding Python does not know: leave it to the stream
+            pass
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _escape_text(text: str, encoding: str) -> str:
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _escape_json(document: str, encoding: str) -> str:
+    # Outside its strings a JSON document is ASCII, so every such character is in a string,
+    # where a JSON escape (a surrogate pair above U+FFFF) is the same character.
+    return "".join(c if _holds(c, encoding) else json.dumps(c)[1:-1] for c in document)
+
+
+def _holds(char: str, encoding: str) -> bool:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The reports' own marks, only where the layout puts them (a colour code may wrap a mark):
+# the same characters in build text (a target label) are the label's and are escaped.
+_MARK = re.compile(
+    r"^(?P<before>\d+\. \[(?:\x1b\[[0-9;]*m)?)(?P<mark>[✓✗])"
+    r"|^(?P<indent> +)(?P<bullet>•) "
+    r"|^(?P<color>(?:\x1b\[[0-9;]*m)?)(?P<warning>⚠️)",
+    re.MULTILINE,
+)
+_ASCII: Final = {"✓": "OK", "✗": "FAIL", "•": "*", "⚠️": "!!"}
+
+
+def _ascii_marks(text: str, encoding: str) -> str:
+    def plain(found: re.Match[str]) -> str:
+        if found["mark"]:
+            return found["before"] + _ASCII[found["mark"]]
+        if found["bullet"]:
+            return found["indent"] + _ASCII["•"] + " "
+        return found["color"] + _ASCII["⚠️"]
+
+    return _escape_text(_MARK.sub(plain, text), encoding)
 
 
 @contextlib.contextmanager

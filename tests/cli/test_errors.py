@@ -100,7 +100,7 @@ def test_a_flag_replaces_a_bad_variable(tmp_path: Path) -> None:
         tmp_path,
         BUILDER_TELEMETRY_REGRESSION_THRESHOLD="abc",
     )
-    assert result.returncode == 0 and result.stdout.startswith("No telemetry data yet.")
+    assert result.returncode == 0 and result.stdout.startswith("No telemetry data yet in ")
 
 
 def test_a_store_under_glob_and_partition_like_folders(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_clear_removes_everything_without_asking_when_not_a_tty(small_cli: Runne
     result = small_cli("telemetry", "clear")
     assert result.code == 0
     assert result.stdout.startswith("Removed 3 builds from ")
-    assert small_cli("telemetry", "summary").stdout.startswith("No telemetry data yet.")
+    assert small_cli("telemetry", "summary").stdout.startswith("No telemetry data yet in ")
     again = small_cli("telemetry", "clear")
     assert again.code == 0 and again.stdout.startswith("No telemetry data in ")
 
@@ -182,7 +182,7 @@ def test_clear_removes_everything_without_asking_when_not_a_tty(small_cli: Runne
 def test_dir_flag_beats_the_environment(small_cli: Runner, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     assert small_cli("telemetry", "--dir", str(other), "summary").stdout.startswith(
-        "No telemetry data yet."
+        "No telemetry data yet in "
     )
     assert "Total Builds: 3" in small_cli("telemetry", "summary").stdout
 

@@ -147,7 +147,7 @@ def test_window(small_cli: Runner) -> None:
 def test_empty_store_exports_valid_empty_files(cli: Runner) -> None:
     result = cli("telemetry", "export")
     assert json.loads(result.stdout) == {"sessions": []}
-    assert result.stderr.startswith("No telemetry data yet.")
+    assert result.stderr.startswith("No telemetry data yet in ")
     header = cli("telemetry", "export", "--format", "csv").stdout
     assert header.startswith("startTime,durationMs,totalTargets,") and header.count("\n") == 1
 

@@ -97,4 +97,4 @@ def test_zero_count_is_an_error(small_cli: Runner) -> None:
 
 def test_empty_store(cli: Runner) -> None:
     result = cli("telemetry", "recent")
-    assert (result.code, result.stdout.startswith("No telemetry data yet.")) == (0, True)
+    assert (result.code, result.stdout.startswith("No telemetry data yet in ")) == (0, True)

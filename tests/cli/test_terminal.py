@@ -1,5 +1,5 @@
-"""Behaviour in a real terminal (a pseudo-terminal): colour, NO_COLOR, clear's question, and
-text from builds, which reaches a terminal only escaped."""
+"""Behaviour in a real terminal (a pseudo-terminal): colour, NO_COLOR and TERM=dumb, clear's
+question, and text from builds, which reaches a terminal only escaped."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _in_terminal(
 ) -> tuple[int, str]:
     """Run builder with a pseudo-terminal as stdin and stdout; returns (status, screen).
     The terminal passes output on as written (no CR added before LF), so the screen holds
-    exactly the bytes builder wrote."""
-    environment = process_env(tmp_path / "t", TERM="xterm", **env)
+    exactly the bytes builder wrote. ``answer`` is typed once a question is on the screen."""
+    environment = process_env(tmp_path / "t", **({"TERM": "xterm"} | env))
     controller, terminal = os.openpty()
     modes = termios.tcgetattr(terminal)
     modes[1] &= ~termios.OPOST
@@ -39,9 +39,6 @@ def _in_terminal(
         close_fds=True,
     )
     os.close(terminal)
-    if answer:
-        time.sleep(0.5)
-        os.write(controller, answer)
     screen = b""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -54,6 +51,9 @@ def _in_terminal(
             if not chunk:
                 break
             screen += chunk
+            if answer and screen.endswith(b"[y/N]: "):
+                os.write(controller, answer)
+                answer = b""
         elif process.poll() is not None:
             break
     os.close(controller)
@@ -81,11 +81,23 @@ def test_colour_in_a_terminal_and_never_with_no_color(tmp_path: Path) -> None:
     assert "\x1b[" not in plain and "[✗] 2025-10-27T16:23:20 - 3000ms" in plain
 
 
+def test_no_colour_on_a_dumb_terminal(tmp_path: Path) -> None:
+    # Editors' shell buffers and some CI logs say TERM=dumb: escape codes would show as text.
+    _store(tmp_path)
+    for args in (["telemetry", "recent", "1"], ["telemetry", "summary", "--top", "1"]):
+        code, screen = _in_terminal(args, tmp_path, TERM="dumb")
+        assert code == 0 and "\x1b[" not in screen
+    assert screen.startswith("=== Build Telemetry Summary ===\n")
+
+
 def test_clear_asks_in_a_terminal(tmp_path: Path) -> None:
     _store(tmp_path)
     code, screen = _in_terminal(["telemetry", "clear"], tmp_path, answer=b"n\n")
     assert code == 1
-    assert "Remove all telemetry data in" in screen and "(3 builds)?" in screen
+    assert screen == (
+        f"Remove all telemetry data in {tmp_path / 't'} (3 builds)? [y/N]: n\n"
+        f"Nothing removed from {tmp_path / 't'}.\n"
+    )
     assert any((tmp_path / "t" / "sessions").iterdir())
     code, screen = _in_terminal(["telemetry", "clear"], tmp_path, answer=b"y\n")
     assert code == 0 and "Removed 3 builds" in screen
