@@ -2,9 +2,10 @@
 and afterwards what became of every command the requested targets need.
 
 What ran is read from the lines the build appended to ``.ninja_log``, with the log's reader
-(:mod:`telemetry.ingest.ninja`). Commands that failed are never written to it, so what a
-failed build did is worked out by asking ninja afterwards which outputs are still out of
-date (see :class:`NinjaRun`).
+(:mod:`telemetry.ingest.ninja`). Commands that failed are never written to it: ninja reports
+them on its standard output, which is read as it passes (:mod:`telemetry.ninja_output`); what
+else a failed build left undone is worked out by asking ninja afterwards which outputs are
+still out of date (see :class:`NinjaRun`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import stat
 import subprocess
 import time
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Literal
 from telemetry.errors import InputError
 
 if TYPE_CHECKING:
-    from telemetry.ingest.ninja import LogEntry
+    from telemetry.ingest.ninja import LogCommand, LogEntry
+    from telemetry.ninja_output import Failure, NinjaOutput
 
 # The ninja tools asked after a build share this much time; a huge manifest gets less detail.
 _TOOL_SECONDS = 30.0
@@ -49,12 +52,13 @@ Status = Literal["built", "cached", "failed", "skipped"]
 class NinjaTarget:
     """A command of a recorded build, named by its first output (relative to the build
     directory when ninja named it by an absolute path); times in milliseconds since ninja
-    started (executed commands only)."""
+    started (executed commands only); ``error``: what a failed command printed first."""
 
     output: str
     status: Status
     start_ms: int | None = None
     end_ms: int | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -117,15 +121,19 @@ class NinjaRun:
       log to compact it, the lines that were not in it before);
     - when the build succeeded, every other command in ``ninja -t graph`` of the requested
       targets was up to date: ``cached``;
+    - ``failed``: the commands ninja reported with ``FAILED:`` on its output, read as it
+      passed (:meth:`watch_output`), each with the first lines it printed and the interval
+      it ran over (:class:`_Failed`);
     - when it failed, a dry run (``ninja -n -v``, its commands named through
-      ``-t compdb``) tells which outputs are still out of date. Those waiting for another
-      out-of-date output were never attempted: ``skipped``. Those whose inputs were all up
-      to date were ready: ninja ran them and they failed, or had not started them yet when
-      it stopped at its ``-k`` failures. When there are no more of them than ``-k`` allows
-      (or ``-k 0``), ninja tried every one: ``failed``; otherwise which failed is not
-      written anywhere, and they are ``skipped``. The rest were up to date: ``cached``.
-      When the dry run cannot be matched to the graph (two commands alike, a failed
-      regeneration of the manifest), only the executed outputs are recorded.
+      ``-t compdb``) tells which outputs are still out of date: the other such commands
+      were never attempted, ``skipped``; the rest were up to date, ``cached``. When the dry
+      run cannot be matched to the graph (two commands alike, a failed regeneration of the
+      manifest), only the executed and the failed commands are recorded.
+
+    When ninja's output could not be read, the ready commands among those still out of
+    date (all their inputs up to date) are taken for the failed ones when no more of them
+    are ready than ``-k`` allows (or ``-k 0``): ninja tried every one. Otherwise which
+    failed is not known, and they are ``skipped``.
     """
 
     ninja: str
@@ -141,6 +149,7 @@ class NinjaRun:
     _before: int | None = None  # a descriptor of the log as it was before the build
     _before_size: int = 0
     problems: list[str] = field(default_factory=list)
+    output: NinjaOutput | None = None  # ninja's stdout, read as it passes on to ours
 
     @classmethod
     def prepare(
@@ -205,7 +214,26 @@ class NinjaRun:
             self._before = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
             self._before_size = os.fstat(self._before).st_size
 
+    def watch_output(self) -> None:
+        """Read ninja's standard output for the commands that fail, passing it on to ours
+        unchanged (:class:`telemetry.ninja_output.NinjaOutput`). When no pipe or terminal
+        can be had for it, the build runs with our stdout as it is, and which commands
+        failed is worked out afterwards as well as the log and ninja's tools allow."""
+        try:
+            from telemetry.ninja_output import NinjaOutput
+
+            self.output = NinjaOutput.open(self.environ)
+        except (OSError, ImportError):  # out of descriptors, no pseudo-terminals here
+            self.output = None
+
     def close(self) -> None:
+        """The build did not start."""
+        if self.output is not None:
+            self.output.close()
+            self.output = None
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._before is not None:
             with contextlib.suppress(OSError):
                 os.close(self._before)
@@ -244,57 +272,83 @@ class NinjaRun:
             old = set()
         return version, [entry for entry in new if entry not in old]
 
-    def outcome(self, *, succeeded: bool, interrupted: bool) -> list[NinjaTarget]:
-        """Every command the build's targets need, and what became of it."""
+    def outcome(
+        self, *, succeeded: bool, interrupted: bool, started_ms: int | None = None
+    ) -> list[NinjaTarget]:
+        """Every command the build's targets need, and what became of it; ``started_ms``:
+        when the build was started (epoch milliseconds), which ninja's reports of failed
+        commands are timed from."""
         from telemetry.ingest.ninja import build_directories, log_commands, target_name
 
+        reported = self.output.finish() if self.output is not None else None
+        self.output = None
         had_log = self._before is not None
+        version: int | None = None
         try:
             version, executed = self.executed()
         except FileNotFoundError:
-            # A build that fails before it writes a log (a bad manifest) leaves none.
-            if succeeded or had_log:
+            # A build that fails before it writes a log (a bad manifest) leaves none, and so
+            # does one none of whose commands succeeded.
+            if not reported and (succeeded or had_log):
                 self.problems.append(
                     f"no ninja log at {self.log_path} after the build; its targets are not recorded"
                 )
-            return []
+            if not reported:
+                return []
+            executed = []
         except (OSError, InputError) as error:
             self.problems.append(f"cannot read {self.log_path}: {error}")
             return []
         finally:
-            self.close()
+            self._close_log()
         commands = log_commands(executed)
         directories = self._directories(build_directories(commands))
         targets = [
             NinjaTarget(target_name(c.outputs[0], directories), "built", c.start_ms, c.end_ms)
             for c in commands
         ]
+        failures = _Failed(
+            reported,
+            started_ms=started_ms,
+            commands=commands,
+            directories=directories,
+            parallelism=self.parallelism,
+            manifest=os.path.normpath(self.manifest),
+        )
         if interrupted or self.abort():  # what was running or queued is unknown
-            return targets
+            return targets + failures.targets(None)
         deadline = time.monotonic() + _TOOL_SECONDS
         try:
-            if not self.same_binary and not self._writes_version(version, deadline):
+            # Without a log (none of its commands succeeded) there is none to throw away.
+            if (
+                not self.same_binary
+                and version is not None
+                and not self._writes_version(version, deadline)
+            ):
                 self.problems.append(
                     f"{self.ninja} is not the ninja that wrote {self.log_path} (log format "
-                    f"v{version}); only the executed outputs are recorded"
+                    f"v{version}); only the commands that ran are recorded"
                 )
-                return targets
+                return targets + failures.targets(None)
             graph = _parse_graph(self._tool("-t", "graph", *self.targets, deadline=deadline))
-            done = {output for command in commands for output in command.outputs}
+            failed = failures.targets(graph)
             status: dict[str, Status] = {}
             if not succeeded:
-                found = self._after_failure(graph, deadline)
+                found = self._after_failure(graph, deadline, failures.edges)
                 if found is None:
-                    return targets
+                    return targets + failed
                 status = found
         except _ToolFailed as error:
             if succeeded:  # after a failed build (an unknown target, a bad manifest) ninja
                 self.problems.append(str(error))  # has already said what is wrong
-            return targets
+            return targets + failures.targets(None)
+        done = {output for command in commands for output in command.outputs}
+        matched = failures.edges or set()
+        targets += failed
         for edge in graph.commands():
             # Outputs nothing needs are drawn without a name: the first named one names it.
             outputs = graph.named_outputs(edge)
-            if outputs and done.isdisjoint(outputs):
+            if outputs and done.isdisjoint(outputs) and edge not in matched:
                 name = target_name(outputs[0], directories)
                 targets.append(NinjaTarget(name, status.get(edge, "cached")))
         return targets
@@ -307,15 +361,20 @@ class NinjaRun:
         known = sorted({path.rstrip(os.sep) + os.sep for path in given}, key=len, reverse=True)
         return known + [path for path in inferred if path not in known]
 
-    def _after_failure(self, graph: _Graph, deadline: float) -> dict[str, Status] | None:
-        """The status of each command still out of date after a failed build; None when
-        the dry run cannot be matched to the graph."""
+    def _after_failure(
+        self, graph: _Graph, deadline: float, failed: set[str] | None
+    ) -> dict[str, Status] | None:
+        """The status of each command still out of date after a failed build, but those
+        ninja reported as ``failed`` (None: its output was not read); None when the dry run
+        cannot be matched to the graph."""
         pending = self._still_to_run(graph, deadline)
         if pending is None:
             return None
         manifest = os.path.normpath(self.manifest)
         if any(manifest in graph.named_outputs(edge) for edge in pending):
             return None  # the manifest is to be regenerated: the dry run stopped there
+        if failed is not None:
+            return dict.fromkeys(pending - failed, "skipped")
         waiting = {edge for edge in pending if self._waits(graph, edge, pending)}
         ready = pending - waiting
         tried_all = self.failures_allowed == 0 or len(ready) <= self.failures_allowed
@@ -418,19 +477,134 @@ class NinjaRun:
                         process.communicate()
                         why = "interrupted" if self.abort() else f"over {_TOOL_SECONDS:.0f} s"
                         raise _ToolFailed(
-                            f"`ninja {' '.join(args[:2])}` took {why}; only the executed "
-                            f"outputs are recorded"
+                            f"`ninja {' '.join(args[:2])}` took {why}; only the commands "
+                            f"that ran are recorded"
                         ) from None
         if process.returncode != 0:
             raise _ToolFailed(
                 f"`ninja {' '.join(args[:2])}` failed with status {process.returncode}; only "
-                f"the executed outputs are recorded"
+                f"the commands that ran are recorded"
             )
         return out.decode("utf-8", "backslashreplace")
 
 
 class _ToolFailed(Exception):
     pass
+
+
+class _Failed:
+    """The commands ninja reported as failed, as targets named by their first output.
+
+    A failed command's end is when ninja reported it. Its start is when ninja showed it
+    starting, on a terminal; otherwise, the earliest moment ninja could have started it:
+    once the last of its inputs this build made was written (``ninja -t graph``, the log's
+    end times) and one of the ``-j`` job slots was free (the log's commands and the failed
+    ones before it hold the others). Ninja starts a ready command as soon as a slot frees,
+    so that is when it started unless other ready commands took the slots first, or a pool
+    held it back.
+    """
+
+    def __init__(
+        self,
+        reported: Sequence[Failure] | None,
+        *,
+        started_ms: int | None,
+        commands: Sequence[LogCommand],
+        directories: Sequence[str],
+        parallelism: int | None,
+        manifest: str,
+    ) -> None:
+        self.reported = sorted(reported or (), key=lambda failure: failure.end_ms)
+        # The commands matched to the graph; None when ninja's output was not read.
+        self.edges: set[str] | None = set() if reported is not None else None
+        self._started_ms = started_ms
+        self._commands = commands
+        self._directories = directories
+        self._slots = parallelism
+        self._manifest = manifest  # as ninja names it when it regenerates it
+
+    def targets(self, graph: _Graph | None) -> list[NinjaTarget]:
+        """The failed targets, each matched to its command in ``graph`` when there is one."""
+        from telemetry.ingest.ninja import target_name
+
+        edge_of = (
+            {name: edge for edge in graph.commands() for name in graph.named_outputs(edge)}
+            if graph is not None
+            else {}
+        )
+        made = {output: c.end_ms for c in self._commands for output in c.outputs}
+        starts = sorted(c.start_ms for c in self._commands)
+        ends = sorted(c.end_ms for c in self._commands)
+        found: dict[str, NinjaTarget] = {}
+        for failure in self.reported:
+            edge, first = _reported_command(failure.outputs, edge_of, graph)
+            if first in made:
+                continue  # run again and succeeded (a wrapper that tries twice)
+            if graph is not None and edge is None and first != self._manifest:
+                # Ninja runs nothing but what the targets need, or the manifest's own
+                # regeneration: this line was a command's output, not ninja's report.
+                continue
+            start = end = None
+            if self._started_ms is not None:
+                end = max(failure.end_ms - self._started_ms, 0)
+                if failure.start_ms is not None:
+                    start = min(max(failure.start_ms - self._started_ms, 0), end)
+                else:
+                    ready = self._ready(edge, graph, made)
+                    start = self._first_free_slot(min(ready, end), end, starts, ends)
+                insort(starts, start)
+                insort(ends, end)
+            name = target_name(first, self._directories)
+            found[name] = NinjaTarget(name, "failed", start, end, failure.error)
+            if edge is not None and self.edges is not None:
+                self.edges.add(edge)
+        return list(found.values())
+
+    @staticmethod
+    def _ready(edge: str | None, graph: _Graph | None, made: Mapping[str, int]) -> int:
+        """When the last of the command's inputs (through ``phony`` names too) that this
+        build made was written; 0 when it made none."""
+        if edge is None or graph is None:
+            return 0
+        ready, seen = 0, set()
+        stack = list(graph.inputs[edge])
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            ready = max(ready, made.get(graph.names.get(node, ""), 0))
+            producer = graph.producer.get(node)
+            if producer is not None and graph.rules[producer] == "phony":
+                stack += graph.inputs[producer]
+        return ready
+
+    def _first_free_slot(self, ready: int, end: int, starts: list[int], ends: list[int]) -> int:
+        """The first moment from ``ready`` on at which fewer commands ran than ninja had
+        job slots: ``ready`` itself, or when one of them ended."""
+        if not self._slots:
+            return ready  # -j 0: no limit
+        for moment in [ready, *ends[bisect_right(ends, ready) : bisect_left(ends, end)]]:
+            if bisect_right(starts, moment) - bisect_right(ends, moment) < self._slots:
+                return moment
+        return ready
+
+
+def _reported_command(
+    outputs: str, edge_of: Mapping[str, str], graph: _Graph | None
+) -> tuple[str | None, str]:
+    """The command (edge) of a ``FAILED:`` line's outputs, and its first output as the graph
+    names it. Ninja separates outputs by spaces, which paths may hold too, so the graph's
+    names are looked for among the line's space-separated runs of words."""
+    cuts = [at for at, char in enumerate(outputs) if char == " "] + [len(outputs)]
+    if graph is not None and edge_of:
+        begins = [0] + [at + 1 for at in cuts[:-1]]
+        for begin in begins if len(cuts) <= 64 else begins[:1]:
+            for stop in cuts:
+                edge = edge_of.get(outputs[begin:stop]) if stop > begin else None
+                if edge is not None:
+                    return edge, graph.named_outputs(edge)[0]
+    return None, outputs[: cuts[0]]
 
 
 def _options(args: Sequence[str]) -> tuple[str, str, int | None, int, list[str]] | None:

@@ -26,6 +26,7 @@ from telemetry.pending import INTERRUPTED, pending_files, write_pending
 
 if TYPE_CHECKING:
     from telemetry.ninja import NinjaRun, NinjaTarget
+    from telemetry.ninja_output import NinjaOutput
     from telemetry.repository import Revision
 
 Source = Literal["auto", "ninja", "none"]
@@ -89,7 +90,7 @@ def record(
     ninja = _ninja(command, env, source, config, problems)
     name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
     revision = _revision() if recording else None
-    with _forwarding() as child:
+    with _forwarding(ninja.output if ninja is not None else None) as child:
         # The build's times are the child's own: nothing of ours runs between these two
         # readings of the clock but starting it and waiting for it.
         start = _now_ms()
@@ -123,7 +124,9 @@ def record(
         if ninja is not None:
             ninja.abort = child.interrupted  # a signal now ends what is asked of ninja
             try:
-                outcome = ninja.outcome(succeeded=status == 0, interrupted=interrupted)
+                outcome = ninja.outcome(
+                    succeeded=status == 0, interrupted=interrupted, started_ms=start
+                )
             except Exception as error:  # a log or a tool answer we did not foresee
                 problems.append(f"ninja targets not recorded: {error}")
                 outcome = []
@@ -185,7 +188,8 @@ def _ninja(
     config: TelemetryConfig | None,
     problems: list[str],
 ) -> NinjaRun | None:
-    """The ninja build ``command`` runs, when its targets are to be recorded."""
+    """The ninja build ``command`` runs, when its targets are to be recorded, with its
+    standard output set up to be read as it passes (anything else keeps ours as it is)."""
     if config is None or not config.enabled or source == "none":
         return None
     if source == "auto" and not any("ninja" in word for word in command[:3]):
@@ -193,7 +197,10 @@ def _ninja(
     try:
         from telemetry.ninja import NinjaRun
 
-        return NinjaRun.prepare(command, environ=environ, source=source)
+        run = NinjaRun.prepare(command, environ=environ, source=source)
+        if run is not None:
+            run.watch_output()
+        return run
     except Exception as error:  # never in the way of the build
         problems.append(f"ninja targets not recorded: {error}")
         return None
@@ -209,7 +216,7 @@ def _target_events(
     """Ninja's outputs as the build's target events; ninja's times count from its own
     start, a moment after ours, so they are placed from ours and kept within the build. An
     output named by an absolute path is stored without the home directory or user name in
-    it."""
+    it; a failed command keeps what it printed first as its error."""
     events: list[dict[str, object]] = []
     for target in targets:
         name = _without_home(_text(target.output), environ)
@@ -217,9 +224,11 @@ def _target_events(
             began = min(start + target.start_ms, end)
             finished = min(max(start + target.end_ms, began), end)
             events.append(_target("target_started", session, name, began))
-            events.append(_target("target_finished", session, name, finished, "built"))
+            events.append(_target("target_finished", session, name, finished, target.status))
         else:
             events.append(_target("target_finished", session, name, end, target.status))
+        if target.error:
+            events[-1]["error"] = target.error
     return events
 
 
@@ -386,27 +395,38 @@ def _text(value: str) -> str:
 
 
 class _Child:
-    """The build's process, and the signals we were sent while it ran."""
+    """The build's process, and the signals we were sent while it ran. With ``output``, the
+    build's stdout is that pipe or terminal, read as it passes on to ours; otherwise the
+    build has our stdout itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, output: NinjaOutput | None = None) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.received: list[int] = []
+        self.output = output
 
     def start(self, command: Sequence[str]) -> None:
         # close_fds=False: the build keeps every descriptor it was given (a make jobserver,
-        # a log on fd 3); ours are close-on-exec anyway.
+        # a log on fd 3); ours are close-on-exec anyway. It stays in our process group, so
+        # that a terminal's Ctrl-C reaches it as it would without us.
+        stdout = self.output.child_fd if self.output is not None else None
         try:
-            self.process = subprocess.Popen(list(command), close_fds=False)
+            self.process = subprocess.Popen(list(command), close_fds=False, stdout=stdout)
         except OSError as error:
             if error.errno != errno.ENOEXEC:
                 raise
             # A script without #!: run it with sh, as a shell does.
-            self.process = subprocess.Popen(["/bin/sh", *command], close_fds=False)
+            self.process = subprocess.Popen(["/bin/sh", *command], close_fds=False, stdout=stdout)
+        if self.output is not None:
+            self.output.started()
         for signum in self.received:  # arrived while it was starting
             if signum in _FORWARDED:
                 self.process.send_signal(signum)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGWINCH:
+            if self.output is not None:
+                self.output.resize()
+            return
         self.received.append(signum)
         if signum in _FORWARDED and self.process and self.process.poll() is None:
             self.process.send_signal(signum)
@@ -421,14 +441,16 @@ class _Child:
 
 
 @contextmanager
-def _forwarding() -> Iterator[_Child]:
+def _forwarding(output: NinjaOutput | None = None) -> Iterator[_Child]:
     """Until the build is recorded, pass SIGTERM on to it and note the signals a terminal
-    sends to it directly. A signal the caller ignores stays ignored (``nohup``, ``&``), so
-    the build inherits it as it would; otherwise a Python handler is used, never SIG_IGN,
-    which exec would hand on to the build."""
-    child = _Child()
+    sends to it directly; when its stdout is a terminal of ours (``output``), give that the
+    size of our terminal whenever it changes. A signal the caller ignores stays ignored
+    (``nohup``, ``&``), so the build inherits it as it would; otherwise a Python handler is
+    used, never SIG_IGN, which exec would hand on to the build."""
+    child = _Child(output)
     previous = {}
-    for sig in (*_FORWARDED, *_NOTED):
+    resized = (signal.SIGWINCH,) if output is not None and output.terminal else ()
+    for sig in (*_FORWARDED, *_NOTED, *resized):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, child.on_signal)
     try:

@@ -206,8 +206,8 @@ def test_named_targets_builddir_and_a_recompacted_log(tmp_path: Path, ninja: str
 
 def test_a_parallel_clean_build_that_fails(tmp_path: Path, ninja: str) -> None:
     """With -k 1, ninja stops starting commands at the first failure: of the objects still
-    out of date, all ready to run, only one was tried. Which one the log does not say, so
-    they are skipped unless only one remained."""
+    out of date, all ready to run, only one was tried. Which one the log does not say; ninja's
+    FAILED line does, and the others are skipped."""
     project = _project(tmp_path / "src")
     (project / "lexer.c").write_text("int lexer(void) { return undeclared; }\n")
     result = _record(tmp_path, ninja, "-C", str(project), "-j", "2")
@@ -221,7 +221,7 @@ def test_a_parallel_clean_build_that_fails(tmp_path: Path, ninja: str) -> None:
     assert "lexer.o" not in built
     left = objects - built
     expected = dict.fromkeys(built, "built") | {"app": "skipped"}
-    expected |= dict.fromkeys(left, "failed" if len(left) == 1 else "skipped")
+    expected |= dict.fromkeys(left, "skipped") | {"lexer.o": "failed"}
     assert statuses == expected
 
 
@@ -289,7 +289,7 @@ def test_a_failed_regeneration_records_only_what_ran(tmp_path: Path, ninja: str)
     os.utime(project / "build.ninja", (1, 1))  # older than config: to be regenerated
     assert _record(tmp_path, ninja, "-C", str(project)).returncode == 1
     [build] = _builds(tmp_path)
-    assert build["statuses"] == {}
+    assert build["statuses"] == {"build.ninja": "failed"}  # the regeneration ran, and failed
     assert build["succeeded"] is False
 
 
@@ -350,7 +350,8 @@ def test_a_wrapper_running_another_ninja_keeps_its_log(tmp_path: Path) -> None:
     assert "is not the ninja that wrote" in done.stderr
     log = parse_log((project / ".ninja_log").read_bytes())  # still there
     [build] = _builds(tmp_path)
-    assert build["statuses"] == dict.fromkeys((e.output for e in log.entries), "built")
+    built = dict.fromkeys((e.output for e in log.entries), "built")
+    assert build["statuses"] == built | {"lexer.o": "failed"}  # as the wrapper's ninja said
 
 
 def test_an_interrupted_ninja_is_stored_as_interrupted(tmp_path: Path, ninja: str) -> None:
