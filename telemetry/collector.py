@@ -33,6 +33,8 @@ import pyarrow.compute as pc
 
 from telemetry.errors import EventError, TelemetryError, TelemetryWarning
 from telemetry.events import (
+    MAX_TEXT,
+    MAX_TS_MS,
     STATUSES,
     BuildFinished,
     BuildStarted,
@@ -51,8 +53,6 @@ _STATUS_CODE: dict[str, int] = {status: code for code, status in enumerate(STATU
 _BUILT, _CACHED, _FAILED, _SKIPPED = (_STATUS_CODE[s] for s in STATUSES)
 _STATUS_DICTIONARY = pa.array(STATUSES, pa.string())
 _NO_WORKER = -1
-_MAX_MS = 253_402_300_800_000  # year 10000, as the event protocol allows
-_MAX_TEXT = 65_536
 _KIND: dict[type, str] = {
     BuildStarted: "build_started",
     TargetStarted: "target_started",
@@ -246,8 +246,8 @@ class TelemetryCollector:
             and type(target) is str
             and type(ts) is int
             and 0 <= ts < self._latest
-            and 0 < len(session) <= _MAX_TEXT
-            and 0 < len(target) <= _MAX_TEXT
+            and 0 < len(session) <= MAX_TEXT
+            and 0 < len(target) <= MAX_TEXT
             and session.isascii()
             and target.isascii()
             and (worker is None or (type(worker) is int and 0 <= worker < 2**31))
@@ -285,13 +285,13 @@ class TelemetryCollector:
             and type(target) is str
             and type(ts) is int
             and 0 <= ts < self._latest
-            and 0 < len(session) <= _MAX_TEXT
-            and 0 < len(target) <= _MAX_TEXT
+            and 0 < len(session) <= MAX_TEXT
+            and 0 < len(target) <= MAX_TEXT
             and session.isascii()
             and target.isascii()
             and status in _STATUS_CODE
             and error is None
-            and (duration_ms is None or (type(duration_ms) is int and 0 <= duration_ms < _MAX_MS))
+            and (duration_ms is None or (type(duration_ms) is int and 0 <= duration_ms < MAX_TS_MS))
         ):
             try:
                 self._finished_row(session, ts, target, status, duration_ms, None)
@@ -349,7 +349,7 @@ class TelemetryCollector:
         if not self.enabled:
             return
         try:
-            end = ts if type(ts) is int and 0 <= ts < _MAX_MS else parse_timestamp(ts)
+            end = ts if type(ts) is int and 0 <= ts < MAX_TS_MS else parse_timestamp(ts)
             with self._lock:
                 buffer = self._buffer(session, end)
                 if buffer is not None:

@@ -1,7 +1,10 @@
-"""The event protocol: four typed events, and their parsing from JSON objects.
+"""The event protocol: four typed events, their parsing from JSON objects, and the builder
+that makes them of what another build tool wrote.
 
 Any build tool reports a build as JSON Lines, one event per line; the Python collector takes the
-same events as values. Timestamps are normalised to integer Unix epoch milliseconds.
+same events as values, and the readers of other tools' files make them with
+:class:`EventBuilder`, checked as :func:`parse_event` checks a JSON object. Timestamps are
+normalised to integer Unix epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -10,18 +13,22 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, get_args
 
 from telemetry.errors import EventError
 
 Status: TypeAlias = Literal["built", "cached", "failed", "skipped"]
-STATUSES: Final[tuple[Status, ...]] = ("built", "cached", "failed", "skipped")
-EXECUTED: Final[frozenset[str]] = frozenset({"built", "failed"})
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+_STATUS: Final[dict[str, Status]] = {status: status for status in STATUSES}
+# The statuses of targets that ran: their time is work the build did.
+EXECUTED: Final[frozenset[Status]] = frozenset({"built", "failed"})
 
-# Arrow's timestamp[ms] holds far more, but Python's datetime (and every reader a person
-# uses) stops at year 9999; a timestamp outside [1970, 10000) is a bug in the sender.
-_MAX_TS_MS: Final = 253_402_300_800_000
-_MAX_TEXT: Final = 65_536
+# The first epoch millisecond too late for an event (the year 10000). Arrow's timestamp[ms]
+# holds far more, but Python's datetime (and every reader a person uses) stops at year 9999;
+# a timestamp outside [1970, 10000) is a bug in the sender.
+MAX_TS_MS: Final = 253_402_300_800_000
+# The most characters a text of an event (a session, target, error, label) may hold.
+MAX_TEXT: Final = 65_536
 # How far ahead of the local clock an event may be dated. A build from the future would be
 # the store's newest day for as long as its clock is wrong, and retention keeps the newest
 # days, so it would push real builds out (a build dated 2099 emptied every day before it).
@@ -107,7 +114,7 @@ def parse_timestamp(value: object, *, name: str = "ts") -> int:
         raise EventError(
             f"{name} must be epoch milliseconds or an RFC 3339 string, got {_short(value)!r}"
         )
-    if not 0 <= ms < _MAX_TS_MS:
+    if not 0 <= ms < MAX_TS_MS:
         raise EventError(
             f"{name} must lie between 1970 and year 9999 in epoch milliseconds, "
             f"got {_short(value)!r}"
@@ -123,7 +130,7 @@ def latest_ts(now: datetime | None = None) -> int:
     1761578600000
     """
     moment = datetime.now(UTC) if now is None else now
-    return min(round(moment.timestamp() * 1000) + AHEAD_MS, _MAX_TS_MS)
+    return min(round(moment.timestamp() * 1000) + AHEAD_MS, MAX_TS_MS)
 
 
 def format_ts(ts: int) -> str:
@@ -144,70 +151,204 @@ def parse_event(obj: object) -> Event:
     if not isinstance(obj, dict):
         raise EventError(f"an event must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("event")
-    session = _text(obj, "session", required=True)
-    assert session is not None
+    session = _required(obj.get("session"), "session")
     ts = parse_timestamp(obj.get("ts"), name="ts") if "ts" in obj else _missing("ts")
+    get = obj.get
     if kind == "build_started":
-        return BuildStarted(
-            session=session,
-            ts=ts,
-            parallelism=_count(obj, "parallelism", minimum=1),
-            tool=_text(obj, "tool"),
-            labels=parse_labels(obj.get("labels")),
-            host=_text(obj, "host"),
-            commit=_text(obj, "commit"),
-            branch=_text(obj, "branch"),
+        return _build_started(
+            session,
+            ts,
+            get("parallelism"),
+            get("tool"),
+            get("labels"),
+            get("host"),
+            get("commit"),
+            get("branch"),
         )
     if kind == "target_started":
-        target = _text(obj, "target", required=True)
-        assert target is not None
-        return TargetStarted(
-            session=session, ts=ts, target=target, worker=_count(obj, "worker", minimum=0)
-        )
+        return _target_started(session, ts, get("target"), get("worker"))
     if kind == "target_finished":
-        target = _text(obj, "target", required=True)
-        assert target is not None
-        status = obj.get("status")
-        if status not in STATUSES:
-            raise EventError(f"status must be one of {', '.join(STATUSES)}, got {_short(status)!r}")
-        return TargetFinished(
-            session=session,
-            ts=ts,
-            target=target,
-            status=status,
-            duration_ms=parse_duration(obj.get("duration_ms")),
-            error=_text(obj, "error"),
+        return _target_finished(
+            session, ts, get("target"), get("status"), get("duration_ms"), get("error")
         )
     if kind == "build_finished":
-        success = obj.get("success")
-        if not isinstance(success, bool):
-            raise EventError(f"success must be true or false, got {_short(success)!r}")
-        return BuildFinished(session=session, ts=ts, success=success, error=_text(obj, "error"))
+        return _build_finished(session, ts, get("success"), get("error"))
     raise EventError(
         "event must be one of build_started, target_started, target_finished, "
         f"build_finished, got {_short(kind)!r}"
     )
 
 
+class EventBuilder:
+    """The events of one build, made of what another tool wrote (values of any type) and
+    checked as :func:`parse_event` checks a JSON object, without going through JSON. Each
+    method returns the event, or the :class:`~telemetry.errors.EventError` saying why the
+    values make none: a reader goes on past one bad value, as ingest goes on past a bad line.
+
+    >>> build = EventBuilder("b-1")
+    >>> build.target_finished(5, "//a", "built")
+    TargetFinished(session='b-1', ts=5, target='//a', status='built', duration_ms=None, error=None)
+    >>> build.build_finished(-1, success=True)
+    EventError('ts must lie between 1970 and year 9999 in epoch milliseconds, got -1')
+    """
+
+    __slots__ = ("_session", "_wrong")
+
+    def __init__(self, session: object) -> None:
+        # Checked once; an unusable session makes every event of the build an error, as
+        # each of its lines would be.
+        self._session = ""
+        self._wrong: str | None = None
+        try:
+            self._session = _required(session, "session")
+        except EventError as error:
+            self._wrong = str(error)
+
+    def build_started(
+        self,
+        ts: object,
+        *,
+        parallelism: object = None,
+        tool: object = None,
+        labels: object = None,
+        host: object = None,
+        commit: object = None,
+        branch: object = None,
+    ) -> BuildStarted | EventError:
+        try:
+            return _build_started(
+                self._checked(),
+                parse_timestamp(ts),
+                parallelism,
+                tool,
+                labels,
+                host,
+                commit,
+                branch,
+            )
+        except EventError as error:
+            return error
+
+    def target_started(
+        self, ts: object, target: object, *, worker: object = None
+    ) -> TargetStarted | EventError:
+        try:
+            return _target_started(self._checked(), parse_timestamp(ts), target, worker)
+        except EventError as error:
+            return error
+
+    def target_finished(
+        self,
+        ts: object,
+        target: object,
+        status: object,
+        *,
+        duration_ms: object = None,
+        error: object = None,
+    ) -> TargetFinished | EventError:
+        try:
+            return _target_finished(
+                self._checked(), parse_timestamp(ts), target, status, duration_ms, error
+            )
+        except EventError as wrong:
+            return wrong
+
+    def build_finished(
+        self, ts: object, *, success: object, error: object = None
+    ) -> BuildFinished | EventError:
+        try:
+            return _build_finished(self._checked(), parse_timestamp(ts), success, error)
+        except EventError as wrong:
+            return wrong
+
+    def _checked(self) -> str:
+        if self._wrong is not None:
+            raise EventError(self._wrong)  # a new one: raising one again lengthens its traceback
+        return self._session
+
+
+# The checks of each event's own fields, after its session and ts: one set for both
+# parse_event and EventBuilder, in the order parse_event has always reported them.
+
+
+def _build_started(
+    session: str,
+    ts: int,
+    parallelism: object,
+    tool: object,
+    labels: object,
+    host: object,
+    commit: object,
+    branch: object,
+) -> BuildStarted:
+    return BuildStarted(
+        session=session,
+        ts=ts,
+        parallelism=_count(parallelism, "parallelism", minimum=1),
+        tool=_text(tool, "tool"),
+        labels=parse_labels(labels),
+        host=_text(host, "host"),
+        commit=_text(commit, "commit"),
+        branch=_text(branch, "branch"),
+    )
+
+
+def _target_started(session: str, ts: int, target: object, worker: object) -> TargetStarted:
+    return TargetStarted(
+        session=session,
+        ts=ts,
+        target=_required(target, "target"),
+        worker=_count(worker, "worker", minimum=0),
+    )
+
+
+def _target_finished(
+    session: str, ts: int, target: object, status: object, duration_ms: object, error: object
+) -> TargetFinished:
+    name = _required(target, "target")
+    known = _STATUS.get(status) if isinstance(status, str) else None
+    if known is None:
+        raise EventError(f"status must be one of {', '.join(STATUSES)}, got {_short(status)!r}")
+    return TargetFinished(
+        session=session,
+        ts=ts,
+        target=name,
+        status=known,
+        duration_ms=parse_duration(duration_ms),
+        error=_text(error, "error"),
+    )
+
+
+def _build_finished(session: str, ts: int, success: object, error: object) -> BuildFinished:
+    if not isinstance(success, bool):
+        raise EventError(f"success must be true or false, got {_short(success)!r}")
+    return BuildFinished(session=session, ts=ts, success=success, error=_text(error, "error"))
+
+
 def _missing(name: str) -> int:
     raise EventError(f"{name} is missing")
 
 
-def _text(obj: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = obj.get(name)
+def _required(value: object, name: str) -> str:
     if value is None:
-        if required:
-            raise EventError(f"{name} is missing")
+        raise EventError(f"{name} is missing")
+    if not isinstance(value, str) or value == "":
+        raise EventError(f"{name} must be a non-empty string, got {_short(value)!r}")
+    return _checked(value, name)
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None:
         return None
-    if not isinstance(value, str) or (required and value == ""):
+    if not isinstance(value, str):
         raise EventError(f"{name} must be a non-empty string, got {_short(value)!r}")
     return _checked(value, name)
 
 
 def _checked(value: str, name: str) -> str:
     """Refuse text that cannot be stored: too long, or not encodable as UTF-8."""
-    if len(value) > _MAX_TEXT:
-        raise EventError(f"{name} is {len(value)} characters long; at most {_MAX_TEXT} are kept")
+    if len(value) > MAX_TEXT:
+        raise EventError(f"{name} is {len(value)} characters long; at most {MAX_TEXT} are kept")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -218,8 +359,7 @@ def _checked(value: str, name: str) -> str:
     return value
 
 
-def _count(obj: Mapping[str, Any], name: str, *, minimum: int) -> int | None:
-    value = obj.get(name)
+def _count(value: object, name: str, *, minimum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**31:
@@ -235,7 +375,7 @@ def parse_duration(value: object) -> int | None:
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or (isinstance(value, float) and not math.isfinite(value))
-        or not 0 <= value < _MAX_TS_MS
+        or not 0 <= value < MAX_TS_MS
     ):
         raise EventError(
             f"duration_ms must be a number of milliseconds from 0 up to about 317 years, "

@@ -12,17 +12,16 @@ import json
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from telemetry.errors import TelemetryError
 from telemetry.events import TIME_FORMAT
+from telemetry.formats import EXPORT_FORMATS, ExportFormat
 from telemetry.model import Bottleneck, BuildDetails, BuildReport, SummaryReport, TargetRun
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
     import polars as pl
 
-ExportFormat: TypeAlias = Literal["json", "csv", "parquet", "arrow"]
-EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("json", "csv", "parquet", "arrow")
 BINARY_FORMATS: Final = frozenset({"parquet", "arrow"})
 
 NO_DATA: Final = (

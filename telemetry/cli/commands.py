@@ -12,7 +12,6 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -22,10 +21,10 @@ from typer.main import get_command_from_info
 from typer.models import CommandInfo
 
 from telemetry.cli import reports
-from telemetry.cli.reports import err as _err
-from telemetry.cli.reports import show_warning
+from telemetry.cli.messages import err as _err
+from telemetry.cli.messages import show_warning
 from telemetry.errors import TelemetryError
-from telemetry.exporter import ExportFormat
+from telemetry.formats import ExportFormat, InputFormat
 from telemetry.record import Source
 from telemetry.window import BuildStatus
 
@@ -164,17 +163,6 @@ app.add_typer(telemetry_app, name="telemetry")
 
 
 _MAX_COUNT = reports.MAX_COUNT
-
-
-class InputFormatOption(StrEnum):
-    # Spelled out here: the library's InputFormat lives beside the readers, which load
-    # pyarrow, and every command line would pay for that import.
-    auto = "auto"
-    jsonl = "jsonl"
-    turbo_summary = "turbo-summary"
-    bazel_bep = "bazel-bep"
-    chrome_trace = "chrome-trace"
-    ninja_log = "ninja-log"
 
 
 DirOption = Annotated[
@@ -621,9 +609,9 @@ def ingest(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="FILE|-", help="The input; - for stdin.")],
     format: Annotated[
-        InputFormatOption,
+        InputFormat,
         typer.Option("--format", help="What the input is; auto tells by its content."),
-    ] = InputFormatOption.auto,
+    ] = "auto",
     profile: Annotated[
         Path | None,
         typer.Option(metavar="PATH", help="Bazel's --profile of the same build (with BEP)."),
@@ -647,7 +635,7 @@ def ingest(
 
     storage = reports.storage(_config(ctx))
     limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
-    result = ingest_file(storage, path, format=format.value, profile=profile, max_line=limit)
+    result = ingest_file(storage, path, format=format, profile=profile, max_line=limit)
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0 and result.refused == 0:  # not JSON lines
         first = result.problems[0]

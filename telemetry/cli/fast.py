@@ -20,17 +20,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from telemetry.cli import reports
-from telemetry.cli.reports import err, internal_error, show_warning
+from telemetry.cli.messages import err, internal_error, show_warning
 from telemetry.errors import TelemetryError
 from telemetry.record import Source
 
 if TYPE_CHECKING:
+    from telemetry.cli import reports
     from telemetry.record import Recording
 
 __all__ = ["err", "finish", "internal_error", "show_warning", "try_fast"]
 
-_SOURCES: tuple[str, ...] = get_args(Source)
+_SOURCES: tuple[Source, ...] = get_args(Source)
 # The signals that end a process without a core dump; for the others builder exits 128 + N.
 DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
 
@@ -53,9 +53,9 @@ def try_fast(argv: Sequence[str]) -> int | None:
     warnings.showwarning = show_warning
     try:
         if argv[0] == "record":
-            return finish(record(rest, labels=labels, source=source))  # type: ignore[arg-type]
+            return finish(record(rest, labels=labels, source=source))
         command, tool = build_command(configured_build(Path.cwd()), rest)
-        return finish(record(command, labels=labels, tool=tool, source=source))  # type: ignore[arg-type]
+        return finish(record(command, labels=labels, tool=tool, source=source))
     except TelemetryError as error:
         err(f"Error: {' '.join(str(error).split())}")
         return 1
@@ -66,6 +66,8 @@ def try_fast(argv: Sequence[str]) -> int | None:
 def _report(args: Sequence[str]) -> int | None:
     """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, with
     ``--dir`` also among the command's options, run here; None for any other form."""
+    from telemetry.cli import reports
+
     directory: str | None = None
     index = 0
     while index < len(args) and args[index].partition("=")[0] == "--dir":
@@ -125,11 +127,11 @@ def _value(args: Sequence[str], index: int) -> tuple[str | None, int]:
     return None, index + 1
 
 
-def _parse(args: Sequence[str]) -> tuple[dict[str, str], str, list[str]] | None:
+def _parse(args: Sequence[str]) -> tuple[dict[str, str], Source, list[str]] | None:
     """``--label``/``-l KEY=VALUE`` (repeatable) and ``--source``, then the command; None
     for anything else."""
     labels: dict[str, str] = {}
-    source = "auto"
+    source: Source = "auto"
     index = 0
     while index < len(args):
         arg = args[index]

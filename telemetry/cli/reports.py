@@ -18,10 +18,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, get_args
 
+from telemetry.cli.messages import err, internal_error
 from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import ConfigError, TelemetryError
 
@@ -34,7 +34,6 @@ ReportFormat: TypeAlias = Literal["text", "json"]
 FORMATS: Final[tuple[ReportFormat, ...]] = get_args(ReportFormat)
 MAX_COUNT = 1_000_000
 USAGE_ERROR = 2
-INTERNAL_ERROR = 70
 EXIT_STATUSES = (
     "Exit status: 0 success; 1 a failure while working (or skipped input lines); 2 an "
     "unusable command line or option value; 70 an internal error; record and build exit "
@@ -48,47 +47,6 @@ class OutputClosed(Exception):
 
 class OptionError(TelemetryError):
     """An option's value cannot be used: like any unusable command line, exit status 2."""
-
-
-def err(text: str) -> None:
-    """One line on stderr; nothing when stderr is closed or cannot be written, since what
-    telemetry says must never change a build's result. Stderr is a terminal more often than
-    not, so build text quoted in a message is escaped as in the reports (its line breaks,
-    those of a usage text, stay)."""
-    if sys.stderr is None:
-        return
-    if not text.isprintable():
-        from telemetry.exporter import printable
-
-        text = "\n".join(printable(line) for line in text.split("\n"))
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-
-def show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: object = None,
-    line: str | None = None,
-) -> None:
-    """Library warnings (a damaged file skipped) as one ``Warning:`` line."""
-    err(f"Warning: {message}")
-
-
-def internal_error(error: BaseException) -> int:
-    """A failure nobody foresaw: one line asking for a report (the traceback with
-    ``BUILDER_DEBUG=1``), and exit status 70."""
-    if os.environ.get("BUILDER_DEBUG"):
-        raise error
-    message = " ".join(str(error).split())[:300]
-    err(
-        f"Error: internal error ({type(error).__name__}: {message}); "
-        f"set BUILDER_DEBUG=1 to see the traceback and please report it"
-    )
-    return INTERNAL_ERROR
 
 
 def guarded(run: Callable[[], int]) -> int:
@@ -130,11 +88,11 @@ def config(directory: Path | None, *, threshold: str | None = None) -> Telemetry
     environ = {k: v for k, v in os.environ.items() if replaced.get(k) is None}
     found = TelemetryConfig.from_env(environ)
     if directory is not None:
-        found = replace(found, dir=directory.expanduser())
+        found = found._replace(dir=directory.expanduser())
     if threshold is not None:
         with option_value():
             ratio = parse_threshold(threshold, source="--threshold")
-        found = replace(found, regression_threshold=ratio)
+        found = found._replace(regression_threshold=ratio)
     return found
 
 

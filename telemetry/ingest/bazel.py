@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from telemetry.errors import InputError
-from telemetry.events import parse_timestamp
+from telemetry.errors import EventError, InputError
+from telemetry.events import Event, EventBuilder, parse_timestamp
 
 _LABEL = re.compile(r"(@[\w.~+-]*)?//[^\s'\"]*")
 _ACTION_CATEGORY = "action processing"
@@ -32,14 +32,18 @@ def is_bep_event(value: object) -> bool:
     return isinstance(value, dict) and isinstance(value.get("id"), dict) and "event" not in value
 
 
-def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[str]:
-    """The protocol's JSON lines for one BEP file (and the build's trace profile).
+def bep_events(
+    lines: Iterable[bytes | str], *, profile: object = None
+) -> Iterator[Event | EventError]:
+    """The protocol's events for one BEP file (and the build's trace profile), each made by
+    an :class:`~telemetry.events.EventBuilder`. The file is read, and any error in it
+    raised, before the first event.
 
     >>> bep = ['{"id": {"started": {}}, "started": {"uuid": "u1", "startTimeMillis": "1000"}}',
     ...        '{"id": {"buildFinished": {}}, "finished": {"finishTimeMillis": "2000",'
     ...        ' "exitCode": {"name": "SUCCESS"}}}']
-    >>> bep_events(bep)[0]
-    '{"event": "build_started", "session": "bazel-u1", "ts": 1000, "tool": "bazel"}'
+    >>> [(type(event).__name__, event.session, event.ts) for event in bep_events(bep)]
+    [('BuildStarted', 'bazel-u1', 1000), ('BuildFinished', 'bazel-u1', 2000)]
     """
     started: Mapping[str, Any] | None = None
     finished: Mapping[str, Any] | None = None
@@ -103,52 +107,41 @@ def bep_events(lines: Iterable[bytes | str], *, profile: object = None) -> list[
             f"the profile is of another build ({build_id}) than the Build Event Protocol "
             f"file ({started['uuid']}); give the --profile written by the same command"
         )
-    events: list[dict[str, Any]] = [
-        {"event": "build_started", "session": session, "ts": start, "tool": "bazel"}
+    runs = [
+        (label, begin, end, "failed" if outcome.get(label) == "failed" else "built")
+        for label, begin, end in _profile_actions(profile, start)
     ]
-    ran: set[str] = set()
-
-    def finish(label: str, ts: int, status: str) -> dict[str, Any]:
-        finished_event = {
-            "event": "target_finished",
-            "session": session,
-            "ts": ts,
-            "target": label,
-            "status": status,
-        }
-        if status == "failed":
-            finished_event["error"] = failures.get(label, "failed")
-        return finished_event
-
-    for label, begin, end in _profile_actions(profile, start):
-        status = "failed" if outcome.get(label) == "failed" else "built"
-        events += [
-            {"event": "target_started", "session": session, "ts": begin, "target": label},
-            finish(label, end, status),
-        ]
-        ran.add(label)
+    ran = {label for label, _, _, _ in runs}
     end_ms = _time(finished, "finishTimeMillis", "finishTime") if finished else None
     last = end_ms if end_ms is not None else start
-    for label, status in outcome.items():
-        if label in ran:
-            continue
-        if status == "built" and profile is not None:
-            status = "cached"  # requested, done, and no action of it ran
-        events.append(finish(label, last, status))
+    # Requested, done, and no action of it ran (known only with a profile): from a cache.
+    rest = [
+        (label, "cached" if status == "built" and profile is not None else status)
+        for label, status in outcome.items()
+        if label not in ran
+    ]
+    success, why = True, None
     if finished is not None:
         exit_code = finished.get("exitCode") or {}
         code = exit_code.get("code", 0)  # proto3 JSON leaves out a 0
         success = bool(finished.get("overallSuccess", code == 0)) and code == 0
-        closing: dict[str, Any] = {
-            "event": "build_finished",
-            "session": session,
-            "ts": end_ms,
-            "success": success,
-        }
-        if not success:
-            closing["error"] = f"bazel: {exit_code.get('name', 'failed')}"
-        events.append(closing)
-    return [json.dumps(event) for event in events]
+        why = None if success else f"bazel: {exit_code.get('name', 'failed')}"
+    build = EventBuilder(session)
+
+    def error(label: str, status: str) -> str | None:
+        return failures.get(label, "failed") if status == "failed" else None
+
+    def events() -> Iterator[Event | EventError]:
+        yield build.build_started(start, tool="bazel")
+        for label, begin, end, status in runs:
+            yield build.target_started(begin, label)
+            yield build.target_finished(end, label, status, error=error(label, status))
+        for label, status in rest:
+            yield build.target_finished(last, label, status, error=error(label, status))
+        if finished is not None:  # else Bazel was killed: the build is stored as interrupted
+            yield build.build_finished(end_ms, success=success, error=why)
+
+    return events()
 
 
 def _time(message: Mapping[str, Any], millis: str, timestamp: str) -> int:

@@ -33,7 +33,10 @@ import pyarrow as pa
 
 from telemetry.errors import EventError
 from telemetry.events import (
+    EXECUTED,
     MAX_LINE_BYTES,
+    MAX_TEXT,
+    MAX_TS_MS,
     STATUSES,
     BuildFinished,
     BuildStarted,
@@ -45,8 +48,6 @@ from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 # Inputs are read in columns a segment of about this many bytes at a time, so memory does
 # not grow with the input.
 SEGMENT_BYTES: Final = 32 << 20
-_MAX_TS: Final = 253_402_300_800_000
-_MAX_TEXT: Final = 65_536
 _TARGET_FIELDS: Final = {
     "event": pl.String,
     "session": pl.String,
@@ -232,8 +233,8 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
     rules = [
         # In bytes, which is cheaper than characters and declines no text the line-by-line
         # reading takes but the rare one between 65,536 characters and bytes long.
-        pl.col("session").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
-        pl.col("target").str.len_bytes().is_between(1, _MAX_TEXT).fill_null(False),
+        pl.col("session").str.len_bytes().is_between(1, MAX_TEXT).fill_null(False),
+        pl.col("target").str.len_bytes().is_between(1, MAX_TEXT).fill_null(False),
         # Not too far ahead of the clock, read before the line-by-line reading would read
         # it: a time this takes, that one takes too.
         pl.col("ts").is_between(0, latest_ts() - 1).fill_null(False),
@@ -245,9 +246,9 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
     if present["worker"]:
         rules.append(pl.col("worker").is_between(0, 2**31 - 1) | ~start)
     if present["duration_ms"]:
-        rules.append(pl.col("duration_ms").is_between(0, _MAX_TS - 1) | start)
+        rules.append(pl.col("duration_ms").is_between(0, MAX_TS_MS - 1) | start)
     if present["error"]:
-        rules.append(pl.col("error").str.len_bytes() <= _MAX_TEXT)
+        rules.append(pl.col("error").str.len_bytes() <= MAX_TEXT)
     texts = [pl.col(n) for n in ("session", "target", "error") if present[n]]
     # An array or object that polars turned into text, told by its first character.
     rules += [
@@ -417,7 +418,7 @@ def _sessions(
     builds: Callable[[], dict[str, dict[str, Any]]], rows: pl.DataFrame, done: pl.DataFrame
 ) -> pa.Table:
     status = pl.col("status")
-    executed = (status == "built") | (status == "failed")
+    executed = status.is_in(sorted(EXECUTED))
     ran = pl.when(executed).then(pl.col("end") - pl.col("begin"))
     spans = rows.group_by("session").agg(
         first=pl.col("ts").min(), last=pl.col("ts").max(), last_seen=pl.col("order").max()

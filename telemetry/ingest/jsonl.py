@@ -1,18 +1,20 @@
-"""Ingest of the JSON Lines event protocol.
+"""Ingest of the JSON Lines event protocol, and of the files the other readers turn into
+its events.
 
 A malformed line is recorded with its line number and skipped; the rest of the stream is
 still stored. Sessions still open when the stream ends are stored as interrupted builds.
+The other readers (Bazel, Turborepo, traces, ninja logs) hand their typed events to the
+same loop, numbered as lines would be; what an input is, is told by
+:mod:`telemetry.ingest.detection`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import itertools
 import json
 import os
-import re
 import stat
 import sys
 import zlib
@@ -20,40 +22,32 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Final, Literal, TypeAlias, cast
+from typing import IO, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.collector import TelemetryCollector
 from telemetry.errors import EventError, InputError
-from telemetry.events import MAX_LINE_BYTES, BuildFinished, BuildStarted, parse_event
-from telemetry.ingest.bazel import bep_events, is_bep_event
+from telemetry.events import MAX_LINE_BYTES, BuildFinished, BuildStarted, Event, parse_event
+from telemetry.formats import InputFormat
+from telemetry.ingest.bazel import bep_events
 from telemetry.ingest.columnar import SEGMENT_BYTES, Carry, read_columns
+from telemetry.ingest.detection import (
+    BOM,
+    Detected,
+    Prefixed,
+    decompressed,
+    detect_format,
+    is_plain,
+    read_head,
+)
 from telemetry.ingest.ninja import log_events
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 from telemetry.storage import RetentionResult, TelemetryStorage
 
-InputFormat: TypeAlias = Literal[
-    "auto", "jsonl", "turbo-summary", "bazel-bep", "chrome-trace", "ninja-log"
-]
-INPUT_FORMATS: Final[tuple[InputFormat, ...]] = (
-    "auto",
-    "jsonl",
-    "turbo-summary",
-    "bazel-bep",
-    "chrome-trace",
-    "ninja-log",
-)
-
-_BOM = b"\xef\xbb\xbf"
-_DETECT_LINES = 100
-# A trace's first line, when it is not a whole document: {"otherData":..., "traceEvents":[
-_TRACE_START = re.compile(rb'^\{\s*"(traceEvents|otherData|displayTimeUnit)"|^\[\s*\{.*"ph"')
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # Completed sessions are written in chunks of about this many target rows, so memory stays
 # bounded on a long stream while files stay large enough to read fast.
 _CHUNK_ROWS = 1_000_000
@@ -222,6 +216,55 @@ def _ingest_lines(
     clock: Callable[[], datetime] | None,
     sink: _ChunkSink,
 ) -> IngestResult:
+    return _ingest_events(
+        storage, _parsed(lines), apply_retention=apply_retention, clock=clock, sink=sink
+    )
+
+
+def _parsed(lines: Iterable[bytes | str]) -> Iterator[Event | str | None]:
+    """For each line, its event or what is wrong with it (None for a blank line)."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as error:
+            yield f"not UTF-8 text ({error.reason})"
+            continue
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors write
+        if not text.strip():
+            yield None
+            continue
+        try:
+            event: Event | str = parse_event(_DECODER.decode(text))
+        except json.JSONDecodeError as error:
+            event = f"not valid JSON ({error.msg})"
+        except EventError as error:
+            event = str(error)
+        except (ValueError, RecursionError) as error:  # a huge number, or nesting too deep
+            event = _unreadable(error)
+        yield event
+
+
+def _store_events(
+    storage: TelemetryStorage, events: Iterable[Event | EventError], apply_retention: bool
+) -> IngestResult:
+    """Store the builds of the events a reader made of another tool's output."""
+    return _ingest_events(
+        storage, events, apply_retention=apply_retention, clock=None, sink=_ChunkSink(storage)
+    )
+
+
+def _ingest_events(
+    storage: TelemetryStorage,
+    items: Iterable[Event | EventError | str | None],
+    *,
+    apply_retention: bool,
+    clock: Callable[[], datetime] | None,
+    sink: _ChunkSink,
+) -> IngestResult:
+    """Store the builds of ``items``, one for each line of the input or event a reader
+    made: an event, why there is none (reported with the item's number), or None (a blank
+    line, passed over)."""
     rejected: list[str] = []  # what the collector could not use, for the current line
     collector = TelemetryCollector(
         sink, on_warning=rejected.append, warn_every_time=True, clock=clock
@@ -231,26 +274,11 @@ def _ingest_lines(
     finished: set[str] = set()
     events = refused = 0
     number = 0
-    for number, raw in enumerate(lines, start=1):
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError as error:
-            problems.append(IngestProblem(number, f"not UTF-8 text ({error.reason})"))
+    for number, event in enumerate(items, start=1):
+        if event is None:
             continue
-        if number == 1:
-            text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors write
-        if not text.strip():
-            continue
-        try:
-            event = parse_event(_DECODER.decode(text))
-        except json.JSONDecodeError as error:
-            problems.append(IngestProblem(number, f"not valid JSON ({error.msg})"))
-            continue
-        except EventError as error:
-            problems.append(IngestProblem(number, str(error)))
-            continue
-        except (ValueError, RecursionError) as error:  # a huge number, or nesting too deep
-            problems.append(IngestProblem(number, _unreadable(error)))
+        if isinstance(event, str | EventError):
+            problems.append(IngestProblem(number, str(event)))
             continue
         if event.session in finished:
             problems.append(
@@ -369,24 +397,16 @@ def _ingest_stream(
     source = decompressed(handle)
     # The first line tells what the input is; it is read here and handed on in front of the
     # rest (not pushed back into the stream, so a damaged archive still fails line by line).
-    head = b""
-    if format == "auto":
-        with contextlib.suppress(Exception):  # damaged: reading line by line reports where
-            # Blank lines and a byte-order mark come before what tells the format apart.
-            for _ in range(_DETECT_LINES):
-                line = source.readline(max_line + 1)
-                head += line
-                if not line or line.lstrip(_BOM).strip():
-                    break
-    kind = _detect(head) if format == "auto" else format
+    head = read_head(source, max_line=max_line) if format == "auto" else b""
+    kind: InputFormat | Detected = detect_format(head) if format == "auto" else format
     if kind == "bazel-bep":
         try:
-            lines = bep_events(itertools.chain([head] if head else [], source), profile=profile)
+            built = bep_events(itertools.chain([head] if head else [], source), profile=profile)
         except InputError as error:
             raise InputError(f"{name}: {error}") from None
         except Exception as error:
             raise _unreadable_input(name, "Build Event Protocol file", error) from None
-        return ingest_jsonl(storage, lines, apply_retention=apply_retention)
+        return _store_events(storage, built, apply_retention)
     if profile is not None:
         raise InputError("--profile goes with a Bazel Build Event Protocol file")
     if kind == "ninja-log":
@@ -396,7 +416,7 @@ def _ingest_stream(
             )
         except InputError as error:
             raise InputError(f"{name}: {error}") from None
-        result = ingest_jsonl(storage, events, apply_retention=apply_retention)
+        result = _store_events(storage, events, apply_retention)
         # Line numbers of the log itself, not of the events made from it.
         problems = tuple(IngestProblem(number, text) for number, text in skipped)
         return replace(result, problems=(*problems, *result.problems))
@@ -404,19 +424,19 @@ def _ingest_stream(
         document = _read_document(head, source, name, fall_back=kind == "document")
         if document.parsed:
             try:
-                events = _document_events(document, kind, name, written_ms)
+                made = _document_events(document, kind, name, written_ms)
             except InputError:
                 raise
             except Exception as error:
                 raise _unreadable_input(name, "document", error) from None
-            return ingest_jsonl(storage, events, apply_retention=apply_retention)
+            return _store_events(storage, made, apply_retention)
         # Not one document after all (a pretty-printed first event, say): JSON lines.
         source, head, start = io.BufferedReader(io.BytesIO(document.raw)), b"", None
     if start is not None:
         # A regular file: read in columns a segment at a time, and when some part of it
         # cannot be, read again from its start line by line (counting what was stored).
         segments = _Segments(storage, max_line)
-        if head and _is_plain(source):
+        if head and is_plain(source):
             # Read again from the start rather than put the first line in front of the
             # first segment, which would copy it whole.
             source, head = _again(handle, start, name), b""
@@ -429,7 +449,7 @@ def _ingest_stream(
         ahead = _read_ahead(head, source)
         if ahead.whole is not None:
             sink = _ChunkSink(storage)
-            whole = ahead.whole.removeprefix(_BOM)
+            whole = ahead.whole.removeprefix(BOM)
             columns = read_columns(whole, _DECODER, max_line=max_line) if whole else None
             if columns is not None:
                 return _retained(storage, _stored(sink, *columns), apply_retention)
@@ -466,11 +486,6 @@ def _again(handle: IO[bytes], start: int, name: str) -> IO[bytes]:
         raise InputError(f"cannot read {name} again: {error.strerror or error}") from None
 
 
-def _is_plain(source: IO[bytes]) -> bool:
-    """Whether ``source`` (from :func:`decompressed`) is the input itself, not compressed."""
-    return isinstance(source, io.BufferedReader) and isinstance(source.raw, _Prefixed)
-
-
 def _position(handle: IO[bytes]) -> int | None:
     """Where a regular file's reading starts (stdin may be one, part read), to read it
     again from there; None for a pipe or a terminal."""
@@ -498,7 +513,7 @@ class _Segments:
         carry = Carry()
         events = 0
         first = True
-        limit = self.max_line + 2 + len(_BOM)  # a line, its \r\n, a byte-order mark
+        limit = self.max_line + 2 + len(BOM)  # a line, its \r\n, a byte-order mark
         while (chunk := _read(source)) is not None:
             carry.last = not chunk
             tail: bytes | None = b""
@@ -516,7 +531,7 @@ class _Segments:
             head = b""
             del chunk, tail, held, parts  # the segment alone is held while it is read
             if first:  # a byte-order mark counts only at the start of the input
-                segment, first = segment.removeprefix(_BOM), False
+                segment, first = segment.removeprefix(BOM), False
             if segment and not segment.isspace():  # blank lines alone: nothing to read
                 read = read_columns(segment, _DECODER, max_line=self.max_line, carry=carry)
                 if read is None:
@@ -592,25 +607,6 @@ def _retained(
     return replace(result, retention=storage.apply_retention())
 
 
-def _detect(head: bytes) -> str:
-    """What the input is, from its first non-blank line: one JSON document (a run summary
-    or a trace), Build Event Protocol lines, or our JSON lines."""
-    first = head.lstrip(_BOM).strip()
-    if first.startswith(b"# ninja log v"):
-        return "ninja-log"
-    if first in (b"{", b"[") or _TRACE_START.match(first):
-        return "document"
-    try:
-        decoded = json.loads(first)
-    except (ValueError, RecursionError):
-        return "jsonl"
-    if is_bep_event(decoded):
-        return "bazel-bep"
-    if is_turbo_summary(decoded) or is_trace(decoded):
-        return "document"
-    return "jsonl"
-
-
 @dataclass(slots=True, frozen=True)
 class _Document:
     value: object
@@ -633,7 +629,7 @@ def _read_document(
     the bytes when it is not one."""
     raw = _read_all(head, source, name)
     try:
-        return _Document(json.loads(raw.lstrip(_BOM), parse_constant=_no_constant), raw)
+        return _Document(json.loads(raw.lstrip(BOM), parse_constant=_no_constant), raw)
     except (ValueError, RecursionError) as error:
         if fall_back:
             return _Document(None, raw, parsed=False)
@@ -641,8 +637,8 @@ def _read_document(
 
 
 def _document_events(
-    document: _Document, kind: str, name: str, written_ms: int | None
-) -> list[str]:
+    document: _Document, kind: InputFormat | Detected, name: str, written_ms: int | None
+) -> Iterator[Event | EventError]:
     if kind in ("turbo-summary", "document") and is_turbo_summary(document.value):
         return turbo_events(document.value)
     if kind in ("chrome-trace", "document") and is_trace(document.value):
@@ -661,88 +657,6 @@ def _unreadable_input(name: str, what: str, error: BaseException) -> InputError:
     if isinstance(error, OSError | EOFError | zlib.error) or type(error).__name__ == "ZstdError":
         return InputError(f"cannot read {name}: {reason}")
     return InputError(f"{name} is not a readable {what}: {reason}")
-
-
-def decompressed(handle: IO[bytes]) -> IO[bytes]:
-    """``handle`` itself, or a reader of its gzip or zstd content, told by the first bytes."""
-    # Read the magic bytes fully (a pipe may deliver them one at a time), then put them back.
-    magic = b""
-    while len(magic) < 4:
-        chunk = handle.read(4 - len(magic))
-        if not chunk:
-            break
-        magic += chunk
-    source = io.BufferedReader(_Prefixed(magic, handle))
-    if magic[:2] == _GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=source, mode="rb"))
-    if magic == _ZSTD_MAGIC:
-        return io.BufferedReader(_Zstd(source))
-    return source
-
-
-class _Prefixed(io.RawIOBase):
-    """``prefix`` and then the rest of ``stream``; or ``error`` raised, when reading ahead
-    broke off with it, where the stream broke off."""
-
-    def __init__(self, prefix: bytes, stream: IO[bytes], error: Exception | None = None) -> None:
-        self.prefix = memoryview(prefix)  # sliced without copying what is left
-        self.stream = stream
-        self.error = error
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.prefix:
-            size = min(len(buffer), len(self.prefix))
-            buffer[:size] = self.prefix[:size]
-            self.prefix = self.prefix[size:]
-            return size
-        if self.error is not None:
-            raise self.error
-        readinto = getattr(self.stream, "readinto", None)
-        if readinto is not None:
-            return int(readinto(buffer) or 0)
-        data = self.stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-class _Zstd(io.RawIOBase):
-    """The content of a zstd stream of one or more frames; an input that ends inside a
-    frame is an error (zstandard's own stream reader would just stop)."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        import zstandard
-
-        self.source = source
-        self.new_frame = zstandard.ZstdDecompressor().decompressobj
-        self.frame = self.new_frame()
-        self.in_frame = False
-        self.pending = bytearray()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.pending:
-            data = self.source.read(1 << 16)
-            if not data:
-                if self.in_frame:
-                    raise EOFError("the zstd stream ended inside a frame")
-                return 0
-            while data:
-                self.in_frame = True
-                self.pending += self.frame.decompress(data)
-                if not self.frame.eof:
-                    break
-                data = self.frame.unused_data
-                self.frame = self.new_frame()
-                self.in_frame = False
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
-        del self.pending[:size]  # in place: no copy of what remains
-        return size
 
 
 class _LineTooLong(Exception):
@@ -788,20 +702,20 @@ class _Reading:
         if ahead is not None and ahead.whole is not None:
             source: IO[bytes] = io.BytesIO(ahead.whole)  # all of it was read
         elif ahead is not None:
-            source = io.BufferedReader(_Prefixed(b"".join(ahead.chunks), self.handle, ahead.error))
+            source = io.BufferedReader(Prefixed(b"".join(ahead.chunks), self.handle, ahead.error))
             ahead.chunks.clear()  # let go of them: the joined copy is read from now on
         else:
             source = self.handle
         # A line's length is its bytes without its ending (\n or \r\n) and, on the first
         # line, without a byte-order mark: what the columnar reading measures too.
-        limit = self.max_line + 2 + len(_BOM)
+        limit = self.max_line + 2 + len(BOM)
         first = True
         while line := source.readline(limit):
             size = len(line)
             if line.endswith(b"\n"):
                 size -= 2 if line.endswith(b"\r\n") else 1
-            if first and line.startswith(_BOM):
-                size -= len(_BOM)
+            if first and line.startswith(BOM):
+                size -= len(BOM)
             if size > self.max_line:
                 raise _LineTooLong
             first = False

@@ -11,21 +11,18 @@ failed are never written to it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from telemetry.errors import InputError
-from telemetry.events import latest_ts
+from telemetry.errors import EventError, InputError
+from telemetry.events import MAX_TS_MS, Event, EventBuilder, latest_ts
+from telemetry.ingest.detection import BOM
 
 _HEADER = re.compile(rb"^# ninja log v(\d+)\s*$")
 _OLDEST, _NEWEST = 4, 7
-_BOM = b"\xef\xbb\xbf"
-_LATEST_MS = 253_402_300_800_000  # the year 10000
 _ORIGIN_SLACK_MS = 2  # milliseconds lost rounding an mtime and an end time
 _SEPARATORS = "/\\"
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[/\\]")
@@ -68,7 +65,7 @@ def header_version(line: bytes) -> int | None:
     >>> header_version(b"# ninja log v7\\n"), header_version(b"ninja")
     (7, None)
     """
-    header = _HEADER.match(line.removeprefix(_BOM))
+    header = _HEADER.match(line.removeprefix(BOM))
     return None if header is None else int(header.group(1))
 
 
@@ -84,7 +81,7 @@ def parse_log(data: bytes, *, first_line: int = 1, version: int | None = None) -
     if lines and lines[-1] == b"":
         lines.pop()
     if version is None:  # a byte-order mark and blank lines an editor may have added
-        lines[:1] = [lines[0].removeprefix(_BOM)] if lines else []
+        lines[:1] = [lines[0].removeprefix(BOM)] if lines else []
         while lines and not lines[0].strip():
             lines.pop(0)
             first_line += 1
@@ -193,8 +190,10 @@ def is_absolute(path: str) -> bool:
 
 def log_events(
     data: bytes, *, name: str = "ninja", written_ms: int | None = None, home: str | None = None
-) -> tuple[list[str], list[tuple[int, str]]]:
-    """The protocol's JSON lines for every build in a ``.ninja_log``, and the lines skipped.
+) -> tuple[Iterator[Event | EventError], list[tuple[int, str]]]:
+    """The protocol's events for every build in a ``.ninja_log``, each made by an
+    :class:`~telemetry.events.EventBuilder`, and the lines skipped. A log that holds no
+    build is refused at once.
 
     Each ninja run appended its commands in the order they finished, with times counted from
     its own start. An output's mtime, less its end time, is at most the moment its run
@@ -212,7 +211,8 @@ def log_events(
     ``home`` (the user's, by default), or anyone's under ``/home`` or ``/Users``.
 
     >>> log = b"# ninja log v5\\n0\\t10\\t1700000000\\ta.o\\t1\\n0\\t8\\t1750000000\\ta.o\\t1\\n"
-    >>> [json.loads(e)["ts"] for e in log_events(log)[0] if "build_" in e]  # mtimes in s
+    >>> from telemetry.events import BuildFinished, BuildStarted
+    >>> [e.ts for e in log_events(log)[0] if isinstance(e, BuildStarted | BuildFinished)]
     [1699999999990, 1700000000000, 1749999999992, 1750000000000]
     """
     log = parse_log(data)
@@ -221,32 +221,30 @@ def log_events(
         raise InputError(f"{name} holds no ninja log entries")
     now = time.time_ns() // 1_000_000 if written_ms is None else written_ms
     home = (os.path.expanduser("~") if home is None else home).rstrip(_SEPARATORS)
+    return _events(runs, log.version, now, home), list(log.problems)
+
+
+def _events(
+    runs: list[list[LogEntry]], version: int, now: int, home: str
+) -> Iterator[Event | EventError]:
     commands = [log_commands(run) for run in runs]
     directories = build_directories(c for run in commands for c in run)
-    events: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for run, run_commands in zip(runs, commands, strict=True):
-        origin = _origin(run, now, log.version)
+        origin = _origin(run, now, version)
         # Named by its lines, so ingesting the log again stores each run once; a run that
         # repeats an earlier one line for line is told apart by how many came before it.
         digest = hashlib.sha256(
             "\n".join(f"{e.start_ms}\t{e.end_ms}\t{e.mtime}\t{e.output}" for e in run).encode()
         ).hexdigest()[:16]
         seen[digest] = seen.get(digest, 0) + 1
-        session = f"ninja-{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else "")
-        first = min(e.start_ms for e in run)
-        last = max(e.end_ms for e in run)
-        events.append(
-            {"event": "build_started", "session": session, "ts": origin + first, "tool": "ninja"}
-        )
+        build = EventBuilder(f"ninja-{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else ""))
+        yield build.build_started(origin + min(e.start_ms for e in run), tool="ninja")
         for command in run_commands:
             target = _without_home(target_name(command.outputs[0], directories), home)
-            events.append(_started(session, target, origin + command.start_ms))
-            events.append(_finished(session, target, origin + command.end_ms))
-        events.append(
-            {"event": "build_finished", "session": session, "ts": origin + last, "success": True}
-        )
-    return [json.dumps(e) for e in events], list(log.problems)
+            yield build.target_started(origin + command.start_ms, target)
+            yield build.target_finished(origin + command.end_ms, target, "built")
+        yield build.build_finished(origin + max(e.end_ms for e in run), success=True)
 
 
 def _without_home(path: str, home: str) -> str:
@@ -311,7 +309,7 @@ def _entry_origin(entry: LogEntry, version: int) -> int | None:
     if entry.mtime <= 0:
         return None
     origin = _mtime_ms(entry.mtime) - (entry.start_ms if version >= 6 else entry.end_ms)
-    return origin if 0 <= origin < _LATEST_MS else None
+    return origin if 0 <= origin < MAX_TS_MS else None
 
 
 def _origin(run: Sequence[LogEntry], fallback_end_ms: int, version: int) -> int:
@@ -319,7 +317,7 @@ def _origin(run: Sequence[LogEntry], fallback_end_ms: int, version: int) -> int:
     last = max(e.end_ms for e in run)
     # An origin that would place the run outside the years the protocol takes, or further
     # ahead of the clock than a build may be, is not used.
-    latest = min(_LATEST_MS, latest_ts())
+    latest = min(MAX_TS_MS, latest_ts())
     offsets = [o for e in run if (o := _entry_origin(e, version)) is not None and o + last < latest]
     if offsets:
         offsets.sort()
@@ -330,17 +328,3 @@ def _origin(run: Sequence[LogEntry], fallback_end_ms: int, version: int) -> int:
 def _mtime_ms(mtime: int) -> int:
     """An mtime in milliseconds: ninja writes nanoseconds (1.10 on), seconds before."""
     return mtime // 1_000_000 if mtime > 10**14 else mtime * 1000
-
-
-def _started(session: str, target: str, ts: int) -> dict[str, Any]:
-    return {"event": "target_started", "session": session, "ts": ts, "target": target}
-
-
-def _finished(session: str, target: str, ts: int) -> dict[str, Any]:
-    return {
-        "event": "target_finished",
-        "session": session,
-        "ts": ts,
-        "target": target,
-        "status": "built",
-    }

@@ -15,13 +15,13 @@ input: when it is read).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from telemetry.errors import InputError
+from telemetry.errors import EventError, InputError
+from telemetry.events import Event, EventBuilder
 
 
 def is_trace(document: object) -> bool:
@@ -33,12 +33,16 @@ def is_trace(document: object) -> bool:
     )
 
 
-def trace_events(document: object, *, raw: bytes, written_ms: int | None = None) -> list[str]:
-    """The protocol's JSON lines for one trace; ``raw`` (its bytes) names the session.
+def trace_events(
+    document: object, *, raw: bytes, written_ms: int | None = None
+) -> Iterator[Event | EventError]:
+    """The protocol's events for one trace, each made by an
+    :class:`~telemetry.events.EventBuilder`; ``raw`` (its bytes) names the session. A
+    trace without a run to store is refused at once.
 
     >>> trace = {"traceEvents": [{"ph": "X", "name": "cc a.o", "ts": 0, "dur": 5000}]}
-    >>> started = json.loads(trace_events(trace, raw=b"x", written_ms=10_000)[1])
-    >>> started["target"], started["ts"]  # the 5 ms trace ended when written, at 10,000
+    >>> _, started, *_ = trace_events(trace, raw=b"x", written_ms=10_000)
+    >>> started.target, started.ts  # the 5 ms trace ended when written, at 10,000
     ('cc a.o', 9995)
     """
     if not is_trace(document):
@@ -51,33 +55,18 @@ def trace_events(document: object, *, raw: bytes, written_ms: int | None = None)
     first = min(begin for _, begin, _, _ in runs)
     last = max(end for _, _, end, _ in runs)
     origin = _origin(document, first, last, written_ms)
-    session = f"trace-{hashlib.sha256(raw).hexdigest()[:16]}"
-    lines: list[dict[str, Any]] = [
-        {"event": "build_started", "session": session, "ts": origin + first, "tool": "trace"}
-    ]
+    build = EventBuilder(f"trace-{hashlib.sha256(raw).hexdigest()[:16]}")
+    return _events(build, origin, runs, first, last)
+
+
+def _events(
+    build: EventBuilder, origin: int, runs: list[tuple[str, int, int, int]], first: int, last: int
+) -> Iterator[Event | EventError]:
+    yield build.build_started(origin + first, tool="trace")
     for name, begin, end, worker in runs:
-        lines.append(
-            {
-                "event": "target_started",
-                "session": session,
-                "ts": origin + begin,
-                "target": name,
-                "worker": worker,
-            }
-        )
-        lines.append(
-            {
-                "event": "target_finished",
-                "session": session,
-                "ts": origin + end,
-                "target": name,
-                "status": "built",
-            }
-        )
-    lines.append(
-        {"event": "build_finished", "session": session, "ts": origin + last, "success": True}
-    )
-    return [json.dumps(line) for line in lines]
+        yield build.target_started(origin + begin, name, worker=worker)
+        yield build.target_finished(origin + end, name, "built")
+    yield build.build_finished(origin + last, success=True)
 
 
 def _runs(events: list[Any]) -> list[tuple[str, int, int, int]]:

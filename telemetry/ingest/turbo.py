@@ -9,13 +9,13 @@ counted. The summary's ``user`` is never stored.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from telemetry.errors import InputError
+from telemetry.errors import EventError, InputError
+from telemetry.events import Event, EventBuilder
 
 _HOMES = re.compile(r"(/home|/Users)/[^/\s)'\"]+")
 
@@ -30,12 +30,14 @@ def is_turbo_summary(document: object) -> bool:
     )
 
 
-def turbo_events(summary: object, *, home: str | None = None) -> list[str]:
-    """The protocol's JSON lines for one run summary.
+def turbo_events(summary: object, *, home: str | None = None) -> Iterator[Event | EventError]:
+    """The protocol's events for one run summary, each made by an
+    :class:`~telemetry.events.EventBuilder`; one that is no summary is refused at once.
 
-    >>> turbo_events({"id": "r1", "turboVersion": "2", "tasks": [],
-    ...               "execution": {"startTime": 1000, "endTime": 1500, "exitCode": 0}})[0]
-    '{"event": "build_started", "session": "turbo-r1", "ts": 1000, "tool": "turbo"}'
+    >>> summary = {"id": "r1", "turboVersion": "2", "tasks": [],
+    ...            "execution": {"startTime": 1000, "endTime": 1500, "exitCode": 0}}
+    >>> [(type(event).__name__, event.session, event.ts) for event in turbo_events(summary)]
+    [('BuildStarted', 'turbo-r1', 1000), ('BuildFinished', 'turbo-r1', 1500)]
     """
     if not is_turbo_summary(summary):
         raise InputError(
@@ -44,66 +46,50 @@ def turbo_events(summary: object, *, home: str | None = None) -> list[str]:
         )
     assert isinstance(summary, dict)
     home = os.path.expanduser("~") if home is None else home
+    return _summary_events(summary, home)
+
+
+def _summary_events(summary: Mapping[str, Any], home: str) -> Iterator[Event | EventError]:
     execution = summary["execution"]
-    session = f"turbo-{summary.get('id') or execution.get('startTime')}"
+    build = EventBuilder(f"turbo-{summary.get('id') or execution.get('startTime')}")
     scm: Mapping[str, Any] = summary["scm"] if isinstance(summary.get("scm"), dict) else {}
-    started: dict[str, Any] = {
-        "event": "build_started",
-        "session": session,
-        "ts": execution.get("startTime"),
-        "tool": "turbo",
-    }
-    if isinstance(scm.get("sha"), str) and scm["sha"]:
-        started["commit"] = scm["sha"]
-    if isinstance(scm.get("branch"), str) and scm["branch"]:
-        started["branch"] = scm["branch"]
-    events: list[dict[str, Any]] = [started]
-    for task in summary["tasks"]:
-        events += _task_events(session, task, home)
-    events.append(
-        {
-            "event": "build_finished",
-            "session": session,
-            "ts": execution.get("endTime"),
-            "success": execution.get("exitCode") == 0,
-        }
+    sha, branch = scm.get("sha"), scm.get("branch")
+    yield build.build_started(
+        execution.get("startTime"),
+        tool="turbo",
+        commit=sha if isinstance(sha, str) and sha else None,
+        branch=branch if isinstance(branch, str) and branch else None,
     )
-    return [json.dumps(event) for event in events]
+    for task in summary["tasks"]:
+        yield from _task_events(build, task, home)
+    yield build.build_finished(execution.get("endTime"), success=execution.get("exitCode") == 0)
 
 
-def _task_events(session: str, task: object, home: str) -> list[dict[str, Any]]:
+def _task_events(build: EventBuilder, task: object, home: str) -> Iterator[Event | EventError]:
     if not isinstance(task, Mapping):
-        return []
+        return
     target = task.get("taskId")
     run = task.get("execution")
     cache: Mapping[str, Any] = task["cache"] if isinstance(task.get("cache"), Mapping) else {}
     if not isinstance(target, str) or not isinstance(run, Mapping):
-        return []  # never attempted
-    finished: dict[str, Any] = {
-        "event": "target_finished",
-        "session": session,
-        "ts": run.get("endTime"),
-        "target": target,
-    }
+        return  # never attempted
+    begin, end = run.get("startTime"), run.get("endTime")
     if cache.get("status") == "HIT":
         # turbo times a hit too: restoring its outputs and replaying its logs is what the
         # cached target cost this build.
-        begin, end = run.get("startTime"), run.get("endTime")
+        duration = None
         if isinstance(begin, int) and isinstance(end, int) and end >= begin:
-            finished["duration_ms"] = end - begin
-        return [finished | {"status": "cached"}]
-    started = {
-        "event": "target_started",
-        "session": session,
-        "ts": run.get("startTime"),
-        "target": target,
-    }
+            duration = end - begin
+        yield build.target_finished(end, target, "cached", duration_ms=duration)
+        return
+    yield build.target_started(begin, target)
     if run.get("exitCode") == 0:
-        return [started, finished | {"status": "built"}]
+        yield build.target_finished(end, target, "built")
+        return
     error = run.get("error")
     text = str(error) if error else f"exited with status {run.get('exitCode')}"
     # Error texts name absolute directories: no home directory, whoever's, is kept.
     if len(home) > 1:
         text = re.sub(rf"{re.escape(home)}(?=/|\W|$)", "~", text)
     text = _HOMES.sub("~", text)
-    return [started, finished | {"status": "failed", "error": text}]
+    yield build.target_finished(end, target, "failed", error=text)

@@ -472,7 +472,9 @@ def _line_by_line(
     path: Path, storage: TelemetryStorage, max_line: int | None = None
 ) -> tuple[object, ...]:
     """What reading ``path`` line by line stores and reports, a break-off included."""
-    from telemetry.ingest.jsonl import MAX_LINE_BYTES, IngestProblem, _Reading, decompressed
+    from telemetry.events import MAX_LINE_BYTES
+    from telemetry.ingest.detection import decompressed
+    from telemetry.ingest.jsonl import IngestProblem, _Reading
 
     with path.open("rb") as handle:
         reading = _Reading(decompressed(handle), str(path), max_line or MAX_LINE_BYTES)

@@ -123,6 +123,7 @@ def test_a_trace_dated_in_local_time_is_timed_by_its_file(tmp_path: Path) -> Non
 
 
 def test_home_directories_in_turbo_errors_are_never_stored(tmp_path: Path) -> None:
+    from telemetry.events import TargetFinished
     from telemetry.ingest.turbo import turbo_events
 
     summary = {
@@ -142,5 +143,9 @@ def test_home_directories_in_turbo_errors_are_never_stored(tmp_path: Path) -> No
             }
         ],
     }
-    [failed] = [json.loads(e) for e in turbo_events(summary, home="/root") if '"failed"' in e]
-    assert failed["error"] == "command (~/src/b) failed; see ~/x and ~/y"
+    [failed] = [
+        e
+        for e in turbo_events(summary, home="/root")
+        if isinstance(e, TargetFinished) and e.status == "failed"
+    ]
+    assert failed.error == "command (~/src/b) failed; see ~/x and ~/y"
