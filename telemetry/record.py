@@ -15,10 +15,9 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from telemetry.config import TelemetryConfig
 from telemetry.errors import ConfigError, EventError, TelemetryError, write_failure
@@ -46,14 +45,14 @@ _MAX_TOOL = 200
 FOLD_AT = 64
 
 
-@dataclass(slots=True, frozen=True)
-class Recording:
-    """What running and recording a build came to."""
+class Recording(NamedTuple):
+    """What running and recording a build came to (a named tuple: see
+    :class:`~telemetry.config.TelemetryConfig`)."""
 
     exit_status: int
     session_id: str | None = None
     interrupted: bool = False
-    problems: tuple[str, ...] = field(default_factory=tuple)
+    problems: tuple[str, ...] = ()
     error: str | None = None  # the build could not be started at all
     killed_by: int | None = None  # the signal that ended the build, if one did
 
