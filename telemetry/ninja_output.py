@@ -234,6 +234,10 @@ class NinjaOutput:
         self._waiting_since: float | None = None  # when the thread began to wait for a read
         self._exited: float | None = None  # when the build exited
         self._waited_after_exit = 0.0
+        # Time spent after the exit passing output on to a slow reader of ours (``| less``):
+        # waited for as long as it takes, so it does not count as the build still talking.
+        self._writing_since: float | None = None
+        self._wrote_after_exit = 0.0
         self._thread = threading.Thread(target=self._copy, name="ninja-output", daemon=True)
         self._thread.start()
 
@@ -296,12 +300,14 @@ class NinjaOutput:
         self._exited = exited = time.monotonic()
         while self._thread.is_alive():
             self._thread.join(_QUIET_SECONDS / 4)
+            now = time.monotonic()
+            writing = self._writing_since
+            passing = self._wrote_after_exit + (now - max(writing, exited) if writing else 0.0)
+            if now - exited - passing >= _TALKING_SECONDS:
+                break  # something the build left running keeps talking (`yes &`)
             since = self._waiting_since
-            if since is None:
-                continue  # passing output on to a slow reader of ours: as long as it takes
-            waiting = time.monotonic() - max(since, exited)
-            if waiting >= _QUIET_SECONDS or self._waited_after_exit + waiting >= _TALKING_SECONDS:
-                break  # held open by something the build left running: it keeps the pipe
+            if since is not None and now - max(since, exited) >= _QUIET_SECONDS:
+                break  # held open, and quiet, by something the build left running
         if not self._thread.is_alive():
             self._close_read()
         return self._reader.failures() if self._reader is not None else None
@@ -329,6 +335,7 @@ class NinjaOutput:
             if not data:
                 return
             if passing:
+                self._writing_since = wrote = time.monotonic()
                 try:
                     _write_all(data)
                 except BrokenPipeError:
@@ -338,6 +345,10 @@ class NinjaOutput:
                     return
                 except OSError:
                     passing = False  # a full disk, say: ninja's own writes would fail too
+                finally:
+                    if self._exited is not None:
+                        self._wrote_after_exit += time.monotonic() - max(wrote, self._exited)
+                    self._writing_since = None
             if reader is not None:
                 try:
                     reader.feed(data, arrived)

@@ -25,7 +25,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -86,50 +86,81 @@ def pending_files(dir: Path) -> list[Path]:
     return [dir / PENDING / name for name in sorted(names)]
 
 
-def fold(storage: TelemetryStorage) -> int:
+@contextlib.contextmanager
+def folding(dir: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock that lets one process at a time fold the pending files of the store at
+    ``dir`` (and ``clear`` remove them); yields whether it is held (False without ``wait``
+    while another process holds it). Raises :class:`OSError` when it cannot be taken.
+    Without advisory locks (Windows, where ``record`` does not run) nothing is held."""
+    lock = os.open(dir / PENDING / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:
+            yield True
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(lock)
+
+
+def fold(storage: TelemetryStorage, *, wait: bool = True) -> int:
     """Fold the pending files of ``storage`` into its Arrow files and remove them; returns
-    how many builds were stored. Problems are warnings (:class:`TelemetryWarning`): a file
-    that cannot be written now stays pending for the next fold, and one that cannot be read
-    is set aside as ``*.bad``; reading the store goes on either way."""
+    how many builds were stored. Without ``wait``, nothing is folded while another process
+    folds. Problems are warnings (:class:`TelemetryWarning`), and reading the store goes on:
+    a file that cannot be read or written now stays pending for the next fold, and one that
+    is not what ``record`` writes, or whose build the collector refuses, is set aside as
+    ``*.bad``."""
     from telemetry.errors import StorageError, TelemetryWarning
 
+    stored = 0
     try:
-        lock = os.open(storage.dir / PENDING / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as error:
+        with folding(storage.dir, wait=wait) as held:
+            # Listed again under the lock: another process may have folded them meanwhile.
+            for path in pending_files(storage.dir) if held else []:
+                try:
+                    done = _fold_one(storage, path)
+                except StorageError as error:
+                    warnings.warn(
+                        f"a recorded build stays pending in {path}: {error}",
+                        TelemetryWarning,
+                        stacklevel=3,
+                    )
+                    break  # the store cannot be written now; the rest would fail alike
+                if done is not None:
+                    stored += done
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+    except FileNotFoundError:
+        pass  # no pending folder (any more: a clear removed it)
+    except OSError as error:  # a folder we may not read, a file system without locks
+        count = len(_listed(storage.dir))
         warnings.warn(
-            f"{len(pending_files(storage.dir))} recorded builds in {storage.dir / PENDING} "
-            f"are not shown: {error.strerror or error}",
+            f"{count or 'the'} recorded builds in {storage.dir / PENDING} are not shown: "
+            f"{error.strerror or error}",
             TelemetryWarning,
             stacklevel=3,
         )
-        return 0
-    stored = 0
-    try:
-        with contextlib.suppress(ImportError):  # no advisory locks: folds may overlap, harmlessly
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        # Listed again under the lock: another process may have folded them meanwhile.
-        for path in pending_files(storage.dir):
-            try:
-                stored += _fold_one(storage, path)
-            except StorageError as error:
-                warnings.warn(
-                    f"a recorded build stays pending in {path}: {error}",
-                    TelemetryWarning,
-                    stacklevel=3,
-                )
-                break  # the store cannot be written now; the rest would fail alike
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-    finally:
-        os.close(lock)
     if stored:
         storage.apply_retention(sweep=False, wait=False)
     return stored
 
 
-def _fold_one(storage: TelemetryStorage, path: Path) -> int:
+def _listed(dir: Path) -> list[Path]:
+    try:
+        return pending_files(dir)
+    except OSError:
+        return []
+
+
+def _fold_one(storage: TelemetryStorage, path: Path) -> int | None:
+    """The builds stored from one pending file, or None when the file is not to be removed:
+    it stays pending (it cannot be read now) or was set aside."""
     from telemetry.collector import TelemetryCollector
     from telemetry.errors import EventError, TelemetryWarning
     from telemetry.events import parse_event
@@ -138,10 +169,17 @@ def _fold_one(storage: TelemetryStorage, path: Path) -> int:
         lines = path.read_text(encoding="utf-8").splitlines()
         calls = [json.loads(line) for line in lines]
     except FileNotFoundError:
-        return 0  # folded by another process that had no lock to wait on
-    except (OSError, ValueError) as error:
+        return None  # folded by another process meanwhile
+    except ValueError as error:  # not JSON lines: not what record writes
         _set_aside(path, f"it cannot be read ({error})")
-        return 0
+        return None
+    except OSError as error:  # may be read later (another user's file, too many open)
+        warnings.warn(
+            f"a recorded build stays pending in {path}: {error.strerror or error}",
+            TelemetryWarning,
+            stacklevel=4,
+        )
+        return None
     sink = _Sink(storage, stem=path.name.removesuffix(SUFFIX))
     problems: list[str] = []
     collector = TelemetryCollector(sink, on_warning=problems.append, warn_every_time=True)
@@ -156,6 +194,11 @@ def _fold_one(storage: TelemetryStorage, path: Path) -> int:
     collector.close()
     if sink.error is not None:
         raise sink.error
+    if not sink.sessions and calls:
+        # Refused whole (dated too far ahead of this machine's clock, say): kept aside,
+        # where a person can look at it, rather than deleted.
+        _set_aside(path, "; ".join(problems) or "it holds no build")
+        return None
     for problem in problems:
         warnings.warn(problem, TelemetryWarning, stacklevel=4)
     return sink.sessions

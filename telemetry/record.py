@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from telemetry.config import TelemetryConfig
 from telemetry.errors import ConfigError, EventError, TelemetryError, write_failure
-from telemetry.pending import INTERRUPTED, pending_files, write_pending
+from telemetry.pending import INTERRUPTED, fold, pending_files, write_pending
 
 if TYPE_CHECKING:
     from telemetry.ninja import NinjaRun, NinjaTarget
@@ -145,7 +145,8 @@ def record(
             elif status != 0:
                 finished["error"] = f"{name} exited with status {status}"
             events.append(finished)
-        stored = recording and _store(config, session, events, problems)  # type: ignore[arg-type]
+    # Stored once the signals are the caller's again: a Ctrl-C now ends builder at once.
+    stored = recording and _store(config, session, events, problems)  # type: ignore[arg-type]
     exit_status = 128 + killed if killed is not None else status
     recorded = session if stored and not problems else None
     return Recording(exit_status, recorded, interrupted, tuple(problems), killed_by=killed)
@@ -165,7 +166,11 @@ def _store(
             f"telemetry could not store build {session!r}: could not write {error.filename}: {why}"
         )
         return False
-    if len(pending_files(config.dir)) >= FOLD_AT:
+    try:
+        waiting = len(pending_files(config.dir))
+    except OSError:
+        waiting = 0
+    if waiting >= FOLD_AT:
         import warnings
 
         from telemetry.storage import TelemetryStorage
@@ -173,8 +178,9 @@ def _store(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                TelemetryStorage.from_config(config).files("sessions")
-            except TelemetryError as error:
+                # Not waiting for a reader that folds them right now.
+                fold(TelemetryStorage.from_config(config), wait=False)
+            except Exception as error:  # whatever it is, the build's result stays its own
                 problems.append(f"recorded builds not folded into the store: {error}")
         problems += [str(warning.message) for warning in caught]
     return True

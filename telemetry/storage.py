@@ -55,7 +55,7 @@ import pyarrow.ipc as ipc
 
 from telemetry.config import TelemetryConfig
 from telemetry.errors import CorruptFileWarning, StorageError, write_failure
-from telemetry.pending import PENDING, fold, pending_files
+from telemetry.pending import PENDING, fold, folding, pending_files
 
 try:
     import fcntl
@@ -459,7 +459,7 @@ class TelemetryStorage:
         """The committed data files of a dataset, by name only (nothing is opened). Listing
         the sessions first folds builds recorded since into the files (see
         :mod:`telemetry.pending`)."""
-        if dataset == "sessions" and not self._folding and pending_files(self.dir):
+        if dataset == "sessions" and not self._folding and self._pending():
             self._fold()
         found: list[StoredFile] = []
         for day, entries in self._listing(dataset, days=days, since=since, until=until):
@@ -660,6 +660,12 @@ class TelemetryStorage:
         """Whether no sessions file is stored (readable or not)."""
         return not self.files("sessions")
 
+    def _pending(self) -> bool:
+        try:
+            return bool(pending_files(self.dir))
+        except OSError:
+            return True  # the fold says why they cannot be read
+
     def _fold(self) -> None:
         self._folding = True  # the fold's own writes and retention list the store too
         try:
@@ -814,10 +820,19 @@ class TelemetryStorage:
     def clear(self) -> int:
         """Remove all telemetry data, quarantined files included; returns the number of
         sessions removed."""
-        with self._guard(exclusive=True):  # a build being written waits, then is kept
+        # A fold under way finishes first (its builds are then removed with the rest), and
+        # a build being written waits, then is kept: the locks in the order folds take them.
+        with contextlib.ExitStack() as held:
+            with contextlib.suppress(OSError):  # no pending folder: nothing to wait for
+                held.enter_context(folding(self.dir))
+            held.enter_context(self._guard(exclusive=True))
             self._folding = True  # recorded builds not yet folded are removed as they are
             try:
-                count = self.session_count() + len(pending_files(self.dir))
+                try:
+                    waiting = len(pending_files(self.dir))
+                except OSError:
+                    waiting = 0  # a folder we may not list: removed below if we may
+                count = self.session_count() + waiting
             finally:
                 self._folding = False
             _remove_tree(self.dir / PENDING)

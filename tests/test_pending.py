@@ -13,11 +13,12 @@ import warnings
 from pathlib import Path
 
 import pyarrow.ipc as ipc
+import pytest
 
 from pipelines.compaction import compact
 from telemetry.errors import TelemetryWarning
-from telemetry.events import format_ts
-from telemetry.pending import pending_files, write_pending
+from telemetry.events import format_ts, parse_event
+from telemetry.pending import folding, pending_files, write_pending
 from telemetry.record import FOLD_AT
 from telemetry.storage import TelemetryStorage
 from tests.conftest import BUILDER, process_env
@@ -182,3 +183,115 @@ def test_a_recording_killed_while_writing_leaves_nothing_after_an_hour(tmp_path:
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     TelemetryStorage(store).apply_retention(sweep=True)
     assert sorted(p.name for p in (store / "pending").iterdir()) == [young.name]
+
+
+def test_a_recording_never_waits_for_a_fold_under_way(tmp_path: Path) -> None:
+    """With 64 builds pending, `record` would fold them; while another process folds (holds
+    the lock), it leaves them to it and exits with the build's status at once."""
+    store = tmp_path / "store"
+    now = int(time.time() * 1000)
+    for i in range(FOLD_AT - 1):
+        write_pending(store, _events(f"b-{i}", now - 1000 - i, now - i))
+    with folding(store):
+        # (The timeout only keeps a regression from hanging the suite.)
+        done = subprocess.run([BUILDER, "record", "--", "sh", "-c", "exit 3"],
+                              env=process_env(store), capture_output=True, timeout=600)  # fmt: skip
+        assert (done.returncode, done.stderr) == (3, b"")
+        assert len(pending_files(store)) == FOLD_AT and _rows(store) == []
+
+
+def test_a_build_the_fold_refuses_is_set_aside_not_deleted(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ahead = int(time.time() * 1000) + 3 * 3_600_000  # a clock three hours fast
+    path = write_pending(store, _events("fast-clock", ahead, ahead + 1000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert TelemetryStorage(store).session_count() == 0
+    [warning] = [str(w.message) for w in caught if issubclass(w.category, TelemetryWarning)]
+    assert warning.startswith(f"{path} was set aside as {path.name}.bad: "), warning
+    assert "ahead" in warning, warning
+    aside = path.with_name(path.name + ".bad")
+    assert (
+        pending_files(store) == [] and json.loads(aside.read_text().splitlines()[0])["ts"] == ahead
+    )
+
+
+def test_a_fold_that_cannot_lock_warns_and_the_build_keeps_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without locks (ENOLCK: some network mounts; made here by replacing
+    flock, since no local file system refuses it): readers warn and go on, and a recording
+    that folds keeps the build's exit status."""
+    import errno
+    import fcntl
+
+    from telemetry.record import record
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    store = tmp_path / "store"
+    now = int(time.time() * 1000)
+    for i in range(FOLD_AT - 1):
+        write_pending(store, _events(f"b-{i}", now - 1000 - i, now - i))
+    env = {**os.environ, "BUILDER_TELEMETRY_DIR": str(store)}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        recording = record(["sh", "-c", "exit 3"], environ=env)
+    assert recording.exit_status == 3
+    [problem] = recording.problems
+    assert problem == (
+        f"{FOLD_AT} recorded builds in {store / 'pending'} are not shown: No locks available"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert TelemetryStorage(store).session_count() == 0
+    assert [str(w.message) for w in caught] == [problem]
+
+
+def test_clear_waits_for_a_fold_under_way_and_removes_its_build(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    now = int(time.time() * 1000)
+    write_pending(store, _events("old", now - 5000, now - 4000))
+    storage = TelemetryStorage(store)
+    storage.files("sessions")
+    clear = [BUILDER, "telemetry", "clear", "--yes"]
+    with folding(store):  # a fold under way, about to store a build
+        waiting = subprocess.Popen(clear, env=process_env(store), stdout=subprocess.PIPE)
+        _until_waiting(waiting)
+        write_pending(store, _events("new", now - 1000, now))
+        TelemetryStorage(store).append(*_batches("new", now - 1000, now))  # what it stores
+    said, _ = waiting.communicate(timeout=600)
+    assert waiting.returncode == 0
+    assert said.decode().startswith("Removed 3 builds")  # old, new, and new still pending
+    assert (_rows(store), pending_files(store)) == ([], [])
+
+
+def _batches(session: str, start: int, end: int) -> tuple[object, object]:
+    """A build's session and target rows as the collector makes them."""
+    from telemetry.collector import TelemetryCollector
+
+    made: list[tuple[object, object]] = []
+
+    class Keep:
+        def write(self, sessions: object, targets: object) -> None:
+            made.append((sessions, targets))
+
+    collector = TelemetryCollector(Keep())
+    for event in _events(session, start, end):
+        collector.handle(parse_event(event))
+    [batches] = made
+    return batches
+
+
+def _until_waiting(process: subprocess.Popen[bytes]) -> None:
+    """Return once ``process`` waits for a file lock (a ``->`` line of /proc/locks names the
+    waiters); fail if it exits first."""
+    while process.poll() is None:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()
+                if "->" in fields and fields[fields.index("->") + 4] == str(process.pid):
+                    return
+    raise AssertionError(f"it did not wait: exit status {process.returncode}")

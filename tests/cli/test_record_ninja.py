@@ -515,3 +515,23 @@ def test_what_the_output_says_when_read_by_itself() -> None:
     [failure] = piped.failures()
     assert (failure.start_ms, failure.error) == (None, "\n".join(["x"] * 20) + "\n...")
     assert json.dumps(failure.error)  # storable text
+
+
+def test_a_process_the_build_leaves_writing_does_not_keep_record_waiting(
+    ninja: str, tmp_path: Path
+) -> None:
+    """Something the build starts in the background and that keeps writing to its stdout
+    (`yes &`) is not waited for without end: `record` stops reading a while after the build
+    exited and exits with its status; the writer then gets SIGPIPE, as a closed pipe gives."""
+    project = tmp_path / "p"
+    _fresh(project, "rule touch\n  command = touch $out\nbuild a: touch\n")
+    store = tmp_path / "store"
+    script = "ninja && (yes 2> /dev/null &) ; exit 5"
+    env = process_env(store, PATH=f"{Path(ninja).parent}:{os.environ['PATH']}")
+    # (The timeout only keeps a regression from hanging the suite.)
+    done = subprocess.run([BUILDER, "record", "--source", "ninja", "--", "sh", "-c", script],
+                          cwd=project, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+    assert (done.returncode, done.stderr) == (5, b"")
+    [session] = _rows(store, "sessions")
+    assert (session["succeeded"], session["built"]) == (False, 1)
