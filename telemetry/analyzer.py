@@ -23,7 +23,7 @@ import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
 from telemetry.errors import CorruptFileWarning, StorageError, TelemetryError
-from telemetry.events import TIME_FORMAT
+from telemetry.events import EXECUTED, TIME_FORMAT
 from telemetry.model import (
     Bottleneck,
     BuildDetails,
@@ -39,7 +39,7 @@ from telemetry.storage import Snapshot, StoredFile, TelemetryStorage, stem_of
 from telemetry.window import Filter, Window
 
 TREND_BAND: Final = 0.10
-_EXECUTED: Final = ["built", "failed"]
+_EXECUTED: Final = sorted(EXECUTED)
 _RETRIES: Final = 3
 # How many of the builds a session id prefix matches an error names.
 _NAMED: Final = 5

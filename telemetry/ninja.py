@@ -24,13 +24,15 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from telemetry.errors import InputError
 
 if TYPE_CHECKING:
+    from telemetry.events import Status
     from telemetry.ingest.ninja import LogCommand, LogEntry
     from telemetry.ninja_output import Failure, NinjaOutput
+    from telemetry.record import Source
 
 # The ninja tools asked after a build share this much time; a huge manifest gets less detail.
 _TOOL_SECONDS = 30.0
@@ -44,8 +46,6 @@ _BINDING = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*(.*)$")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_.-]+)\}|([A-Za-z0-9_-]+)|.)")
 _STATUS_LINE = re.compile(r"^\[\d+/\d+\] (.*)$")
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`$\n]")
-
-Status = Literal["built", "cached", "failed", "skipped"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -157,7 +157,7 @@ class NinjaRun:
         command: Sequence[str],
         *,
         environ: Mapping[str, str],
-        source: Literal["auto", "ninja", "none"] = "auto",
+        source: Source = "auto",
     ) -> NinjaRun | None:
         """The run of ``command`` when it is a ninja build (``source="ninja"``: any command,
         a wrapper that runs ninja in the ``-C`` directory or here); None otherwise, and for
