@@ -22,6 +22,7 @@ _EXPORTS = {
     "TelemetryError": "telemetry.errors",
     "TelemetryWarning": "telemetry.errors",
     "Window": "telemetry.window",
+    "Filter": "telemetry.window",
     "ingest_jsonl": "telemetry.ingest",
     "ingest_file": "telemetry.ingest",
 }
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from telemetry.errors import TelemetryError, TelemetryWarning
     from telemetry.ingest import ingest_file, ingest_jsonl
     from telemetry.storage import TelemetryStorage
-    from telemetry.window import Window
+    from telemetry.window import Filter, Window
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Filter",
     "TelemetryAnalyzer",
     "TelemetryCollector",
     "TelemetryConfig",

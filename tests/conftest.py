@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,6 +74,22 @@ def small_history() -> list[str]:
             error="Compilation failed for //app:compile",
         ),
     ]
+
+
+def ninjas() -> list[str]:
+    """The ninjas to test with: PyPI's, beside this interpreter, and the system's when it is
+    another one (Debian's 1.11 writes an older log format)."""
+    found = [str(Path(sys.executable).with_name("ninja"))]
+    system = shutil.which("ninja", path="/usr/bin:/usr/local/bin")
+    if system and os.path.realpath(system) != os.path.realpath(found[0]):
+        found.append(system)
+    return [n for n in found if os.access(n, os.X_OK)]
+
+
+def ninja_version(ninja: str) -> str:
+    """``1.13.2`` or ``1.11.1``, as ``ninja --version`` says it (without a git suffix)."""
+    done = subprocess.run([ninja, "--version"], capture_output=True, text=True, check=True)
+    return done.stdout.strip().split(".git")[0]
 
 
 def process_env(store: Path, **extra: str) -> dict[str, str]:

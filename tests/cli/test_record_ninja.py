@@ -25,28 +25,15 @@ from typing import Any
 import pyarrow.ipc as ipc
 import pytest
 
-from tests.conftest import BUILDER, process_env
+from tests.conftest import BUILDER, ninja_version, ninjas, process_env
 
 COLUMNS = 40  # narrower than the status lines: ninja elides them to the terminal's width
 
 
-def _ninjas() -> list[str]:
-    found = [str(Path(sys.executable).with_name("ninja"))]
-    system = shutil.which("ninja", path="/usr/bin:/usr/local/bin")
-    if system and os.path.realpath(system) != os.path.realpath(found[0]):
-        found.append(system)
-    return [n for n in found if os.access(n, os.X_OK)]
+NINJAS = ninjas()
 
 
-def _version(ninja: str) -> str:
-    done = subprocess.run([ninja, "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.strip().split(".git")[0]
-
-
-NINJAS = _ninjas()
-
-
-@pytest.fixture(params=NINJAS, ids=[_version(n) for n in NINJAS])
+@pytest.fixture(params=NINJAS, ids=[ninja_version(n) for n in NINJAS])
 def ninja(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -10,7 +10,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,28 +19,16 @@ import pytest
 from telemetry.errors import InputError
 from telemetry.ingest.ninja import log_events, parse_log
 from telemetry.ninja import NinjaRun
-from tests.conftest import BUILDER, Runner, process_env
+from tests.conftest import BUILDER, Runner, ninja_version, ninjas, process_env
 
 SOURCES = ("lexer", "parser", "checker", "emitter")  # and main.c; app links all five objects
 
 
-def _ninjas() -> list[str]:
-    found = [str(Path(sys.executable).with_name("ninja"))]
-    system = shutil.which("ninja", path="/usr/bin:/usr/local/bin")
-    if system and os.path.realpath(system) != os.path.realpath(found[0]):
-        found.append(system)
-    return [n for n in found if os.access(n, os.X_OK)]
-
-
-def _version(ninja: str) -> str:
-    return subprocess.run([ninja, "--version"], capture_output=True, text=True).stdout.strip()
-
-
-NINJAS = _ninjas()
+NINJAS = ninjas()
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
 
-@pytest.fixture(params=NINJAS, ids=[_version(n).split(".git")[0] for n in NINJAS])
+@pytest.fixture(params=NINJAS, ids=[ninja_version(n) for n in NINJAS])
 def ninja(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
