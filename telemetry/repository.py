@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # SHA-1, or SHA-256
 _MAX_DEPTH = 5  # a symbolic ref naming another, at most this deep
-_MAX_BYTES = 1 << 16
+_MAX_BYTES = 1 << 16  # of HEAD, a loose ref or a .git file
 
 
 class Revision(NamedTuple):
@@ -49,6 +49,8 @@ def revision(folder: Path) -> Revision | None:
         head = _ref(git_dir, common, ref) or ""
     commit = head if _SHA.match(head) else None
     branch = ref.removeprefix("refs/heads/") if ref and ref.startswith("refs/heads/") else None
+    if branch == ".invalid":  # a reftable repository: its refs are not files we read
+        return Revision(None, None)
     return Revision(commit, branch)
 
 
@@ -76,11 +78,16 @@ def _ref(git_dir: Path, common: Path, ref: str) -> str | None:
         loose = _read(base / ref)
         if loose is not None:
             return loose
-    packed = _read(common / "packed-refs") or ""
-    for line in packed.splitlines():
-        sha, _, name = line.partition(" ")
-        if name == ref:
-            return sha
+    # A large repository's packed-refs runs to megabytes: read line by line, not whole.
+    try:
+        with open(common / "packed-refs", "rb") as packed:
+            wanted = ref.encode()
+            for line in packed:
+                sha, _, name = line.rstrip(b"\r\n").partition(b" ")
+                if name == wanted:
+                    return sha.decode("ascii", "replace")
+    except OSError:
+        pass
     return None
 
 

@@ -90,3 +90,15 @@ def test_record_stores_the_commit_and_branch(repo: Path, tmp_path: Path) -> None
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     [session] = json.loads(exported)["sessions"]
     assert (session["commit"], session["branch"]) == tuple(_as_git_says(repo))
+
+
+def test_a_branch_late_in_a_large_packed_refs_file_is_found(repo: Path) -> None:
+    _commit(repo, "one")
+    head = _git(repo, "rev-parse", "HEAD")
+    many = "".join(f"create refs/heads/branch-{n:05d} {head}\n" for n in range(3000))
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=repo, env=QUIET, input=many, text=True,
+                   check=True)  # fmt: skip
+    _git(repo, "checkout", "-q", "-b", "zz-last")
+    _git(repo, "pack-refs", "--all")
+    assert (repo / ".git" / "packed-refs").stat().st_size > 1 << 17
+    assert revision(repo) == _as_git_says(repo) == Revision(head, "zz-last")
