@@ -24,12 +24,6 @@ if TYPE_CHECKING:  # the reports render without polars; only exports take its fr
 
 BINARY_FORMATS: Final = frozenset({"parquet", "arrow"})
 
-NO_DATA: Final = (
-    "No telemetry data yet. Run a build with telemetry enabled, "
-    "or store events with `builder telemetry ingest FILE`."
-)
-NO_DATA_IN_WINDOW: Final = "No builds in the selected time window."
-
 # The seed's keys first, in the seed's order; more keys follow.
 SESSION_KEYS: Final = (
     "startTime",
