@@ -11,12 +11,12 @@ import io
 import json
 import unicodedata
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from telemetry.errors import TelemetryError
 from telemetry.events import TIME_FORMAT
-from telemetry.formats import EXPORT_FORMATS, ExportFormat
+from telemetry.formats import EXPORT_FORMATS, Compression, ExportFormat
 from telemetry.model import Bottleneck, BuildDetails, BuildReport, SummaryReport, TargetRun
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
@@ -83,6 +83,43 @@ _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MILLISECOND: Final = timedelta(milliseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The Prometheus export's gauge families: name, session column, divisor, help. Prometheus
+# names carry base units, so durations are seconds and the percentages ratios from 0 to 1.
+_GAUGES: Final = (
+    (
+        "builder_build_duration_seconds",
+        "duration_ms",
+        1000,
+        "Wall-clock time of the build, from build_started to build_finished.",
+    ),
+    ("builder_build_targets", "targets", 1, "The build's targets, by status."),
+    (
+        "builder_build_cache_hit_ratio",
+        "cache_hit_rate",
+        100,
+        "Cache hits over the targets built, cached or failed (0 to 1).",
+    ),
+    (
+        "builder_build_parallelism_utilization_ratio",
+        "parallelism_utilization",
+        100,
+        "Time the executed targets ran over the build's duration times its workers (0 to 1).",
+    ),
+    (
+        "builder_build_targets_per_second",
+        "targets_per_second",
+        1,
+        "Targets finished per second of the build.",
+    ),
+    (
+        "builder_build_succeeded",
+        "succeeded",
+        1,
+        "1 when the build succeeded, 0 when it failed or was interrupted.",
+    ),
+)
+_TARGET_STATUSES: Final = ("built", "cached", "failed", "skipped")
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 
 
@@ -389,20 +426,42 @@ def _workers(build: BuildDetails) -> str:
 
 
 def write_export(
-    sessions: pl.DataFrame, fmt: ExportFormat, out: IO[bytes], *, terminal: bool = False
+    sessions: pl.DataFrame,
+    fmt: ExportFormat,
+    out: IO[bytes],
+    *,
+    terminal: bool = False,
+    compress: Compression | None = None,
 ) -> None:
     """Write sessions (oldest first, as :meth:`TelemetryAnalyzer.sessions` gives them);
-    ``terminal`` escapes what a terminal must not receive raw, as the text reports do."""
-    if fmt == "json":
-        out.write(sessions_json(sessions, terminal=terminal).encode())
-    elif fmt == "csv":
-        out.write(sessions_csv(sessions, terminal=terminal).encode())
-    elif fmt in BINARY_FORMATS:
+    ``terminal`` escapes what a terminal must not receive raw, as the text reports do;
+    ``compress="zstd"`` writes one zstd frame of the very bytes a text format would be."""
+    if fmt in BINARY_FORMATS:
+        if compress is not None:
+            raise TelemetryError(
+                f"{fmt} compresses inside the file; export it without --compress {compress} "
+                "and without a .zst name"
+            )
         _write_binary(sessions, fmt, out)
+        return
+    if fmt == "json":
+        text = sessions_json(sessions, terminal=terminal)
+    elif fmt == "csv":
+        text = sessions_csv(sessions, terminal=terminal)
+    elif fmt in ("prometheus", "openmetrics"):
+        text = sessions_prometheus(sessions, openmetrics=fmt == "openmetrics", terminal=terminal)
     else:
         raise TelemetryError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    data = text.encode()
+    if compress == "zstd":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    elif compress is not None:
+        raise TelemetryError(f"unknown compression {compress!r}; the one there is: zstd")
+    out.write(data)
 
 
 def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
@@ -478,6 +537,66 @@ def _csv_value(key: str, value: object) -> str:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value  # shown as text, never evaluated
     return str(value)
+
+
+def sessions_prometheus(
+    sessions: pl.DataFrame, *, openmetrics: bool = False, terminal: bool = False
+) -> str:
+    """Each build as gauges in the Prometheus text exposition format, one family after
+    another, every sample labelled by ``session`` (and ``tool``, ``branch`` when the build
+    gave them) and stamped with the build's start: integer milliseconds since the epoch, or
+    with ``openmetrics``, seconds and a closing ``# EOF``. An unknown rate (the build
+    reported no targets) has no sample.
+
+    >>> print(sessions_prometheus(sessions).splitlines()[2])  # doctest: +SKIP
+    builder_build_duration_seconds{session="a",tool="ninja"} 1.0 1761575000000
+    """
+    builds = [_metric_build(r, openmetrics, terminal) for r in sessions.iter_rows(named=True)]
+    lines = []
+    for name, column, scale, text in _GAUGES:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        for labels, stamp, r in builds:
+            if column == "targets":
+                lines += [
+                    f'{name}{{{labels},status="{status}"}} {r[status]} {stamp}'
+                    for status in _TARGET_STATUSES
+                ]
+            elif r[column] is not None:
+                lines.append(f"{name}{{{labels}}} {_metric_value(r[column], scale)} {stamp}")
+    if openmetrics:
+        lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _metric_build(r: Mapping[str, Any], openmetrics: bool, terminal: bool) -> tuple[str, str, Any]:
+    """A build's label set, its timestamp as the format writes it, and its columns."""
+    pairs = [("session", r["session_id"]), ("tool", r["tool"]), ("branch", r["branch"])]
+    labels = ",".join(
+        f'{key}="{_label_value(printable(value) if terminal else value)}"'
+        for key, value in pairs
+        if value is not None
+    )
+    ms = (r["start_time"] - _EPOCH) // _MILLISECOND
+    # Exact decimals: a float of seconds would round some milliseconds away.
+    stamp = f"{ms // 1000}.{ms % 1000:03d}" if openmetrics else str(ms)
+    return labels, stamp, r
+
+
+def _label_value(value: str) -> str:
+    r"""A label value as both formats quote it: backslash, double quote and line break
+    escaped.
+
+    >>> print(_label_value('C:\\out "x"\n'))
+    C:\\out \"x\"\n
+    """
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _metric_value(value: float | bool, scale: int) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    # repr is the shortest text that reads back as the same float
+    return repr(value / scale) if scale != 1 else repr(value)
 
 
 def _write_binary(sessions: pl.DataFrame, fmt: str, out: IO[bytes]) -> None:

@@ -15,6 +15,11 @@ InputFormat: TypeAlias = Literal[
 ]
 INPUT_FORMATS: Final[tuple[InputFormat, ...]] = get_args(InputFormat)
 
-# What ``export`` writes.
-ExportFormat: TypeAlias = Literal["json", "csv", "parquet", "arrow"]
+# What ``export`` writes. ``prometheus`` is the classic text exposition format (timestamps in
+# milliseconds); ``openmetrics`` counts them in seconds, so one file cannot be both.
+ExportFormat: TypeAlias = Literal["json", "csv", "parquet", "arrow", "prometheus", "openmetrics"]
 EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = get_args(ExportFormat)
+
+# How ``export`` may compress a text format (Parquet and Arrow compress inside the file).
+Compression: TypeAlias = Literal["zstd"]
+COMPRESSIONS: Final[tuple[Compression, ...]] = get_args(Compression)

@@ -24,7 +24,7 @@ from telemetry.cli import reports
 from telemetry.cli.messages import err as _err
 from telemetry.cli.messages import show_warning
 from telemetry.errors import TelemetryError
-from telemetry.formats import ExportFormat, InputFormat
+from telemetry.formats import Compression, ExportFormat, InputFormat
 from telemetry.record import Source
 from telemetry.window import BuildStatus
 
@@ -479,6 +479,14 @@ def export(
         Path | None,
         typer.Option("--output", "-o", metavar="PATH", help="Write here instead of stdout."),
     ] = None,
+    compress: Annotated[
+        Compression | None,
+        typer.Option(
+            "--compress",
+            help="Compress a text format (an --output PATH ending in .zst implies zstd).",
+            show_default=False,
+        ),
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     branch: BranchOption = None,
@@ -486,27 +494,39 @@ def export(
     label: WithLabelOption = None,
     status: StatusOption = None,
 ) -> None:
-    """One record per build, oldest first, for spreadsheets, DuckDB, Spark and scripts."""
+    """One record per build, oldest first, for spreadsheets, DuckDB, Spark, scripts and
+    Prometheus (gauges stamped with each build's start)."""
     from telemetry import exporter
     from telemetry.files import atomic_output
 
+    if compress is None and output is not None and output.suffix.lower() == ".zst":
+        compress = "zstd"
+    if compress is not None and format in exporter.BINARY_FORMATS:
+        raise reports.OptionError(
+            f"{format} compresses inside the file; drop --compress {compress} "
+            "or choose json, csv, prometheus or openmetrics"
+            + (f" (the name {output.name} asks for it)" if output is not None else "")
+        )
     since, until = _window(ctx, since, until)
     only = _filter(ctx, branch, tool, label, status)
     analyzer = reports.analyzer(_config(ctx), since, until, only)
     terminal = output is None and reports.terminal()
-    if terminal and format in exporter.BINARY_FORMATS:
+    if terminal and (format in exporter.BINARY_FORMATS or compress is not None):
+        binary = format if compress is None else f"{format} compressed with {compress}"
         raise TelemetryError(
-            f"{format} is binary and stdout is a terminal; add --output PATH or redirect to a file"
+            f"{binary} is binary and stdout is a terminal; add --output PATH or redirect to a file"
         )
     sessions = analyzer.sessions()
     if output is None:
         with reports.writing():
             # A terminal gets the text fields escaped; a pipe or file, the exact values.
-            exporter.write_export(sessions, format, sys.stdout.buffer, terminal=terminal)
+            exporter.write_export(
+                sessions, format, sys.stdout.buffer, terminal=terminal, compress=compress
+            )
             sys.stdout.buffer.flush()
     else:
         with atomic_output(output) as handle:
-            exporter.write_export(sessions, format, handle)
+            exporter.write_export(sessions, format, handle, compress=compress)
     if sessions.is_empty():
         _err(reports.no_builds(analyzer.storage, analyzer.window, analyzer.filter))
 
@@ -720,8 +740,8 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     ("telemetry", "export"): (
         "builder telemetry export --output sessions.json",
-        "builder telemetry export --format csv --since 30d > builds.csv",
-        "builder telemetry export --format parquet --output builds.parquet",
+        "builder telemetry export --format csv --since 30d --output builds.csv.zst",
+        "builder telemetry export --format prometheus --since 1d > builds.prom",
     ),
     ("telemetry", "clear"): (
         "builder telemetry clear",

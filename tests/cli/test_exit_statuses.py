@@ -20,7 +20,8 @@ RULE = (
     [
         (
             ["telemetry", "export", "--format", "xml"],
-            "Error: Invalid value for '--format': 'xml' is not one of json, csv, parquet, arrow.",
+            "Error: Invalid value for '--format': 'xml' is not one of json, csv, parquet, arrow, "
+            "prometheus, openmetrics.",
         ),
         (
             ["telemetry", "summary", "--since", "yesterday"],
