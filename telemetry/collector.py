@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from telemetry.errors import EventError, TelemetryError, TelemetryWarning
 from telemetry.events import (
+    INTERRUPTED,
     MAX_TEXT,
     MAX_TS_MS,
     STATUSES,
@@ -42,11 +43,13 @@ from telemetry.events import (
     Status,
     TargetFinished,
     TargetStarted,
+    failure_text,
     format_ts,
     latest_ts,
     parse_event,
     parse_timestamp,
 )
+from telemetry.metrics import peak_concurrency
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 
 _STATUS_CODE: dict[str, int] = {status: code for code, status in enumerate(STATUSES)}
@@ -361,7 +364,7 @@ class TelemetryCollector:
         if buffer is None:
             self._ended(session, "the interruption")
             return
-        self._flush(buffer, end_ts=end, success=False, error="interrupted", interrupted=True)
+        self._flush(buffer, end_ts=end, success=False, error=INTERRUPTED, interrupted=True)
 
     def close(self) -> int:
         """Store every open session as interrupted; returns how many there were."""
@@ -371,7 +374,7 @@ class TelemetryCollector:
             self._open.clear()
         for buffer in buffers:
             self._flush(
-                buffer, end_ts=buffer.last_ts, success=False, error="interrupted", interrupted=True
+                buffer, end_ts=buffer.last_ts, success=False, error=INTERRUPTED, interrupted=True
             )
         return len(buffers)
 
@@ -664,29 +667,6 @@ def session_batches(
     return session, targets
 
 
-def peak_concurrency(starts: pa.Array, ends: pa.Array) -> int:
-    """The most intervals ``[start, end)`` open at once; touching intervals do not overlap.
-
-    >>> peak_concurrency(pa.array([0, 10, 5]), pa.array([10, 20, 15]))
-    2
-    """
-    nonempty = pc.less(starts, ends)
-    starts = starts.filter(nonempty)
-    ends = ends.filter(nonempty)
-    if len(starts) == 0:
-        return 0
-    # Sweep: +1 at each start, -1 at each end; at equal times ends come first, so an interval
-    # ending at t and one starting at t are never counted together.
-    times = pa.concat_arrays([starts, ends])
-    steps = pa.concat_arrays(
-        [pa.array([1] * len(starts), pa.int8()), pa.array([-1] * len(ends), pa.int8())]
-    )
-    table = pa.table({"t": times, "step": steps})
-    order = pc.sort_indices(table, sort_keys=[("t", "ascending"), ("step", "ascending")])
-    running = pc.cumulative_sum(steps.cast(pa.int64()).take(order))
-    return int(pc.max(running).as_py())
-
-
 def _int_array(kind: pa.DataType, values: array[int]) -> pa.Array:
     """A zero-copy Arrow view of a Python ``array`` of fixed-width integers."""
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
@@ -706,6 +686,4 @@ def _failure_text(buffer: _Buffer, labels: list[str], statuses: pa.Array) -> str
     failed = pc.indices_nonzero(pc.equal(statuses, _FAILED))
     if len(failed) == 0:
         return None
-    first = labels[buffer.target_ids[failed[0].as_py()]]
-    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-    return f"target {first} failed{more}"
+    return failure_text(labels[buffer.target_ids[failed[0].as_py()]], len(failed))

@@ -41,6 +41,13 @@ AHEAD_MS: Final = 3_600_000
 MAX_LINE_BYTES: Final = 16 << 20
 # How times are written for people: UTC, to the second.
 TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
+# The error stored for a build whose build_finished never came (the build was killed).
+INTERRUPTED: Final = "interrupted"
+# The error stored for a failed build that gave none (see failure_text). Templates that
+# str.format and polars' pl.format both fill, so the collector and the columnar ingest,
+# which fills them a column at a time, store the same text.
+FAILED_TARGET_TEXT: Final = "target {} failed{}"
+MORE_FAILED_TEXT: Final = " and {} more"
 
 
 @dataclass(slots=True, frozen=True)
@@ -140,6 +147,19 @@ def format_ts(ts: int) -> str:
     '2025-10-27T14:23:20'
     """
     return datetime.fromtimestamp(ts // 1000, UTC).strftime(TIME_FORMAT)
+
+
+def failure_text(first: str, failed: int) -> str:
+    """The error stored for a failed build that gave none: its first failed target (in the
+    order the targets finished) and how many more failed. The columnar ingest fills the same
+    templates a column at a time, held equal by
+    ``tests/test_metrics.py::test_failure_texts_in_columns_are_failure_text``.
+
+    >>> failure_text("//app:server", 3)
+    'target //app:server failed and 2 more'
+    """
+    more = MORE_FAILED_TEXT.format(failed - 1) if failed > 1 else ""
+    return FAILED_TARGET_TEXT.format(first, more)
 
 
 def parse_event(obj: object) -> Event:

@@ -1,8 +1,9 @@
-"""What the analyzer answers, as plain values: the reports, one build in full, and the
-per-build rates (SPEC §3) for a few builds at a time.
+"""What the analyzer answers, as plain values: the reports, one build in full, and a
+stored session row as ``recent`` shows it.
 
 Nothing here needs polars, so ``builder telemetry recent`` can answer without loading it
-(:mod:`telemetry.recent`); the analyzer computes the same rates over whole columns.
+(:mod:`telemetry.recent`); the rates of a row are :func:`telemetry.metrics.rates`, the
+row-by-row form of the analyzer's columns.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias
+
+from telemetry.metrics import rates
 
 Trend: TypeAlias = Literal["Increasing", "Decreasing", "Stable"]
 RECENT_BOTTLENECKS: Final = 3
@@ -47,8 +50,9 @@ class SummaryReport:
     average_build_ms: float
     fastest_build_ms: int
     slowest_build_ms: int
-    # A build that reported no targets has no rates (see :func:`rates`): the three means are
-    # over the ``builds_with_targets`` that have them, and None when none has.
+    # A build that reported no targets has no rates (see :func:`telemetry.metrics.rates`):
+    # the three means are over the ``builds_with_targets`` that have them, and None when none
+    # has.
     average_cache_hit_rate: float | None
     cache_trend: Trend
     average_utilization: float | None
@@ -127,31 +131,6 @@ class BuildDetails:
     branch: str | None
     labels: dict[str, str]
     targets: tuple[TargetRun, ...]
-
-
-def rates(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
-    """A stored session row's cache hit rate, parallelism utilization and targets per second,
-    computed as :func:`telemetry.analyzer.with_session_metrics` computes them; all three None
-    when the build reported no targets.
-
-    >>> rates({"built": 1, "cached": 3, "failed": 0, "total_targets": 4, "duration_ms": 2000,
-    ...        "executed_ms": 1000, "parallelism": 2, "peak_concurrency": 1})
-    (75.0, 25.0, 2.0)
-    """
-    if row["total_targets"] == 0:
-        # A tool without per-target events: a rate of 0 would read as a cold cache and an
-        # idle machine, and pull every average down.
-        return None, None, None
-    attempted = row["built"] + row["cached"] + row["failed"]
-    hit_rate = 100.0 * row["cached"] / attempted if attempted > 0 else 0.0
-    workers = row["parallelism"] if row["parallelism"] is not None else row["peak_concurrency"]
-    # In floating point: milliseconds times workers can pass the range of an int64.
-    capacity = float(row["duration_ms"]) * float(workers or 0)
-    utilization = 100.0 * row["executed_ms"] / capacity if capacity > 0 else 0.0
-    duration = row["duration_ms"]
-    # total / (duration / 1000), written so that it rounds as polars computes it.
-    per_second = row["total_targets"] * 1000.0 / duration if duration > 0 else 0.0
-    return hit_rate, utilization, per_second
 
 
 def build_report(row: Mapping[str, Any], runs: Iterable[tuple[str, int, int]]) -> BuildReport:

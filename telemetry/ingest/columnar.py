@@ -6,7 +6,12 @@ each event in Python and feeds the collector; it reports each bad line and goes 
 input is decoded by polars in one pass and every rule of the event protocol and of the
 collector is applied to whole columns: the target events (nearly all of a build's events) are
 never touched one by one, and every other line (the build events, two per build) goes through
-the line-by-line checks. The result is exactly what the line-by-line reading stores.
+the line-by-line checks. The result is exactly what the line-by-line reading stores: this is
+its fast path, held equal to it by
+``tests/ingest/test_columnar.py::test_plain_streams_are_read_in_columns_with_the_line_by_line_result``.
+What it derives per build is defined once for both: the peak concurrency is
+:func:`telemetry.metrics.session_peaks` (the collector's sweep, many builds at a time), the
+error of a failed build the templates of :func:`telemetry.events.failure_text`.
 
 That holds for input plain enough to be sure of it, which is what build tools write; for any
 other input :func:`read_columns` declines (returns None) before anything is stored, and the
@@ -34,15 +39,19 @@ import pyarrow as pa
 from telemetry.errors import EventError
 from telemetry.events import (
     EXECUTED,
+    FAILED_TARGET_TEXT,
+    INTERRUPTED,
     MAX_LINE_BYTES,
     MAX_TEXT,
     MAX_TS_MS,
+    MORE_FAILED_TEXT,
     STATUSES,
     BuildFinished,
     BuildStarted,
     latest_ts,
     parse_event,
 )
+from telemetry.metrics import session_peaks
 from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 
 # Inputs are read in columns a segment of about this many bytes at a time, so memory does
@@ -432,7 +441,7 @@ def _sessions(
         executed_float=ran.cast(pl.Float64).sum(),
         first_failed=pl.col("target").filter(status == "failed").first(),
     )
-    peaks = _peaks(done.filter(executed))
+    peaks = session_peaks(done.filter(executed))
     info = builds()  # decoded meanwhile, in a thread
     facts = (
         _builds(info)
@@ -447,7 +456,6 @@ def _sessions(
     start = pl.coalesce("started_ts", pl.min_horizontal(moments))
     interrupted = pl.col("ended_ts").is_null()
     failed = pl.col("failed").fill_null(0)
-    more = pl.when(failed > 1).then(pl.format(" and {} more", failed - 1)).otherwise(pl.lit(""))
     frame = facts.select(
         session_id="session",
         start_time=start,
@@ -455,11 +463,11 @@ def _sessions(
         succeeded=~interrupted & pl.col("success").fill_null(False),
         interrupted=interrupted,
         error=pl.when(interrupted)
-        .then(pl.lit("interrupted"))
+        .then(pl.lit(INTERRUPTED))
         .when(pl.col("ended_error").is_not_null())
         .then("ended_error")
         .when(~pl.col("success") & (failed > 0))
-        .then(pl.format("target {} failed{}", "first_failed", more)),
+        .then(_failure_text(pl.col("first_failed"), failed)),
         total_targets=pl.col("total").fill_null(0),
         built=pl.col("built").fill_null(0),
         cached=pl.col("cached").fill_null(0),
@@ -523,18 +531,12 @@ def _labels(found: dict[str, Any] | None) -> list[tuple[str, str]]:
     return list(started.labels.items()) if started else []
 
 
-def _peaks(executed: pl.DataFrame) -> pl.DataFrame:
-    """Per session, the most executed targets running at once over ``[begin, end)``: a
-    sweep over each session's starts and ends in time order, ends before starts at equal
-    times (doubled times, a start one later)."""
-    runs = executed.filter(pl.col("begin") < pl.col("end"))
-    steps = pl.concat(
-        [
-            runs.select("session", t=pl.col("begin") * 2 + 1, step=pl.lit(1, pl.Int32)),
-            runs.select("session", t=pl.col("end") * 2, step=pl.lit(-1, pl.Int32)),
-        ]
-    )
-    return steps.group_by("session").agg(peak=pl.col("step").sort_by("t").cum_sum().max())
+def _failure_text(first: pl.Expr, failed: pl.Expr) -> pl.Expr:
+    """:func:`telemetry.events.failure_text` of each row, from the same templates: its fast
+    path over whole columns, held equal by
+    ``tests/test_metrics.py::test_failure_texts_in_columns_are_failure_text``."""
+    more = pl.when(failed > 1).then(pl.format(MORE_FAILED_TEXT, failed - 1)).otherwise(pl.lit(""))
+    return pl.format(FAILED_TARGET_TEXT, first, more)
 
 
 def _targets(done: pl.DataFrame) -> pa.Table:
