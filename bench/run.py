@@ -417,11 +417,12 @@ def export_rows(
     up to about ``json_rows`` of them, as JSON lines, and those days."""
     import polars as pl
 
-    from telemetry.analyzer import TelemetryAnalyzer, scan
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.snapshot import scan
     from telemetry.storage import TelemetryStorage
 
     storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
-    files = storage.readable("targets", storage.committed_targets())
+    files = storage.snapshot(datasets=("targets",)).files("targets")
     targets = scan(files, dataset="targets").with_columns(
         pl.col("target", "status").cast(pl.String)
     )
@@ -454,7 +455,8 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path, days: list[dat
 
     import polars as pl
 
-    from telemetry.analyzer import TelemetryAnalyzer, scan
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.snapshot import scan
     from telemetry.storage import TelemetryStorage
     from telemetry.window import Window
 
@@ -473,8 +475,7 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path, days: list[dat
         )
 
     def ours() -> object:
-        files = storage.readable("targets", storage.committed_targets(days=days))
-        return top(scan(files, dataset="targets"))
+        return top(storage.snapshot(days=days, datasets=("targets",)).scan("targets"))
 
     def analyzed() -> object:
         return analyzer.bottlenecks(top=10)

@@ -28,12 +28,13 @@ from datetime import date
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 from telemetry.errors import StorageError, TelemetryWarning
 from telemetry.events import EXECUTED
 from telemetry.schema import SCHEMAS, Dataset
-from telemetry.storage import StoredFile, TelemetryStorage, prune_dictionaries, stem_of
+from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile, readable
+from telemetry.storage import TelemetryStorage
+from telemetry.writer import prune_dictionaries
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,22 +84,24 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
 
 def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
     storage.remove_replaced(day)
-    sessions_files = storage.files("sessions", days=[day])
-    rollups = {stem_of(f) for f in storage.committed("daily_targets", days=[day])}
+    snapshot = storage.snapshot(days=[day])
+    rollups = {f.stem for f in snapshot.committed("daily_targets")}
 
     def compacted(files: list[StoredFile]) -> bool:
-        return len(files) == 1 and stem_of(files[0]) in rollups
+        return len(files) == 1 and files[0].stem in rollups
 
-    if compacted(storage.readable("sessions", sessions_files, warn=False)):
+    # Checked quietly first: a damaged file left in a compacted day for repair does not make
+    # it merged again (and is named below only when there is merging to do).
+    if compacted(readable("sessions", snapshot.committed("sessions"), warn=False)):
         return None  # compacted, and nothing it could merge stored since
-    targets_files = {stem_of(f): f for f in storage.files("targets", days=[day])}
+    targets_files = {f.stem: f for f in snapshot.listed["targets"]}
     sessions: list[pa.Table] = []
     targets: list[pa.Table] = []
     merged: list[StoredFile] = []
-    for stored in storage.readable("sessions", sessions_files):
-        pair = targets_files.get(stem_of(stored))
-        session_rows = _read(storage, stored, "sessions")
-        target_rows = _read(storage, pair, "targets") if pair else SCHEMAS["targets"].empty_table()
+    for stored in snapshot.files("sessions"):
+        pair = targets_files.get(stored.stem)
+        session_rows = _read(snapshot, stored, "sessions")
+        target_rows = _read(snapshot, pair, "targets") if pair else SCHEMAS["targets"].empty_table()
         if session_rows is None or target_rows is None:
             continue  # damaged: left in place, still skipped by readers with a warning
         sessions.append(session_rows)
@@ -138,21 +141,12 @@ def rollup(targets: pa.Table) -> pa.Table:
     return summed.to_arrow().cast(schema).replace_schema_metadata(schema.metadata)
 
 
-def _read(storage: TelemetryStorage, stored: StoredFile, dataset: Dataset) -> pa.Table | None:
+def _read(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> pa.Table | None:
     """All of a file's rows in this version's schema (columns it predates as nulls); None
     when it cannot be read in full."""
-    if not storage.readable(dataset, [stored]):
+    if not readable(dataset, [stored]):
         return None
     try:
-        with ipc.open_file(str(stored.path)) as reader:  # read in: not mapped, then closed
-            table = reader.read_all()
-        table.validate(full=True)
-    except (OSError, pa.ArrowException):
-        return None
-    schema = SCHEMAS[dataset]
-    columns = [
-        table.column(field.name) if field.name in table.schema.names
-        else pa.nulls(table.num_rows, field.type)
-        for field in schema
-    ]  # fmt: skip
-    return pa.Table.from_arrays(columns, schema=schema)
+        return snapshot.read(stored, dataset)
+    except SnapshotChanged:
+        return None  # its day was removed meanwhile: nothing of it is written back

@@ -6,24 +6,25 @@ compaction has rolled up, from the ``daily_targets`` rollup, which gives the sam
 a few rows per target and day. Partitions outside the window are never opened, and ``recent``
 opens only the newest days it needs. A :class:`~telemetry.window.Filter` (branch, tool,
 labels, outcome) is a condition of the sessions query, so only the days and the target rows
-of the sessions it takes are read.
+of the sessions it takes are read. Every answer is read from one
+:class:`~telemetry.snapshot.Snapshot`, so its numbers are of the same builds however
+compaction and retention run beside it.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import polars as pl
 
 from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
-from telemetry.errors import CorruptFileWarning, StorageError, TelemetryError
+from telemetry.errors import StorageError, TelemetryError
 from telemetry.events import EXECUTED, TIME_FORMAT
+from telemetry.layout import PARTITION_KEY
+from telemetry.metrics import with_session_metrics
 from telemetry.model import (
     Bottleneck,
     BuildDetails,
@@ -34,8 +35,9 @@ from telemetry.model import (
     Trend,
     build_report,
 )
-from telemetry.schema import SCHEMAS, SESSIONS_SCHEMA, Dataset
-from telemetry.storage import Snapshot, StoredFile, TelemetryStorage, stem_of
+from telemetry.schema import DATASETS, SESSIONS_SCHEMA, Dataset
+from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile
+from telemetry.storage import TelemetryStorage
 from telemetry.window import Filter, Window
 
 TREND_BAND: Final = 0.10
@@ -45,12 +47,11 @@ _RETRIES: Final = 3
 _NAMED: Final = 5
 
 
+_T = TypeVar("_T")
+
+
 class BuildLookupError(TelemetryError):
     """No build, or more than one, has the session id (or the start of one) asked for."""
-
-
-class _Changed(Exception):
-    """Files listed together were removed before they were read: list them again."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,10 +87,13 @@ class TelemetryAnalyzer:
     # -- per session --------------------------------------------------------------------------
 
     def sessions(self, *, days: list[date] | None = None) -> pl.DataFrame:
-        """Every session in the window that the filter takes, with its derived metrics,
-        oldest first."""
+        """Every session in the window (or in ``days`` of it) that the filter takes, with its
+        derived metrics, oldest first."""
+        return self._reading(lambda snapshot: self._sessions(snapshot, days), ("sessions",))
+
+    def _sessions(self, snapshot: Snapshot, days: list[date] | None = None) -> pl.DataFrame:
         frame = self._collect(
-            "sessions", lambda lf: self._selected(lf).pipe(with_session_metrics), days=days
+            snapshot, "sessions", lambda lf: self._selected(lf).pipe(with_session_metrics), days
         )
         if frame is None:
             return _empty_sessions()
@@ -98,8 +102,12 @@ class TelemetryAnalyzer:
     # -- across sessions ----------------------------------------------------------------------
 
     def summary(self, *, top: int = 5) -> SummaryReport:
-        """Totals, averages, trends, the top bottlenecks and the latest regressions."""
-        sessions = self.sessions()
+        """Totals, averages, trends, the top bottlenecks and the latest regressions, all
+        read from one snapshot of the store."""
+        return self._reading(lambda snapshot: self._summary(snapshot, top))
+
+    def _summary(self, snapshot: Snapshot, top: int) -> SummaryReport:
+        sessions = self._sessions(snapshot)
         n = sessions.height
         if n == 0:
             return SummaryReport(
@@ -145,7 +153,7 @@ class TelemetryAnalyzer:
             average_utilization=row["utilization"],
             average_targets_per_second=row["tps"],
             builds_with_targets=int(row["with_targets"]),
-            bottlenecks=self.bottlenecks(sessions, top=top),
+            bottlenecks=self._bottlenecks(sessions, snapshot, top),
             build_time_trend=trend(sessions["duration_ms"]),
             regressions=regressions(sessions, threshold=self.regression_threshold),
             regression_threshold=self.regression_threshold,
@@ -154,22 +162,26 @@ class TelemetryAnalyzer:
     def bottlenecks(
         self, sessions: pl.DataFrame | None = None, *, top: int = 5
     ) -> tuple[Bottleneck, ...]:
-        """Targets ranked by the mean duration of their executed runs, ties by label."""
-        sessions = self.sessions() if sessions is None else sessions
+        """Targets ranked by the mean duration of their executed runs, ties by label: of the
+        window's sessions, or of ``sessions`` (rows of :meth:`sessions`, whose target rows
+        are read as the store holds them now)."""
+        if sessions is None:
+            return self._reading(
+                lambda snapshot: self._bottlenecks(self._sessions(snapshot), snapshot, top)
+            )
+        given = sessions
+        return self._reading(
+            lambda snapshot: self._bottlenecks(given, snapshot, top), days=_days_of(given)
+        )
+
+    def _bottlenecks(
+        self, sessions: pl.DataFrame, snapshot: Snapshot, top: int
+    ) -> tuple[Bottleneck, ...]:
         if sessions.is_empty():
             return ()
-        for _ in range(_RETRIES):
-            # One listing for the rollups and the target rows, so a compaction beside us can
-            # neither count a day twice nor leave it out; if it removed what was listed, the
-            # listing is taken again.
-            snapshot = self.storage.snapshot(days=_days_of(sessions))
-            try:
-                parts = self._runs_per_target(sessions, snapshot)
-            except _Changed:
-                continue
-            break
-        else:
-            raise StorageError("the targets files kept changing while they were read; try again")
+        # One snapshot for the rollups and the target rows, so a compaction beside us can
+        # neither count a day twice nor leave it out.
+        parts = self._runs_per_target(sessions, snapshot)
         if not parts:
             return ()
         frame = (
@@ -190,12 +202,14 @@ class TelemetryAnalyzer:
         stand in for the target rows, and from the target rows elsewhere."""
         rolled = self._rolled_up(sessions, snapshot)
         parts = [] if rolled is None else [rolled.frame]
-        targets = [
-            f
-            for f in snapshot.committed("targets", skip=rolled.stems if rolled else frozenset())
-            if not rolled or f.day not in rolled.whole_days
-        ]
+        targets = snapshot.files(
+            "targets",
+            where=lambda f: (
+                not rolled or (f.stem not in rolled.stems and f.day not in rolled.whole_days)
+            ),
+        )
         raw = self._executed_runs(
+            snapshot,
             sessions,
             lambda runs: runs.group_by("target").agg(
                 runs=pl.len().cast(pl.Int64), total_ms=pl.col("duration_ms").sum()
@@ -214,12 +228,12 @@ class TelemetryAnalyzer:
         only on a day the window takes whole and whose every stored session is in
         ``sessions`` (none skipped as unreadable, none stored since they were read).
         """
-        counts = dict(sessions.group_by("date").len().iter_rows())
+        counts = dict(sessions.group_by(PARTITION_KEY).len().iter_rows())
         whole = {day for day in counts if _whole_day(self.window, day)}
         if not whole:
             return None
         stored: dict[date, list[int | None]] = {}
-        for f in snapshot.sessions:
+        for f in snapshot.listed["sessions"]:
             if f.day in whole:
                 stored.setdefault(f.day, []).append(f.rows)
         days = {
@@ -227,43 +241,33 @@ class TelemetryAnalyzer:
             for day, rows in stored.items()
             if None not in rows and sum(rows) == counts[day]  # type: ignore[arg-type]
         }
-        listed = [f for f in snapshot.committed("daily_targets") if f.day in days]
-        files = self.storage.readable("daily_targets", listed)
-        if len(files) < len(listed) and not all(f.path.exists() for f in listed):
-            raise _Changed
-        while True:
-            if not files:
-                return None
-            try:
-                frame = (
-                    scan(files, dataset="daily_targets")
-                    .group_by(pl.col("target").cast(pl.String))
-                    .agg(
-                        runs=(pl.col("built") + pl.col("failed")).sum(),
-                        total_ms=pl.col("executed_ms").sum(),
-                    )
-                    .collect()
-                )
-                break
-            except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-                if not all(f.path.exists() for f in files):
-                    raise _Changed from None
-                # Damaged behind a sound footer: named, and its day's target rows answer.
-                found = self.storage.damaged("daily_targets", files) or _refused(files)
-                if not found:
-                    return None  # no file to blame: the target rows answer for every day
-                files = [f for f in files if f.path not in found]
+        files = snapshot.files("daily_targets", where=lambda f: f.day in days)
+        frame = snapshot.collect(
+            "daily_targets",
+            lambda rollups: rollups.group_by(pl.col("target").cast(pl.String)).agg(
+                runs=(pl.col("built") + pl.col("failed")).sum(),
+                total_ms=pl.col("executed_ms").sum(),
+            ),
+            files=files,
+        )
+        if frame is None:
+            return None  # none, or none readable: the target rows answer for every day
+        files = [f for f in files if f.path not in snapshot.left_out]
         # Days whose only file is the compacted one: their target rows need no listing.
         whole_days = frozenset(f.day for f in files if len(stored[f.day]) == 1)
-        return _Rolled(frozenset(stem_of(f) for f in files), frame, whole_days)
+        return _Rolled(frozenset(f.stem for f in files), frame, whole_days)
 
     def recent(self, count: int = 10) -> list[BuildReport]:
         """The newest ``count`` builds that the window and the filter take, newest first, each
         with its top bottlenecks."""
-        sessions = self._newest_sessions(count)
+        return self._reading(lambda snapshot: self._recent(snapshot, count))
+
+    def _recent(self, snapshot: Snapshot, count: int) -> list[BuildReport]:
+        sessions = self._newest_sessions(snapshot, count)
         if sessions.is_empty():
             return []
         summed = self._executed_runs(
+            snapshot,
             sessions,
             lambda runs: runs.group_by("session_id", "target").agg(
                 total=pl.col("duration_ms").sum(), runs=pl.len()
@@ -288,8 +292,12 @@ class TelemetryAnalyzer:
         """
         if not session:
             raise BuildLookupError("a session id (or its first characters) is needed, got ''")
+        return self._reading(lambda snapshot: self._build(snapshot, session))
+
+    def _build(self, snapshot: Snapshot, session: str) -> BuildDetails:
         prefix = pl.lit(session, dtype=pl.String)
         found = self._collect(
+            snapshot,
             "sessions",
             lambda lf: (
                 self._selected(lf)
@@ -324,25 +332,30 @@ class TelemetryAnalyzer:
                 f"{session!r} matches {chosen.height} builds in {where}: "
                 f"{', '.join(ids)}{more}; give more of the session id"
             )
-        return self._details(chosen.row(0, named=True))
+        return self._details(snapshot, chosen.row(0, named=True))
 
     def newest_build(self) -> BuildDetails | None:
         """The newest build in the window that the filter takes, with every target; None
         when there is none."""
-        newest = self._newest_sessions(1)
-        return None if newest.is_empty() else self._details(newest.row(0, named=True))
 
-    def _details(self, row: dict[str, Any]) -> BuildDetails:
+        def newest(snapshot: Snapshot) -> BuildDetails | None:
+            found = self._newest_sessions(snapshot, 1)
+            return None if found.is_empty() else self._details(snapshot, found.row(0, named=True))
+
+        return self._reading(newest)
+
+    def _details(self, snapshot: Snapshot, row: dict[str, Any]) -> BuildDetails:
         """A session row with its metrics, and its targets read from its own day alone."""
         session_id = row["session_id"]
         targets = self._collect(
+            snapshot,
             "targets",
             lambda lf: (
                 lf.filter(pl.col("session_id") == pl.lit(session_id, dtype=pl.String))
                 .with_columns(pl.col("target").cast(pl.String), pl.col("status").cast(pl.String))
                 .sort(["duration_ms", "target", "start_time"], descending=[True, False, False])
             ),
-            days=[row["date"]],
+            [row[PARTITION_KEY]],
         )
         return BuildDetails(
             session_id=session_id,
@@ -390,11 +403,9 @@ class TelemetryAnalyzer:
     def _takes_all(self) -> bool:
         return self.window == Window() and self.filter.takes_all
 
-    def _newest_sessions(self, count: int) -> pl.DataFrame:
+    def _newest_sessions(self, snapshot: Snapshot, count: int) -> pl.DataFrame:
         """The newest ``count`` sessions, opening only as many day partitions as needed."""
-        files = self.storage.files(
-            "sessions", since=self.window.first_day, until=self.window.last_day
-        )
+        files = snapshot.listed["sessions"]
         by_day: dict[date, int] = {}
         for stored in files:
             by_day[stored.day] = by_day.get(stored.day, 0) + (stored.rows or 1)
@@ -414,7 +425,7 @@ class TelemetryAnalyzer:
                 taken.append(newest_first[next_day])
                 covered += by_day[newest_first[next_day]]
                 next_day += 1
-            frame = self.sessions(days=taken)
+            frame = self._sessions(snapshot, taken)
             frames.append(frame)
             found += frame.height
             wanted *= 2
@@ -422,6 +433,7 @@ class TelemetryAnalyzer:
 
     def _executed_runs(
         self,
+        snapshot: Snapshot,
         sessions: pl.DataFrame,
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
         *,
@@ -429,9 +441,10 @@ class TelemetryAnalyzer:
     ) -> pl.DataFrame | None:
         """``query`` over the executed (built or failed) target runs of ``sessions``, with
         ``target`` as text; only the day partitions of those sessions are opened (or only
-        ``files``, which must stay: :class:`_Changed` is raised if any vanishes)."""
+        ``files``)."""
         ids = sessions["session_id"].implode()
         return self._collect(
+            snapshot,
             "targets",
             lambda lf: query(
                 lf.filter(
@@ -439,143 +452,53 @@ class TelemetryAnalyzer:
                     pl.col("status").cast(pl.String).is_in(_EXECUTED),
                 ).with_columns(pl.col("target").cast(pl.String))
             ),
-            days=_days_of(sessions),
+            _days_of(sessions),
             files=files,
         )
 
     def _collect(
         self,
+        snapshot: Snapshot,
         dataset: Dataset,
         query: Callable[[pl.LazyFrame], pl.LazyFrame],
-        *,
         days: list[date] | None = None,
+        *,
         files: list[StoredFile] | None = None,
     ) -> pl.DataFrame | None:
-        """Run ``query`` over the readable files of ``dataset`` (or of ``files``); None when
-        there are none.
+        """Run ``query`` over the readable files of ``dataset`` in ``snapshot`` (those of
+        ``days``, or ``files``); None when there are none."""
+        if files is None:
+            chosen = None if days is None else set(days)
+            files = snapshot.files(
+                dataset, where=None if chosen is None else lambda f: f.day in chosen
+            )
+        return snapshot.collect(dataset, query, files=files)
 
-        A file can vanish between listing and reading when retention or compaction runs
-        beside us: the listing is then taken again (with ``files``, :class:`_Changed` tells
-        the caller to), so a reader never fails or miscounts because of a writer. A file whose
-        footer is sound but whose data is damaged is found, named in a warning and left out,
-        so it never takes the rest of the history with it.
-        """
-        damaged: set[Path] = set()
+    def _reading(
+        self,
+        read: Callable[[Snapshot], _T],
+        datasets: tuple[Dataset, ...] = DATASETS,
+        *,
+        days: list[date] | None = None,
+    ) -> _T:
+        """``read`` over one snapshot of the window's days (or of ``days``), so every number
+        of an answer is of the same builds. Files that maintenance takes out meanwhile are
+        still read where it put them (:meth:`Snapshot.collect`); when one was deleted for
+        good (``clear``), a new snapshot is taken."""
         for _ in range(_RETRIES):
-            since, until = self.window.first_day, self.window.last_day
-            if files is not None:
-                listed = files
-            elif dataset == "targets":
-                listed = self.storage.committed_targets(days=days, since=since, until=until)
-            else:
-                listed = self.storage.files(dataset, days=days, since=since, until=until)
-            checked = self.storage.readable(dataset, listed)
-            if len(checked) < len(listed) and not all(f.path.exists() for f in listed):
-                if files is not None:
-                    raise _Changed
-                continue  # removed since we listed it: list again
-            readable = [f for f in checked if f.path not in damaged]
-            if not readable:
-                return None
+            snapshot = self.storage.snapshot(
+                days=days,
+                since=self.window.first_day,
+                until=self.window.last_day,
+                datasets=datasets,
+            )
             try:
-                frame = scan(readable, with_day=dataset == "sessions", dataset=dataset)
-                return query(frame).collect()
-            except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-                if not all(f.path.exists() for f in readable):
-                    if files is not None:
-                        raise _Changed from None
-                    continue  # removed by retention since we listed it: list again
-                found = self.storage.damaged(dataset, readable) or _refused(readable)
-                if not found:
-                    raise
-                damaged |= found
-        raise StorageError(f"the {dataset} files kept changing while they were read; try again")
-
-
-def _refused(files: list[StoredFile]) -> set[Path]:
-    """The files that polars alone cannot read (its reading of a footer is stricter than
-    pyarrow's: a field name that is not UTF-8, say), each named in a warning."""
-    refused = set()
-    for stored in files:
-        try:
-            _scan_paths([stored], with_day=False).collect()
-        except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
-            if stored.path.exists():
-                refused.add(stored.path)
-                reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-                warnings.warn(
-                    f"skipping {stored.path}: not a complete Arrow IPC file ({reason})",
-                    CorruptFileWarning,
-                    stacklevel=4,
-                )
-    return refused
-
-
-def scan(
-    files: list[StoredFile], *, with_day: bool = False, dataset: Dataset | None = None
-) -> pl.LazyFrame:
-    """A lazy frame over stored files; ``with_day`` adds the partition day as ``date`` (the
-    UTC day each session started, which is the partition its file is in).
-
-    Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
-    ``[x]`` or ``date=...`` reads like any other. Files written before a column was added
-    to ``dataset`` (by default the sessions with ``with_day``, else the targets) read as
-    nulls in it.
-    """
-    groups: dict[tuple[str, ...], list[StoredFile]] = {}
-    for stored in files:
-        groups.setdefault(stored.missing, []).append(stored)
-    if len(groups) == 1 and () in groups:  # the usual case: every file has every column
-        return _scan_paths(files, with_day=with_day)
-    schema = SCHEMAS[dataset or ("sessions" if with_day else "targets")]
-    types = pl.DataFrame(schema.empty_table()).schema
-    frames = [
-        _scan_paths(group, with_day=with_day).with_columns(
-            pl.lit(None, dtype=types[name]).alias(name) for name in missing
+                return read(snapshot)
+            except SnapshotChanged:
+                continue
+        raise StorageError(
+            f"the files in {self.storage.dir} kept changing while they were read; try again"
         )
-        for missing, group in groups.items()
-    ]
-    columns = [*schema.names, *(["date"] if with_day else [])]
-    return pl.concat([frame.select(columns) for frame in frames], how="vertical_relaxed")
-
-
-def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:
-    # Absolute: polars would read a leading "~" as the home directory, Python does not.
-    paths = [os.path.abspath(f.path) for f in files]
-    frame = pl.scan_ipc(paths, glob=False, hive_partitioning=False)
-    return frame.with_columns(date=pl.col("start_time").dt.date()) if with_day else frame
-
-
-def with_session_metrics(sessions: pl.LazyFrame) -> pl.LazyFrame:
-    """Add cache_hit_rate, parallelism_utilization and targets_per_second (SPEC §3); all
-    three null for a session that reported no targets."""
-    # A tool without per-target events (``record -- make``) says nothing of its cache or its
-    # workers: a 0 there would read as a cold cache and pull every average down.
-    unknown = pl.col("total_targets") == 0
-    none = pl.lit(None, dtype=pl.Float64)
-    attempted = pl.col("built") + pl.col("cached") + pl.col("failed")
-    workers = pl.coalesce(pl.col("parallelism"), pl.col("peak_concurrency"))
-    # In floating point: milliseconds times workers can pass the range of an int64.
-    capacity = pl.col("duration_ms").cast(pl.Float64) * workers.cast(pl.Float64)
-    return sessions.with_columns(
-        cache_hit_rate=pl.when(unknown)
-        .then(none)
-        .when(attempted > 0)
-        .then(100.0 * pl.col("cached") / attempted)
-        .otherwise(0.0),
-        parallelism_utilization=pl.when(unknown)
-        .then(none)
-        .when(capacity > 0)
-        .then(100.0 * pl.col("executed_ms") / capacity)
-        .otherwise(0.0),
-        # total / (duration / 1000), written so that polars does not turn the division by
-        # 1000 into a multiplication by 0.001, which rounds differently.
-        targets_per_second=pl.when(unknown)
-        .then(none)
-        .when(pl.col("duration_ms") > 0)
-        .then(pl.col("total_targets") * 1000.0 / pl.col("duration_ms"))
-        .otherwise(0.0),
-    )
 
 
 def trend(values: pl.Series) -> Trend:
@@ -657,13 +580,15 @@ def _whole_day(window: Window, day: date) -> bool:
 
 
 def _days_of(sessions: pl.DataFrame) -> list[date]:
-    return sorted(sessions["date"].unique().to_list())
+    return sorted(sessions[PARTITION_KEY].unique().to_list())
 
 
 def _empty_sessions() -> pl.DataFrame:
     empty = pl.from_arrow(SESSIONS_SCHEMA.empty_table())
     assert isinstance(empty, pl.DataFrame)
-    return with_session_metrics(empty.with_columns(date=pl.lit(None, pl.Date)).lazy()).collect()
+    return with_session_metrics(
+        empty.with_columns(pl.lit(None, pl.Date).alias(PARTITION_KEY)).lazy()
+    ).collect()
 
 
 __all__ = [

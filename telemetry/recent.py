@@ -3,7 +3,7 @@
 ``builder telemetry recent`` is what people type to see the build they just ran. Its answer
 is a few rows in the newest files, and loading polars takes several times longer than reading
 them, so they are read here with pyarrow alone and computed row by row (the rates with
-:func:`telemetry.model.rates`, as the analyzer does). When the newest days hold many rows (a
+:func:`telemetry.metrics.rates`, as the analyzer does). When the newest days hold many rows (a
 backfill, a large ingest), or anything is unusual (a file that cannot be read, one written
 before a column was added), :func:`newest_builds` returns None and the analyzer answers, with
 its warnings.
@@ -18,10 +18,12 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from telemetry import snapshot
 from telemetry.events import EXECUTED
 from telemetry.model import BuildReport, build_report
 from telemetry.schema import Dataset, judge_schema
-from telemetry.storage import StoredFile, TelemetryStorage
+from telemetry.snapshot import StoredFile
+from telemetry.storage import TelemetryStorage
 from telemetry.window import Window
 
 # Past this many rows in the files to read, the analyzer's columns are faster than rows.
@@ -50,13 +52,16 @@ def newest_builds(
 
 def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[BuildReport]:
     by_day: dict[date, list[StoredFile]] = {}
-    for stored in storage.files("sessions", since=window.first_day, until=window.last_day):
+    sessions = storage.snapshot(
+        since=window.first_day, until=window.last_day, datasets=("sessions",)
+    ).listed["sessions"]
+    for stored in sessions:
         by_day.setdefault(stored.day, []).append(stored)
     budget = MAX_ROWS
     rows: list[dict[str, Any]] = []
     for day in sorted(by_day, reverse=True):
         budget -= _rows(by_day[day])
-        for table in _tables("sessions", by_day[day], storage):
+        for table in _tables("sessions", by_day[day]):
             rows += [r for r in table.to_pylist() if _in(window, r["start_time"])]
         if len(rows) >= count or budget < 0:
             break
@@ -68,11 +73,13 @@ def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[Build
         return []
     chosen = {r["session_id"] for r in newest}
     # The partitions of these builds alone (a session id may come back on another day).
-    targets = storage.committed_targets(days={r["start_time"].date() for r in newest})
+    targets = storage.snapshot(
+        days={r["start_time"].date() for r in newest}, datasets=("targets",)
+    ).committed("targets")
     if _rows(targets) > budget:
         raise _Unusual
     runs: dict[str, dict[str, list[int]]] = {}
-    for table in _tables("targets", targets, storage):
+    for table in _tables("targets", targets):
         columns = [table.column(name).to_pylist() for name in _RUNS]
         for session, target, status, duration in zip(*columns, strict=True):
             if session in chosen and status in EXECUTED:
@@ -91,12 +98,12 @@ def _rows(files: list[StoredFile]) -> int:
     return sum(f.rows or 0 for f in files)
 
 
-def _tables(dataset: Dataset, files: list[StoredFile], storage: TelemetryStorage) -> list[pa.Table]:
-    readable = storage.readable(dataset, files, warn=False)
-    if len(readable) != len(files) or any(f.missing for f in readable):
+def _tables(dataset: Dataset, files: list[StoredFile]) -> list[pa.Table]:
+    checked = snapshot.readable(dataset, files, warn=False)
+    if len(checked) != len(files) or any(f.missing for f in checked):
         raise _Unusual  # the analyzer names it in a warning, or reads the columns it lacks
     tables = []
-    for stored in readable:
+    for stored in checked:
         with ipc.open_file(str(stored.path)) as reader:
             if judge_schema(reader.schema, dataset)[0] is not None:
                 raise _Unusual  # its footer says other than its start

@@ -16,15 +16,18 @@ import time
 import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.compaction import compact
+from telemetry import maintenance, snapshot
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.ingest import ingest_jsonl
+from telemetry.layout import Layout
 from telemetry.recent import newest_builds
 from telemetry.storage import TelemetryStorage
 from telemetry.window import Window
@@ -107,6 +110,10 @@ def _answers(storage: TelemetryStorage, window: Window) -> _Answers:
     return _Answers(storage, window)
 
 
+# How many listings and checks of the files ``_answers`` makes (see the test that counts them).
+LISTINGS = 20
+CHECKS = 9
+
 WINDOWS = [
     Window(),
     Window.parse("2025-10-28", None),  # whole days
@@ -161,7 +168,7 @@ def test_a_compacted_store_answers_exactly_as_one_file_per_build_does(
         # Every closed day is now one file per dataset, with its rollup.
         for dataset in ("sessions", "targets", "daily_targets"):
             days = packed.days(dataset)
-            assert len(packed.files(dataset)) == len(days) == len(raw.days("sessions"))
+            assert len(_names(packed, dataset)) == len(days) == len(raw.days("sessions"))
 
 
 def _history(*storages: TelemetryStorage, days: int = 3, per_day: int = 4) -> None:
@@ -175,7 +182,15 @@ def _history(*storages: TelemetryStorage, days: int = 3, per_day: int = 4) -> No
 
 
 def _names(storage: TelemetryStorage, dataset: str) -> list[str]:
-    return sorted(p.name for p in (storage.dir / dataset).rglob("*.arrow"))
+    """The data files of a dataset's day folders (not those taken out, kept hidden)."""
+    return sorted(p.name for p in (storage.dir / dataset).glob("date=*/*.arrow"))
+
+
+def _age(storage: TelemetryStorage, *, seconds: float) -> None:
+    """Make every data file of the store ``seconds`` older."""
+    for path in storage.dir.rglob("*.arrow"):
+        moment = path.stat().st_mtime - seconds
+        os.utime(path, (moment, moment))
 
 
 def test_the_summary_reads_rollups_for_whole_days_and_target_rows_for_cut_ones(
@@ -229,22 +244,22 @@ def test_a_compaction_stopped_at_any_step_reads_the_same_and_the_next_run_finish
 ) -> None:
     raw, packed = _store(tmp_path / "raw"), _store(tmp_path / "packed")
     _history(raw, packed, days=1)
-    original_write = TelemetryStorage._write_file
-    original_remove = TelemetryStorage._remove_stems
+    original_write = maintenance.write_file
+    original_remove = maintenance._remove_stems
 
-    def write(self: TelemetryStorage, dataset: str, *args: object, **kwargs: object) -> Path:
-        path = original_write(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
+    def write(store: Layout, dataset: str, *args: Any, **kwargs: Any) -> Path:
+        path = original_write(store, dataset, *args, **kwargs)  # type: ignore[arg-type]
         if dataset == stop_at:
             raise _Stop  # stopped right after this file was renamed into place
         return path
 
-    def remove(self: TelemetryStorage, day: date, stems: set[str]) -> None:
+    def remove(store: Layout, day: date, stems: set[str]) -> None:
         # Stopped after the first replaced build's files went.
-        original_remove(self, day, {sorted(stems)[0]})
+        original_remove(store, day, {sorted(stems)[0]})
         raise _Stop
 
-    monkeypatch.setattr(TelemetryStorage, "_write_file", write)
-    monkeypatch.setattr(TelemetryStorage, "_remove_stems", remove)
+    monkeypatch.setattr(maintenance, "write_file", write)
+    monkeypatch.setattr(maintenance, "_remove_stems", remove)
     with pytest.raises(_Stop):
         compact(packed)
     monkeypatch.undo()
@@ -256,9 +271,7 @@ def test_a_compaction_stopped_at_any_step_reads_the_same_and_the_next_run_finish
     # nobody, and retention removes it once it is an hour old.
     left = [len(_names(packed, d)) - 1 for d in ("sessions", "targets", "daily_targets")]
     assert left == [0, int(not committed), int(stop_at == "daily_targets")]
-    old = datetime.now().timestamp() - 7200
-    for path in packed.dir.rglob("*.arrow"):
-        os.utime(path, (old, old))
+    _age(packed, seconds=7200)
     packed.apply_retention()
     assert [len(_names(packed, d)) for d in ("sessions", "targets", "daily_targets")] == [1, 1, 1]
     assert _answers(packed, Window()) == _answers(raw, Window())
@@ -342,11 +355,11 @@ def test_a_damaged_file_is_left_in_place_for_repair(tmp_path: Path) -> None:
 def test_compaction_refuses_to_run_without_file_locks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import telemetry.storage
+    import telemetry.locks
 
     packed = _store(tmp_path / "packed")
     _history(packed, days=1)
-    monkeypatch.setattr(telemetry.storage, "fcntl", None)
+    monkeypatch.setattr(telemetry.locks, "fcntl", None)
     with pytest.raises(StorageError, match="needs file locks"):
         compact(packed)
     assert len(packed.files("sessions")) == 4
@@ -433,12 +446,13 @@ def test_compact_command(cli: Runner, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "call"),
+    ("step", "call"),
     # Every listing and every check the commands below make.
-    [("files", n) for n in range(1, 16)] + [("readable", n) for n in range(1, 10)],
+    [("list_files", n) for n in range(1, LISTINGS + 1)]
+    + [("readable", n) for n in range(1, CHECKS + 1)],
 )
 def test_a_compaction_between_a_readers_steps_changes_no_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, call: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, call: int
 ) -> None:
     """Readers list, check, then read files; a compaction that commits between any two of
     those steps (here: just before the reader's ``call``-th listing or check) must change
@@ -449,20 +463,49 @@ def test_a_compaction_between_a_readers_steps_changes_no_answer(
     late = [_build(f"late-{day}", T0 + day * DAY + 9, [(1, "built", 999)]) for day in range(2)]
     _store_each([raw, packed], late)  # the next compaction merges them into new day files
     want = _answers(raw, Window())
-    original = getattr(TelemetryStorage, method)
+    original = getattr(snapshot, step)
     calls = 0
 
-    def meddling(self: TelemetryStorage, *args: object, **kwargs: object) -> object:
+    def meddling(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == call:
-            monkeypatch.setattr(TelemetryStorage, method, original)
+            monkeypatch.setattr(snapshot, step, original)
             compact(packed)
-            monkeypatch.setattr(TelemetryStorage, method, meddling)
-        return original(self, *args, **kwargs)
+            monkeypatch.setattr(snapshot, step, meddling)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(TelemetryStorage, method, meddling)
+    monkeypatch.setattr(snapshot, step, meddling)
     got = _answers(packed, Window())
-    monkeypatch.setattr(TelemetryStorage, method, original)
-    assert calls >= call and len(packed.files("sessions")) == 2  # it did compact meanwhile
+    monkeypatch.setattr(snapshot, step, original)
+    assert calls >= call  # it did compact meanwhile:
+    assert len(packed.snapshot().committed("sessions")) == 2
     assert got == want
+
+
+def test_the_readers_steps_are_all_counted() -> None:
+    """The test above meddles before every listing and check the readers make: as many as
+    there are (counted on a store like its own), not fewer."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        packed = _store(Path(folder) / "packed")
+        _history(packed, days=2, per_day=2)
+        compact(packed)
+        late = [_build(f"late-{d}", T0 + d * DAY + 9, [(1, "built", 999)]) for d in range(2)]
+        _store_each([packed], late)
+        counted = {"list_files": 0, "readable": 0}
+        originals = {name: getattr(snapshot, name) for name in counted}
+
+        def counting(name: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                counted[name] += 1
+                return originals[name](*args, **kwargs)
+
+            return call
+
+        with pytest.MonkeyPatch.context() as patch:
+            for name in counted:
+                patch.setattr(snapshot, name, counting(name))
+            _answers(packed, Window())
+    assert counted == {"list_files": LISTINGS, "readable": CHECKS}

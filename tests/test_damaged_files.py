@@ -17,7 +17,8 @@ import pytest
 
 from pipelines.compaction import compact
 from telemetry.ingest import ingest_jsonl
-from telemetry.storage import StoredFile, TelemetryStorage
+from telemetry.snapshot import StoredFile, readable
+from telemetry.storage import TelemetryStorage
 from tests.conftest import BUILDER, process_env
 
 DAY = 86_400_000
@@ -209,7 +210,6 @@ def test_no_single_byte_of_a_footer_makes_polars_panic(
     were, or it fails with an error (which the readers answer by checking each file)."""
     store = tmp_path / "telemetry"
     shutil.copytree(pristine, store)
-    storage = TelemetryStorage(store)
     victim = _victim(store, dataset)
     data = victim.read_bytes()
     rows = pl.read_ipc(victim)
@@ -220,7 +220,7 @@ def test_no_single_byte_of_a_footer_makes_polars_panic(
         damaged = bytearray(data)
         damaged[at] ^= 0xFF
         victim.write_bytes(damaged)
-        if not storage.readable(dataset, [stored], warn=False):
+        if not readable(dataset, [stored], warn=False):
             outcomes["refused"] += 1
             continue
         try:

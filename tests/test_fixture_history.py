@@ -141,16 +141,18 @@ def test_recent_matches_the_reference(
 def test_recent_opens_only_the_newest_partitions(
     history: tuple[Path, TelemetryStorage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from telemetry import snapshot
+
     storage = history[1]
     opened: list[Path] = []
-    original = storage.readable
+    original = snapshot.readable
 
-    def spy(dataset, files):  # type: ignore[no-untyped-def]
+    def spy(dataset, files, **options):  # type: ignore[no-untyped-def]
         files = list(files)
         opened.extend(f.path for f in files)
-        return original(dataset, files)
+        return original(dataset, files, **options)
 
-    monkeypatch.setattr(storage, "readable", spy)
+    monkeypatch.setattr(snapshot, "readable", spy)
     TelemetryAnalyzer(storage).recent(1)
     days = {path.parent.name for path in opened}
     assert days == {f"date={TODAY}"}

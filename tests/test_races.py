@@ -109,18 +109,20 @@ def _between_renames(
     """Start ``command`` when this process's next write has its targets file in place and
     its sessions file not yet, and go on once the command has ended or waits for a lock;
     the started process is put in the list returned."""
-    other: list[subprocess.Popen[bytes]] = []
-    original = TelemetryStorage._write_file
+    from telemetry import writer
 
-    def write_file(self: TelemetryStorage, dataset: str, *args: Any, **kwargs: Any) -> Path:
-        path = original(self, dataset, *args, **kwargs)  # type: ignore[arg-type]
+    other: list[subprocess.Popen[bytes]] = []
+    original = writer.write_file
+
+    def write_file(store: Any, dataset: str, *args: Any, **kwargs: Any) -> Path:
+        path = original(store, dataset, *args, **kwargs)
         if dataset == "targets" and not other:
             other.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE))  # fmt: skip
             _until_done_or_waiting(other[0])
         return path
 
-    monkeypatch.setattr(TelemetryStorage, "_write_file", write_file)
+    monkeypatch.setattr(writer, "write_file", write_file)
     return other
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.collector import TelemetryCollector
+from telemetry.snapshot import GRACE_SECONDS
 from telemetry.storage import TelemetryStorage
 from tests import crash_writer
 from tests.conftest import BUILDER, REPO, process_env, small_history
@@ -122,13 +123,10 @@ def _target_rows(storage: TelemetryStorage) -> dict[str, int]:
     """How many target rows each build has in the committed targets files."""
     import polars as pl
 
-    from telemetry.analyzer import scan
-
-    files = storage.readable("targets", storage.committed_targets())
-    if not files:
-        return {}
-    counts = scan(files, dataset="targets").group_by("session_id").agg(pl.len()).collect()
-    return dict(counts.iter_rows())
+    counts = storage.snapshot(datasets=("targets",)).collect(
+        "targets", lambda rows: rows.group_by("session_id").agg(pl.len())
+    )
+    return {} if counts is None else dict(counts.iter_rows())
 
 
 def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path) -> None:
@@ -171,11 +169,15 @@ def test_writers_killed_mid_write_leave_nothing_readers_trip_over(tmp_path: Path
     assert leftovers  # some kills did land in the middle of writing a file
 
     # Once they are old enough to belong to no live writer, retention removes the leftovers:
-    # temporary files, and targets files whose sessions file never appeared.
+    # temporary files, and targets files whose sessions file never appeared; and, an hour
+    # on, the days it removed (kept hidden meanwhile for the readers that listed them).
     for path in store.rglob("*.arrow*"):
         os.utime(path, (0, 0))
-    storage.apply_retention()
-    assert [p for p in store.rglob("*") if p.name.startswith(".tmp-")] == []
+    an_hour_on = time.time() + GRACE_SECONDS + 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: an_hour_on)
+        storage.apply_retention()
+    assert [p for p in store.rglob("*") if p.name.startswith((".tmp-", ".trash-"))] == []
     session_stems = {p.name.rsplit("-n", 1)[0] for p in (store / "sessions").rglob("*.arrow")}
     target_stems = {p.name.rsplit("-n", 1)[0] for p in (store / "targets").rglob("*.arrow")}
     assert target_stems == session_stems

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from telemetry.ingest import ingest_jsonl
+from telemetry.snapshot import GRACE_SECONDS
 from telemetry.storage import TelemetryStorage
 from tests.conftest import BUILDER, process_env
 from tests.test_damaged_files import _events
@@ -94,9 +95,17 @@ def test_retention_and_clear_remove_a_linked_day_but_not_what_it_points_to(
     removed = retention.apply_retention(sweep=True)
     assert [d.isoformat() for d in removed.removed_days] == ["2025-10-27", "2025-10-28"]
     assert not any((store / dataset / MOVED).is_symlink() for dataset in DATASETS)
-    assert _trash(store) == []
+    # The link went at once; the 27th's folders stay hidden for the readers of an hour ago.
+    hidden = [p.is_symlink() for p in store.glob("*/.trash-*")]
+    assert hidden and not any(hidden)
     assert _contents(outside) == before
     assert retention.days("sessions") == [datetime(2025, 10, 29).date()]
+    later = TelemetryStorage(store, retention_days=1, clock=lambda: now)
+    an_hour_on = time.time() + GRACE_SECONDS + 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: an_hour_on)
+        later.apply_retention(sweep=True)
+    assert _trash(store) == []
 
     for dataset in DATASETS:
         (store / dataset / MOVED).symlink_to(outside / dataset, target_is_directory=True)

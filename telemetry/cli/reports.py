@@ -247,15 +247,15 @@ def no_builds(stored: TelemetryStorage, window: Window, filter: Filter | None = 
         f"No telemetry data yet in {where}. Run a build with telemetry enabled, "
         f"or store events with `builder telemetry ingest FILE`."
     )
-    files = stored.files("sessions")
-    if not files:
+    snapshot = stored.snapshot(datasets=("sessions",))
+    if not snapshot.listed["sessions"]:
         return no_data
     windowed = window.since is not None or window.until is not None
     if filter is not None and not filter.takes_all:
         during = " in the selected time window" if windowed else ""
         return f"No builds in {where}{during} match the selected filters."
     if not windowed:
-        if stored.readable("sessions", files, warn=False):
+        if snapshot.files("sessions", warn=False):
             # Builds were stored (or retention ran) while we read: there were none then.
             return no_data
         return f"No readable builds in {where} (see the warnings above)."

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from telemetry.analyzer import TelemetryAnalyzer, scan
+from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.errors import InputError
 from telemetry.ingest import ingest_file
 from telemetry.storage import TelemetryStorage
@@ -94,7 +94,7 @@ def test_a_failing_target(tmp_path: Path) -> None:
 
 def _targets(tmp_path: Path, name: str) -> dict[str, tuple[Any, ...]]:
     """The stored target rows of a fixture: label -> (status, duration ms, error)."""
-    rows = scan(TelemetryStorage(tmp_path / name).files("targets")).collect()
+    rows = TelemetryStorage(tmp_path / name).snapshot().scan("targets").collect()
     return {r[0]: r[1:] for r in rows.select("target", "status", "duration_ms", "error").rows()}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.analyzer import TelemetryAnalyzer, scan
+from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.ingest import ingest_file
 from telemetry.storage import TelemetryStorage
 
@@ -128,7 +128,7 @@ def test_real_turbo_runs_are_stored_with_what_turbo_did(workspace: Path, tmp_pat
     # A cache hit lasts as long as turbo took to replay it, as its summary times the task.
     stored = {
         (r["session_id"], r["target"]): (r["status"], r["duration_ms"])
-        for r in scan(storage.files("targets")).collect().to_dicts()
+        for r in storage.snapshot().scan("targets").collect().to_dicts()
     }
     replays = {}
     for summary in (clean, cached, broken):
@@ -184,7 +184,7 @@ def test_a_summary_is_recognised_by_its_content_and_compressed(tmp_path: Path) -
         row["executed_ms"],
     ) == ("turbo-run-1", "abc123", "main", 1, 1, 2, 1000, 800)
     # The hit's 30 ms replay is its duration, and not executed time.
-    targets = scan(storage.files("targets")).collect()
+    targets = storage.snapshot().scan("targets").collect()
     assert sorted(targets.select("target", "status", "duration_ms").rows()) == [
         ("a#build", "cached", 30),
         ("b#build", "built", 800),

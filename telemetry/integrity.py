@@ -1,0 +1,177 @@
+"""Whether a stored file can be read: its footer, its schema and, when asked, its data.
+
+A reader trusts a file's footer for the place of every record batch (polars panics on a
+footer pointing past the end), so every file is checked here before it is read: both ends
+are read and the footer's blocks must tile the file. :func:`problem` says in words what is
+wrong with a file, the words ``verify`` and every warning use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from telemetry.schema import Dataset, judge_schema
+
+# How a problem that is the user's permissions, not the file's content, begins.
+UNREADABLE = "unreadable"
+# What a file that was removed while it was checked is said to be (not a problem).
+VANISHED = "vanished"
+_MAGIC = b"ARROW1"
+
+
+class Finding(NamedTuple):
+    """What a check found in one file."""
+
+    path: Path
+    problem: str | None  # None: it reads in full
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the file holds what cannot be read. A file the user may not read is
+        not known to be damaged: it is reported, never moved aside."""
+        return self.problem is not None and not self.problem.startswith(UNREADABLE)
+
+
+def problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
+    """Why ``path`` cannot be read as a file of ``dataset``, or None when it can.
+
+    By default only the footer and schema are read; ``full`` reads and validates the data.
+    """
+    return examine(path, dataset, full=full)[0]
+
+
+def examine(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tuple[str, ...]]:
+    """What :func:`problem` says, and the columns a readable file lacks."""
+    try:
+        schema = footer_schema(path)
+        if full:
+            with pa.memory_map(str(path)) as source:
+                ipc.open_file(source).read_all().validate(full=True)
+    except FileNotFoundError:
+        return VANISHED, ()
+    except Unsound as unsound:
+        try:  # pyarrow's words, when it has any, are the ones people search for
+            with ipc.open_file(str(path)):
+                pass
+        except (OSError, pa.ArrowException) as error:
+            if errno_of(error) is None:
+                return f"not a complete Arrow IPC file ({first_line(error)})", ()
+        return f"not a complete Arrow IPC file ({unsound})", ()
+    except OSError as error:
+        if errno_of(error) is None:  # Arrow's own I/O errors are about what the file holds
+            return f"damaged data ({first_line(error)})", ()
+        return f"{UNREADABLE} ({reason(error)})", ()
+    except pa.ArrowException as error:
+        return f"damaged data ({first_line(error)})", ()
+    return judge_schema(schema, dataset)
+
+
+class Unsound(Exception):
+    """The two ends of a file are not those of one whole Arrow IPC file (the message says
+    where they differ)."""
+
+
+# A footer's Block: the offset of a message, its metadata's length, its body's length.
+_BLOCK = struct.Struct("<qi4xq")
+_EOS = 8  # the end-of-stream marker some writers put between the last message and the footer
+
+
+def footer_schema(path: Path) -> pa.Schema:
+    """The schema in the footer of an Arrow IPC file, once the footer is known to describe
+    the file; :class:`Unsound` when it does not.
+
+    Readers (polars, pyarrow) take the schema and the place of every message from the
+    footer, and polars trusts those places: a footer pointing past the end makes it panic.
+    So the footer's blocks must tile the file from the end of the schema message it starts
+    with up to the footer. Both ends are read with one ``pread`` each and pyarrow parses the
+    footer from those bytes, without the file: a third cheaper than opening it with pyarrow,
+    which checks no block.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 16, 0)
+        tail = os.pread(fd, 4096, max(0, size - 4096))
+        if size < 32 or head[:6] != _MAGIC or tail[-6:] != _MAGIC:
+            raise Unsound("it does not start and end as one")
+        marker, length = struct.unpack_from("<Ii", head, 8)
+        footer_length = struct.unpack_from("<i", tail, len(tail) - 10)[0]
+        schema_end = 16 + length
+        footer_start = size - 10 - footer_length
+        if marker != 0xFFFFFFFF or length <= 0 or footer_length <= 0:
+            raise Unsound("the length of its schema or of its footer is not a length")
+        if schema_end > footer_start:
+            raise Unsound("its schema and its footer overlap")
+        if footer_length + 10 > len(tail):
+            tail = os.pread(fd, footer_length + 10, footer_start)
+    finally:
+        os.close(fd)
+    footer = tail[len(tail) - 10 - footer_length : len(tail) - 10]
+    end = schema_end
+    for offset, metadata, body in sorted(_footer_blocks(footer)):
+        if offset != end or metadata <= 0 or body < 0:
+            raise Unsound("its footer places its record batches outside the data")
+        end = offset + metadata + body
+    if end not in (footer_start, footer_start - _EOS):
+        raise Unsound("its footer places its record batches outside the data")
+    try:  # the footer and what follows it, behind a start: no block is read here
+        with ipc.open_file(pa.BufferReader(head[:8] + tail[-10 - footer_length :])) as reader:
+            return reader.schema
+    except (OSError, pa.ArrowException) as error:
+        raise Unsound(f"its footer is damaged: {first_line(error)}") from None
+
+
+def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]]:
+    """The dictionary and record batch blocks a footer lists (the Footer table of Arrow's
+    File.fbs: fields 2 and 3), every offset checked to lie inside it."""
+
+    def read(form: str, at: int) -> int:
+        if not 0 <= at <= len(footer) - struct.calcsize(form):
+            raise Unsound("its footer is damaged: an offset points outside it")
+        value: int = struct.unpack_from(form, footer, at)[0]
+        return value
+
+    table = read("<I", 0)
+    vtable = table - read("<i", table)
+    fields = (read("<H", vtable) - 4) // 2
+    blocks: list[tuple[int, int, int]] = []
+    for field in (2, 3):
+        slot = read("<H", vtable + 4 + 2 * field) if field < fields else 0
+        if slot == 0:
+            continue  # absent: none of them
+        vector = table + slot + read("<I", table + slot)
+        count = read("<I", vector)
+        if count * _BLOCK.size > len(footer) - vector - 4:
+            raise Unsound("its footer is damaged: an offset points outside it")
+        blocks += _BLOCK.iter_unpack(footer[vector + 4 : vector + 4 + count * _BLOCK.size])
+    return blocks
+
+
+def errno_of(error: BaseException) -> int | None:
+    """The operating system's error number behind an error (Arrow's errors carry it in their
+    message), or None for Arrow's own complaints about a file's content."""
+    if isinstance(error, OSError) and error.errno:
+        return error.errno
+    found = re.search(r"\[errno (\d+)\]", str(error))
+    return int(found.group(1)) if found else None
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def reason(error: OSError) -> str:
+    """Why a file could not be opened, without repeating its path: Arrow's errors carry the
+    whole message in ``strerror`` (``Failed to open local file '...'. Detail: [errno 13]
+    Permission denied``), so the errno is what is said."""
+    if error.errno:
+        return os.strerror(error.errno)
+    found = re.search(r"\[errno (\d+)\]", str(error))
+    return os.strerror(int(found.group(1))) if found else error.strerror or str(error)

@@ -1,0 +1,121 @@
+"""The store's layout: where each file of a dataset lives and what its name says.
+
+Hive partitioning by the UTC day a session started, one folder per dataset::
+
+    <dir>/sessions/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n1.arrow
+    <dir>/targets/date=2025-10-27/20251027T142315Z-3f9a1c2b7d4e-n25.arrow
+    <dir>/daily_targets/date=2025-10-26/20251027T030000Z-9b1e22c0a7f3-day-n530.arrow
+
+A name is ``<stem>-n<rows>.arrow``. The stem (the UTC moment of the write and a random part)
+is what the files of one write share; ``-day`` marks the files of a compacted day; ``-n``
+is the file's row count, which lets retention and ``recent`` plan without opening files.
+A name starting with a dot is never data (a writer's temporary file, removed days).
+
+This module is the one place that spells the layout out: the writer, the snapshot, the
+maintenance and the query engines (DuckDB, Spark, the Parquet export) all ask it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from telemetry.schema import Dataset
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+# The partition column: its name in the folders, and the column readers add from it.
+PARTITION_KEY: Final = "date"
+TMP_PREFIX: Final = ".tmp-"
+TRASH_PREFIX: Final = ".trash-"
+_PARTITION = re.compile(rf"^{PARTITION_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
+# Only names this writer makes are trusted for their row count; any other file is counted
+# by opening it, so a stray file's name cannot make retention delete real history.
+_ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}(?:-day)?-n(\d+)\.arrow$")
+_COUNT_SUFFIX = re.compile(r"(-n\d+)?\.arrow$")
+_DAY_FILE = re.compile(r"-day-n\d+\.arrow$")
+
+
+@dataclass(slots=True, frozen=True)
+class Layout:
+    """The folders of one store.
+
+    >>> Layout(Path("t")).partition("targets", date(2025, 10, 27))
+    PosixPath('t/targets/date=2025-10-27')
+    """
+
+    root: Path
+
+    def dataset(self, dataset: Dataset) -> Path:
+        """The folder of a dataset's day partitions."""
+        return self.root / dataset
+
+    def partition(self, dataset: Dataset, day: date) -> Path:
+        """The folder of one day of a dataset."""
+        return self.root / dataset / partition_name(day)
+
+
+def partition_name(day: date) -> str:
+    """The folder name of a day partition: ``date=2025-10-27``."""
+    return f"{PARTITION_KEY}={day.isoformat()}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day a partition folder's name stands for; None for any other name."""
+    match = _PARTITION.match(name)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def new_stem(moment: datetime, *, compacted: bool = False) -> str:
+    """A fresh name stem for the files of one write made at ``moment``."""
+    stem = f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+    return f"{stem}-day" if compacted else stem
+
+
+def file_name(stem: str, rows: int) -> str:
+    """The name of a data file: its stem and its row count."""
+    return f"{stem}-n{rows}.arrow"
+
+
+def temporary_name(stem: str) -> str:
+    """The hidden name a file is written under before it is renamed into place."""
+    return f"{TMP_PREFIX}{stem}.arrow.partial"
+
+
+def rows_named(name: str) -> int | None:
+    """The row count a name made by this writer states; None for any other name."""
+    match = _ROWS.match(name)
+    return int(match.group(1)) if match else None
+
+
+def stem(name: str) -> str:
+    """What the files of one write share: the name less ``-nN.arrow``."""
+    return _COUNT_SUFFIX.sub("", name)
+
+
+def is_data(name: str) -> bool:
+    """Whether a file name is a data file's (not hidden, ``.arrow``)."""
+    return not name.startswith(".") and name.endswith(".arrow")
+
+
+def is_compacted(name: str) -> bool:
+    """Whether a data file holds a compacted day."""
+    return _DAY_FILE.search(name) is not None
+
+
+def pyarrow_partitioning() -> ds.Partitioning:
+    """The layout's partitioning for :mod:`pyarrow.dataset`: ``date`` as a date32."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    return ds.partitioning(pa.schema([(PARTITION_KEY, pa.date32())]), flavor="hive")

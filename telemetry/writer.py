@@ -1,0 +1,203 @@
+"""The writer: stores sessions and their targets as new files of their day partitions.
+
+Every write makes new files with unique names (:func:`telemetry.layout.new_stem`), so
+concurrent builds never overwrite each other. A file is written to a hidden temporary name,
+synced, then renamed into place, and its folder synced. The targets file is renamed first
+and the sessions file last: a session row is the commit marker, and readers only count
+targets of sessions they can see (:mod:`telemetry.snapshot`). So a session is visible
+completely or not at all, and a crash leaves at worst a hidden temporary file or
+unreferenced targets, which retention removes once they are an hour old.
+
+Every write holds the guard shared (:func:`telemetry.locks.guard`), so a removal never
+takes a day folder from under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from telemetry import layout
+from telemetry.errors import StorageError, write_failure
+from telemetry.layout import Layout
+from telemetry.locks import guard
+from telemetry.schema import SCHEMAS, Dataset
+
+_WRITE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd")
+_BATCH_ROWS: Final = 65_536
+# A backfill of many days writes this many days at once (most of a write is fsync).
+_THREADS: Final = 8
+
+
+def write(
+    store: Layout,
+    sessions: pa.RecordBatch | pa.Table,
+    targets: pa.RecordBatch | pa.Table,
+    *,
+    clock: Callable[[], datetime],
+    stem: str | None = None,
+) -> list[date]:
+    """Store sessions and their targets, each in the partition of the UTC day its session
+    started; returns the days written to. A given ``stem`` names the files (the same stem
+    again replaces them: a rewrite of the same rows); it is for sessions of one day."""
+    import pyarrow.compute as pc  # only writers need it: readers start faster without
+
+    sessions_table = as_table(sessions, "sessions")
+    targets_table = as_table(targets, "targets")
+    if sessions_table.num_rows == 0:
+        return []
+    session_days = pc.cast(sessions_table["start_time"], pa.date32())
+    days = sorted(set(session_days.to_pylist()))
+    if len(days) == 1:
+        groups = [(days[0], sessions_table, targets_table)]
+    else:
+        # Each target row goes to the day of its session: both tables sorted by day, then
+        # cut where the day changes.
+        target_days = session_days.take(
+            pc.index_in(targets_table["session_id"], value_set=sessions_table["session_id"])
+        )
+        by_day_s = _by_day(sessions_table, session_days)
+        by_day_t = _by_day(targets_table, target_days)
+        sessions_per_day = pc.value_counts(session_days).to_pylist()
+        targets_per_day = pc.value_counts(target_days.drop_null()).to_pylist()
+        session_count = {d["values"]: d["counts"] for d in sessions_per_day}
+        target_count = {d["values"]: d["counts"] for d in targets_per_day}
+        groups = []
+        s_at = t_at = 0
+        for day in days:
+            s_rows, t_rows = session_count[day], target_count.get(day, 0)
+            groups.append((day, by_day_s.slice(s_at, s_rows), by_day_t.slice(t_at, t_rows)))
+            s_at += s_rows
+            t_at += t_rows
+    if stem is not None and len(groups) != 1:
+        raise StorageError(f"a fixed file name stem ({stem}) is for one day's sessions")
+    with guard(store.root, exclusive=False):
+        if len(groups) == 1:
+            day, day_sessions, day_targets = groups[0]
+            write_day(store, day, day_sessions, day_targets, stem=stem or layout.new_stem(clock()))
+            return days
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(day: date, sessions: pa.Table, targets: pa.Table) -> None:
+            write_day(
+                store, day, sessions, prune_dictionaries(targets), stem=layout.new_stem(clock())
+            )
+
+        with ThreadPoolExecutor(max_workers=min(_THREADS, len(groups))) as pool:
+            for done in [pool.submit(one, *group) for group in groups]:
+                done.result()  # the first failure, once every day was tried
+    return days
+
+
+def write_day(
+    store: Layout, day: date, sessions: pa.Table, targets: pa.Table, *, stem: str
+) -> None:
+    """Store one day's sessions and targets under ``stem``; the caller holds the guard."""
+    # Targets first: the sessions file, renamed last, is what makes the build visible.
+    targets_file = write_file(store, "targets", day, stem, targets)
+    try:
+        write_file(store, "sessions", day, stem, sessions)
+    except StorageError:
+        with contextlib.suppress(OSError):
+            targets_file.unlink()
+        raise
+
+
+def write_file(
+    store: Layout,
+    dataset: Dataset,
+    day: date,
+    stem: str,
+    table: pa.Table,
+    *,
+    metadata: dict[bytes, bytes] | None = None,
+) -> Path:
+    """Write one data file atomically (temporary name, sync, rename, sync the folder)."""
+    folder = store.partition(dataset, day)
+    final = folder / layout.file_name(stem, table.num_rows)
+    temporary = folder / layout.temporary_name(stem)
+    schema = SCHEMAS[dataset]
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with temporary.open("xb") as handle:
+            with ipc.new_file(handle, schema, options=_WRITE_OPTIONS) as writer:
+                # One batch per 64k rows: a batch per build makes files large and slow.
+                writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, final)
+        _fsync_dir(folder)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise StorageError(f"could not write {final}: {write_failure(error)}") from error
+    return final
+
+
+def as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
+    """``data`` as a table of ``dataset``'s schema; :class:`StorageError` when it has another."""
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    schema = SCHEMAS[dataset]
+    if not table.schema.equals(schema, check_metadata=False):
+        raise StorageError(
+            f"the {dataset} rows do not have the {dataset} schema: got {table.schema.names}"
+        )
+    return table.replace_schema_metadata(schema.metadata)
+
+
+def prune_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` in one chunk, each dictionary holding only the labels its rows use: a
+    filter keeps the whole dictionary, and a day's file would carry every other day's
+    target names."""
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        if not pa.types.is_dictionary(field.type):
+            continue
+        column = table.column(index)
+        if column.num_chunks == 1:
+            chunk = column.chunk(0)
+            labels = len(chunk.dictionary)
+            if (
+                pc.count_distinct(chunk.indices).as_py() == labels
+                and pc.count_distinct(chunk.dictionary).as_py() == labels
+            ):
+                continue  # every label is used, each once (a build's targets, most days)
+        plain = column.cast(field.type.value_type).combine_chunks()
+        table = table.set_column(index, field, plain.dictionary_encode().cast(field.type))
+    return table.combine_chunks()
+
+
+def _by_day(table: pa.Table, days: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``table`` with its rows in the order of their ``days``, the same order kept within
+    a day; as it is when it already is (a backfill read in time order)."""
+    import pyarrow.compute as pc
+
+    if days.null_count == 0 and (
+        len(days) < 2 or pc.all(pc.less_equal(days[:-1], days[1:])).as_py()
+    ):
+        return table
+    return table.take(pc.sort_indices(days))
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is; not every OS allows it.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
