@@ -456,7 +456,6 @@ def aggregate_vs_json(repeat: int, store: Path, rows_jsonl: Path, days: list[dat
     import polars as pl
 
     from telemetry.analyzer import TelemetryAnalyzer
-    from telemetry.snapshot import scan
     from telemetry.storage import TelemetryStorage
     from telemetry.window import Window
 
@@ -572,6 +571,147 @@ def summary_vs_duckdb(
     ]  # fmt: skip
 
 
+def sql_count_vs_parquet(
+    repeat: int, store: Path, packed: Path, targets_parquet: Path, rows: int
+) -> list[Figure]:
+    """`builder telemetry sql "select count(*) from targets"` against DuckDB over one Parquet
+    file of the same target rows, side by side: as library calls (a new snapshot and its
+    views, of the compacted store and of the store as ingested, against a new DuckDB
+    connection reading the file) and as whole commands (against Python running DuckDB over
+    the file). The snapshot alone (listing and checking every file's footer) is timed too."""
+    import duckdb
+
+    from telemetry.duckdb import query
+    from telemetry.schema import DATASETS
+    from telemetry.storage import TelemetryStorage
+
+    count = "select count(*) from targets"
+    on_parquet = f"select count(*) from read_parquet('{targets_parquet}')"
+    compacted = TelemetryStorage(packed, retention_days=10**5, max_sessions=10**9)
+    ingested = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    counted = {query(s, count).column(0)[0].as_py() for s in (compacted, ingested)}
+    counted.add(duckdb.connect().execute(on_parquet).fetchall()[0][0])
+    if counted != {rows}:
+        raise SystemExit(f"the counts of target rows differ ({counted}, {rows:,}): a bug")
+
+    def snapshot() -> object:
+        taken = compacted.snapshot()
+        return [taken.files(dataset) for dataset in DATASETS]
+
+    env = dict(os.environ, BUILDER_TELEMETRY_DIR=str(packed))
+
+    def run(*args: str) -> Callable[[], object]:
+        return lambda: subprocess.run(args, env=env, stdout=subprocess.DEVNULL, check=True)
+
+    python = f"import duckdb; print(duckdb.sql({on_parquet!r}).fetchall())"
+    times = _alternating(
+        {
+            "compacted": lambda: query(compacted, count),
+            "ingested": lambda: query(ingested, count),
+            "parquet": lambda: duckdb.connect().execute(on_parquet).fetchall(),
+            "snapshot": snapshot,
+            "command": run(BUILDER, "telemetry", "sql", count),
+            "python": run(sys.executable, "-c", python),
+        },
+        repeat,
+    )
+
+    def ms(name: str) -> str:
+        return f"{statistics.median(times[name]) * 1000:,.0f} ms"
+
+    def ratio(ours: str, theirs: str) -> list[float]:
+        return [o / t for o, t in zip(times[ours], times[theirs], strict=True)]
+
+    return [
+        Figure("sql count(*) of targets, compacted store / DuckDB over Parquet", "x",
+               ratio("compacted", "parquet"), "≤ 1.5x",
+               f"library calls: ours {ms('compacted')} (of which the snapshot {ms('snapshot')}), "
+               f"Parquet {ms('parquet')}; {rows:,} rows"),
+        Figure("sql count(*) of targets, store as ingested / DuckDB over Parquet", "x",
+               ratio("ingested", "parquet"), "", f"ours {ms('ingested')}"),
+        Figure("`builder telemetry sql` count(*) / python + DuckDB over Parquet", "x",
+               ratio("command", "python"), "≤ 1.5x",
+               f"whole commands, compacted store: ours {ms('command')}, {ms('python')}"),
+    ]  # fmt: skip
+
+
+def spark_source_vs_parquet(repeat: int, packed: Path, folder: Path) -> list[Figure]:
+    """Spark over the compacted store through the builder-telemetry source, beside Spark over
+    the Parquet export of the same store, in one local Spark session: the source's counts
+    must be the analyzer's; then the target rows per second of each (a count and a sum of
+    durations over every target row, a new read each time). Skipped, with a note, where
+    pyspark or Java is missing."""
+    try:
+        from pyspark.sql import DataFrame, SparkSession
+    except ImportError:
+        print("Spark figures skipped: pyspark is not installed "
+              "(pip install -e '.[spark]')", file=sys.stderr)  # fmt: skip
+        return []
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        print("Spark figures skipped: no Java runtime (install a Java 17 JRE)", file=sys.stderr)
+        return []
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.parquet import sink_parquet
+    from telemetry.spark import FORMAT, register
+    from telemetry.storage import TelemetryStorage
+
+    storage = TelemetryStorage(packed, retention_days=10**5, max_sessions=10**9)
+    export = folder / "spark-export"
+    sink_parquet(storage, export)
+    # Spark's Python workers run this interpreter (it would take python3 from the PATH).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.master("local[*]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(os.cpu_count() or 2))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    register(spark)
+
+    def source(dataset: str) -> DataFrame:
+        return spark.read.format(FORMAT).option("dataset", dataset).load(str(packed))
+
+    def parquet(dataset: str) -> DataFrame:
+        return spark.read.parquet(str(export / dataset))
+
+    def counts(read: Callable[[str], DataFrame]) -> tuple[int, ...]:
+        builds = (
+            read("sessions")
+            .selectExpr("count(*)", "sum(built)", "sum(cached)", "sum(failed)", "sum(skipped)")
+            .first()
+        )
+        rows = read("targets").count()
+        assert builds is not None
+        return (*(int(value) for value in builds), rows)
+
+    def scan(read: Callable[[str], DataFrame]) -> Callable[[], object]:
+        return lambda: read("targets").selectExpr("count(*)", "sum(duration_ms)").collect()
+
+    try:
+        sessions = TelemetryAnalyzer(storage).sessions()
+        sums = [int(sessions[column].sum()) for column in ("built", "cached", "failed", "skipped")]
+        rows = int(sessions["total_targets"].sum())
+        want = (sessions.height, *sums, rows)
+        for name, read in (("source", source), ("Parquet export", parquet)):
+            if counts(read) != want:
+                raise SystemExit(f"Spark over the {name} counts otherwise than the analyzer: a bug")
+        times = _alternating({"source": scan(source), "parquet": scan(parquet)}, repeat)
+    finally:
+        spark.stop()
+    note = f"{rows:,} target rows, compacted store"
+    return [
+        Figure("Spark, builder-telemetry source: target rows per second", "rows/s",
+               [rows / t for t in times["source"]], "", note),
+        Figure("Spark, Parquet export of the store: target rows per second", "rows/s",
+               [rows / t for t in times["parquet"]], "", note),
+        Figure("Spark: Parquet export / source, rows per second", "x",
+               [s / p for s, p in zip(times["source"], times["parquet"], strict=True)], "",
+               note),
+    ]  # fmt: skip
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -626,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
         figures += aggregate_vs_json(args.repeat, packed, rows_jsonl, days)
         figures += summary_vs_duckdb(args.repeat, store, packed, targets_parquet, sessions_parquet)
         figures += command_times(args.repeat, packed)
+        figures += sql_count_vs_parquet(args.repeat, store, packed, targets_parquet, rows)
+        figures += spark_source_vs_parquet(args.repeat, packed, folder)
     _print(figures)
     report = {
         "builds": args.builds,

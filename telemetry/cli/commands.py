@@ -26,6 +26,7 @@ from telemetry.cli.messages import show_warning
 from telemetry.errors import TelemetryError
 from telemetry.formats import Compression, ExportFormat, InputFormat
 from telemetry.record import Source
+from telemetry.tables import TableFormat
 from telemetry.window import BuildStatus
 
 if TYPE_CHECKING:
@@ -471,6 +472,30 @@ def show(
     )
 
 
+def _export_store(ctx: typer.Context, output: Path, windowed: bool, only: Filter) -> None:
+    """``export --format parquet --output FOLDER``: the whole store, partitioned by day."""
+    from telemetry.parquet import sink_parquet
+    from telemetry.window import Window
+
+    if windowed or not only.takes_all:
+        raise reports.OptionError(
+            f"the folder {output} gets the whole store; drop --since, --until and the filters "
+            "(and filter where you query it), or give a name ending in .parquet for the "
+            "sessions they select"
+        )
+    storage = reports.storage(_config(ctx))
+    with reports.option_value():
+        written = sink_parquet(storage, output)
+    reports.out(
+        f"Exported {_plural(written.sessions, 'build')}, "
+        f"{_plural(written.targets, 'target run')} and "
+        f"{_plural(written.daily_targets, 'daily target row')} over "
+        f"{_plural(written.days, 'day')} to {output} as Parquet.\n"
+    )
+    if written.sessions == 0:
+        _err(reports.no_builds(storage, Window()))
+
+
 @telemetry_app.command()
 def export(
     ctx: typer.Context,
@@ -495,7 +520,12 @@ def export(
     status: StatusOption = None,
 ) -> None:
     """One record per build, oldest first, for spreadsheets, DuckDB, Spark, scripts and
-    Prometheus (gauges stamped with each build's start)."""
+    Prometheus (gauges stamped with each build's start).
+
+    With --format parquet, an --output folder (new, empty or an earlier export: any PATH not
+    ending in .parquet) gets the whole store, sessions with their rates, targets and daily
+    rollups, partitioned by day for Spark, Athena or BigQuery; a PATH ending in .parquet gets
+    the sessions as one file."""
     from telemetry import exporter
     from telemetry.files import atomic_output
 
@@ -509,6 +539,14 @@ def export(
         )
     since, until = _window(ctx, since, until)
     only = _filter(ctx, branch, tool, label, status)
+    if format == "parquet" and output is not None:
+        from telemetry.parquet import whole_store
+
+        with reports.option_value():
+            whole = whole_store(output)
+        if whole:
+            _export_store(ctx, output, since is not None or until is not None, only)
+            return
     analyzer = reports.analyzer(_config(ctx), since, until, only)
     terminal = output is None and reports.terminal()
     if terminal and (format in exporter.BINARY_FORMATS or compress is not None):
@@ -529,6 +567,44 @@ def export(
             exporter.write_export(sessions, format, handle, compress=compress)
     if sessions.is_empty():
         _err(reports.no_builds(analyzer.storage, analyzer.window, analyzer.filter))
+
+
+@telemetry_app.command()
+def sql(
+    ctx: typer.Context,
+    query: Annotated[
+        str,
+        typer.Argument(
+            metavar="QUERY",
+            help="One SQL query (DuckDB) over the views sessions, targets and daily_targets.",
+        ),
+    ],
+    format: Annotated[
+        TableFormat,
+        typer.Option("--format", help="table for people, csv or json for scripts."),
+    ] = "table",
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Run one SQL query over the stored builds with DuckDB. The views: sessions (one row
+    per build, with its cache_hit_rate, parallelism_utilization and targets_per_second),
+    targets (one row per target run) and daily_targets (compacted days' per-target totals),
+    each with the day as a date column. A query DuckDB refuses is an error (exit status 1).
+    Needs DuckDB: pip install 'builder-telemetry[duckdb]'."""
+    from telemetry.duckdb import query as run
+    from telemetry.tables import render
+
+    asked = reports.window(since, until)
+    answer = run(reports.storage(_config(ctx)), query, since=asked.since, until=asked.until)
+    if format == "table":
+        reports.out(render(answer, format))
+        return
+    # CSV and JSON are UTF-8 bytes whatever the locale, as export writes them: the exact
+    # values for a script; a terminal gets text from builds escaped.
+    data = render(answer, format, terminal=reports.terminal()).encode()
+    with reports.writing():
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 @telemetry_app.command()
@@ -739,9 +815,14 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "builder telemetry show --label ci=true --format json",
     ),
     ("telemetry", "export"): (
-        "builder telemetry export --output sessions.json",
         "builder telemetry export --format csv --since 30d --output builds.csv.zst",
         "builder telemetry export --format prometheus --since 1d > builds.prom",
+        "builder telemetry export --format parquet --output warehouse",
+    ),
+    ("telemetry", "sql"): (
+        'builder telemetry sql "select count(*) from targets"',
+        'builder telemetry sql "select tool, count(*) from sessions group by tool" --since 7d',
+        'builder telemetry sql "select * from sessions where not succeeded" --format csv',
     ),
     ("telemetry", "clear"): (
         "builder telemetry clear",

@@ -1,0 +1,327 @@
+"""DuckDB over the store: a connection with the views ``sessions``, ``targets`` and
+``daily_targets`` over one snapshot (:func:`connect`), and one query answered whole while
+maintenance runs beside it (:func:`query`), as a pyarrow Table that
+:func:`telemetry.tables.render` shows as text, CSV or JSON.
+
+DuckDB has no Arrow IPC reader built in: its IPC reader is a community extension fetched
+over the network at first use. So the views read the snapshot's files through
+:mod:`pyarrow.dataset`, which needs nothing but pyarrow, and which DuckDB's Arrow scan pushes
+its projections and filters into (``where date = ...`` opens only that day's files, and only
+the columns the query names).
+
+duckdb is an optional extra: it is imported by the functions that use it, and without it
+they raise :class:`DuckDBMissing`, which says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+from telemetry.errors import StorageError, TelemetryError
+
+if TYPE_CHECKING:  # duckdb is optional: it and pyarrow load when a function runs
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from telemetry.schema import Dataset
+    from telemetry.snapshot import Snapshot, StoredFile
+    from telemetry.storage import TelemetryStorage
+
+INSTALL: Final = "pip install 'builder-telemetry[duckdb]'"
+# How many snapshots a query is tried on while files of the last are deleted beside it.
+_ATTEMPTS: Final = 5
+
+# The SPEC §3 rates of a stored session row, as the analyzer's with_session_metrics
+# computes them: the same operations on doubles, in the same order, so that they round alike
+# (held equal by tests/test_duckdb.py::test_the_sessions_rates_are_the_analyzers). A literal
+# such as 100.0 is a DECIMAL in DuckDB, hence the casts.
+_WORKERS: Final = "coalesce(parallelism, peak_concurrency)::DOUBLE"
+RATES: Final = f"""
+    CASE WHEN total_targets = 0 THEN NULL
+        WHEN built + cached + failed > 0 THEN 100.0::DOUBLE * cached / (built + cached + failed)
+        ELSE 0.0::DOUBLE END AS cache_hit_rate,
+    CASE WHEN total_targets = 0 THEN NULL
+        WHEN duration_ms::DOUBLE * {_WORKERS} > 0
+        THEN 100.0::DOUBLE * executed_ms / (duration_ms::DOUBLE * {_WORKERS})
+        ELSE 0.0::DOUBLE END AS parallelism_utilization,
+    CASE WHEN total_targets = 0 THEN NULL
+        WHEN duration_ms > 0 THEN total_targets * 1000.0::DOUBLE / duration_ms
+        ELSE 0.0::DOUBLE END AS targets_per_second
+"""
+# How DuckDB says that reading an Arrow scan failed (a file's data, not the query): naming
+# the scan, or, when it read through a filter, not.
+_SCAN_FAILED = re.compile(r"reading the (?:stream registered as '([^']*)'|Arrow source) failed")
+
+
+class DuckDBMissing(TelemetryError):
+    """DuckDB, an optional extra, is not installed."""
+
+
+class QueryError(TelemetryError):
+    """DuckDB refused or failed a query; the message is DuckDB's first line."""
+
+
+def connect(
+    store: str | os.PathLike[str] | TelemetryStorage,
+    *,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the views ``sessions`` (with the SPEC §3 rates),
+    ``targets`` and ``daily_targets`` over the store's files at this moment, ``date`` a DATE
+    and times in UTC.
+
+    ``since`` and ``until`` keep the sessions that started in ``[since, until)`` and their
+    targets (a date ``until`` includes that day); ``daily_targets`` holds the whole days they
+    touch. What maintenance takes out of the store stays readable for an hour, but where it
+    was moved to: a query on this connection may then fail on a file that is gone, and a new
+    connection sees the store as it is now. :func:`query` does that.
+
+    >>> views = connect("store")  # doctest: +SKIP
+    >>> views.sql("select count(*) from sessions").fetchall()  # doctest: +SKIP
+    [(200,)]
+    """
+    storage = _storage(store)
+    low, high = _bounds(since, until)
+    return _views(_duckdb(), _chosen(_snapshot(storage, low, high)), low, high).connection
+
+
+def query(
+    store: str | os.PathLike[str] | TelemetryStorage,
+    sql: str,
+    *,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> pa.Table:
+    """The answer to one SQL query over the views of :func:`connect` (an empty table for a
+    statement that answers nothing), as the store was at one moment.
+
+    When the query fails on a file that compaction or retention moved meanwhile, it runs
+    again over the same files where they are now; on one deleted meanwhile (by ``clear``,
+    or past its hour), again over a new snapshot; so it never counts a build twice or misses
+    one. A file whose data cannot be read is named in a warning and left out.
+
+    >>> answer = query("store", "select count(*) as n from sessions")  # doctest: +SKIP
+    >>> answer.to_pylist()  # doctest: +SKIP
+    [{'n': 200}]
+    """
+    duckdb = _duckdb()
+    storage = _storage(store)
+    low, high = _bounds(since, until)
+    for _ in range(_ATTEMPTS):
+        snapshot = _snapshot(storage, low, high)
+        files: _Files | None = _chosen(snapshot)
+        while files is not None:
+            views = _views(duckdb, files, low, high)
+            try:
+                return _answer(views.connection, sql)
+            except duckdb.InterruptException:  # Ctrl-C, as DuckDB reports it
+                raise KeyboardInterrupt from None
+            except duckdb.Error as error:
+                failure = error
+            finally:
+                views.connection.close()  # before its files are looked into
+            files = _again(snapshot, views, files, failure)
+    raise StorageError(f"the files in {storage.dir} kept changing while the query ran; try again")
+
+
+# -- the views ---------------------------------------------------------------------------------
+
+# The files each view reads.
+_Files: TypeAlias = "dict[Dataset, list[StoredFile]]"
+
+
+def _duckdb() -> ModuleType:
+    try:
+        import duckdb
+    except ImportError:
+        raise DuckDBMissing(f"DuckDB is not installed; install it with: {INSTALL}") from None
+    return duckdb
+
+
+def _storage(store: str | os.PathLike[str] | TelemetryStorage) -> TelemetryStorage:
+    from telemetry.storage import TelemetryStorage
+
+    return store if isinstance(store, TelemetryStorage) else TelemetryStorage(store)
+
+
+def _bounds(
+    since: date | datetime | None, until: date | datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """``[since, until)`` as UTC moments: a date is its midnight (``until``'s the next)."""
+
+    def moment(value: date | datetime | None, *, end: bool) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        start = datetime.combine(value, time(), tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+
+    return moment(since, end=False), moment(until, end=True)
+
+
+def _snapshot(storage: TelemetryStorage, low: datetime | None, high: datetime | None) -> Snapshot:
+    # until is exclusive: a window ending at midnight does not reach into that day.
+    last = None if high is None else (high - timedelta(milliseconds=1)).date()
+    return storage.snapshot(since=None if low is None else low.date(), until=last)
+
+
+def _chosen(snapshot: Snapshot) -> _Files:
+    """The readable committed files of every dataset (the others named in warnings)."""
+    from telemetry.schema import DATASETS
+
+    return {dataset: snapshot.files(dataset) for dataset in DATASETS}
+
+
+@dataclass(slots=True, frozen=True)
+class _Views:
+    connection: duckdb.DuckDBPyConnection
+    # The name DuckDB gives each dataset's scan, which its message names when a read fails.
+    scans: dict[str, Dataset]
+
+
+def _views(
+    duckdb: ModuleType, files: _Files, low: datetime | None, high: datetime | None
+) -> _Views:
+    connection = duckdb.connect()
+    scans: dict[str, Dataset] = {}
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET enable_progress_bar = false")  # never on our stdout
+        for dataset, chosen in files.items():
+            scan = connection.from_arrow(_arrow_dataset(dataset, chosen))
+            scans[scan.alias] = dataset
+            if dataset == "sessions":
+                window = _window(low, high)
+                if window:
+                    scan = scan.filter(window)
+                scan = scan.project(f"*, {RATES}")
+            elif dataset == "targets" and _cuts_a_day(low, high):
+                # A window cutting a day takes that day's targets by their session.
+                scan = scan.filter("session_id IN (SELECT session_id FROM sessions)")
+            # A view over the relation, not a registered name: the views are all one sees.
+            scan.create_view(dataset)
+    except BaseException:
+        connection.close()
+        raise
+    return _Views(connection, scans)
+
+
+def _arrow_dataset(dataset: Dataset, files: list[StoredFile]) -> ds.Dataset:
+    """``files`` as one pyarrow dataset in today's schema, with their day as ``date``.
+
+    Each file's day is given, not read from its folder's name: a file that maintenance
+    moved into a hidden folder keeps its day. So DuckDB's filters on ``date`` skip the
+    other days' files unopened. (The schema is :meth:`Snapshot.arrow_dataset`'s, which takes
+    the files from their folders.)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.fs as fs
+
+    from telemetry.layout import PARTITION_KEY
+    from telemetry.schema import SCHEMAS
+
+    schema = SCHEMAS[dataset]
+    if PARTITION_KEY not in schema.names:
+        schema = schema.append(pa.field(PARTITION_KEY, pa.date32()))
+    ipc, local = ds.IpcFileFormat(), fs.LocalFileSystem()
+    fragments = [
+        ipc.make_fragment(
+            os.path.abspath(f.path),  # pyarrow reads a relative path as one from the root
+            local,
+            partition_expression=pc.field(PARTITION_KEY) == pa.scalar(f.day, pa.date32()),
+        )
+        for f in files
+    ]
+    return ds.FileSystemDataset(fragments, schema, ipc, local)
+
+
+def _window(low: datetime | None, high: datetime | None) -> str:
+    bounds = []
+    if low is not None:
+        bounds.append(f"start_time >= {_timestamp(low)}")
+    if high is not None:
+        bounds.append(f"start_time < {_timestamp(high)}")
+    return " AND ".join(bounds)
+
+
+def _timestamp(moment: datetime) -> str:
+    # From a datetime, never from text a person typed: nothing to quote.
+    return f"TIMESTAMPTZ '{moment.astimezone(UTC).isoformat()}'"
+
+
+def _cuts_a_day(low: datetime | None, high: datetime | None) -> bool:
+    midnight = time(tzinfo=UTC)
+    return any(b is not None and b.timetz() != midnight for b in (low, high))
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def _answer(connection: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    import pyarrow as pa
+
+    relation = connection.sql(sql)
+    return pa.table({}) if relation is None else relation.to_arrow_table()
+
+
+def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -> _Files | None:
+    """The files to run a failed query on again: where maintenance moved them since, or
+    without those whose data is damaged (each named in a warning); None when one was
+    deleted (a new snapshot then). :class:`QueryError` when the query itself failed."""
+    from telemetry.schema import DATASETS
+    from telemetry.snapshot import damaged
+
+    now: _Files = {}
+    for dataset, chosen in files.items():
+        now[dataset] = []
+        for stored in chosen:
+            path = _where(snapshot, stored, dataset)
+            if path is None:
+                return None
+            now[dataset].append(replace(stored, path=path))
+    if now != files:
+        return now
+    named = _SCAN_FAILED.findall(str(error))
+    if not named:  # a mistake in the query: no file is read
+        raise QueryError(_first_line(error)) from None
+    # Only the files of the scans that failed are read in full (all, when DuckDB does not
+    # say which).
+    failed = {views.scans[name] for name in named if name in views.scans}
+    suspects = failed if failed and "" not in named else set(DATASETS)
+    bad: set[Path] = set()
+    for dataset in suspects:
+        bad |= damaged(dataset, files[dataset])
+    if not bad:
+        raise QueryError(_first_line(error)) from None
+    if not all(os.path.exists(path) for path in bad):  # deleted while it was checked
+        return None
+    return {d: [f for f in chosen if f.path not in bad] for d, chosen in files.items()}
+
+
+def _where(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> Path | None:
+    """Where a file of the snapshot is now; None when it was deleted. A file that moved
+    while it was looked for is found on a second look."""
+    for _ in range(2):
+        path = snapshot.find(stored, dataset)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+__all__ = ["INSTALL", "RATES", "DuckDBMissing", "QueryError", "connect", "query"]

@@ -1,0 +1,259 @@
+"""`builder telemetry sql`: one query over the store with a real DuckDB, its answer as a table,
+CSV or JSON with the exact values, text from builds escaped on a terminal, and every failure
+one ``Error:`` line.
+
+The expected values are small_history()'s (tests/conftest.py), worked out by hand: builds a,
+b and c of 1000, 2000 and 3000 ms started on 2025-10-27 at 14:23:20, 15:23:20 and 16:23:20
+UTC, with 4, 5 and 4 targets and hit rates of 25, 40 and 50%."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.cli.test_terminal import _in_terminal
+from tests.conftest import BUILDER, Runner, process_env, small_history
+from tests.test_properties import SETTINGS
+
+SESSIONS = "select session_id, tool, error, start_time, labels from sessions order by session_id"
+# A target label that would clear the screen and reverse the line, and a line break.
+EVIL = "//evil:a\x1b[2J\u202eb\nc"
+
+
+def test_a_count_as_a_table(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "sql", "select count(*) from targets")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == "count_star()\n------------\n          13\n"
+
+
+def test_a_table_for_people(small_cli: Runner) -> None:
+    query = "select session_id, duration_ms, cache_hit_rate, date from sessions order by 1"
+    result = small_cli("telemetry", "sql", query)
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "session_id  duration_ms  cache_hit_rate  date\n"
+        "----------  -----------  --------------  ----------\n"
+        "a                  1000            25.0  2025-10-27\n"
+        "b                  2000            40.0  2025-10-27\n"
+        "c                  3000            50.0  2025-10-27\n"
+    )
+
+
+def test_csv_is_rfc_4180_with_a_header(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "sql", SESSIONS, "--format", "csv")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "session_id,tool,error,start_time,labels\r\n"
+        'a,ninja,,2025-10-27T14:23:20Z,"{""ci"": ""true""}"\r\n'
+        "b,bazel,,2025-10-27T15:23:20Z,{}\r\n"
+        "c,,Compilation failed for //app:compile,2025-10-27T16:23:20Z,{}\r\n"
+    )
+
+
+def test_json_is_an_array_of_objects(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "sql", SESSIONS, "--format", "json")
+    assert (result.code, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == [
+        {
+            "session_id": "a",
+            "tool": "ninja",
+            "error": None,
+            "start_time": "2025-10-27T14:23:20Z",
+            "labels": {"ci": "true"},
+        },
+        {
+            "session_id": "b",
+            "tool": "bazel",
+            "error": None,
+            "start_time": "2025-10-27T15:23:20Z",
+            "labels": {},
+        },
+        {
+            "session_id": "c",
+            "tool": None,
+            "error": "Compilation failed for //app:compile",
+            "start_time": "2025-10-27T16:23:20Z",
+            "labels": {},
+        },
+    ]
+    assert result.stdout.startswith('[\n  {"session_id": "a", "tool": "ninja", "error": null, ')
+
+
+def test_since_and_until_choose_the_builds_and_their_targets(small_cli: Runner) -> None:
+    query = "select count(*) as builds, (select count(*) from targets) as runs from sessions"
+    late = small_cli("telemetry", "sql", query, "--since", "2025-10-27T15:00", "--format", "csv")
+    assert (late.code, late.stdout) == (0, "builds,runs\r\n2,9\r\n")  # b and c
+    early = small_cli("telemetry", "sql", query, "--until", "2025-10-27T15:00", "--format", "csv")
+    assert (early.code, early.stdout) == (0, "builds,runs\r\n1,4\r\n")  # a
+    before = small_cli("telemetry", "sql", query, "--until", "2025-10-26", "--format", "csv")
+    assert (before.code, before.stdout) == (0, "builds,runs\r\n0,0\r\n")
+
+
+def test_an_empty_store_has_empty_views(cli: Runner, tmp_path: Path) -> None:
+    result = cli("telemetry", "sql", "select count(*) from targets")
+    assert (result.code, result.stdout, result.stderr) == (
+        0,
+        "count_star()\n------------\n           0\n",
+        "",
+    )
+    every = "select (select count(*) from sessions), (select count(*) from daily_targets)"
+    assert cli("telemetry", "sql", every, "--format", "json").stdout.count(": 0") == 2
+    assert not (tmp_path / "telemetry").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("selec 1", 'Error: Parser Error: syntax error at or near "selec"'),
+        (
+            "select nope from targets",
+            'Error: Binder Error: Referenced column "nope" not found in FROM clause!',
+        ),
+        ("select * from builds", "Error: Catalog Error: Table with name builds does not exist!"),
+        ("select 1 / 0 = cast('x' as int)", "Error: Conversion Error: Could not convert string"),
+    ],
+)
+def test_a_query_duckdb_refuses_is_one_error_line(
+    small_cli: Runner, query: str, error: str
+) -> None:
+    result = small_cli("telemetry", "sql", query)
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr.startswith(error)
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_format_is_an_unusable_command_line(small_cli: Runner) -> None:
+    result = small_cli("telemetry", "sql", "select 1", "--format", "xml")
+    assert result.code == 2
+    assert result.stderr == (
+        "Error: Invalid value for '--format': 'xml' is not one of table, csv, json.\n"
+    )
+
+
+def test_a_damaged_file_is_named_and_left_out(cli: Runner, tmp_path: Path) -> None:
+    for session in ("a", "b", "c"):
+        build = [line for line in small_history() if json.loads(line)["session"] == session]
+        assert cli("telemetry", "ingest", "-", stdin="\n".join(build).encode()).code == 0
+    [victim] = [
+        path
+        for path in (tmp_path / "telemetry" / "targets").rglob("*.arrow")
+        if path.name.endswith("-n5.arrow")  # b's five targets
+    ]
+    victim.write_bytes(victim.read_bytes()[:-20])
+    result = cli("telemetry", "sql", "select count(*) from targets", "--format", "csv")
+    assert (result.code, result.stdout) == (0, "count_star()\r\n8\r\n")
+    assert result.stderr.startswith(f"Warning: skipping {victim}: ")
+    assert result.stderr.count("\n") == 1
+
+
+def _evil_store(tmp_path: Path) -> Path:
+    events = [
+        {"event": "build_started", "session": "evil", "ts": 1761575000000},
+        {
+            "event": "target_finished",
+            "session": "evil",
+            "ts": 1761575000100,
+            "target": EVIL,
+            "status": "built",
+            "duration_ms": 5,
+        },
+        {"event": "build_finished", "session": "evil", "ts": 1761575000200, "success": True},
+    ]
+    path = tmp_path / "evil.jsonl"
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    subprocess.run(
+        [BUILDER, "telemetry", "ingest", str(path)],
+        env=process_env(tmp_path / "t"),
+        check=True,
+        capture_output=True,
+    )
+    return tmp_path / "t"
+
+
+TARGET = "select target from targets"
+
+
+def test_text_from_builds_reaches_a_terminal_escaped(tmp_path: Path) -> None:
+    _evil_store(tmp_path)
+    escaped = "//evil:a\\x1b[2J\\u202eb\\nc"
+    code, screen = _in_terminal(["telemetry", "sql", TARGET], tmp_path)
+    assert (code, screen) == (0, f"target\n{'-' * len(escaped)}\n{escaped}\n")
+    code, screen = _in_terminal(["telemetry", "sql", TARGET, "--format", "csv"], tmp_path)
+    assert (code, screen) == (0, f"target\r\n{escaped}\r\n")
+    code, screen = _in_terminal(["telemetry", "sql", TARGET, "--format", "json"], tmp_path)
+    assert (code, screen) == (0, '[\n  {"target": "//evil:a\\u001b[2J\\u202eb\\nc"}\n]\n')
+
+
+def test_a_pipe_gets_the_exact_values(tmp_path: Path) -> None:
+    env = process_env(_evil_store(tmp_path))
+
+    def piped(*args: str) -> bytes:
+        done = subprocess.run([BUILDER, "telemetry", "sql", TARGET, *args], env=env,
+                              capture_output=True, check=True)  # fmt: skip
+        return done.stdout
+
+    assert piped("--format", "csv") == f'target\r\n"{EVIL}"\r\n'.encode()
+    assert json.loads(piped("--format", "json")) == [{"target": EVIL}]
+    # The table is for people wherever it goes.
+    assert piped() == b"target\n" + b"-" * 25 + b"\n//evil:a\\x1b[2J\\u202eb\\nc\n"
+
+
+def test_without_duckdb_one_line_says_how_to_install_it(tmp_path: Path) -> None:
+    """As on a machine where the duckdb extra was not installed."""
+    without = (
+        "import sys\n"
+        "sys.modules['duckdb'] = None\n"
+        "from telemetry.cli import main\n"
+        "main(['telemetry', 'sql', 'select count(*) from targets'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without],
+        env=process_env(tmp_path / "t"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Error: DuckDB is not installed; install it with: pip install 'builder-telemetry[duckdb]'\n"
+    )
+
+
+FIXTURE_REUSED = HealthCheck.function_scoped_fixture
+# Values of every kind DuckDB answers, Python's range and beyond, and the views' columns.
+EXPRESSIONS = [
+    "1", "-1.5", "'x'", "null", "true", "'a' || chr(10) || chr(27) || 'b'", "labels", "target",
+    "start_time", "cache_hit_rate", "date", "date '2025-01-01'", "date '-0001-01-01'",
+    "'infinity'::date", "'-infinity'::timestamptz", "timestamp '2025-01-01 01:02:03.5'",
+    "time '01:02:03'", "'01:02:03+05'::timetz", "interval 3 hours", "'\\x00\\xff'::blob",
+    "[1, 2]", "[date '-0001-01-01']", "{'a': 1}", "map {'k': 'v'}", "1.5::decimal(10, 2)",
+    "12345678901234567890123::hugeint", "'nan'::double", "1e308 * 10", "'101'::bit",
+    "union_value(k := 1)", "uuid()", "1 / 0", "cast('x' as int)", "nope",
+]  # fmt: skip
+
+
+# The store is only read: one for every example.
+@settings(SETTINGS, suppress_health_check=[*SETTINGS.suppress_health_check, FIXTURE_REUSED])
+@given(
+    st.lists(st.sampled_from(EXPRESSIONS), min_size=1, max_size=4),
+    st.sampled_from(["sessions", "targets", "daily_targets"]),
+    st.sampled_from(["table", "csv", "json"]),
+)
+def test_any_answer_is_written_or_refused_with_one_error_line(
+    small_cli: Runner, expressions: list[str], view: str, format: str
+) -> None:
+    query = f"select {', '.join(expressions)} from {view} limit 2"
+    result = small_cli("telemetry", "sql", query, "--format", format)
+    assert result.code in (0, 1), result.stderr
+    if result.code:
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+        assert "internal error" not in result.stderr
+    elif format == "json":
+        assert isinstance(json.loads(result.stdout), list)
