@@ -79,6 +79,9 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
             result = _compact_day(storage, day)
             if result is not None:
                 done.append(result)
+    # What earlier runs took out (and leftovers of dead writers) goes once its hour is
+    # over, also in a store that no longer receives builds (whose writes would sweep it).
+    storage.sweep(wait=False)  # never waits on a write: the next run sweeps
     return done
 
 

@@ -28,7 +28,6 @@ from telemetry.errors import StorageError, TelemetryError
 if TYPE_CHECKING:  # duckdb is optional: it and pyarrow load when a function runs
     import duckdb
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     from telemetry.schema import Dataset
     from telemetry.snapshot import Snapshot, StoredFile
@@ -90,7 +89,8 @@ def connect(
     """
     storage = _storage(store)
     low, high = _bounds(since, until)
-    return _views(_duckdb(), _chosen(_snapshot(storage, low, high)), low, high).connection
+    snapshot = _snapshot(storage, low, high)
+    return _views(_duckdb(), snapshot, _chosen(snapshot), low, high).connection
 
 
 def query(
@@ -119,7 +119,7 @@ def query(
         snapshot = _snapshot(storage, low, high)
         files: _Files | None = _chosen(snapshot)
         while files is not None:
-            views = _views(duckdb, files, low, high)
+            views = _views(duckdb, snapshot, files, low, high)
             try:
                 return _answer(views.connection, sql)
             except duckdb.InterruptException:  # Ctrl-C, as DuckDB reports it
@@ -189,7 +189,11 @@ class _Views:
 
 
 def _views(
-    duckdb: ModuleType, files: _Files, low: datetime | None, high: datetime | None
+    duckdb: ModuleType,
+    snapshot: Snapshot,
+    files: _Files,
+    low: datetime | None,
+    high: datetime | None,
 ) -> _Views:
     connection = duckdb.connect()
     scans: dict[str, Dataset] = {}
@@ -197,7 +201,7 @@ def _views(
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute("SET enable_progress_bar = false")  # never on our stdout
         for dataset, chosen in files.items():
-            scan = connection.from_arrow(_arrow_dataset(dataset, chosen))
+            scan = connection.from_arrow(snapshot.arrow_dataset(dataset, chosen))
             scans[scan.alias] = dataset
             if dataset == "sessions":
                 window = _window(low, high)
@@ -213,37 +217,6 @@ def _views(
         connection.close()
         raise
     return _Views(connection, scans)
-
-
-def _arrow_dataset(dataset: Dataset, files: list[StoredFile]) -> ds.Dataset:
-    """``files`` as one pyarrow dataset in today's schema, with their day as ``date``.
-
-    Each file's day is given, not read from its folder's name: a file that maintenance
-    moved into a hidden folder keeps its day. So DuckDB's filters on ``date`` skip the
-    other days' files unopened. (The schema is :meth:`Snapshot.arrow_dataset`'s, which takes
-    the files from their folders.)
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-    import pyarrow.fs as fs
-
-    from telemetry.layout import PARTITION_KEY
-    from telemetry.schema import SCHEMAS
-
-    schema = SCHEMAS[dataset]
-    if PARTITION_KEY not in schema.names:
-        schema = schema.append(pa.field(PARTITION_KEY, pa.date32()))
-    ipc, local = ds.IpcFileFormat(), fs.LocalFileSystem()
-    fragments = [
-        ipc.make_fragment(
-            os.path.abspath(f.path),  # pyarrow reads a relative path as one from the root
-            local,
-            partition_expression=pc.field(PARTITION_KEY) == pa.scalar(f.day, pa.date32()),
-        )
-        for f in files
-    ]
-    return ds.FileSystemDataset(fragments, schema, ipc, local)
 
 
 def _window(low: datetime | None, high: datetime | None) -> str:

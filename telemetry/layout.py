@@ -22,12 +22,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from telemetry.schema import Dataset
-
-if TYPE_CHECKING:
-    import pyarrow.dataset as ds
 
 # The partition column: its name in the folders, and the column readers add from it.
 PARTITION_KEY: Final = "date"
@@ -111,11 +108,3 @@ def is_data(name: str) -> bool:
 def is_compacted(name: str) -> bool:
     """Whether a data file holds a compacted day."""
     return _DAY_FILE.search(name) is not None
-
-
-def pyarrow_partitioning() -> ds.Partitioning:
-    """The layout's partitioning for :mod:`pyarrow.dataset`: ``date`` as a date32."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    return ds.partitioning(pa.schema([(PARTITION_KEY, pa.date32())]), flavor="hive")

@@ -112,7 +112,8 @@ def remove_replaced(store: Layout, day: date) -> int:
     entries = [e for e in _entries(store.partition("sessions", day)) if layout.is_data(e.name)]
     hidden = replaced(entries)
     if hidden:
-        _remove_stems(store, day, hidden)
+        with guard(store.root, exclusive=False):  # never beside the sweep (see below)
+            _remove_stems(store, day, hidden)
     return len(hidden)
 
 
@@ -172,7 +173,7 @@ def apply_retention(
                     remove_partition(store, dataset, day)
                 result = RetentionResult(tuple(days), removed_sessions)
     if sweep:
-        remove_leftovers(store)
+        sweep_leftovers(store, wait=wait)
     return result
 
 
@@ -246,17 +247,39 @@ def remove_partition(store: Layout, dataset: Dataset, day: date, *, at_once: boo
         remove_tree(away)
 
 
+def sweep_leftovers(store: Layout, *, wait: bool = True) -> bool:
+    """:func:`remove_leftovers` while no write, compaction commit or removal is under way
+    (the guard, held alone): a write's targets file is never taken for a dead writer's, nor
+    a compaction's between its moves of a build's sessions and targets files. Without
+    ``wait``, nothing is done while another process holds the guard; returns whether the
+    sweep ran."""
+    with guard(store.root, exclusive=True, wait=wait) as held:
+        if held:
+            remove_leftovers(store)
+        return held
+
+
 def remove_leftovers(store: Layout) -> None:
     """Remove what writers that died left behind, once it is over an hour old (younger files
     may belong to a write in progress): temporary files, half-removed partitions, and
     targets files whose sessions file never appeared; and what maintenance took out of the
-    store, once its grace is over."""
+    store, once its grace is over. The caller holds the guard alone
+    (:func:`sweep_leftovers`)."""
     now = time.time()
 
     def stale(entry: os.DirEntry[str]) -> bool:
         return _age(entry, now) > _STALE_SECONDS
 
-    stems: dict[str, set[str]] = {}  # the sessions stems of each day folder
+    # The sessions stems of each day folder: those of a folder that cannot be listed are
+    # unknown, and nothing of that day is taken for a leftover. Listed even in a sessions
+    # folder that links elsewhere (where nothing is deleted).
+    stems: dict[str, set[str] | None] = {}
+    for entry in _entries(store.dataset("sessions")):
+        if layout.partition_day(entry.name) is not None:
+            try:
+                stems[entry.name] = {layout.stem(e.name) for e in os.scandir(entry.path)}
+            except OSError:
+                stems[entry.name] = None
     for dataset in DATASETS:
         if store.dataset(dataset).is_symlink():
             continue  # kept elsewhere: read, never deleted from
@@ -265,13 +288,12 @@ def remove_leftovers(store: Layout) -> None:
                 if _trashed_at(entry.name) < now - GRACE_SECONDS:
                     remove_tree(Path(entry.path))
                 continue
-            inside = _entries(entry.path)
-            if dataset == "sessions":
-                stems[entry.name] = {layout.stem(e.name) for e in inside}
             if entry.is_symlink():
                 continue  # a day kept elsewhere: read, never deleted from
             committed = None if dataset == "sessions" else stems.get(entry.name, set())
-            for inner in inside:
+            if dataset != "sessions" and committed is None:
+                continue  # its sessions could not be listed: nothing here is known to be dead
+            for inner in _entries(entry.path):
                 leftover = inner.name.startswith(layout.TMP_PREFIX) or (
                     committed is not None
                     and inner.name.endswith(".arrow")

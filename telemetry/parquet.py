@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Iterable
@@ -54,6 +56,8 @@ _PART: Final = f"part-0{SUFFIX}"
 _STAGING: Final = ".tmp-"
 _REPLACED: Final = ".old-"
 _RETRIES: Final = 3
+# What a killed export left is removed once this old (a younger one may be running).
+_STALE_SECONDS: Final = 3600
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,6 +105,7 @@ def sink_parquet(storage: TelemetryStorage, output: str | os.PathLike[str]) -> P
     """
     # A link to a folder exports into the folder it names; the link stays.
     target = Path(os.path.realpath(output))
+    _remove_stale(target)
     _check_destination(target, Path(output))
     for _ in range(_RETRIES):
         snapshot = storage.snapshot()
@@ -270,6 +275,31 @@ def _is_export(folder: Path) -> bool:
                 if not entry.name.endswith(SUFFIX) or not entry.is_file(follow_symlinks=False):
                     return False
     return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Tidy what an export killed over an hour ago left beside ``target``: its hidden
+    staging folder, and the earlier export it had moved aside, which is put back when
+    ``target`` is missing (the kill came between the two renames) and removed otherwise.
+    A younger one may belong to an export still running."""
+    now = time.time()
+    pattern = re.compile(
+        rf"^(?:{re.escape(_STAGING)}|{re.escape(_REPLACED)}){re.escape(target.name)}-[0-9a-f]{{12}}$"
+    )
+    try:
+        entries = [e for e in os.scandir(target.parent) if pattern.match(e.name)]
+    except OSError:
+        return  # no parent yet: nothing left there
+    for entry in entries:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < _STALE_SECONDS:
+                continue
+            if entry.name.startswith(_REPLACED) and not os.path.lexists(target):
+                os.rename(entry.path, target)
+            else:
+                shutil.rmtree(entry.path)
+        except OSError:
+            continue  # another export is tidying it, or it is not ours to remove
 
 
 def _staging_folder(target: Path) -> Path:

@@ -73,9 +73,11 @@ def _newest(storage: TelemetryStorage, window: Window, count: int) -> list[Build
         return []
     chosen = {r["session_id"] for r in newest}
     # The partitions of these builds alone (a session id may come back on another day).
-    targets = storage.snapshot(
-        days={r["start_time"].date() for r in newest}, datasets=("targets",)
-    ).committed("targets")
+    days = {r["start_time"].date() for r in newest}
+    later = storage.snapshot(days=days, datasets=("targets",))
+    if {f.stem for f in later.listed["sessions"]} != {f.stem for d in days for f in by_day[d]}:
+        raise _Unusual  # stored, compacted or removed since: the analyzer reads one snapshot
+    targets = later.committed("targets")
     if _rows(targets) > budget:
         raise _Unusual
     runs: dict[str, dict[str, list[int]]] = {}

@@ -148,7 +148,10 @@ class Snapshot:
             for f in unchecked:
                 if f.path not in good and not os.path.exists(f.path):
                     # Taken out by maintenance since the listing: read where it is now.
-                    moved = readable(dataset, [replace(f, path=self.find(f, dataset))], warn=warn)
+                    now = self.find(f, dataset)
+                    if not os.path.exists(now):
+                        raise SnapshotChanged(f"{f.path} was deleted since it was listed")
+                    moved = readable(dataset, [replace(f, path=now)], warn=warn)
                     if moved:
                         good[f.path] = moved[0]
             self._checked.update((f.path, good.get(f.path)) for f in unchecked)
@@ -157,11 +160,6 @@ class Snapshot:
             for f in chosen
             if (checked := self._checked[f.path]) is not None and f.path not in self.left_out
         ]
-
-    def changed(self) -> bool:
-        """Whether a file of the snapshot is gone (deleted by ``clear``, or by maintenance
-        past its grace): a new snapshot should be taken."""
-        return not all(os.path.exists(f.path) for files in self.listed.values() for f in files)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -192,17 +190,24 @@ class Snapshot:
 
         readable = self.files(dataset) if files is None else files
         readable = [f for f in readable if f.path not in self.left_out]
+        listed = {f.path: f.path for f in readable}  # where each file is now: where listed
         while readable:
             try:
                 return query(self.scan(dataset, readable)).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
                 if not all(os.path.exists(f.path) for f in readable):
-                    readable = self._found(readable, dataset)
+                    moved = self._found(readable, dataset)
+                    listed.update(
+                        (m.path, listed[f.path]) for f, m in zip(readable, moved, strict=True)
+                    )
+                    readable = moved
                     continue
                 found = damaged(dataset, readable) or refused(readable)
                 if not found:
                     raise
+                # Both names: callers filter what they listed, and what they were given.
                 self.left_out.update(found)
+                self.left_out.update(listed[path] for path in found)
                 readable = [f for f in readable if f.path not in found]
         return None
 
@@ -245,23 +250,34 @@ class Snapshot:
                     return moved
         return stored.path
 
-    def arrow_dataset(self, dataset: Dataset) -> ds.Dataset:
-        """The readable files of ``dataset`` as one :mod:`pyarrow.dataset` in today's
-        schema, with the partition day as a ``date`` column (for DuckDB, say, which pushes
-        its filters and projections down to it)."""
+    def arrow_dataset(self, dataset: Dataset, files: list[StoredFile] | None = None) -> ds.Dataset:
+        """The readable files of ``dataset`` (or ``files``) as one :mod:`pyarrow.dataset` in
+        today's schema, with the partition day as a ``date`` column (for DuckDB, say, which
+        pushes its filters and projections down to it: a condition on ``date`` skips the
+        other days' files unopened).
+
+        Each file's day is given, not read from its folder's name: a file that maintenance
+        moved into a hidden folder keeps its day.
+        """
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.dataset as ds
+        import pyarrow.fs as fs
 
         schema = SCHEMAS[dataset]
         if layout.PARTITION_KEY not in schema.names:
             schema = schema.append(pa.field(layout.PARTITION_KEY, pa.date32()))
-        return ds.dataset(
-            [str(f.path) for f in self.files(dataset)],
-            schema=schema,
-            format="ipc",
-            partitioning=layout.pyarrow_partitioning(),
-            partition_base_dir=str(self.layout.dataset(dataset)),
-        )
+        ipc, local = ds.IpcFileFormat(), fs.LocalFileSystem()
+        day = pc.field(layout.PARTITION_KEY)
+        fragments = [
+            ipc.make_fragment(
+                os.path.abspath(f.path),  # pyarrow reads a relative path as one from the root
+                local,
+                partition_expression=day == pa.scalar(f.day, pa.date32()),
+            )
+            for f in (self.files(dataset) if files is None else files)
+        ]
+        return ds.FileSystemDataset(fragments, schema, ipc, local)
 
 
 # -- listing ----------------------------------------------------------------------------------
@@ -357,13 +373,27 @@ def _named_by(compacted: list[os.DirEntry[str]]) -> set[str]:
     stems: set[str] = set()
     for entry in compacted:
         try:  # the footer's schema, once checked: a damaged one could name other files
-            metadata = footer_schema(Path(entry.path)).metadata or {}
-            named = json.loads(metadata.get(REPLACES_KEY, b"[]"))
+            status = entry.stat()
+            key = (entry.path, status.st_ino, status.st_mtime_ns, status.st_size)
+            if key not in _NAMED:
+                metadata = footer_schema(Path(entry.path)).metadata or {}
+                named = json.loads(metadata.get(REPLACES_KEY, b"[]"))
+                if len(_NAMED) >= _NAMED_KEPT:
+                    _NAMED.clear()
+                _NAMED[key] = (
+                    frozenset(str(s) for s in named) if isinstance(named, list) else frozenset()
+                )
         except (OSError, pa.ArrowException, ValueError, Unsound):
             continue  # vanished or damaged: readers skip it and still see what it replaced
-        if isinstance(named, list):
-            stems.update(str(stem) for stem in named)
+        stems.update(_NAMED[key])
     return stems
+
+
+# What each compacted sessions file names, by its path and identity: a data file never
+# changes once renamed into place, so its footer is read once per process (a snapshot lists
+# the sessions twice, and the analyzer takes several snapshots).
+_NAMED: dict[tuple[str, int, int, int], frozenset[str]] = {}
+_NAMED_KEPT: Final = 4096
 
 
 # -- checking ---------------------------------------------------------------------------------
@@ -390,12 +420,10 @@ def damaged(dataset: Dataset, files: Iterable[StoredFile]) -> set[Path]:
     bad = set()
     for stored in files:
         problem = examine(stored.path, dataset, full=True)[0]
-        if problem is not None:
+        # A file moved away meanwhile is not damaged: the caller reads it where it went.
+        if problem is not None and problem != VANISHED:
             bad.add(stored.path)
-            if problem != VANISHED:
-                warnings.warn(
-                    f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=3
-                )
+            warnings.warn(f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=3)
     return bad
 
 

@@ -236,6 +236,11 @@ class TelemetryStorage:
             wait=wait,
         )
 
+    def sweep(self, *, wait: bool = True) -> bool:
+        """Remove what dead writers left and what maintenance took out over an hour ago,
+        while nothing writes (see :func:`telemetry.maintenance.sweep_leftovers`)."""
+        return maintenance.sweep_leftovers(self.layout, wait=wait)
+
     def remove_day(self, day: date) -> None:
         """Remove one day of every dataset; sessions first, so no session loses its targets."""
         for dataset in DATASETS:
