@@ -232,6 +232,31 @@ main(["telemetry", "export", "--format", "parquet", "--output", {str(out)!r}])
     # reading the export's folder sees.
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
         "telemetry", "warehouse"]  # fmt: skip
+    # The next export leaves it while it may belong to an export still running (under an
+    # hour old), and removes it once it is older.
+    [left] = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-warehouse-")]
+    assert _export(stored, out)[0] == 0
+    assert left.exists()
+    os.utime(left, (left.stat().st_mtime - 7200,) * 2)
+    assert _export(stored, out)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["telemetry", "warehouse"]
+
+
+def test_an_export_killed_between_its_renames_is_put_back(stored: Runner, tmp_path: Path) -> None:
+    from telemetry.parquet import _remove_stale
+
+    out = tmp_path / "warehouse"
+    assert _export(stored, out)[0] == 0
+    first = {name: (out / name).read_bytes() for name in _files(out)}
+    # Killed after moving the earlier export aside, before renaming the new one into place.
+    aside = tmp_path / ".old-warehouse-0123456789ab"
+    out.rename(aside)
+    _remove_stale(out)
+    assert aside.exists()  # under an hour old: that export may still be running
+    os.utime(aside, (aside.stat().st_mtime - 7200,) * 2)
+    _remove_stale(out)  # what the next export does first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["telemetry", "warehouse"]
+    assert {name: (out / name).read_bytes() for name in _files(out)} == first
 
 
 def test_an_empty_store_exports_empty_datasets(cli: Runner, tmp_path: Path) -> None:
