@@ -225,15 +225,19 @@ class Snapshot:
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
-        path = self.find(stored, dataset)
-        try:
-            with ipc.open_file(str(path)) as reader:  # read in: not mapped, then closed
-                table = reader.read_all()
-            table.validate(full=True)
-        except FileNotFoundError:
-            raise SnapshotChanged(f"{stored.path} was removed while it was read") from None
-        except (OSError, pa.ArrowException):
-            return None
+        for _ in range(_LISTINGS):  # it may move between being found and being opened
+            path = self.find(stored, dataset)
+            try:
+                with ipc.open_file(str(path)) as reader:  # read in: not mapped, then closed
+                    table = reader.read_all()
+                table.validate(full=True)
+                break
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException):
+                return None
+        else:
+            raise SnapshotChanged(f"{stored.path} was removed while it was read")
         return conform(table, dataset)
 
     def find(self, stored: StoredFile, dataset: Dataset) -> Path:

@@ -40,12 +40,16 @@ import pyarrow as pa
 
 from telemetry import locks, maintenance, writer
 from telemetry.config import TelemetryConfig
+from telemetry.errors import StorageError
 from telemetry.integrity import Finding
 from telemetry.layout import Layout, new_stem
 from telemetry.maintenance import QUARANTINE, RetentionResult
 from telemetry.pending import fold, folding, pending_files
 from telemetry.schema import DATASETS, Dataset
-from telemetry.snapshot import Snapshot, StoredFile, list_days, list_files
+from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile, list_days, list_files
+
+# How many snapshots a read is tried on while files are deleted beside it.
+_RETRIES = 3
 
 __all__ = ["QUARANTINE", "RetentionResult", "Snapshot", "StoredFile", "TelemetryStorage"]
 
@@ -190,13 +194,18 @@ class TelemetryStorage:
 
     def session_ids(self) -> set[str]:
         """The ids of every stored session (unreadable files are skipped with a warning)."""
-        snapshot = self.snapshot(datasets=("sessions",))
-        ids: set[str] = set()
-        for stored in snapshot.files("sessions"):
-            table = snapshot.read(stored, "sessions")
-            if table is not None:  # damaged since it was checked: nothing to deduplicate
-                ids.update(table.column("session_id").to_pylist())
-        return ids
+        for _ in range(_RETRIES):
+            snapshot = self.snapshot(datasets=("sessions",))
+            ids: set[str] = set()
+            try:
+                for stored in snapshot.files("sessions"):
+                    table = snapshot.read(stored, "sessions")
+                    if table is not None:  # damaged since it was checked: nothing to skip
+                        ids.update(table.column("session_id").to_pylist())
+            except SnapshotChanged:
+                continue  # a file deleted for good meanwhile: the store as it is now
+            return ids
+        raise StorageError(f"the files in {self.dir} kept changing while they were read; try again")
 
     def session_count(self) -> int:
         """Sessions stored, counted from file names where they say."""
