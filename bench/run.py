@@ -363,20 +363,30 @@ def compaction(store: Path, folder: Path) -> tuple[Figure, Path]:
     packed = folder / "packed"
     shutil.copytree(store, packed)
     storage = TelemetryStorage(packed)
-    before = sum(1 for _ in packed.rglob("*.arrow"))
+    before = len(_data_files(packed))
     elapsed = _timed(functools.partial(compact, storage))
-    after = sum(1 for _ in packed.rglob("*.arrow"))
-    note = f"{before:,} files before, {after:,} after (rollups included)"
+    after = len(_data_files(packed))
+    hidden = sum(1 for _ in packed.glob("*/.trash-*/*.arrow"))
+    note = (
+        f"{before:,} files before, {after:,} after (rollups included; the {hidden:,} "
+        f"replaced are kept aside an hour for the readers of the files before)"
+    )
     return Figure("compaction of the history (closed days)", "s", [elapsed], "", note), packed
+
+
+def _data_files(store: Path, dataset: str = "*") -> list[Path]:
+    """The data files in the store's day folders (not what maintenance took out and keeps
+    aside an hour in hidden folders)."""
+    return list(store.glob(f"{dataset}/date=*/*.arrow"))
 
 
 def sizes(store: Path, events_per_row: float, target_rows: int, rows_jsonl: Path) -> list[Figure]:
     """Bytes per target row: the targets files, the whole store (sessions and rollups too),
     and the same history as JSON lines: the events ingested, and the target rows written out
     as such."""
-    targets = sum(p.stat().st_size for p in (store / "targets").rglob("*.arrow"))
-    whole = sum(p.stat().st_size for p in store.rglob("*.arrow"))
-    rollups = sum(p.stat().st_size for p in (store / "daily_targets").rglob("*.arrow"))
+    targets = sum(p.stat().st_size for p in _data_files(store, "targets"))
+    whole = sum(p.stat().st_size for p in _data_files(store))
+    rollups = sum(p.stat().st_size for p in _data_files(store, "daily_targets"))
     events = events_per_row
     with rows_jsonl.open("rb") as lines:
         rows = rows_jsonl.stat().st_size / sum(1 for _ in lines)
