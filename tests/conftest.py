@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -158,3 +160,44 @@ def small_cli(cli: Runner) -> Runner:
     stored = cli("telemetry", "ingest", "-", stdin="\n".join(small_history()).encode())
     assert stored.code == 0, stored.stderr
     return cli
+
+
+def spark_unavailable(reason: str) -> NoReturn:
+    """Skip the Spark tests for ``reason`` (no pyspark, no Java); in CI, fail: it must run them."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the Spark tests", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+@contextlib.contextmanager
+def local_spark(app: str) -> Iterator[Any]:
+    """A local Spark session on two cores, in UTC, quiet, with the builder-telemetry source
+    registered (start one per test module: Spark starts slowly)."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        spark_unavailable("no Java runtime to run Spark (install a Java 17 JRE)")
+    from pyspark.sql import SparkSession
+
+    from telemetry.spark import register
+
+    # Spark's Python workers run this interpreter (it would take python3 from the PATH).
+    before = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName(app)
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    register(session)
+    try:
+        yield session
+    finally:
+        session.stop()
+        if before is None:
+            os.environ.pop("PYSPARK_PYTHON", None)
+        else:
+            os.environ["PYSPARK_PYTHON"] = before

@@ -12,7 +12,6 @@ reader reads before and after its round to know which builds it must see.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +24,7 @@ import pytest
 from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.ingest import ingest_jsonl
 from tests import maintenance_loop as loop
+from tests.conftest import local_spark, spark_unavailable
 
 SCALE = int(os.environ.get("TORTURE_SCALE", "1"))
 ROUNDS = 200 * SCALE
@@ -143,32 +143,12 @@ def test_sql_counts_every_build_once_while_maintenance_runs(
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    pyspark = pytest.importorskip("pyspark.sql")
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        if os.environ.get("CI"):
-            pytest.fail("no Java runtime: CI must run the Spark tests (.ci/run installs one)")
-        pytest.skip("no Java runtime to run Spark (install a Java 17 JRE)")
-    from telemetry.spark import register
-
-    before = os.environ.get("PYSPARK_PYTHON")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        pyspark.SparkSession.builder.master("local[2]")
-        .appName("builder-telemetry maintenance races")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    register(session)
-    yield session
-    session.stop()
-    if before is None:
-        os.environ.pop("PYSPARK_PYTHON", None)
-    else:
-        os.environ["PYSPARK_PYTHON"] = before
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        spark_unavailable("pyspark is not installed (pip install -e '.[dev]')")
+    with local_spark("builder-telemetry maintenance races") as session:
+        yield session
 
 
 def test_the_spark_source_counts_every_build_once_while_maintenance_runs(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -29,24 +29,17 @@ from telemetry.ingest import ingest_jsonl
 from telemetry.integrity import problem
 from telemetry.storage import TelemetryStorage
 from tests import reference
-from tests.conftest import FIXTURES
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the Spark tests", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
+from tests.conftest import FIXTURES, local_spark, spark_unavailable
 
 try:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import datasource as sds
 except ImportError:
-    _unavailable("pyspark is not installed (pip install -e '.[dev]')")
+    spark_unavailable("pyspark is not installed (pip install -e '.[dev]')")
 
-from pipelines.compaction import compact  # noqa: E402
-from telemetry.parquet import sink_parquet  # noqa: E402
-from telemetry.spark import FORMAT, TelemetryDataSource, register, spark_schema  # noqa: E402
+from pipelines.compaction import compact
+from telemetry.parquet import sink_parquet
+from telemetry.spark import FORMAT, TelemetryDataSource, spark_schema
 
 TODAY = "2026-11-20"
 LATER = datetime(2027, 1, 1, tzinfo=UTC)  # "now" for compaction: every day is closed
@@ -101,28 +94,8 @@ def compacted(history: History, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        _unavailable("no Java runtime to run Spark (install a Java 17 JRE)")
-    # Spark's Python workers run this interpreter (it would take python3 from the PATH).
-    before = os.environ.get("PYSPARK_PYTHON")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("builder-telemetry tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    register(session)
-    yield session
-    session.stop()
-    if before is None:
-        os.environ.pop("PYSPARK_PYTHON", None)
-    else:
-        os.environ["PYSPARK_PYTHON"] = before
+    with local_spark("builder-telemetry tests") as session:
+        yield session
 
 
 # -- what every engine must answer ------------------------------------------------------------
