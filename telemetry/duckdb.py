@@ -175,10 +175,31 @@ def _snapshot(storage: TelemetryStorage, low: datetime | None, high: datetime | 
 
 
 def _chosen(snapshot: Snapshot) -> _Files:
-    """The readable committed files of every dataset (the others named in warnings)."""
+    """The readable committed files of every dataset (the others named in warnings).
+
+    The target labels' dictionaries are decompressed first: pyarrow's dataset reader ends
+    the process on one it cannot decompress (:func:`telemetry.integrity.dictionaries_problem`),
+    so such a file is named and left out here, as every reader does with a damaged file."""
+    import warnings
+
+    from telemetry.errors import CorruptFileWarning
+    from telemetry.integrity import VANISHED, dictionaries_problem
     from telemetry.schema import DATASETS
 
-    return {dataset: snapshot.files(dataset) for dataset in DATASETS}
+    chosen: _Files = {}
+    for dataset in DATASETS:
+        files = snapshot.files(dataset)
+        if dataset != "sessions":  # the datasets with dictionary-encoded columns
+            for stored in files:
+                problem = dictionaries_problem(stored.path)
+                if problem is not None and problem != VANISHED:
+                    warnings.warn(
+                        f"skipping {stored.path}: {problem}", CorruptFileWarning, stacklevel=3
+                    )
+                    snapshot.left_out.add(stored.path)
+            files = [f for f in files if f.path not in snapshot.left_out]
+        chosen[dataset] = files
+    return chosen
 
 
 @dataclass(slots=True, frozen=True)

@@ -24,6 +24,7 @@ UNREADABLE = "unreadable"
 # What a file that was removed while it was checked is said to be (not a problem).
 VANISHED = "vanished"
 _MAGIC = b"ARROW1"
+_ZSTD = 1  # CompressionType.ZSTD in Arrow's Message.fbs
 
 
 class Finding(NamedTuple):
@@ -128,9 +129,11 @@ def footer_schema(path: Path) -> pa.Schema:
         raise Unsound(f"its footer is damaged: {first_line(error)}") from None
 
 
-def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]]:
+def _footer_blocks(
+    footer: bytes, fields_read: tuple[int, ...] = (2, 3)
+) -> list[tuple[int, int, int]]:
     """The dictionary and record batch blocks a footer lists (the Footer table of Arrow's
-    File.fbs: fields 2 and 3), every offset checked to lie inside it."""
+    File.fbs: fields 2 and 3; ``fields_read`` picks), every offset checked to lie inside it."""
 
     def read(form: str, at: int) -> int:
         if not 0 <= at <= len(footer) - struct.calcsize(form):
@@ -142,7 +145,7 @@ def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]]:
     vtable = table - read("<i", table)
     fields = (read("<H", vtable) - 4) // 2
     blocks: list[tuple[int, int, int]] = []
-    for field in (2, 3):
+    for field in fields_read:
         slot = read("<H", vtable + 4 + 2 * field) if field < fields else 0
         if slot == 0:
             continue  # absent: none of them
@@ -152,6 +155,87 @@ def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]]:
             raise Unsound("its footer is damaged: an offset points outside it")
         blocks += _BLOCK.iter_unpack(footer[vector + 4 : vector + 4 + count * _BLOCK.size])
     return blocks
+
+
+def dictionaries_problem(path: Path) -> str | None:
+    """Why the dictionary batches of a stored file (its target labels) cannot be
+    decompressed, or None when they can; for a file whose footer :func:`footer_schema`
+    found sound.
+
+    pyarrow's dataset reader, which DuckDB reads the store through, ends the process on a
+    zstd frame it cannot decompress in a dictionary batch (pyarrow 26), where its other
+    readers raise an error. The dictionaries are a few kilobytes: each of their buffers is
+    decompressed here, without pyarrow (Arrow's Message.fbs and Schema.fbs, read by hand as
+    the footer is)."""
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor()
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            footer_length = struct.unpack("<i", os.pread(handle.fileno(), 4, size - 10))[0]
+            footer = os.pread(handle.fileno(), footer_length, size - 10 - footer_length)
+            for offset, metadata, body_length in _footer_blocks(footer, (2,)):
+                message = os.pread(handle.fileno(), metadata, offset)
+                body = os.pread(handle.fileno(), body_length, offset + metadata)
+                for start, length in _buffers(message):
+                    chunk = body[start : start + length]
+                    if len(chunk) < 8:
+                        continue  # an empty buffer
+                    raw = struct.unpack_from("<q", chunk)[0]
+                    if raw < 0:
+                        continue  # stored uncompressed
+                    decompressor.decompress(chunk[8:], max_output_size=raw)
+    except FileNotFoundError:
+        return VANISHED
+    except (OSError, struct.error, Unsound, zstandard.ZstdError) as error:
+        return f"damaged data (a dictionary batch: {first_line(error)})"
+    return None
+
+
+def _buffers(message: bytes) -> list[tuple[int, int]]:
+    """The zstd-compressed body buffers (offset, length) that a dictionary batch's message
+    lists: Message (field 2, its header) -> DictionaryBatch (field 1, its data) ->
+    RecordBatch (field 2, its buffers), after the message's continuation marker and length;
+    none when the batch is not compressed with zstd."""
+    start = 8 if message[:4] == b"\xff\xff\xff\xff" else 4
+    flat = message[start:]
+
+    def read(form: str, at: int) -> int:
+        if not 0 <= at <= len(flat) - struct.calcsize(form):
+            raise Unsound("a message's metadata points outside it")
+        value: int = struct.unpack_from(form, flat, at)[0]
+        return value
+
+    def field(table: int, number: int) -> int:
+        vtable = table - read("<i", table)
+        if 4 + 2 * number >= read("<H", vtable):
+            return 0
+        slot = read("<H", vtable + 4 + 2 * number)
+        return table + slot if slot else 0
+
+    def target(at: int) -> int:  # an offset field: where it points
+        return at + read("<I", at)
+
+    message_table = read("<I", 0)
+    header = field(message_table, 2)
+    data = target(field(target(header), 1)) if header and field(target(header), 1) else 0
+    if not data:
+        return []
+    # BodyCompression (field 3): absent when the buffers are stored as they are; its codec
+    # (field 0) is LZ4_FRAME (0, the default) or ZSTD (1), the store's.
+    compression = field(data, 3)
+    codec = field(target(compression), 0) if compression else 0
+    if not compression or not codec or read("<b", codec) != _ZSTD:
+        return []
+    buffers = field(data, 2)
+    if not buffers:
+        return []
+    vector = target(buffers)
+    count = read("<I", vector)
+    return [
+        (read("<q", vector + 4 + 16 * i), read("<q", vector + 12 + 16 * i)) for i in range(count)
+    ]
 
 
 def errno_of(error: BaseException) -> int | None:

@@ -153,6 +153,34 @@ def test_a_damaged_file_is_named_and_left_out(cli: Runner, tmp_path: Path) -> No
     assert result.stderr.count("\n") == 1
 
 
+def test_a_damaged_dictionary_of_target_labels_is_named_and_left_out(
+    cli: Runner, tmp_path: Path
+) -> None:
+    """pyarrow's dataset reader ends the process (a segmentation fault) on a dictionary
+    batch it cannot decompress: the file is named and left out before DuckDB reads it."""
+    for session in ("a", "b", "c"):
+        build = [line for line in small_history() if json.loads(line)["session"] == session]
+        assert cli("telemetry", "ingest", "-", stdin="\n".join(build).encode()).code == 0
+    [victim] = [
+        path
+        for path in (tmp_path / "telemetry" / "targets").rglob("*.arrow")
+        if path.name.endswith("-n5.arrow")  # b's five targets
+    ]
+    data = bytearray(victim.read_bytes())
+    # The file's first zstd frame is in its first dictionary batch (the target labels),
+    # which comes before every record batch; its footer stays sound.
+    frame = data.index(bytes.fromhex("28b52ffd"))
+    data[frame : frame + 4] = bytes(4)
+    victim.write_bytes(bytes(data))
+    result = cli("telemetry", "sql", "select count(*) from targets", "--format", "csv")
+    assert (result.code, result.stdout) == (0, "count_star()\r\n8\r\n")
+    assert result.stderr.startswith(f"Warning: skipping {victim}: damaged data (a dictionary")
+    assert result.stderr.count("\n") == 1
+    # The other readers name the same file, and verify finds it.
+    verify = cli("telemetry", "verify")
+    assert verify.code == 1 and f"damaged: {victim}: damaged data" in verify.stdout
+
+
 def _evil_store(tmp_path: Path) -> Path:
     events = [
         {"event": "build_started", "session": "evil", "ts": 1761575000000},
