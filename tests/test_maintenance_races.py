@@ -26,6 +26,7 @@ from telemetry.ingest import ingest_jsonl
 from tests import maintenance_loop as loop
 from tests.conftest import local_spark, spark_unavailable
 
+pytestmark = pytest.mark.torture
 SCALE = int(os.environ.get("TORTURE_SCALE", "1"))
 ROUNDS = 200 * SCALE
 SPARK_ROUNDS = 20 * SCALE
