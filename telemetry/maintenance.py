@@ -38,7 +38,15 @@ from telemetry.layout import Layout
 from telemetry.locks import guard
 from telemetry.pending import PENDING, pending_files
 from telemetry.schema import DATASETS, REPLACES_KEY, Dataset
-from telemetry.snapshot import GRACE_SECONDS, StoredFile, list_days, list_files, listing, replaced
+from telemetry.snapshot import (
+    GRACE_SECONDS,
+    StoredFile,
+    folder_entries,
+    list_days,
+    list_files,
+    listing,
+    replaced,
+)
 from telemetry.writer import as_table, write_file
 
 QUARANTINE: Final = "quarantine"
@@ -109,7 +117,9 @@ def remove_replaced(store: Layout, day: date) -> int:
     """Take out of ``day`` the files that its compacted sessions file replaces (left by a
     compaction that stopped before it took them out); returns how many sessions files
     went."""
-    entries = [e for e in _entries(store.partition("sessions", day)) if layout.is_data(e.name)]
+    entries = [
+        e for e in folder_entries(store.partition("sessions", day)) if layout.is_data(e.name)
+    ]
     hidden = replaced(entries)
     if hidden:
         with guard(store.root, exclusive=False):  # never beside the sweep (see below)
@@ -123,7 +133,7 @@ def _remove_stems(store: Layout, day: date, stems: set[str]) -> None:
     # Sessions first: once a session row is gone nothing counts its targets or rollup.
     for dataset in DATASETS:
         away: Path | None = None
-        for entry in _entries(store.partition(dataset, day)):
+        for entry in folder_entries(store.partition(dataset, day)):
             if layout.is_data(entry.name) and layout.stem(entry.name) in stems:
                 if away is None:
                     away = _trash_folder(store, dataset)
@@ -274,7 +284,7 @@ def remove_leftovers(store: Layout) -> None:
     # unknown, and nothing of that day is taken for a leftover. Listed even in a sessions
     # folder that links elsewhere (where nothing is deleted).
     stems: dict[str, set[str] | None] = {}
-    for entry in _entries(store.dataset("sessions")):
+    for entry in folder_entries(store.dataset("sessions")):
         if layout.partition_day(entry.name) is not None:
             try:
                 stems[entry.name] = {layout.stem(e.name) for e in os.scandir(entry.path)}
@@ -283,7 +293,7 @@ def remove_leftovers(store: Layout) -> None:
     for dataset in DATASETS:
         if store.dataset(dataset).is_symlink():
             continue  # kept elsewhere: read, never deleted from
-        for entry in _entries(store.dataset(dataset)):
+        for entry in folder_entries(store.dataset(dataset)):
             if entry.name.startswith(layout.TRASH_PREFIX):
                 if _trashed_at(entry.name) < now - GRACE_SECONDS:
                     remove_tree(Path(entry.path))
@@ -293,7 +303,7 @@ def remove_leftovers(store: Layout) -> None:
             committed = None if dataset == "sessions" else stems.get(entry.name, set())
             if dataset != "sessions" and committed is None:
                 continue  # its sessions could not be listed: nothing here is known to be dead
-            for inner in _entries(entry.path):
+            for inner in folder_entries(entry.path):
                 leftover = inner.name.startswith(layout.TMP_PREFIX) or (
                     committed is not None
                     and inner.name.endswith(".arrow")
@@ -302,7 +312,7 @@ def remove_leftovers(store: Layout) -> None:
                 if leftover and stale(inner):
                     with contextlib.suppress(OSError):
                         os.unlink(inner.path)
-    for entry in _entries(store.root / PENDING):  # a recording killed while writing
+    for entry in folder_entries(store.root / PENDING):  # a recording killed while writing
         if entry.name.startswith(layout.TMP_PREFIX) and stale(entry):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -413,12 +423,3 @@ def count_rows(stored: StoredFile) -> int:
             return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
     except (OSError, pa.ArrowException):
         return 0
-
-
-def _entries(folder: str | Path) -> list[os.DirEntry[str]]:
-    """A folder's entries; none when it is gone or not a folder (another process may be
-    removing it right now)."""
-    try:
-        return list(os.scandir(folder))
-    except OSError:
-        return []

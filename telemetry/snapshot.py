@@ -119,17 +119,13 @@ class Snapshot:
             f"the files in {store.root} kept changing while they were listed; try again"
         )
 
-    def committed(
-        self, dataset: Dataset, *, skip: frozenset[str] = frozenset()
-    ) -> list[StoredFile]:
-        """The listed files of ``dataset`` whose sessions file is in the snapshot (but those
-        whose name stem is in ``skip``); nothing is opened."""
+    def committed(self, dataset: Dataset) -> list[StoredFile]:
+        """The listed files of ``dataset`` whose sessions file is in the snapshot; nothing
+        is opened."""
         if dataset == "sessions":
-            return [f for f in self.listed["sessions"] if f.stem not in skip]
+            return list(self.listed["sessions"])
         visible = {(f.day, f.stem) for f in self.listed["sessions"]}
-        return [
-            f for f in self.listed[dataset] if (f.day, f.stem) in visible and f.stem not in skip
-        ]
+        return [f for f in self.listed[dataset] if (f.day, f.stem) in visible]
 
     def files(
         self,
@@ -247,7 +243,7 @@ class Snapshot:
         if os.path.exists(stored.path):
             return stored.path
         folder = self.layout.dataset(dataset)
-        for entry in _entries(folder):
+        for entry in folder_entries(folder):
             if entry.name.startswith(layout.TRASH_PREFIX):
                 moved = Path(entry.path) / stored.path.name
                 if os.path.exists(moved):
@@ -354,7 +350,9 @@ def listing(
         yield day, data
 
 
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
+def folder_entries(folder: str | Path) -> list[os.DirEntry[str]]:
+    """A folder's entries; none when it is gone or not a folder (another process may be
+    removing it right now)."""
     try:
         return list(os.scandir(folder))
     except OSError:
