@@ -591,20 +591,7 @@ def sql(
     targets (one row per target run) and daily_targets (compacted days' per-target totals),
     each with the day as a date column. A query DuckDB refuses is an error (exit status 1).
     Needs DuckDB: pip install 'builder-telemetry[duckdb]'."""
-    from telemetry.duckdb import query as run
-    from telemetry.tables import render
-
-    asked = reports.window(since, until)
-    answer = run(reports.storage(_config(ctx)), query, since=asked.since, until=asked.until)
-    if format == "table":
-        reports.out(render(answer, format))
-        return
-    # CSV and JSON are UTF-8 bytes whatever the locale, as export writes them: the exact
-    # values for a script; a terminal gets text from builds escaped.
-    data = render(answer, format, terminal=reports.terminal()).encode()
-    with reports.writing():
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+    reports.sql(_config(ctx), query, since=since, until=until, format=format)
 
 
 @telemetry_app.command()

@@ -1,4 +1,4 @@
-"""`builder record`, `builder build` and the plain reports without loading the full
+"""`builder record`, `builder build`, the plain reports and `sql` without loading the full
 command-line parser.
 
 ``record`` and ``build`` run around every build, so what they cost before the build starts is
@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
 from telemetry.cli.messages import err, internal_error, show_warning
 from telemetry.errors import TelemetryError
@@ -27,6 +27,7 @@ from telemetry.record import Source
 if TYPE_CHECKING:
     from telemetry.cli import reports
     from telemetry.record import Recording
+    from telemetry.tables import TableFormat
 
 __all__ = ["err", "finish", "internal_error", "show_warning", "try_fast"]
 
@@ -37,7 +38,7 @@ DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, si
 
 def try_fast(argv: Sequence[str]) -> int | None:
     """The exit status of ``builder record|build ...`` or of a plain ``builder telemetry
-    [summary|recent]`` run here, or None when ``argv`` is for the full parser."""
+    [summary|recent|sql]`` run here, or None when ``argv`` is for the full parser."""
     if argv and argv[0] == "telemetry":
         return _report(argv[1:])
     if not argv or argv[0] not in ("record", "build"):
@@ -64,9 +65,11 @@ def try_fast(argv: Sequence[str]) -> int | None:
 
 
 def _report(args: Sequence[str]) -> int | None:
-    """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F]]``, with
-    ``--dir`` also among the command's options, run here; None for any other form."""
+    """``telemetry [--dir DIR] [summary [--format F] | recent [COUNT] [--format F] |
+    sql QUERY [--format F]]``, with ``--dir`` also among the command's options, run here;
+    None for any other form."""
     from telemetry.cli import reports
+    from telemetry.tables import TABLE_FORMATS
 
     directory: str | None = None
     index = 0
@@ -75,17 +78,18 @@ def _report(args: Sequence[str]) -> int | None:
         if not directory or directory.startswith("-"):
             return None
     command = args[index] if index < len(args) else "summary"
-    if command not in ("summary", "recent"):
+    if command not in ("summary", "recent", "sql"):
         return None
     count: int | None = None
-    format: reports.ReportFormat = "text"
+    query: str | None = None
+    format: str | None = "table" if command == "sql" else "text"
     index += 1
     while index < len(args):
         arg = args[index]
         name = arg.partition("=")[0]
         if name == "--format":
             value, index = _value(args, index)
-            if value not in reports.FORMATS:
+            if value not in (TABLE_FORMATS if command == "sql" else reports.FORMATS):
                 return None
             format = value
         elif name == "--dir":
@@ -99,8 +103,13 @@ def _report(args: Sequence[str]) -> int | None:
             if not 1 <= count <= reports.MAX_COUNT:
                 return None
             index += 1
+        elif command == "sql" and query is None and not arg.startswith("-"):
+            query = arg
+            index += 1
         else:
             return None
+    if command == "sql" and query is None:
+        return None  # the parser says what is missing
     if directory is not None and os.path.exists(directory) and not os.access(directory, os.R_OK):
         return None  # the parser says it is not readable
     warnings.showwarning = show_warning
@@ -108,9 +117,12 @@ def _report(args: Sequence[str]) -> int | None:
     def run() -> int:
         found = reports.config(Path(directory) if directory is not None else None)
         if command == "summary":
-            reports.summary(found, format=format)
+            reports.summary(found, format=cast("reports.ReportFormat", format))
+        elif command == "recent":
+            reports.recent(found, count or 10, format=cast("reports.ReportFormat", format))
         else:
-            reports.recent(found, count or 10, format=format)
+            assert query is not None
+            reports.sql(found, query, format=cast("TableFormat", format))
         return 0
 
     return reports.guarded(run)

@@ -1,11 +1,11 @@
-"""What ``summary``, ``recent`` and ``show`` do once their options are read, and what every
-command shares: writing stdout and stderr, and turning failures into exit statuses. Nothing here
-loads the command-line parser.
+"""What ``summary``, ``recent``, ``show`` and ``sql`` do once their options are read, and
+what every command shares: writing stdout and stderr, and turning failures into exit
+statuses. Nothing here loads the command-line parser.
 
 ``builder telemetry recent`` is what people type to see the build they just ran, so its
 plain forms skip the parser (typer, and pydantic behind it, take longer to import than the
-rest of the command) and call :func:`summary` and :func:`recent` from :mod:`telemetry.cli.fast`;
-the parser calls the same functions for every other form.
+rest of the command) and call :func:`summary`, :func:`recent` and :func:`sql` from
+:mod:`telemetry.cli.fast`; the parser calls the same functions for every other form.
 
 Exit statuses are one rule for every command, :data:`EXIT_STATUSES`.
 """
@@ -28,6 +28,7 @@ from telemetry.errors import ConfigError, TelemetryError
 if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
     from telemetry.analyzer import TelemetryAnalyzer
     from telemetry.storage import TelemetryStorage
+    from telemetry.tables import TableFormat
     from telemetry.window import BuildStatus, Filter, Window
 
 ReportFormat: TypeAlias = Literal["text", "json"]
@@ -202,6 +203,31 @@ def recent(
         out(no_builds(stored, asked, filter) + "\n")
     else:
         out_report(exporter.render_recent(builds, color=color()))
+
+
+def sql(
+    found: TelemetryConfig,
+    query: str,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    format: TableFormat = "table",
+) -> None:
+    """``builder telemetry sql``: the answer on stdout."""
+    from telemetry.duckdb import query as run
+    from telemetry.tables import render
+
+    asked = window(since, until)
+    answer = run(storage(found), query, since=asked.since, until=asked.until)
+    if format == "table":
+        out(render(answer, format))
+        return
+    # CSV and JSON are UTF-8 bytes whatever the locale, as export writes them: the exact
+    # values for a script; a terminal gets text from builds escaped.
+    data = render(answer, format, terminal=terminal()).encode()
+    with writing():
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 def show(
