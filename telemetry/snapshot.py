@@ -330,6 +330,7 @@ def listing(
 ) -> Iterator[tuple[date, list[os.DirEntry[str]]]]:
     """Each day's visible data files of a dataset, by name, in name order."""
     chosen = list_days(store, dataset) if days is None else sorted(set(days))
+    parent = str(store.dataset(dataset))  # a path as text: a year is over a thousand folders
     for day in chosen:
         if (since and day < since) or (until and day > until):
             continue
