@@ -1,5 +1,5 @@
 """Compaction: a closed day's one-file-per-build merged into one file per dataset, with the
-day's rollup of its targets beside it.
+day's rollup of its targets beside it, and a Parquet copy of each file it writes.
 
 A store written by ``builder record`` holds a sessions file and a targets file per build;
 a year of them is 100,000 small files that every long-window query opens. Compaction merges
@@ -16,6 +16,12 @@ holds the store's lock, so two runs never compact the same day). A file that can
 full is left where it is, for ``builder telemetry verify --repair``. A day whose folder is a
 link (kept on another disk, say) is read like any other but never compacted, with a warning:
 nothing outside the store is written or deleted.
+
+Each compacted file also gets a Parquet copy in a hidden ``.parquet`` folder of its day,
+which ``builder telemetry sql`` reads instead of it (DuckDB reads Parquet natively, and
+counts a file's rows from its footer); a run writes the copies that are missing, of days
+compacted by earlier versions too. A copy that cannot be written (a full disk) stops the run
+as a merged file does: what was committed stays, and readers read the file without a copy.
 """
 
 from __future__ import annotations
@@ -79,6 +85,11 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
             result = _compact_day(storage, day)
             if result is not None:
                 done.append(result)
+            # Each compacted file gets its Parquet copy, which `builder telemetry sql` reads
+            # (days compacted before copies existed, or whose copy a run did not finish,
+            # included). A copy that cannot be written stops the run as a merged file does:
+            # the day stays readable (its file is read instead), and the next run writes it.
+            storage.write_copies(day)
     # What earlier runs took out (and leftovers of dead writers) goes once its hour is
     # over, also in a store that no longer receives builds (whose writes would sweep it).
     storage.sweep(wait=False)  # never waits on a write: the next run sweeps

@@ -3,11 +3,15 @@
 maintenance runs beside it (:func:`query`), as a pyarrow Table that
 :func:`telemetry.tables.render` shows as text, CSV or JSON.
 
-DuckDB has no Arrow IPC reader built in: its IPC reader is a community extension fetched
-over the network at first use. So the views read the snapshot's files through
-:mod:`pyarrow.dataset`, which needs nothing but pyarrow, and which DuckDB's Arrow scan pushes
-its projections and filters into (``where date = ...`` opens only that day's files, and only
-the columns the query names).
+The views read a compacted file's Parquet copy where it has one (written by compaction,
+see :func:`telemetry.writer.write_copy`): DuckDB reads Parquet natively, on all cores, counts
+rows from the footers and skips row groups by their statistics. DuckDB has no Arrow IPC
+reader built in (its IPC reader is a community extension fetched over the network at first
+use), so the other files (today's builds, days not compacted yet) are read through
+:mod:`pyarrow.dataset`, which needs nothing but pyarrow, and which DuckDB's Arrow scan
+pushes its projections and filters into (``where date = ...`` opens only that day's files,
+and only the columns the query names). A query that fails while it reads copies runs again
+over the files themselves.
 
 duckdb is an optional extra: it is imported by the functions that use it, and without it
 they raise :class:`DuckDBMissing`, which says how to install it.
@@ -90,7 +94,16 @@ def connect(
     storage = _storage(store)
     low, high = _bounds(since, until)
     snapshot = _snapshot(storage, low, high)
-    return _views(_duckdb(), snapshot, _chosen(snapshot), low, high).connection
+    files, copies = _chosen(snapshot)
+    duckdb = _duckdb()
+    try:
+        return _views(duckdb, snapshot, files, copies, low, high).connection
+    except duckdb.Error as error:
+        if not any(copies.values()):
+            raise
+        _name_damaged(copies, error)  # or gone: the files themselves, then
+        files, copies = _chosen(snapshot, copies=False)
+        return _views(duckdb, snapshot, files, copies, low, high).connection
 
 
 def query(
@@ -117,25 +130,43 @@ def query(
     low, high = _bounds(since, until)
     for _ in range(_ATTEMPTS):
         snapshot = _snapshot(storage, low, high)
-        files: _Files | None = _chosen(snapshot)
+        chosen, copies = _chosen(snapshot)
+        files: _Files | None = chosen
         while files is not None:
-            views = _views(duckdb, snapshot, files, low, high)
+            try:
+                views = _views(duckdb, snapshot, files, copies, low, high)
+            except duckdb.Error as error:
+                if not any(copies.values()):
+                    raise
+                # A copy gone before its view was made (DuckDB looks for the files then).
+                _name_damaged(copies, error)
+                files, copies = _chosen(snapshot, copies=False)
+                continue
             try:
                 return _answer(views.connection, sql)
             except duckdb.InterruptException:  # Ctrl-C, as DuckDB reports it
                 raise KeyboardInterrupt from None
+            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+                raise QueryError(_first_line(e)) from None  # the query's mistake: nothing read
             except duckdb.Error as error:
                 failure = error
             finally:
                 views.connection.close()  # before its files are looked into
+            if any(copies.values()):
+                # A copy gone (swept after compaction replaced its file) or damaged: the
+                # files themselves, which hold the same rows.
+                _name_damaged(copies, failure)
+                files, copies = _chosen(snapshot, copies=False)
+                continue
             files = _again(snapshot, views, files, failure)
     raise StorageError(f"the files in {storage.dir} kept changing while the query ran; try again")
 
 
 # -- the views ---------------------------------------------------------------------------------
 
-# The files each view reads.
+# The files each view reads through Arrow, and the Parquet copies it reads instead of others.
 _Files: TypeAlias = "dict[Dataset, list[StoredFile]]"
+_Copies: TypeAlias = "dict[Dataset, dict[Path, Path]]"
 
 
 def _duckdb() -> ModuleType:
@@ -174,12 +205,15 @@ def _snapshot(storage: TelemetryStorage, low: datetime | None, high: datetime | 
     return storage.snapshot(since=None if low is None else low.date(), until=last)
 
 
-def _chosen(snapshot: Snapshot) -> _Files:
-    """The readable committed files of every dataset (the others named in warnings).
+def _chosen(snapshot: Snapshot, *, copies: bool = True) -> tuple[_Files, _Copies]:
+    """The readable committed files of every dataset (the others named in warnings, as
+    every reader names them): those read through Arrow, and the Parquet copies read
+    instead of the others (none without ``copies``).
 
-    The target labels' dictionaries are decompressed first: pyarrow's dataset reader ends
-    the process on one it cannot decompress (:func:`telemetry.integrity.dictionaries_problem`),
-    so such a file is named and left out here, as every reader does with a damaged file."""
+    The target labels' dictionaries of the files read through Arrow are decompressed first:
+    pyarrow's dataset reader ends the process on one it cannot decompress
+    (:func:`telemetry.integrity.dictionaries_problem`), so such a file is named and left
+    out here, as every reader does with a damaged file."""
     import warnings
 
     from telemetry.errors import CorruptFileWarning
@@ -187,8 +221,11 @@ def _chosen(snapshot: Snapshot) -> _Files:
     from telemetry.schema import DATASETS
 
     chosen: _Files = {}
+    found: _Copies = {}
     for dataset in DATASETS:
         files = snapshot.files(dataset)
+        found[dataset] = snapshot.copies(dataset, files) if copies else {}
+        files = [f for f in files if f.path not in found[dataset]]
         if dataset != "sessions":  # the datasets with dictionary-encoded columns
             for stored in files:
                 problem = dictionaries_problem(stored.path)
@@ -199,7 +236,7 @@ def _chosen(snapshot: Snapshot) -> _Files:
                     snapshot.left_out.add(stored.path)
             files = [f for f in files if f.path not in snapshot.left_out]
         chosen[dataset] = files
-    return chosen
+    return chosen, found
 
 
 @dataclass(slots=True, frozen=True)
@@ -213,17 +250,32 @@ def _views(
     duckdb: ModuleType,
     snapshot: Snapshot,
     files: _Files,
+    copies: _Copies,
     low: datetime | None,
     high: datetime | None,
 ) -> _Views:
+    from telemetry.layout import PARTITION_KEY
+    from telemetry.schema import SCHEMAS
+
     connection = duckdb.connect()
     scans: dict[str, Dataset] = {}
     try:
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute("SET enable_progress_bar = false")  # never on our stdout
         for dataset, chosen in files.items():
-            scan = connection.from_arrow(snapshot.arrow_dataset(dataset, chosen))
-            scans[scan.alias] = dataset
+            # The same columns in the same order from either reader.
+            columns = ", ".join(f'"{name}"' for name in [*SCHEMAS[dataset].names, PARTITION_KEY])
+            parts = []
+            if copies[dataset]:
+                paths = [str(path) for path in copies[dataset].values()]
+                parts.append(connection.read_parquet(paths).project(columns))
+            if chosen:
+                arrow = connection.from_arrow(snapshot.arrow_dataset(dataset, chosen))
+                scans[arrow.alias] = dataset
+                parts.append(arrow.project(columns))
+            elif not parts:  # no file: no need of pyarrow.dataset, slow to import
+                parts.append(connection.from_arrow(_empty(dataset)).project(columns))
+            scan = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
             if dataset == "sessions":
                 window = _window(low, high)
                 if window:
@@ -238,6 +290,15 @@ def _views(
         connection.close()
         raise
     return _Views(connection, scans)
+
+
+def _empty(dataset: Dataset) -> pa.Table:
+    import pyarrow as pa
+
+    from telemetry.layout import PARTITION_KEY
+    from telemetry.schema import SCHEMAS
+
+    return SCHEMAS[dataset].append(pa.field(PARTITION_KEY, pa.date32())).empty_table()
 
 
 def _window(low: datetime | None, high: datetime | None) -> str:
@@ -301,6 +362,26 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
     if not all(os.path.exists(path) for path in bad):  # deleted while it was checked
         return None
     return {d: [f for f in chosen if f.path not in bad] for d, chosen in files.items()}
+
+
+def _name_damaged(copies: _Copies, error: Exception) -> None:
+    """Warn of each copy that ``error`` names and that is there: it is damaged (one that is
+    gone was taken out by maintenance, which is no fault)."""
+    import warnings
+
+    from telemetry.errors import CorruptFileWarning
+
+    said = str(error)
+    for copied in copies.values():
+        for copy in copied.values():
+            if str(copy) in said and os.path.exists(copy):
+                warnings.warn(
+                    f"skipping the Parquet copy {copy} ({_first_line(error)}); its Arrow file "
+                    f"is read instead (builder telemetry verify --repair moves the copy aside, "
+                    f"and the next compaction writes it again)",
+                    CorruptFileWarning,
+                    stacklevel=4,
+                )
 
 
 def _where(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> Path | None:

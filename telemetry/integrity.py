@@ -74,6 +74,27 @@ def examine(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tu
     return judge_schema(schema, dataset)
 
 
+def copy_problem(path: Path, rows: int | None) -> str | None:
+    """Why the Parquet copy of a data file at ``path`` cannot be read in full, or does not
+    hold the file's ``rows`` (when known), or None when it can."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)
+    except FileNotFoundError:
+        return VANISHED
+    except OSError as error:
+        if errno_of(error) is None:
+            return f"damaged data ({first_line(error)})"
+        return f"{UNREADABLE} ({reason(error)})"
+    except pa.ArrowException as error:
+        return f"damaged data ({first_line(error)})"
+    if rows is not None and table.num_rows != rows:
+        return f"holds {table.num_rows} rows where its file holds {rows}"
+    return None
+
+
 class Unsound(Exception):
     """The two ends of a file are not those of one whole Arrow IPC file (the message says
     where they differ)."""

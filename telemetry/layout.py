@@ -11,12 +11,18 @@ is what the files of one write share; ``-day`` marks the files of a compacted da
 is the file's row count, which lets retention and ``recent`` plan without opening files.
 A name starting with a dot is never data (a writer's temporary file, removed days).
 
+A compacted file also has a Parquet copy in a hidden folder of its day, which SQL engines
+read faster (:func:`copy_path`)::
+
+    <dir>/targets/date=2025-10-26/.parquet/20251027T030000Z-9b1e22c0a7f3-day-n25000.arrow.v1.parquet
+
 This module is the one place that spells the layout out: the writer, the snapshot, the
 maintenance and the query engines (DuckDB, Spark, the Parquet export) all ask it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -30,12 +36,15 @@ from telemetry.schema import Dataset
 PARTITION_KEY: Final = "date"
 TMP_PREFIX: Final = ".tmp-"
 TRASH_PREFIX: Final = ".trash-"
+# The hidden folder of a day partition that holds the Parquet copies of its compacted files.
+COPIES: Final = ".parquet"
 _PARTITION = re.compile(rf"^{PARTITION_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.
 _ROWS = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}(?:-day)?-n(\d+)\.arrow$")
 _COUNT_SUFFIX = re.compile(r"(-n\d+)?\.arrow$")
 _DAY_FILE = re.compile(r"-day-n\d+\.arrow$")
+_COPY = re.compile(r"^(.+\.arrow)\.v(\d+)\.parquet$")
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,3 +117,22 @@ def is_data(name: str) -> bool:
 def is_compacted(name: str) -> bool:
     """Whether a data file holds a compacted day."""
     return _DAY_FILE.search(name) is not None
+
+
+def copy_path(path: str, version: int) -> str:
+    """Where the Parquet copy of the data file at ``path``, in schema ``version``, lives:
+    ``.parquet/<its name>.v<version>.parquet`` in the file's day folder (a string: a
+    snapshot looks for the copies of a year's files, and paths as objects cost more).
+
+    >>> copy_path("t/targets/date=2025-10-26/x-day-n5.arrow", 1)
+    't/targets/date=2025-10-26/.parquet/x-day-n5.arrow.v1.parquet'
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, COPIES, f"{name}.v{version}.parquet")
+
+
+def copied(name: str) -> tuple[str, int] | None:
+    """The name of the data file a copy's name stands for, and the copy's schema version;
+    None for any other name."""
+    match = _COPY.match(name)
+    return (match.group(1), int(match.group(2))) if match else None

@@ -33,13 +33,15 @@ import pyarrow.ipc as ipc
 
 from telemetry import layout
 from telemetry.errors import StorageError
-from telemetry.integrity import UNREADABLE, VANISHED, Finding, problem, reason
+from telemetry.integrity import UNREADABLE, VANISHED, Finding, copy_problem, problem, reason
 from telemetry.layout import Layout
 from telemetry.locks import guard
 from telemetry.pending import PENDING, pending_files
-from telemetry.schema import DATASETS, REPLACES_KEY, Dataset
+from telemetry.schema import DATASETS, REPLACES_KEY, SCHEMA_VERSION, Dataset
 from telemetry.snapshot import (
     GRACE_SECONDS,
+    Snapshot,
+    SnapshotChanged,
     StoredFile,
     folder_entries,
     list_days,
@@ -47,7 +49,7 @@ from telemetry.snapshot import (
     listing,
     replaced,
 )
-from telemetry.writer import as_table, write_file
+from telemetry.writer import as_table, write_copy, write_file
 
 QUARANTINE: Final = "quarantine"
 # A temporary file older than this was left by a writer that died; the sweep removes it.
@@ -146,6 +148,35 @@ def _trash_folder(store: Layout, dataset: Dataset) -> Path:
     """A new hidden folder for what is taken out of ``dataset``, named by the time it was
     made (which the sweep reads) and a random part."""
     return store.dataset(dataset) / f"{layout.TRASH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
+
+
+def write_copies(store: Layout, day: date) -> int:
+    """Write the Parquet copy of each compacted file of ``day`` that has none in this
+    schema version, from the file's rows as every reader reads them; returns how many were
+    written. :class:`StorageError` when one cannot be written (the copies written before
+    it stay: each is whole).
+
+    Under the guard shared, as a write: retention never removes the day meanwhile, and a
+    day it removed gets no copy (its folder is never made again)."""
+    written = 0
+    with guard(store.root, exclusive=False):
+        snapshot = Snapshot.take(store, days=[day])
+        for dataset in DATASETS:
+            copied = snapshot.copies(dataset)
+
+            def lacking(stored: StoredFile, copied: dict[Path, Path] = copied) -> bool:
+                return layout.is_compacted(stored.path.name) and stored.path not in copied
+
+            for stored in snapshot.files(dataset, where=lacking, warn=False):
+                try:
+                    table = snapshot.read(stored, dataset)
+                except SnapshotChanged:
+                    continue  # deleted meanwhile (by clear): nothing to copy
+                if table is None:
+                    continue  # damaged: verify names it, and readers leave it out
+                write_copy(stored.path, table, day)
+                written += 1
+    return written
 
 
 # -- retention --------------------------------------------------------------------------------
@@ -303,7 +334,11 @@ def remove_leftovers(store: Layout) -> None:
             committed = None if dataset == "sessions" else stems.get(entry.name, set())
             if dataset != "sessions" and committed is None:
                 continue  # its sessions could not be listed: nothing here is known to be dead
-            for inner in folder_entries(entry.path):
+            inside = folder_entries(entry.path)
+            for inner in inside:
+                if inner.name == layout.COPIES and inner.is_dir(follow_symlinks=False):
+                    _remove_dead_copies(inner.path, {e.name for e in inside}, stale)
+                    continue
                 leftover = inner.name.startswith(layout.TMP_PREFIX) or (
                     committed is not None
                     and inner.name.endswith(".arrow")
@@ -318,6 +353,23 @@ def remove_leftovers(store: Layout) -> None:
                 os.unlink(entry.path)
 
 
+def _remove_dead_copies(
+    folder: str, names: set[str], stale: Callable[[os.DirEntry[str]], bool]
+) -> None:
+    """Remove the Parquet copies in ``folder`` whose file is no longer among ``names`` (its
+    day folder's: compaction replaced it, ``verify --repair`` moved it) or that hold another
+    schema version, and temporary files, once they are an hour old. A reader that chose
+    such a copy before reads the file where it is now instead."""
+    for entry in folder_entries(folder):
+        copy = layout.copied(entry.name)
+        dead = entry.name.startswith(layout.TMP_PREFIX) or (
+            copy is not None and (copy[0] not in names or copy[1] != SCHEMA_VERSION)
+        )
+        if dead and stale(entry):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 def _trashed_at(name: str) -> float:
     """When a hidden removed folder was made, from its name (0 for a name without it)."""
     moment = name[len(layout.TRASH_PREFIX) :].split("-", 1)[0]
@@ -328,12 +380,18 @@ def _trashed_at(name: str) -> float:
 
 
 def verify(store: Layout) -> Iterator[Finding]:
-    """Every data file with the reason it cannot be read in full, or None when it can."""
+    """Every data file, and every Parquet copy of one, with the reason it cannot be read in
+    full, or None when it can."""
     for dataset in DATASETS:
         for stored in list_files(store, dataset):
             found = problem(stored.path, dataset, full=True)
             if found != VANISHED:
                 yield Finding(stored.path, found)
+            copy = Path(layout.copy_path(str(stored.path), SCHEMA_VERSION))
+            if layout.is_compacted(stored.path.name) and copy.exists():
+                found = copy_problem(copy, stored.rows)
+                if found != VANISHED:
+                    yield Finding(copy, found)
 
 
 def quarantine(store: Layout, path: Path) -> Path:

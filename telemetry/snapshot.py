@@ -37,7 +37,7 @@ from telemetry import layout
 from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.integrity import VANISHED, Unsound, examine, first_line, footer_schema
 from telemetry.layout import Layout
-from telemetry.schema import DATASETS, REPLACES_KEY, SCHEMAS, Dataset
+from telemetry.schema import DATASETS, REPLACES_KEY, SCHEMA_VERSION, SCHEMAS, Dataset
 
 if TYPE_CHECKING:
     import polars as pl
@@ -156,6 +156,22 @@ class Snapshot:
             for f in chosen
             if (checked := self._checked[f.path]) is not None and f.path not in self.left_out
         ]
+
+    def copies(
+        self, dataset: Dataset, files: Iterable[StoredFile] | None = None
+    ) -> dict[Path, Path]:
+        """The Parquet copies there are now of the compacted files among ``files`` (the
+        committed files of ``dataset`` by default), by the file's path; nothing is opened. A
+        copy holds exactly its file's rows in this version's schema, with the day as
+        ``date`` (:func:`telemetry.writer.write_copy`): the copies are for engines that read
+        Parquet faster, and a reader that fails on one reads its file instead."""
+        found: dict[Path, Path] = {}
+        for stored in self.committed(dataset) if files is None else files:
+            if layout.is_compacted(stored.path.name) and stored.path not in self.left_out:
+                copy = layout.copy_path(str(stored.path), SCHEMA_VERSION)
+                if os.path.exists(copy):
+                    found[stored.path] = Path(copy)
+        return found
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -334,7 +350,7 @@ def listing(
     for day in chosen:
         if (since and day < since) or (until and day > until):
             continue
-        folder = store.partition(dataset, day)
+        folder = os.path.join(parent, layout.partition_name(day))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except FileNotFoundError:

@@ -141,6 +141,11 @@ class TelemetryStorage:
             self.layout, day, stem, sessions, targets, rollup, replaces
         )
 
+    def write_copies(self, day: date) -> int:
+        """Write the missing Parquet copies of ``day``'s compacted files (see
+        :func:`telemetry.maintenance.write_copies`); the caller holds :meth:`lock`."""
+        return maintenance.write_copies(self.layout, day)
+
     def remove_replaced(self, day: date) -> int:
         """Take out the files of ``day`` that a compacted sessions file replaces (left by a
         compaction that stopped before it took them out); the caller holds :meth:`lock`."""

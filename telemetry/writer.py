@@ -28,7 +28,7 @@ from telemetry import layout
 from telemetry.errors import StorageError, write_failure
 from telemetry.layout import Layout
 from telemetry.locks import guard
-from telemetry.schema import SCHEMAS, Dataset
+from telemetry.schema import SCHEMA_VERSION, SCHEMAS, Dataset
 
 _WRITE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd")
 _BATCH_ROWS: Final = 65_536
@@ -136,6 +136,33 @@ def write_file(
             os.fsync(handle.fileno())
         os.rename(temporary, final)
         _fsync_dir(folder)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise StorageError(f"could not write {final}: {write_failure(error)}") from error
+    return final
+
+
+def write_copy(source: Path, table: pa.Table, day: date) -> Path:
+    """Write the Parquet copy of the data file ``source`` (its rows ``table``, in this
+    version's schema) with the day as a ``date`` column, atomically, into the hidden folder
+    of ``source``'s day (:func:`telemetry.layout.copy_path`); :class:`StorageError` when it
+    cannot, as when the day folder is gone (it is never made again here)."""
+    import pyarrow.parquet as pq
+
+    final = Path(layout.copy_path(str(source), SCHEMA_VERSION))
+    temporary = final.parent / f"{layout.TMP_PREFIX}{final.name}"
+    dated = table.append_column(
+        pa.field(layout.PARTITION_KEY, pa.date32(), nullable=False),
+        pa.repeat(pa.scalar(day, pa.date32()), table.num_rows),
+    )
+    try:
+        final.parent.mkdir(exist_ok=True)
+        with temporary.open("xb") as handle:
+            pq.write_table(dated, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, final)
     except OSError as error:
         with contextlib.suppress(OSError):
             temporary.unlink()

@@ -187,8 +187,8 @@ def test_a_damaged_footer_is_named_once_left_out_and_moved_aside(
     assert [line.split(": ")[:2] for line in found.stdout.splitlines()[:-1]] == [
         ["damaged", str(victim)]
     ]
-    assert found.stdout.splitlines()[-1] == (
-        "Checked 9 files: 1 damaged file; run with --repair to move them aside."
+    assert found.stdout.splitlines()[-1] == (  # 9 files, and a Parquet copy of each
+        "Checked 18 files: 1 damaged file; run with --repair to move them aside."
     )
     repaired = _run(store, "verify", "--repair")
     moved = store / "quarantine" / dataset / VICTIM_DAY / victim.name

@@ -198,28 +198,34 @@ def _one_line(said: str, *, file: str, why: str, prefix: str = "Error: ") -> Non
     assert re.search(rf"could not write {file}: ", line), line
 
 
-def _under(folder: Path, *, directly: bool = False) -> str:
-    """A regular expression for a data file in ``folder`` (or in a folder below it)."""
-    return re.escape(f"{folder}/") + (r"[^/]+\.arrow" if directly else r"\S+\.arrow")
+def _under(folder: Path, *, directly: bool = False, suffix: str = ".arrow") -> str:
+    """A regular expression for a data file (or a file ending in ``suffix``) in ``folder``
+    (or in a folder below it)."""
+    name = r"[^/]+" if directly else r"\S+"
+    return re.escape(f"{folder}/") + name + re.escape(suffix)
 
 
 # -- compaction -----------------------------------------------------------------------------
 
 
-# What compacting a day writes, in this order.
+# What compacting a day writes, in this order: its merged files, then a Parquet copy of each.
 MERGED = ("targets", "daily_targets", "sessions")
+COPIED = ("sessions", "targets", "daily_targets")
+COPIES = ".parquet"  # the folder of a day that holds its copies
 
 
 @dataclass(slots=True, frozen=True)
 class Day:
     """One day folder of the compaction case, and the pages compacting it writes (its
-    merged targets file, rollup and merged sessions file) and takes out (the files merged,
-    kept an hour for the readers that listed them: they free no space meanwhile)."""
+    merged targets file, rollup and merged sessions file, then their Parquet copies, in the
+    order of :data:`COPIED`) and takes out (the files merged, kept an hour for the readers
+    that listed them: they free no space meanwhile)."""
 
     folder: str
     targets: int
     rollup: int
     sessions: int
+    copies: tuple[int, int, int]
     freed: int
 
 
@@ -283,13 +289,19 @@ def _shape(files: dict[str, str], merged: set[str]) -> list[tuple[str, str]]:
 
 
 def _outcome(days: list[Day], free: int) -> tuple[int, str]:
-    """Which day's compaction runs out of space with ``free`` pages, and in which dataset's
-    file; ``(len(days), "")`` when none does. Days are compacted oldest first; what one
-    merged is kept an hour for the readers that listed it, so it frees nothing here."""
+    """How many days are merged when compaction runs out of space with ``free`` pages, and
+    in which file: a dataset's merged file of the next day (``"targets"``), or the Parquet
+    copy of a file of the last day merged (``"targets/.parquet"``); ``(len(days), "")``
+    when it never does. Days are compacted oldest first; what one merged is kept an hour
+    for the readers that listed it, so it frees nothing here."""
     for number, day in enumerate(days):
         for dataset, pages in zip(MERGED, (day.targets, day.rollup, day.sessions), strict=True):
             if free < pages:
                 return number, dataset
+            free -= pages
+        for dataset, pages in zip(COPIED, day.copies, strict=True):
+            if free < pages:
+                return number + 1, f"{dataset}/{COPIES}"
             free -= pages
     return len(days), ""
 
@@ -309,23 +321,29 @@ def compaction(tmp_path_factory: pytest.TempPathFactory) -> Compaction | None:
                    capture_output=True)  # fmt: skip
     assert _answers(measured) == before
 
-    def pages(store: Path, folder: str, dataset: str = "*") -> int:
-        files = store.glob(f"{dataset}/{folder}/*.arrow")
-        return sum(math.ceil(path.stat().st_size / PAGE) for path in files)
+    def pages(store: Path, folder: str, dataset: str = "*", files: str = "*.arrow") -> int:
+        found = store.glob(f"{dataset}/{folder}/{files}")
+        return sum(math.ceil(path.stat().st_size / PAGE) for path in found)
 
     days = []
     for folder in sorted(path.name for path in pristine.glob("sessions/date=*")):
         t, r, s = (pages(measured, folder, dataset) for dataset in MERGED)
-        days.append(Day(folder, t, r, s, freed=pages(pristine, folder)))
+        c1, c2, c3 = (pages(measured, folder, d, f"{COPIES}/*.parquet") for d in COPIED)
+        days.append(Day(folder, t, r, s, (c1, c2, c3), freed=pages(pristine, folder)))
     first, second = days[0], days[1]
     t, r, s = first.targets, first.rollup, first.sessions
     assert t >= 4 and second.targets + second.rollup + second.sessions > 0
+    assert all(first.copies)
     # Free pages: none, within the first day's merged targets file, at the edges of each of
-    # its three files, in the second day's files, and enough for every file of the whole
-    # compaction.
+    # its three files and of their three copies, in the second day's files, and enough for
+    # every file of the whole compaction.
     edges = {0, t // 2, t - 1, t, t + r - 1, t + r, t + r + s - 1, t + r + s}
-    edges.add(t + r + s + second.targets + second.rollup)
-    edges.add(sum(day.targets + day.rollup + day.sessions for day in days))
+    written = t + r + s
+    for copy in first.copies:
+        edges |= {written + copy - 1, written + copy}
+        written += copy
+    edges.add(written + second.targets + second.rollup)
+    edges.add(sum(day.targets + day.rollup + day.sessions + sum(day.copies) for day in days))
     spare = iter(range(1, t))
     while len(edges) < 10:
         edges.add(next(spare))
@@ -372,7 +390,12 @@ def _check_compaction(run: Compaction, free: int) -> tuple[int, str]:
     ran out of space, and in which dataset's file (see :func:`_outcome`)."""
     number, full = _outcome(run.days, free)
     compacted = run.ran[f"{free}-compact"]
-    if full:
+    if full.endswith(COPIES):  # the day merged, and its copies up to that one
+        assert (compacted.status, compacted.out) == (1, "")
+        folder = run.store / full.split("/")[0] / run.days[number - 1].folder / COPIES
+        file = _under(folder, directly=True, suffix=".parquet")
+        _one_line(compacted.err, file=file, why="No space left on device")
+    elif full:
         assert (compacted.status, compacted.out) == (1, "")
         folder = run.store / full / run.days[number].folder
         _one_line(compacted.err, file=_under(folder, directly=True), why="No space left on device")
@@ -404,8 +427,10 @@ def test_compaction_at_a_full_disk_leaves_the_store_as_it_was(
     if compaction is None:
         pytest.skip(NO_NAMESPACE)
     outcomes = {_check_compaction(compaction, free) for free in compaction.levels}
-    # The disk ran out in each file of the first day, in the second day, and never.
+    # The disk ran out in each file of the first day and in each of their copies, in the
+    # second day, and never.
     assert {(0, "targets"), (0, "daily_targets"), (0, "sessions")} < outcomes
+    assert {(1, f"{dataset}/{COPIES}") for dataset in COPIED} < outcomes
     assert {number for number, _ in outcomes} == {0, 1, len(compaction.days)}
 
 
