@@ -387,13 +387,15 @@ def sizes(store: Path, events_per_row: float, target_rows: int, rows_jsonl: Path
     targets = sum(p.stat().st_size for p in _data_files(store, "targets"))
     whole = sum(p.stat().st_size for p in _data_files(store))
     rollups = sum(p.stat().st_size for p in _data_files(store, "daily_targets"))
+    copies = sum(p.stat().st_size for p in store.glob("*/date=*/.parquet/*.parquet"))
     events = events_per_row
     with rows_jsonl.open("rb") as lines:
         rows = rows_jsonl.stat().st_size / sum(1 for _ in lines)
     return [
         Figure("stored bytes per target row (targets files)", "B", [targets / target_rows], "",
                f"whole store {whole / target_rows:.1f} B per target row, {whole / 1e6:.1f} MB, "
-               f"of which rollups {rollups / 1e6:.2f} MB"),
+               f"of which rollups {rollups / 1e6:.2f} MB; and the Parquet copies of the "
+               f"compacted files, {copies / 1e6:.1f} MB"),
         Figure("JSON-lines events / whole store", "x", [events / (whole / target_rows)],
                "≥ 15x", f"{events:.0f} B of events per target row"),
         Figure("JSON-lines target rows / targets files", "x", [rows / (targets / target_rows)],
@@ -582,13 +584,14 @@ def summary_vs_duckdb(
 
 
 def sql_count_vs_parquet(
-    repeat: int, store: Path, packed: Path, targets_parquet: Path, rows: int
+    repeat: int, store: Path, packed: Path, targets_parquet: Path, rows: int, shape: str = ""
 ) -> list[Figure]:
     """`builder telemetry sql "select count(*) from targets"` against DuckDB over one Parquet
     file of the same target rows, side by side: as library calls (a new snapshot and its
     views, of the compacted store and of the store as ingested, against a new DuckDB
     connection reading the file) and as whole commands (against Python running DuckDB over
-    the file). The snapshot alone (listing and checking every file's footer) is timed too."""
+    the file). The snapshot alone (listing and checking every file's footer) is timed too.
+    ``shape`` names the history in the figures' names when it is not the run's own."""
     import duckdb
 
     from telemetry.duckdb import query
@@ -632,17 +635,53 @@ def sql_count_vs_parquet(
     def ratio(ours: str, theirs: str) -> list[float]:
         return [o / t for o, t in zip(times[ours], times[theirs], strict=True)]
 
+    of = f", {shape}" if shape else ""
     return [
-        Figure("sql count(*) of targets, compacted store / DuckDB over Parquet", "x",
+        Figure(f"sql count(*) of targets, compacted store / DuckDB over Parquet{of}", "x",
                ratio("compacted", "parquet"), "≤ 1.5x",
                f"library calls: ours {ms('compacted')} (of which the snapshot {ms('snapshot')}), "
                f"Parquet {ms('parquet')}; {rows:,} rows"),
-        Figure("sql count(*) of targets, store as ingested / DuckDB over Parquet", "x",
+        Figure(f"sql count(*) of targets, store as ingested / DuckDB over Parquet{of}", "x",
                ratio("ingested", "parquet"), "", f"ours {ms('ingested')}"),
-        Figure("`builder telemetry sql` count(*) / python + DuckDB over Parquet", "x",
+        Figure(f"`builder telemetry sql` count(*) / python + DuckDB over Parquet{of}", "x",
                ratio("command", "python"), "≤ 1.5x",
                f"whole commands, compacted store: ours {ms('command')}, {ms('python')}"),
     ]  # fmt: skip
+
+
+def small_team_year(
+    repeat: int, folder: Path, builds: int, targets: int, seed: int
+) -> list[Figure]:
+    """A year of a small team's builds (``builds`` over 365 days, ten a day by default), as
+    ingested and compacted: 365 day folders, where the default history has 60. The figures
+    that depend on the number of days are measured on it too."""
+    from pipelines.compaction import compact
+    from telemetry.ingest import ingest_file
+    from telemetry.storage import TelemetryStorage
+
+    events = folder / "year.jsonl"
+    started = time.perf_counter()
+    generate_events(events, builds, targets, 365, seed + 1)
+    store, packed = folder / "year-ingested", folder / "year-compacted"
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    ingest_file(storage, events, apply_retention=False)
+    events.unlink()
+    shutil.copytree(store, packed)
+    compact(TelemetryStorage(packed, retention_days=10**5, max_sessions=10**9))
+    print(f"stored and compacted a year of {builds:,} builds x {targets} targets in "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+    import polars as pl
+
+    from telemetry.snapshot import scan
+
+    year_parquet = folder / "year-targets.parquet"
+    files = storage.snapshot(datasets=("targets",)).files("targets")
+    scan(files, dataset="targets").with_columns(
+        pl.col("target", "status").cast(pl.String)
+    ).sink_parquet(year_parquet)
+    rows = pl.scan_parquet(year_parquet).select(pl.len()).collect().item()
+    shape = f"a year of {builds:,} builds"
+    return sql_count_vs_parquet(repeat, store, packed, year_parquet, rows, shape)
 
 
 def spark_source_vs_parquet(repeat: int, packed: Path, folder: Path) -> list[Figure]:
@@ -733,6 +772,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="a year: 100,000 x 500 targets")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--year-builds",
+        type=int,
+        default=3650,
+        help="builds of the small team's year (365 days) that some figures are measured on",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument(
         "--json-rows",
@@ -777,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         figures += summary_vs_duckdb(args.repeat, store, packed, targets_parquet, sessions_parquet)
         figures += command_times(args.repeat, packed)
         figures += sql_count_vs_parquet(args.repeat, store, packed, targets_parquet, rows)
+        figures += small_team_year(args.repeat, folder, args.year_builds, args.targets, args.seed)
         figures += spark_source_vs_parquet(args.repeat, packed, folder)
     _print(figures)
     report = {
