@@ -26,6 +26,7 @@ as a merged file does: what was committed stays, and readers read the file witho
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterable
@@ -35,9 +36,10 @@ from datetime import date
 import polars as pl
 import pyarrow as pa
 
+from telemetry import layout
 from telemetry.errors import StorageError, TelemetryWarning
 from telemetry.events import EXECUTED
-from telemetry.schema import SCHEMAS, Dataset
+from telemetry.schema import DATASETS, SCHEMAS, Dataset
 from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile, readable
 from telemetry.storage import TelemetryStorage
 from telemetry.writer import prune_dictionaries
@@ -51,12 +53,21 @@ class CompactedDay:
     files: int  # the builds' sessions files merged (a compacted file counts as one)
     sessions: int
     targets: int
+    rollups: int = 0  # the rollup's rows, one per target
+    target_files: int = 0  # the builds' targets files merged
+    copies: int = 0  # the Parquet copies written (of a day merged before, too: files is 0)
+
+    @property
+    def merged(self) -> bool:
+        """Whether the day's builds were merged (not only its missing copies written)."""
+        return self.files > 0
 
 
 def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> list[CompactedDay]:
     """Compact the closed days (before today, UTC) that need it, or only ``days``; returns
-    the days compacted, oldest first. A day already compacted, with nothing stored into it
-    since, is skipped."""
+    the days worked on, oldest first: those merged, and those whose missing Parquet copies
+    were written (:attr:`CompactedDay.merged` tells). A day already compacted, with nothing
+    stored into it since and its copies there, is skipped."""
     today = storage.today()
     done: list[CompactedDay] = []
     if not storage.days("sessions"):
@@ -66,34 +77,74 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
             "compaction needs file locks, which this platform does not have: two runs at "
             "once would each keep a merged copy of the same builds"
         )
-    with storage.lock():
-        chosen = storage.days("sessions") if days is None else sorted(set(days))
-        for day in chosen:
-            if day >= today:
-                continue  # builds are still being stored into it
-            linked = storage.links(day)
-            if linked:
-                # A day kept elsewhere (moved to another disk): compaction writes and deletes
-                # files, and does so only inside the store.
-                warnings.warn(
-                    f"skipping {linked[0]}: it is a link to {os.path.realpath(linked[0])}; "
-                    f"compaction changes nothing outside {storage.dir}",
-                    TelemetryWarning,
-                    stacklevel=2,
-                )
-                continue
-            result = _compact_day(storage, day)
-            if result is not None:
-                done.append(result)
-            # Each compacted file gets its Parquet copy, which `builder telemetry sql` reads
-            # (days compacted before copies existed, or whose copy a run did not finish,
-            # included). A copy that cannot be written stops the run as a merged file does:
-            # the day stays readable (its file is read instead), and the next run writes it.
-            storage.write_copies(day)
-    # What earlier runs took out (and leftovers of dead writers) goes once its hour is
-    # over, also in a store that no longer receives builds (whose writes would sweep it).
-    storage.sweep(wait=False)  # never waits on a write: the next run sweeps
+    try:
+        with storage.lock():
+            chosen = storage.days("sessions") if days is None else sorted(set(days))
+            for day in chosen:
+                if day >= today:
+                    continue  # builds are still being stored into it
+                linked = storage.links(day)
+                if linked:
+                    # A day kept elsewhere (moved to another disk): compaction writes and
+                    # deletes files, and does so only inside the store.
+                    warnings.warn(
+                        f"skipping {linked[0]}: it is a link to "
+                        f"{os.path.realpath(linked[0])}; compaction changes nothing outside "
+                        f"{storage.dir}",
+                        TelemetryWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                result = _compact_day(storage, day)
+                # Each compacted file gets its Parquet copy, which `builder telemetry sql`
+                # reads (days compacted before copies existed, or whose copy a run did not
+                # finish, included). A copy that cannot be written stops the run as a
+                # merged file does: the day stays readable (its file is read instead), and
+                # the next run writes it.
+                copies = storage.write_copies(day)
+                if result is not None:
+                    done.append(dataclasses.replace(result, copies=copies))
+                elif copies:
+                    done.append(CompactedDay(day, 0, 0, 0, copies=copies))
+    finally:
+        # What earlier runs took out (and leftovers of dead writers) goes once its hour is
+        # over, also in a store that no longer receives builds (whose writes would sweep
+        # it), and also after a run that failed: on a full disk, that is what frees space.
+        storage.sweep(wait=False)  # never waits on a write: the next run sweeps
     return done
+
+
+def pending(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> list[date]:
+    """The closed days (of ``days``) that :func:`compact` would work on: those holding more
+    than their compacted file, or a build's files, or a compacted file without its rollup
+    or its Parquet copies; days kept elsewhere (links) are not compacted. Read from the
+    files' names: nothing is opened."""
+    today = storage.today()
+    snapshot = storage.snapshot(days=days) if days is not None else storage.snapshot()
+    sessions: dict[date, list[StoredFile]] = {}
+    for stored in snapshot.committed("sessions"):
+        sessions.setdefault(stored.day, []).append(stored)
+    rollups = {(f.day, f.stem) for f in snapshot.committed("daily_targets")}
+    copied = {path for dataset in DATASETS for path in snapshot.copies(dataset)}
+    uncopied = {
+        f.day
+        for dataset in DATASETS
+        for f in snapshot.committed(dataset)
+        if layout.is_compacted(f.path.name) and f.path not in copied
+    }
+    waiting = []
+    for day, files in sorted(sessions.items()):
+        if day >= today or storage.links(day):
+            continue
+        done = (
+            len(files) == 1
+            and layout.is_compacted(files[0].path.name)
+            and (day, files[0].stem) in rollups
+            and day not in uncopied
+        )
+        if not done:
+            waiting.append(day)
+    return waiting
 
 
 def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
@@ -112,6 +163,7 @@ def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
     sessions: list[pa.Table] = []
     targets: list[pa.Table] = []
     merged: list[StoredFile] = []
+    paired = 0
     for stored in snapshot.files("sessions"):
         pair = targets_files.get(stored.stem)
         session_rows = _read(snapshot, stored, "sessions")
@@ -121,18 +173,21 @@ def _compact_day(storage: TelemetryStorage, day: date) -> CompactedDay | None:
         sessions.append(session_rows)
         targets.append(target_rows)
         merged.append(stored)
+        paired += pair is not None
     if not merged or compacted(merged):
         return None
     session_table = pa.concat_tables(sessions).sort_by(
         [("start_time", "ascending"), ("session_id", "ascending")]
     )
     target_table = prune_dictionaries(pa.concat_tables(targets))
-    written = storage.write_compacted(
-        day, session_table, target_table, rollup(target_table), merged
-    )
+    rolled = rollup(target_table)
+    rollup_rows = rolled.num_rows
+    written = storage.write_compacted(day, session_table, target_table, rolled, merged)
     if written is None:
         return None
-    return CompactedDay(day, len(merged), session_table.num_rows, target_table.num_rows)
+    return CompactedDay(
+        day, len(merged), session_table.num_rows, target_table.num_rows, rollup_rows, paired
+    )
 
 
 def rollup(targets: pa.Table) -> pa.Table:

@@ -365,20 +365,26 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
 
 
 def _name_damaged(copies: _Copies, error: Exception) -> None:
-    """Warn of each copy that ``error`` names and that is there: it is damaged (one that is
-    gone was taken out by maintenance, which is no fault)."""
+    """Warn of each copy that ``error`` names and that is damaged when read in full (one
+    that is gone was taken out by maintenance, which is no fault; DuckDB's message may name
+    sound copies beside the damaged one)."""
     import warnings
 
     from telemetry.errors import CorruptFileWarning
+    from telemetry.integrity import VANISHED, copy_problem
+    from telemetry.layout import rows_named
 
     said = str(error)
-    for copied in copies.values():
-        for copy in copied.values():
-            if str(copy) in said and os.path.exists(copy):
+    for dataset, copied in copies.items():
+        for source, copy in copied.items():
+            if str(copy) not in said:
+                continue
+            problem = copy_problem(copy, dataset, rows_named(source.name))
+            if problem is not None and problem != VANISHED:
                 warnings.warn(
-                    f"skipping the Parquet copy {copy} ({_first_line(error)}); its Arrow file "
-                    f"is read instead (builder telemetry verify --repair moves the copy aside, "
-                    f"and the next compaction writes it again)",
+                    f"skipping the Parquet copy {copy}: {problem}; its Arrow file is read "
+                    f"instead (builder telemetry verify --repair moves the copy aside, and the "
+                    f"next compaction writes it again)",
                     CorruptFileWarning,
                     stacklevel=4,
                 )

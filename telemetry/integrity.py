@@ -74,10 +74,14 @@ def examine(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tu
     return judge_schema(schema, dataset)
 
 
-def copy_problem(path: Path, rows: int | None) -> str | None:
-    """Why the Parquet copy of a data file at ``path`` cannot be read in full, or does not
-    hold the file's ``rows`` (when known), or None when it can."""
+def copy_problem(path: Path, dataset: Dataset, rows: int | None) -> str | None:
+    """Why the Parquet copy at ``path`` of a ``dataset`` file cannot be read in full, or does
+    not hold this version's columns (and ``date``) or the file's ``rows`` (when known), or
+    None when it can."""
     import pyarrow.parquet as pq
+
+    from telemetry.layout import PARTITION_KEY
+    from telemetry.schema import SCHEMAS
 
     try:
         table = pq.read_table(path)
@@ -90,6 +94,9 @@ def copy_problem(path: Path, rows: int | None) -> str | None:
         return f"{UNREADABLE} ({reason(error)})"
     except pa.ArrowException as error:
         return f"damaged data ({first_line(error)})"
+    expected = SCHEMAS[dataset].append(pa.field(PARTITION_KEY, pa.date32(), nullable=False))
+    if not table.schema.equals(expected, check_metadata=False):
+        return f"not a copy of a {dataset} file: its columns are {', '.join(table.column_names)}"
     if rows is not None and table.num_rows != rows:
         return f"holds {table.num_rows} rows where its file holds {rows}"
     return None

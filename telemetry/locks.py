@@ -1,5 +1,6 @@
-"""The store's two locks: the guard that makes removals wait for writes, and the lock that
-makes check-then-write sequences (ingest's deduplication, compaction) take turns.
+"""The store's locks: the guard that makes removals wait for writes, the lock that makes
+check-then-write sequences (ingest's deduplication, compaction) take turns, and the one a
+run of scheduled jobs holds so that two runs never overlap.
 
 Both are advisory ``flock`` locks on empty files at the top of the store, released when the
 process holding them dies, so a killed writer never leaves the store locked.
@@ -21,6 +22,8 @@ except ImportError:  # Windows: no advisory locks; ingests there should not over
 
 _LOCK = ".lock"
 _GUARD = ".guard"
+# Held by a run of scheduled jobs for the whole run (their own steps take the lock above).
+JOBS_LOCK = ".jobs.lock"
 
 
 def can_lock() -> bool:
@@ -60,16 +63,17 @@ def guard(root: Path, *, exclusive: bool, wait: bool = True) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def lock(root: Path) -> Iterator[None]:
+def lock(root: Path, name: str = _LOCK) -> Iterator[None]:
     """Hold the store's exclusive lock (for check-then-write sequences such as ingest's
-    deduplication, and compaction); plain writes and reads never need it."""
+    deduplication, and compaction; plain writes and reads never need it), or the lock file
+    ``name`` at the top of the store, such as :data:`JOBS_LOCK`."""
     if root.exists() and not root.is_dir():
         raise StorageError(
             f"{root} is not a directory; point BUILDER_TELEMETRY_DIR (or --dir) at one"
         )
     try:
         root.mkdir(parents=True, exist_ok=True)
-        handle = (root / _LOCK).open("a")
+        handle = (root / name).open("a")
     except OSError as error:
         raise StorageError(
             f"could not use {root}: {error.strerror or error}; check "

@@ -200,11 +200,11 @@ def apply_retention(
     all; deciding that nothing goes needs no lock. Without ``wait``, retention is skipped
     while another process writes or compacts (the next write applies it)."""
     result = RetentionResult()
-    plan = _retention_plan(store, retention_days, max_sessions, today)
+    plan = retention_plan(store, retention_days, max_sessions, today)
     if plan[0] or plan[1]:
         with guard(store.root, exclusive=True, wait=wait) as held:
             if held:
-                days, orphans, removed_sessions = _retention_plan(
+                days, orphans, removed_sessions = retention_plan(
                     store, retention_days, max_sessions, today
                 )
                 for day in days:
@@ -218,7 +218,7 @@ def apply_retention(
     return result
 
 
-def _retention_plan(
+def retention_plan(
     store: Layout, retention_days: int | None, max_sessions: int | None, today: date
 ) -> tuple[list[date], list[tuple[Dataset, date]], int]:
     """The days retention removes, the targets and rollup partitions past the cutoff whose
@@ -324,6 +324,15 @@ def remove_leftovers(store: Layout) -> None:
     for dataset in DATASETS:
         if store.dataset(dataset).is_symlink():
             continue  # kept elsewhere: read, never deleted from
+        # The files compaction took out and that are still kept aside: their copies stay
+        # as long as they do, for the readers that listed them.
+        kept_aside = {
+            inner.name
+            for entry in folder_entries(store.dataset(dataset))
+            if entry.name.startswith(layout.TRASH_PREFIX)
+            and _trashed_at(entry.name) >= now - GRACE_SECONDS
+            for inner in folder_entries(entry.path)
+        }
         for entry in folder_entries(store.dataset(dataset)):
             if entry.name.startswith(layout.TRASH_PREFIX):
                 if _trashed_at(entry.name) < now - GRACE_SECONDS:
@@ -337,7 +346,8 @@ def remove_leftovers(store: Layout) -> None:
             inside = folder_entries(entry.path)
             for inner in inside:
                 if inner.name == layout.COPIES and inner.is_dir(follow_symlinks=False):
-                    _remove_dead_copies(inner.path, {e.name for e in inside}, stale)
+                    live = {e.name for e in inside} | kept_aside
+                    _remove_dead_copies(inner.path, live, stale)
                     continue
                 leftover = inner.name.startswith(layout.TMP_PREFIX) or (
                     committed is not None
@@ -357,9 +367,10 @@ def _remove_dead_copies(
     folder: str, names: set[str], stale: Callable[[os.DirEntry[str]], bool]
 ) -> None:
     """Remove the Parquet copies in ``folder`` whose file is no longer among ``names`` (its
-    day folder's: compaction replaced it, ``verify --repair`` moved it) or that hold another
-    schema version, and temporary files, once they are an hour old. A reader that chose
-    such a copy before reads the file where it is now instead."""
+    day folder's, and those kept aside for their hour: compaction replaced it and its hour
+    is over, ``verify --repair`` moved it) or that hold another schema version, and
+    temporary files, once they are an hour old. A reader that chose such a copy before
+    reads the file where it is now instead."""
     for entry in folder_entries(folder):
         copy = layout.copied(entry.name)
         dead = entry.name.startswith(layout.TMP_PREFIX) or (
@@ -389,7 +400,7 @@ def verify(store: Layout) -> Iterator[Finding]:
                 yield Finding(stored.path, found)
             copy = Path(layout.copy_path(str(stored.path), SCHEMA_VERSION))
             if layout.is_compacted(stored.path.name) and copy.exists():
-                found = copy_problem(copy, stored.rows)
+                found = copy_problem(copy, dataset, stored.rows)
                 if found != VANISHED:
                     yield Finding(copy, found)
 

@@ -250,6 +250,14 @@ class TelemetryStorage:
             wait=wait,
         )
 
+    def retention_plan(self) -> RetentionResult:
+        """What :meth:`apply_retention` would remove now (the days and their builds), with
+        nothing removed."""
+        days, _, sessions = maintenance.retention_plan(
+            self.layout, self.retention_days, self.max_sessions, self.today()
+        )
+        return RetentionResult(tuple(days), sessions)
+
     def sweep(self, *, wait: bool = True) -> bool:
         """Remove what dead writers left and what maintenance took out over an hour ago,
         while nothing writes (see :func:`telemetry.maintenance.sweep_leftovers`)."""

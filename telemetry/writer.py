@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -151,7 +152,8 @@ def write_copy(source: Path, table: pa.Table, day: date) -> Path:
     import pyarrow.parquet as pq
 
     final = Path(layout.copy_path(str(source), SCHEMA_VERSION))
-    temporary = final.parent / f"{layout.TMP_PREFIX}{final.name}"
+    # A name of its own: what a killed run left (the sweep's to remove) is never in the way.
+    temporary = final.parent / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}"
     dated = table.append_column(
         pa.field(layout.PARTITION_KEY, pa.date32(), nullable=False),
         pa.repeat(pa.scalar(day, pa.date32()), table.num_rows),
@@ -163,10 +165,13 @@ def write_copy(source: Path, table: pa.Table, day: date) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(temporary, final)
-    except OSError as error:
+        _fsync_dir(final.parent)
+    except BaseException as error:  # Ctrl-C too: no temporary file is left behind
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise StorageError(f"could not write {final}: {write_failure(error)}") from error
+        if isinstance(error, OSError):
+            raise StorageError(f"could not write {final}: {write_failure(error)}") from error
+        raise
     return final
 
 

@@ -26,7 +26,8 @@ import pytest
 
 import telemetry.duckdb as sql
 from pipelines.compaction import compact
-from telemetry.errors import CorruptFileWarning
+from telemetry import layout
+from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.ingest import ingest_jsonl
 from telemetry.schema import SCHEMA_VERSION
 from telemetry.storage import TelemetryStorage
@@ -162,7 +163,9 @@ def test_copies_gone_before_the_views_are_made_leave_it_to_the_files(
 
 def _compacted_again(storage: TelemetryStorage) -> None:
     """The copies written again (by a compaction that merges nothing)."""
-    assert compact(storage) == [] and len(_copies(storage)) == 9
+    again = compact(storage)
+    assert [(d.merged, d.copies) for d in again] == [(False, 3)] * 3
+    assert len(_copies(storage)) == 9
 
 
 def test_a_day_retention_removes_under_a_query_is_read_where_it_went(
@@ -179,14 +182,29 @@ def test_a_day_retention_removes_under_a_query_is_read_where_it_went(
     assert not list(storage.dir.glob(f"*/date={DAY0}"))
 
 
-def test_compaction_writes_the_copies_a_day_lacks(tmp_path: Path) -> None:
+def test_compaction_writes_the_copies_a_day_lacks_and_says_so(cli: Runner, tmp_path: Path) -> None:
     """Days compacted before copies existed (or whose copies a killed run never wrote)."""
-    storage = _compacted(tmp_path / "t")
+    storage = _compacted(tmp_path / "telemetry")
     for folder in storage.dir.glob("*/date=*/.parquet"):
         shutil.rmtree(folder)
-    assert compact(storage) == []  # nothing to merge
+    done = cli("telemetry", "compact")
+    assert done.stdout == (
+        f"Nothing to compact in {storage.dir}: every closed day is compacted. Wrote 9 Parquet "
+        f"copies of days compacted before, for SQL.\n"
+    )
     assert _copies(storage) == sorted(_copy_of(f) for f in _day_files(storage))
     assert _rows(storage, COUNT_BOTH) == [(9, 39)]
+    assert cli("telemetry", "compact").stdout == (
+        f"Nothing to compact in {storage.dir}: every closed day is compacted.\n"
+    )
+
+
+def test_a_temporary_copy_a_killed_run_left_is_not_in_the_way(tmp_path: Path) -> None:
+    storage = _compacted(tmp_path / "t")
+    copy = _copy_of(_day_files(storage, "targets")[0])
+    copy.rename(copy.with_name(f".tmp-{copy.name}"))  # as if killed before its rename
+    assert [d.copies for d in compact(storage)] == [1]
+    assert copy.exists()
 
 
 def test_a_copy_that_cannot_be_written_stops_compaction_as_a_merged_file_does(
@@ -248,8 +266,46 @@ def test_the_sweep_removes_the_copies_whose_file_is_gone(tmp_path: Path) -> None
 
     assert _rows(storage, COUNT_BOTH) == [(10, 43)]
     storage.sweep()
+    # The replaced files are kept aside for their hour, for the readers that listed them,
+    # and so are their copies.
+    assert set(_copies(storage)) == live | replaced | {foreign, young}
+    for aside in storage.dir.glob(f"*/{layout.TRASH_PREFIX}*"):
+        aside.rename(aside.with_name(f"{layout.TRASH_PREFIX}1000000000-{aside.name[-8:]}"))
+    storage.sweep()
     assert set(_copies(storage)) == live | {foreign, young}
     assert _rows(storage, COUNT_BOTH) == [(10, 43)]
+
+
+def test_a_run_that_fails_on_a_copy_still_sweeps(tmp_path: Path) -> None:
+    """On a full disk, what earlier runs kept aside past its hour is what frees space."""
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    aside = storage.dir / "targets" / f"{layout.TRASH_PREFIX}1000000000-0123abcd"
+    aside.mkdir()
+    (aside / "replaced-n1.arrow").write_bytes(b"x")
+    (storage.dir / "targets" / f"date={DAY0}" / ".parquet").write_text("in the way")
+    with pytest.raises(StorageError, match="could not write"):
+        compact(storage)
+    assert not aside.exists()
+
+
+def test_a_copy_of_other_columns_is_named_alone_and_verify_finds_it(
+    cli: Runner, tmp_path: Path
+) -> None:
+    """DuckDB's message about a copy without a column names a sound copy too: only the one
+    that lacks it is named."""
+    storage = _compacted(tmp_path / "telemetry")
+    victim = _copy_of(_day_files(storage, "targets")[1])
+    pq.write_table(pq.read_table(victim).drop(["worker"]), victim)
+    workers = sum(
+        ipc.open_file(f).read_all()["worker"].null_count for f in _day_files(storage, "targets")
+    )
+    with pytest.warns(CorruptFileWarning) as warned:
+        assert _rows(storage, "select count(worker) from targets") == [(39 - workers,)]
+    assert [str(w.message).split(":")[0] for w in warned] == [f"skipping the Parquet copy {victim}"]
+    assert "not a copy of a targets file" in str(warned[0].message)
+    found = cli("telemetry", "verify")
+    assert found.code == 1
+    assert found.stdout.startswith(f"damaged: {victim}: not a copy of a targets file: its ")
 
 
 def test_verify_reads_the_copies_and_repair_moves_a_damaged_one_aside(

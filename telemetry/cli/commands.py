@@ -9,6 +9,7 @@ learns is offered here without a second list to keep.
 from __future__ import annotations
 
 import sys
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -619,22 +620,92 @@ def clear(
 def compact(ctx: typer.Context) -> None:
     """Merge each closed day (before today, UTC) into one file per dataset and roll up its
     targets, so long windows read fast; the numbers stay the same. Run it daily."""
-    from pipelines.compaction import compact as run
+    from pipelines.jobs import run_jobs
 
     storage = reports.storage(_config(ctx))
-    done = run(storage)
-    if not done:
-        if storage.is_empty():
-            reports.out(f"No telemetry data in {storage.dir}.\n")
-        else:
-            reports.out(f"Nothing to compact in {storage.dir}: every closed day is compacted.\n")
+    if storage.is_empty():
+        reports.out(f"No telemetry data in {storage.dir}.\n")
         return
-    builds = sum(day.sessions for day in done)
-    files = sum(day.files for day in done)
-    reports.out(
-        f"Compacted {_plural(len(done), 'day')} in {storage.dir}: "
-        f"{_plural(builds, 'build')} from {_plural(files, 'file')} into {len(done)}.\n"
-    )
+    [done] = run_jobs(storage, ["compact"])
+    if done.outcome == "failed":
+        _err(f"Error: {' '.join(done.said.split())}")
+        raise typer.Exit(1)
+    merged, copies = done.counts["days"], done.counts["copies_backfilled"]
+    if not merged:
+        said = f"Nothing to compact in {storage.dir}: every closed day is compacted."
+    else:
+        said = (
+            f"Compacted {_plural(merged, 'day')} in {storage.dir}: "
+            f"{_plural(done.counts['builds'], 'build')} from "
+            f"{_plural(done.counts['writes_merged'], 'file')} into {merged}."
+        )
+    if copies:
+        said += (
+            f" Wrote {copies:,} Parquet {'copy' if copies == 1 else 'copies'} of days "
+            f"compacted before, for SQL."
+        )
+    reports.out(said + "\n")
+
+
+jobs_app = typer.Typer(
+    cls=_TelemetryGroup,
+    help="Scheduled jobs (compaction, retention): run them from cron, a systemd timer or a "
+    "CI schedule.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+telemetry_app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list(ctx: typer.Context, format: ReportFormatOption = "text") -> None:
+    """Each job: what it does, its last run (when, how it went, what it did) and the work
+    waiting for it."""
+    from telemetry.cli import jobs
+
+    jobs.listing(_config(ctx), format=format)
+
+
+def _job_names(names: list[str]) -> list[str]:
+    from pipelines.jobs import JobChoice
+
+    known = typing.get_args(JobChoice)
+    for name in names:
+        if name not in known:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(known)}")
+    return names
+
+
+@jobs_app.command("run")
+def jobs_run(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="JOB...",
+            help="compact, retention, or all (in that order).",
+            callback=_job_names,
+        ),
+    ],
+    day: Annotated[
+        str | None,
+        typer.Option(metavar="YYYY-MM-DD", help="Only this day (compaction; a backfill)."),
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what each job would do; change nothing.")
+    ] = False,
+) -> None:
+    """Run jobs, one after the other, under the store's jobs lock (a second run waits for
+    the first); stop at the first that fails (exit status 1). Each run is logged in
+    <dir>/jobs/runs.jsonl. Retention keeps the store's policy whatever days are given."""
+    from telemetry.cli import jobs
+
+    status = jobs.run(_config(ctx), names, day=day, since=since, until=until, dry_run=dry_run)
+    if status:
+        raise typer.Exit(status)
 
 
 @telemetry_app.command()
@@ -819,6 +890,19 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "builder telemetry compact",
         "builder telemetry compact --dir ci-store/telemetry",
     ),
+    ("telemetry", "jobs"): (
+        "builder telemetry jobs list",
+        "builder telemetry jobs run all",
+    ),
+    ("telemetry", "jobs", "list"): (
+        "builder telemetry jobs list",
+        "builder telemetry jobs list --format json",
+    ),
+    ("telemetry", "jobs", "run"): (
+        "builder telemetry jobs run all --dry-run",
+        "builder telemetry jobs run compact --since 7d",
+        "builder telemetry jobs run retention --dir ci-store/telemetry",
+    ),
     ("telemetry", "verify"): (
         "builder telemetry verify",
         "builder telemetry verify --repair",
@@ -843,6 +927,7 @@ def _write_help() -> None:
     groups: tuple[tuple[typer.Typer, tuple[str, ...]], ...] = (
         (app, ()),
         (telemetry_app, ("telemetry",)),
+        (jobs_app, ("telemetry", "jobs")),
     )
     for group, words in groups:
         group.info.epilog = _epilog(words, reports.EXIT_STATUSES)
