@@ -647,6 +647,46 @@ def compact(ctx: typer.Context) -> None:
     reports.out(said + "\n")
 
 
+@telemetry_app.command()
+def merge(
+    ctx: typer.Context,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="NAME=PATH...",
+            help="Stores (folders) or Parquet exports, each with the name its builds are "
+            "tagged with.",
+        ),
+    ],
+    into: Annotated[
+        Path | None,
+        typer.Option("--into", metavar="DIR", help="The team store [default: the store of --dir]."),
+    ] = None,
+) -> None:
+    """Put the builds of other stores and Parquet exports into one team store: each build
+    once (by session id), tagged with its source's NAME as the label builder.source.
+    Merging again adds nothing new."""
+    from pipelines.merge import merge as run
+    from pipelines.merge import parse_source
+    from telemetry.storage import TelemetryStorage
+
+    found = _config(ctx)
+    team = TelemetryStorage.from_config(found._replace(dir=into) if into else found)
+    with reports.option_value():
+        named = [parse_source(text) for text in sources]
+        done = run(team, named)
+    for merged in done:
+        reports.out(
+            f"{merged.source.name}: {_plural(merged.builds, 'build')} in {merged.source.path} "
+            f"(a {merged.kind}): {merged.added:,} added, {merged.already:,} there already; "
+            f"{merged.target_rows:,} target rows added\n"
+        )
+    added = sum(m.added for m in done)
+    reports.out(
+        f"Merged {_plural(len(done), 'source')} into {team.dir}: {_plural(added, 'build')} added.\n"
+    )
+
+
 jobs_app = typer.Typer(
     cls=_TelemetryGroup,
     help="Scheduled jobs (compaction, retention): run them from cron, a systemd timer or a "
@@ -889,6 +929,10 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("telemetry", "compact"): (
         "builder telemetry compact",
         "builder telemetry compact --dir ci-store/telemetry",
+    ),
+    ("telemetry", "merge"): (
+        "builder telemetry merge ci=ci-store/telemetry --into team/telemetry",
+        "builder telemetry merge ws06=exports/ws06 ws07=exports/ws07 --into team/telemetry",
     ),
     ("telemetry", "jobs"): (
         "builder telemetry jobs list",

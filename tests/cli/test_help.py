@@ -16,7 +16,7 @@ import pytest
 import typer
 
 from telemetry.cli.commands import app
-from tests.conftest import FIXTURES, REPO, Runner, small_history
+from tests.conftest import FIXTURES, REPO, Runner, process_env, small_history
 
 
 def _tree() -> list[tuple[str, ...]]:
@@ -102,6 +102,15 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(FIXTURES / "bazel" / "clean.profile.json", folder / "profile.json")
     if shutil.which("ninja"):  # out/.ninja_log, whichever example runs first
         subprocess.run(["ninja", "-C", str(folder / "out")], capture_output=True, check=True)
+    # Stores and Parquet exports of other machines, for merge.
+    builder = str(Path(sys.executable).with_name("builder"))
+    env = process_env(folder / "ci-store" / "telemetry")
+    for command in (
+        ["telemetry", "ingest", str(folder / "events.jsonl")],
+        ["telemetry", "export", "--format", "parquet", "--output", str(folder / "exports/ws06")],
+        ["telemetry", "export", "--format", "parquet", "--output", str(folder / "exports/ws07")],
+    ):
+        subprocess.run([builder, *command], env=env, capture_output=True, check=True)
     return folder
 
 
