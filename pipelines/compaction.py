@@ -118,9 +118,10 @@ def pending(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
     """The closed days (of ``days``) that :func:`compact` would work on: those holding more
     than their compacted file, or a build's files, or a compacted file without its rollup
     or its Parquet copies; days kept elsewhere (links) are not compacted. Read from the
-    files' names: nothing is opened."""
+    files' names: nothing is opened, and nothing is written (recorded builds waiting in the
+    pending folder are not folded in: a plan changes nothing)."""
     today = storage.today()
-    snapshot = storage.snapshot(days=days) if days is not None else storage.snapshot()
+    snapshot = Snapshot.take(storage.layout, days=days)
     sessions: dict[date, list[StoredFile]] = {}
     for stored in snapshot.committed("sessions"):
         sessions.setdefault(stored.day, []).append(stored)

@@ -31,18 +31,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
-from telemetry import locks
+from telemetry import layout, locks
 from telemetry.errors import StorageError, TelemetryError, TelemetryWarning, write_failure
 
 if TYPE_CHECKING:  # the command line reads the job names from here: nothing heavy loads
     from telemetry.storage import TelemetryStorage
 
-JobName: TypeAlias = Literal["compact", "retention"]
+JobName: TypeAlias = Literal["compact", "rollup", "retention"]
 # What ``jobs run`` takes: a job's name, or every job.
-JobChoice: TypeAlias = Literal["compact", "retention", "all"]
+JobChoice: TypeAlias = Literal["compact", "rollup", "retention", "all"]
 Outcome: TypeAlias = Literal["ok", "failed", "dry run"]
 
-LOG: Final = Path("jobs") / "runs.jsonl"
+LOG: Final = Path(layout.JOBS) / "runs.jsonl"
 # The log keeps the newest runs: a job run daily for years stays a small file.
 _KEPT: Final = 1000
 
@@ -133,7 +133,7 @@ def _compact(
         said = (
             f"compacted {_plural(len(done), 'day')}: {_plural(counts['builds'], 'build')}, "
             f"{counts['target_rows']:,} target rows from {_plural(counts['files_in'], 'file')} "
-            f"into {counts['files_out']}"
+            f"into {counts['files_out']} (sessions, targets and rollups)"
         )
     if counts["copies_backfilled"]:
         said += (
@@ -151,6 +151,65 @@ def _compact_plan(storage: TelemetryStorage, days: list[date]) -> str:
 
 def _compact_waiting(storage: TelemetryStorage, days: list[date]) -> str:
     return f"{_plural(len(days), 'closed day')} to compact" if days else "up to date"
+
+
+# -- rollup ------------------------------------------------------------------------------------
+
+
+def _rollup_behind(storage: TelemetryStorage, days: Sequence[date] | None) -> list[date]:
+    from pipelines.rollup import expired, pending
+
+    return sorted({*pending(storage, days=days), *expired(storage)})
+
+
+def _rollup(
+    storage: TelemetryStorage, days: Sequence[date] | None
+) -> tuple[str, tuple[date, ...], dict[str, int]]:
+    from pipelines.rollup import rollup
+
+    done = rollup(storage, days=days)
+    counts = {
+        "days": len(done.days),
+        "builds": done.builds,
+        "expired_days": len(done.expired),
+        "months_written": done.months,
+    }
+    parts = []
+    if done.days:
+        parts.append(
+            f"rolled up {_plural(len(done.days), 'day')} ({_plural(done.builds, 'build')})"
+        )
+    if done.expired:
+        parts.append(f"dropped {_plural(len(done.expired), 'day')} past {_kept(storage)}")
+    if parts:
+        said = f"{', '.join(parts)}: {_plural(done.months, 'month')} rewritten"
+    else:
+        said = "nothing to roll up: every closed day is rolled up"
+    return said, tuple(sorted({*done.days, *done.expired})), counts
+
+
+def _rollup_plan(storage: TelemetryStorage, days: list[date]) -> str:
+    from pipelines.rollup import expired
+
+    gone = set(expired(storage))
+    fresh = [d for d in days if d not in gone]
+    if not days:
+        return "nothing to do: every closed day is rolled up"
+    parts = []
+    if fresh:
+        parts.append(f"would roll up {_plural(len(fresh), 'day')}: {_days(fresh)}")
+    if gone:
+        parts.append(f"would drop {_plural(len(gone), 'day')} past {_kept(storage)}")
+    return "; ".join(parts)
+
+
+def _rollup_waiting(storage: TelemetryStorage, days: list[date]) -> str:
+    return f"{_plural(len(days), 'day')} to roll up or drop" if days else "up to date"
+
+
+def _kept(storage: TelemetryStorage) -> str:
+    keep = storage.rollup_retention_days
+    return "nothing" if keep is None else _plural(keep, "day")
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -203,6 +262,15 @@ JOBS: Final[tuple[_Job, ...]] = (
         _compact,
         _compact_plan,
         _compact_waiting,
+    ),
+    _Job(
+        "rollup",
+        "Roll up each closed day into the daily rollups kept "
+        "BUILDER_TELEMETRY_ROLLUP_RETENTION_DAYS.",
+        _rollup_behind,
+        _rollup,
+        _rollup_plan,
+        _rollup_waiting,
     ),
     _Job(
         "retention",
@@ -290,7 +358,8 @@ def job_statuses(storage: TelemetryStorage) -> list[JobStatus]:
     """Every job with its last logged run and the work waiting for it."""
     last = {}
     for entry in read_log(storage):
-        last[entry.get("job")] = entry
+        if isinstance(entry.get("job"), str):  # a line of another kind is not a run
+            last[entry["job"]] = entry
     statuses = []
     for job in JOBS:
         waiting = job.behind(storage, None) if storage.dir.is_dir() else []
@@ -369,7 +438,10 @@ def _log(storage: TelemetryStorage, result: JobResult, *, quiet: bool = False) -
         lines = path.read_bytes().splitlines(keepends=True)
         if len(lines) > _KEPT:
             kept = path.with_name(f".tmp-{path.name}")
-            kept.write_bytes(b"".join(lines[-_KEPT // 2 :]))
+            with kept.open("wb") as handle:
+                handle.write(b"".join(lines[-_KEPT // 2 :]))
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(kept, path)
     except OSError as error:
         if not quiet:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
@@ -60,6 +61,7 @@ class Merged:
     added: int
     already: int  # held by the team store already (or by a source merged before)
     target_rows: int  # added
+    past_retention: int = 0  # on days the team store's retention removes: not added
 
 
 def parse_source(text: str) -> Source:
@@ -82,8 +84,13 @@ def parse_source(text: str) -> Source:
 
 def merge(team: TelemetryStorage, sources: Sequence[Source]) -> list[Merged]:
     """Put the builds of ``sources`` into the store ``team``, each build once, tagged with
-    its source's name; returns what each source gave, in their order. Retention of the team
-    store is applied once, at the end."""
+    its source's name; returns what each source gave, in their order.
+
+    The builds are chosen first, from the sources' session rows: those the team store does
+    not hold, the first of each id, and none on a day the team store's retention would
+    remove once they are added (older than its retention days, or past its session cap,
+    oldest days first): those would be removed at once, and added again by every merge.
+    Then the chosen builds are written with their targets, a chunk of days at a time."""
     kinds = [(source, _kind(source, team)) for source in sources]
     names = [source.name for source in sources]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -92,19 +99,96 @@ def merge(team: TelemetryStorage, sources: Sequence[Source]) -> list[Merged]:
     done: list[Merged] = []
     with team.lock():
         held = team.session_ids()
-        for source, kind in kinds:
-            builds = added = target_rows = 0
-            for sessions, targets in _chunks(source, kind):
-                builds += sessions.num_rows
-                sessions, targets = _new(sessions, targets, held)
+        listed = [_listed(source, kind) for source, kind in kinds]
+        chosen = _chosen(team, listed, held)
+        for (source, kind), ids, wanted in zip(kinds, listed, chosen, strict=True):
+            added = target_rows = 0
+            for sessions, targets in _chunks(source, kind, wanted):
                 if sessions.num_rows:
                     team.append(_tagged(sessions, source.name), targets)
-                    held.update(sessions.column("session_id").to_pylist())
                     added += sessions.num_rows
                     target_rows += targets.num_rows
-            done.append(Merged(source, kind, builds, added, builds - added, target_rows))
+            builds = sum(len(day_ids) for day_ids in ids.values())
+            already = sum(1 for day_ids in ids.values() for i in day_ids if i in held)
+            done.append(
+                Merged(source, kind, builds, added, already, target_rows, builds - added - already)
+            )
+            held.update(wanted)
     team.apply_retention()
     return done
+
+
+def _listed(source: Source, kind: SourceKind) -> dict[date, list[str]]:
+    """The session ids of a source, by day, in the order they are read."""
+    found: dict[date, list[str]] = {}
+    for day, sessions, _ in _days(source, kind, targets=False):
+        found.setdefault(day, []).extend(sessions.column("session_id").to_pylist())
+    return found
+
+
+def _chosen(
+    team: TelemetryStorage, listed: list[dict[date, list[str]]], held: set[str]
+) -> list[set[str]]:
+    """For each source, the ids of the builds to add (see :func:`merge`)."""
+    from telemetry.snapshot import Snapshot
+
+    taken: set[str] = set(held)
+    chosen: list[set[str]] = []
+    new_by_day: dict[date, int] = {}
+    day_of: dict[str, date] = {}
+    for ids in listed:
+        wanted: set[str] = set()
+        for day, day_ids in ids.items():
+            for session in day_ids:
+                if session not in taken:
+                    taken.add(session)
+                    wanted.add(session)
+                    day_of[session] = day
+                    new_by_day[day] = new_by_day.get(day, 0) + 1
+        chosen.append(wanted)
+    # The days the team store's retention removes once the new builds are in.
+    per_day = dict(new_by_day)
+    for stored in Snapshot.take(team.layout, datasets=("sessions",)).committed("sessions"):
+        per_day[stored.day] = per_day.get(stored.day, 0) + (stored.rows or 1)
+    days = sorted(per_day)
+    removed: set[date] = set()
+    if team.retention_days is not None:
+        cutoff = team.today() - timedelta(days=team.retention_days)
+        removed |= {day for day in days if day < cutoff}
+        days = [day for day in days if day >= cutoff]
+    if team.max_sessions is not None:
+        total = sum(per_day[day] for day in days)
+        while len(days) > 1 and total > team.max_sessions:
+            total -= per_day[days[0]]
+            removed.add(days.pop(0))
+    return [{s for s in wanted if day_of[s] not in removed} for wanted in chosen]
+
+
+def _chunks(
+    source: Source, kind: SourceKind, wanted: set[str]
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """The source's ``wanted`` sessions and their targets, in this version's schemas, some
+    days at a time."""
+    sessions: list[pa.Table] = []
+    targets: list[pa.Table] = []
+    rows = 0
+    for _, day_sessions, day_targets in _days(source, kind, targets=True, wanted=wanted):
+        sessions.append(day_sessions)
+        targets.append(day_targets)
+        rows += day_sessions.num_rows + day_targets.num_rows
+        if rows >= _CHUNK_ROWS:
+            yield _joined(sessions, "sessions"), _joined(targets, "targets")
+            sessions, targets, rows = [], [], 0
+    if sessions:
+        yield _joined(sessions, "sessions"), _joined(targets, "targets")
+
+
+def _days(
+    source: Source, kind: SourceKind, *, targets: bool, wanted: set[str] | None = None
+) -> Iterator[tuple[date, pa.Table, pa.Table]]:
+    if kind == "store":
+        return _store_days(source.path, targets=targets, wanted=wanted)
+    return _export_days(source.path, targets=targets, wanted=wanted)
 
 
 def _kind(source: Source, team: TelemetryStorage) -> SourceKind:
@@ -129,24 +213,6 @@ def _kind(source: Source, team: TelemetryStorage) -> SourceKind:
     )
 
 
-def _chunks(source: Source, kind: SourceKind) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """The source's sessions and their targets, in this version's schemas, some days at a
-    time."""
-    sessions: list[pa.Table] = []
-    targets: list[pa.Table] = []
-    rows = 0
-    days = _store_days(source.path) if kind == "store" else _export_days(source.path)
-    for day_sessions, day_targets in days:
-        sessions.append(day_sessions)
-        targets.append(day_targets)
-        rows += day_sessions.num_rows + day_targets.num_rows
-        if rows >= _CHUNK_ROWS:
-            yield _joined(sessions, "sessions"), _joined(targets, "targets")
-            sessions, targets, rows = [], [], 0
-    if sessions:
-        yield _joined(sessions, "sessions"), _joined(targets, "targets")
-
-
 def _joined(tables: list[pa.Table], dataset: Literal["sessions", "targets"]) -> pa.Table:
     import pyarrow as pa
 
@@ -158,9 +224,13 @@ def _joined(tables: list[pa.Table], dataset: Literal["sessions", "targets"]) -> 
     return joined.unify_dictionaries().combine_chunks() if dataset == "targets" else joined
 
 
-def _store_days(path: Path) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """A store's sessions and targets, a day at a time, read through a snapshot (damaged
-    files are named in warnings and left out, as by every reader)."""
+def _store_days(
+    path: Path, *, targets: bool, wanted: set[str] | None
+) -> Iterator[tuple[date, pa.Table, pa.Table]]:
+    """A store's sessions (of ``wanted``, each once) and, with ``targets``, their targets,
+    a day at a time, read through a snapshot: damaged files are named in warnings and left
+    out, as by every reader. A build's targets are those of the same write as its session
+    row, so a build stored twice (two stores copied into one) gives its targets once."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -169,42 +239,69 @@ def _store_days(path: Path) -> Iterator[tuple[pa.Table, pa.Table]]:
 
     snapshot = TelemetryStorage(path).snapshot(datasets=("sessions", "targets"))
     sessions = snapshot.files("sessions")
-    targets = snapshot.files("targets")
+    pairs = {(f.day, f.stem): f for f in snapshot.files("targets")} if targets else {}
+    taken: set[str] = set()
     for day in sorted({f.day for f in sessions}):
-        read = [snapshot.read(f, "sessions") for f in sessions if f.day == day]
-        read_targets = [snapshot.read(f, "targets") for f in targets if f.day == day]
-        day_sessions = [t for t in read if t is not None]
-        day_targets = [t for t in read_targets if t is not None]
-        if not day_sessions:
-            continue
-        joined = pa.concat_tables(day_sessions)
-        # Targets only of the sessions read (a damaged sessions file leaves its targets out).
-        both = (
-            pa.concat_tables(day_targets).unify_dictionaries()
-            if day_targets
-            else SCHEMAS["targets"].empty_table()
-        )
-        yield joined, both.filter(pc.is_in(both.column("session_id"), joined.column("session_id")))
+        day_sessions, day_targets = [], []
+        for stored in (f for f in sessions if f.day == day):
+            table = snapshot.read(stored, "sessions")
+            if table is None:
+                continue
+            ids = table.column("session_id").to_pylist()
+            keep = []
+            for session in ids:
+                keep.append(session not in taken and (wanted is None or session in wanted))
+                taken.add(session)
+            table = table.filter(pa.array(keep, pa.bool_()))
+            day_sessions.append(table)
+            pair = pairs.get((day, stored.stem))
+            rows = snapshot.read(pair, "targets") if pair is not None else None
+            if rows is not None:
+                day_targets.append(rows.filter(pc.is_in(rows["session_id"], table["session_id"])))
+        if day_sessions:
+            both = (
+                pa.concat_tables(day_targets).unify_dictionaries()
+                if day_targets
+                else SCHEMAS["targets"].empty_table()
+            )
+            yield day, pa.concat_tables(day_sessions), both
 
 
-def _export_days(path: Path) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """A Parquet export's sessions and targets, a day at a time, in this version's schemas
-    (the export's rates are left out: they are computed from the stored columns)."""
+def _export_days(
+    path: Path, *, targets: bool, wanted: set[str] | None
+) -> Iterator[tuple[date, pa.Table, pa.Table]]:
+    """A Parquet export's sessions (of ``wanted``) and, with ``targets``, their targets, a
+    day at a time, in this version's schemas (the export's rates are left out: they are
+    computed from the stored columns). :class:`StorageError` for an export that cannot be
+    read, or that holds a build twice (its targets could not be told apart)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from telemetry.layout import partition_day
 
     folders = sorted(
-        entry for entry in (path / "sessions").iterdir() if partition_day(entry.name) is not None
+        (day, entry)
+        for entry in (path / "sessions").iterdir()
+        if (day := partition_day(entry.name)) is not None
     )
-    for folder in folders:
+    for day, folder in folders:
         try:
-            sessions = pq.read_table(folder)
-            targets_folder = path / "targets" / folder.name
-            targets = pq.read_table(targets_folder) if targets_folder.is_dir() else None
-        except OSError as error:
+            sessions = _as_schema(pq.read_table(folder), "sessions")
+            target_folder = path / "targets" / folder.name
+            rows = (
+                _as_schema(pq.read_table(target_folder), "targets")
+                if targets and target_folder.is_dir()
+                else _as_schema(None, "targets")
+            )
+        except (OSError, pa.ArrowException) as error:
             raise StorageError(f"could not read the export {folder}: {error}") from error
-        yield _as_schema(sessions, "sessions"), _as_schema(targets, "targets")
+        ids = sessions.column("session_id")
+        if pc.count_distinct(ids).as_py() != len(ids):
+            raise StorageError(f"the export {folder} holds a build twice; export it again")
+        if wanted is not None:
+            sessions = sessions.filter(pc.is_in(ids, pa.array(sorted(wanted), pa.string())))
+        yield day, sessions, rows.filter(pc.is_in(rows["session_id"], sessions["session_id"]))
 
 
 def _as_schema(table: pa.Table | None, dataset: Literal["sessions", "targets"]) -> pa.Table:
@@ -226,24 +323,6 @@ def _as_schema(table: pa.Table | None, dataset: Literal["sessions", "targets"]) 
         else:
             raise StorageError(f"the exported {dataset} have no {field.name} column")
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _new(sessions: pa.Table, targets: pa.Table, held: set[str]) -> tuple[pa.Table, pa.Table]:
-    """The sessions whose id is not in ``held``, each once (the first of a repeated id), and
-    their targets."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    ids = sessions.column("session_id").to_pylist()
-    seen: set[str] = set()
-    keep = []
-    for session in ids:
-        keep.append(session not in held and session not in seen)
-        seen.add(session)
-    sessions = sessions.filter(pa.array(keep, pa.bool_()))
-    return sessions, targets.filter(
-        pc.is_in(targets.column("session_id"), sessions.column("session_id"))
-    )
 
 
 def _tagged(sessions: pa.Table, name: str) -> pa.Table:

@@ -19,6 +19,7 @@ CACHE_FOLDER = ".builder-cache"
 DEFAULT_DIR = Path(CACHE_FOLDER) / "telemetry"
 DEFAULT_MAX_SESSIONS = 1000
 DEFAULT_RETENTION_DAYS = 90
+DEFAULT_ROLLUP_RETENTION_DAYS = 730
 DEFAULT_REGRESSION_THRESHOLD = 1.5
 # Bounds that keep date arithmetic in range (100,000 days is over 270 years).
 MAX_SESSIONS_LIMIT = 1_000_000_000
@@ -44,6 +45,7 @@ class TelemetryConfig(NamedTuple):
     retention_days: int = DEFAULT_RETENTION_DAYS
     regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
     record_host: bool = False  # store a hash of the host name with recorded builds
+    rollup_retention_days: int = DEFAULT_ROLLUP_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -67,6 +69,12 @@ class TelemetryConfig(NamedTuple):
                 source="BUILDER_TELEMETRY_REGRESSION_THRESHOLD",
             ),
             record_host=_parse_bool(env, "BUILDER_TELEMETRY_HOST", default=False),
+            rollup_retention_days=_parse_positive_int(
+                env,
+                "BUILDER_TELEMETRY_ROLLUP_RETENTION_DAYS",
+                DEFAULT_ROLLUP_RETENTION_DAYS,
+                RETENTION_DAYS_LIMIT,
+            ),
         )
 
 

@@ -1,5 +1,6 @@
 """DuckDB over the store: a connection with the views ``sessions``, ``targets`` and
-``daily_targets`` over one snapshot (:func:`connect`), and one query answered whole while
+``daily_targets`` over one snapshot, and ``rollup_days`` and ``rollup_targets`` over the
+daily rollups (:mod:`telemetry.rollups`) (:func:`connect`), and one query answered whole while
 maintenance runs beside it (:func:`query`), as a pyarrow Table that
 :func:`telemetry.tables.render` shows as text, CSV or JSON.
 
@@ -286,6 +287,14 @@ def _views(
                 scan = scan.filter("session_id IN (SELECT session_id FROM sessions)")
             # A view over the relation, not a registered name: the views are all one sees.
             scan.create_view(dataset)
+        # The long-lived daily rollups: a few rows a day, read whole.
+        from telemetry import rollups
+
+        first = None if low is None else low.date()
+        last = None if high is None else (high - timedelta(milliseconds=1)).date()
+        rolled = rollups.read(snapshot.layout.root, since=first, until=last)
+        connection.from_arrow(rolled.days).create_view("rollup_days")
+        connection.from_arrow(rolled.targets).create_view("rollup_targets")
     except BaseException:
         connection.close()
         raise

@@ -38,6 +38,10 @@ TMP_PREFIX: Final = ".tmp-"
 TRASH_PREFIX: Final = ".trash-"
 # The hidden folder of a day partition that holds the Parquet copies of its compacted files.
 COPIES: Final = ".parquet"
+# Beside the datasets: the long-lived daily rollups (telemetry.rollups), and the scheduled
+# jobs' run log (pipelines.jobs).
+ROLLUPS: Final = "rollups"
+JOBS: Final = "jobs"
 _PARTITION = re.compile(rf"^{PARTITION_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.

@@ -457,6 +457,9 @@ def clear(store: Layout, count_sessions: Callable[[], int]) -> int:
             remove_partition(store, dataset, day, at_once=True)
         remove_tree(store.dataset(dataset))
     remove_tree(store.root / QUARANTINE)
+    # The daily rollups and the jobs' run log are of the builds removed too.
+    remove_tree(store.root / layout.ROLLUPS)
+    remove_tree(store.root / layout.JOBS)
     return count
 
 

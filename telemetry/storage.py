@@ -68,12 +68,14 @@ class TelemetryStorage:
         *,
         max_sessions: int | None = None,
         retention_days: int | None = None,
+        rollup_retention_days: int | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.dir = Path(dir)
         self.layout = Layout(self.dir)
         self.max_sessions = max_sessions
         self.retention_days = retention_days
+        self.rollup_retention_days = rollup_retention_days
         self._clock = clock or (lambda: datetime.now(UTC))
         self._folding = False
 
@@ -81,7 +83,10 @@ class TelemetryStorage:
     def from_config(cls, config: TelemetryConfig) -> TelemetryStorage:
         """The store a configuration names, with its retention settings."""
         return cls(
-            config.dir, max_sessions=config.max_sessions, retention_days=config.retention_days
+            config.dir,
+            max_sessions=config.max_sessions,
+            retention_days=config.retention_days,
+            rollup_retention_days=config.rollup_retention_days,
         )
 
     @property
@@ -89,6 +94,10 @@ class TelemetryStorage:
         """Whether :meth:`lock` excludes other processes (it cannot where the platform has
         no advisory locks)."""
         return locks.can_lock()
+
+    def now(self) -> datetime:
+        """This moment (UTC) by this store's clock."""
+        return self._clock()
 
     def today(self) -> date:
         """Today (UTC) by this store's clock: the day still being written to."""

@@ -31,9 +31,13 @@ def test_values() -> None:
             "BUILDER_TELEMETRY_MAX_SESSIONS": " 500 ",
             "BUILDER_TELEMETRY_RETENTION_DAYS": "30",
             "BUILDER_TELEMETRY_REGRESSION_THRESHOLD": "2",
+            "BUILDER_TELEMETRY_ROLLUP_RETENTION_DAYS": "365",
         }
     )
-    assert config == TelemetryConfig(False, Path("/data/t"), 500, 30, 2.0)
+    assert config == TelemetryConfig(
+        False, Path("/data/t"), 500, 30, 2.0, rollup_retention_days=365
+    )
+    assert TelemetryConfig.from_env({}).rollup_retention_days == 730
 
 
 @pytest.mark.parametrize("value", ["0", "false", "No", "OFF"])
@@ -51,6 +55,7 @@ def test_disabled_spellings(value: str) -> None:
         ),
         ("BUILDER_TELEMETRY_MAX_SESSIONS", "0", "from 1 to 1000000000, got '0'"),
         ("BUILDER_TELEMETRY_RETENTION_DAYS", "1.5", "from 1 to 100000, got '1.5'"),
+        ("BUILDER_TELEMETRY_ROLLUP_RETENTION_DAYS", "2y", "from 1 to 100000, got '2y'"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "fast", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "0.5", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "nan", "greater than 1"),

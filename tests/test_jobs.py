@@ -25,18 +25,18 @@ def test_a_bug_in_a_job_is_logged_then_raised(
     def broken(*args: object) -> object:
         raise ZeroDivisionError("a bug")
 
-    [compact, retention] = jobs.JOBS
-    monkeypatch.setattr(
-        jobs, "JOBS", (compact, jobs._Job(**{**_fields(retention), "work": broken}))
-    )
+    [compact, rolled, retention] = jobs.JOBS
+    broken_retention = jobs._Job(**{**_fields(retention), "work": broken})
+    monkeypatch.setattr(jobs, "JOBS", (compact, rolled, broken_retention))
     with pytest.raises(ZeroDivisionError):
         jobs.run_jobs(storage, ["all"])
     logged = [json.loads(line) for line in (storage.dir / jobs.LOG).read_text().splitlines()]
     assert [(e["job"], e["outcome"]) for e in logged] == [
         ("compact", "ok"),
+        ("rollup", "ok"),
         ("retention", "failed"),
     ]
-    assert logged[1]["said"] == "internal error: ZeroDivisionError('a bug')"
+    assert logged[2]["said"] == "internal error: ZeroDivisionError('a bug')"
 
 
 def _fields(job: jobs._Job) -> dict[str, object]:

@@ -589,8 +589,9 @@ def sql(
 ) -> None:
     """Run one SQL query over the stored builds with DuckDB. The views: sessions (one row
     per build, with its cache_hit_rate, parallelism_utilization and targets_per_second),
-    targets (one row per target run) and daily_targets (compacted days' per-target totals),
-    each with the day as a date column. A query DuckDB refuses is an error (exit status 1).
+    targets (one row per target run), daily_targets (compacted days' per-target totals),
+    each with the day as a date column, and the long-lived rollups rollup_days and
+    rollup_targets. A query DuckDB refuses is an error (exit status 1).
     Needs DuckDB: pip install 'builder-telemetry[duckdb]'."""
     reports.sql(_config(ctx), query, since=since, until=until, format=format)
 
@@ -676,10 +677,15 @@ def merge(
         named = [parse_source(text) for text in sources]
         done = run(team, named)
     for merged in done:
+        past = (
+            f", {merged.past_retention:,} past the team store's retention"
+            if merged.past_retention
+            else ""
+        )
         reports.out(
             f"{merged.source.name}: {_plural(merged.builds, 'build')} in {merged.source.path} "
-            f"(a {merged.kind}): {merged.added:,} added, {merged.already:,} there already; "
-            f"{merged.target_rows:,} target rows added\n"
+            f"(a {merged.kind}): {merged.added:,} added, {merged.already:,} there already"
+            f"{past}; {merged.target_rows:,} target rows added\n"
         )
     added = sum(m.added for m in done)
     reports.out(
@@ -689,7 +695,8 @@ def merge(
 
 jobs_app = typer.Typer(
     cls=_TelemetryGroup,
-    help="Scheduled jobs (compaction, retention): run them from cron, a systemd timer or a "
+    help="Scheduled jobs (compaction, rollups, retention): run them from cron, a systemd "
+    "timer or a "
     "CI schedule.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -724,7 +731,7 @@ def jobs_run(
         list[str],
         typer.Argument(
             metavar="JOB...",
-            help="compact, retention, or all (in that order).",
+            help="compact, rollup, retention, or all (in that order).",
             callback=_job_names,
         ),
     ],

@@ -56,24 +56,27 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
     assert (dry.code, dry.stderr) == (0, "")
     assert dry.stdout == (
         f"compact: would compact 3 days: {', '.join(DAYS)}\n"
+        f"rollup: would roll up 3 days: {', '.join(DAYS)}\n"
         "retention: nothing to do: keeping 100,000 days and at most 1,000 builds\n"
     )
     assert _files(store) == pristine and not (store / "jobs").exists()
 
     ran = cli("telemetry", "jobs", "run", "all")
     assert (ran.code, ran.stderr) == (0, "")
-    compact, retention = ran.stdout.splitlines()
+    compact, rolled, retention = ran.stdout.splitlines()
     # 9 builds and 39 target rows, from 3 sessions and 3 targets files, into a sessions,
     # targets and rollup file a day.
     assert re.fullmatch(
-        "compact: compacted 3 days: 9 builds, 39 target rows from 6 files into 9" + TOOK,
+        "compact: compacted 3 days: 9 builds, 39 target rows from 6 files into 9 "
+        r"\(sessions, targets and rollups\)" + TOOK,
         compact,
     )
+    assert re.fullmatch("rollup: rolled up 3 days \\(9 builds\\): 1 month rewritten" + TOOK, rolled)
     assert re.fullmatch(
         "retention: nothing to remove: keeping 100,000 days and at most 1,000 builds" + TOOK,
         retention,
     )
-    first, second = _log(store)
+    first, middle, second = _log(store)
     assert (first["job"], first["outcome"], first["days"]) == ("compact", "ok", list(DAYS))
     assert first["counts"] == {
         "days": 3,
@@ -86,6 +89,8 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
         "copies": 9,  # a Parquet copy of each file written
         "copies_backfilled": 0,
     }
+    assert (middle["job"], middle["days"]) == ("rollup", list(DAYS))
+    assert middle["counts"] == {"days": 3, "builds": 9, "expired_days": 0, "months_written": 1}
     assert (second["job"], second["outcome"], second["days"]) == ("retention", "ok", [])
     compacted = _files(store)
 
@@ -93,7 +98,7 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
     assert again.code == 0
     assert again.stdout.startswith("compact: nothing to merge: every closed day is compacted (")
     assert _files(store) == compacted  # the same store: nothing was rewritten
-    assert [entry["job"] for entry in _log(store)] == ["compact", "retention"] * 2
+    assert [entry["job"] for entry in _log(store)] == ["compact", "rollup", "retention"] * 2
 
     listed = cli("telemetry", "jobs", "list")
     assert listed.code == 0
@@ -105,11 +110,14 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
         lines[1],
     )
     assert lines[2] == "  waiting: up to date"
-    assert lines[3].startswith("retention: Remove the days past")
+    assert lines[3].startswith("rollup: Roll up each closed day")
     assert lines[5] == "  waiting: up to date"
+    assert lines[6].startswith("retention: Remove the days past")
+    assert lines[8] == "  waiting: up to date"
     as_json = json.loads(cli("telemetry", "jobs", "list", "--format", "json").stdout)
     assert [(j["job"], j["behindDays"], j["lastRun"]["outcome"]) for j in as_json] == [
         ("compact", 0, "ok"),
+        ("rollup", 0, "ok"),
         ("retention", 0, "ok"),
     ]
 
@@ -118,7 +126,8 @@ def test_a_day_or_a_window_chooses_what_compaction_works_on(cli: Runner) -> None
     store = _three_days(cli)
     one = cli("telemetry", "jobs", "run", "compact", "--day", DAYS[1])
     assert re.fullmatch(
-        "compact: compacted 1 day: 3 builds, 13 target rows from 2 files into 3" + TOOK + "\n",
+        "compact: compacted 1 day: 3 builds, 13 target rows from 2 files into 3 "
+        r"\(sessions, targets and rollups\)" + TOOK + "\n",
         one.stdout,
     )
     listed = cli("telemetry", "jobs", "list").stdout
@@ -181,10 +190,11 @@ def test_unusable_command_lines_are_status_2(cli: Runner) -> None:
 def test_a_store_that_does_not_exist_is_left_alone(cli: Runner, tmp_path: Path) -> None:
     listed = cli("telemetry", "jobs", "list")
     assert listed.code == 0
-    assert listed.stdout.count("  last run: never\n") == 2
+    assert listed.stdout.count("  last run: never\n") == 3
     ran = cli("telemetry", "jobs", "run", "all")
     assert (
-        ran.stdout == "compact: no telemetry data (0.0 s)\nretention: no telemetry data (0.0 s)\n"
+        ran.stdout == "compact: no telemetry data (0.0 s)\nrollup: no telemetry data (0.0 s)\n"
+        "retention: no telemetry data (0.0 s)\n"
     )
     assert not (tmp_path / "telemetry").exists()
 
@@ -243,7 +253,7 @@ def test_a_second_run_waits_for_the_first(cli: Runner) -> None:
             raise
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0 and out.startswith("compact: compacted 3 days")
-    assert [entry["job"] for entry in _log(store)] == ["compact", "retention"]
+    assert [entry["job"] for entry in _log(store)] == ["compact", "rollup", "retention"]
 
 
 def test_a_run_log_that_cannot_be_written_is_a_warning(cli: Runner) -> None:
@@ -257,3 +267,33 @@ def test_a_run_log_that_cannot_be_written_is_a_warning(cli: Runner) -> None:
         f"directory; this run is not in jobs list\n"
     )
     assert len(list(store.glob("sessions/date=*/*-day-*.arrow"))) == 3
+
+
+def test_a_dry_run_folds_no_recorded_build_and_removes_nothing(cli: Runner, tmp_path: Path) -> None:
+    """A recorded build waits in the pending folder until a reader folds it in, and folding
+    applies retention: a plan must do neither."""
+    store = _three_days(cli)
+    recorded = subprocess.run(
+        [BUILDER, "record", "--", "true"], env=process_env(store), capture_output=True
+    )
+    assert recorded.returncode == 0
+    waiting = sorted((store / "pending").iterdir())
+    assert len(waiting) == 1
+    pristine = _files(store)
+    kept = (datetime.now(UTC).date() - date(2025, 10, 28)).days  # the first day past it
+    env = {"BUILDER_TELEMETRY_RETENTION_DAYS": str(kept)}
+    dry = cli("telemetry", "jobs", "run", "all", "--dry-run", env=env)
+    assert dry.stdout.endswith(f"retention: would remove 1 day (3 builds): {DAYS[0]}\n")
+    assert _files(store) == pristine and sorted((store / "pending").iterdir()) == waiting
+    listed = cli("telemetry", "jobs", "list")
+    assert "  waiting: 1 day to remove\n" in listed.stdout
+    assert _files(store) == pristine
+
+
+def test_a_log_line_of_another_kind_is_not_a_run(cli: Runner) -> None:
+    store = _three_days(cli)
+    assert cli("telemetry", "jobs", "run", "compact").code == 0
+    with (store / "jobs" / "runs.jsonl").open("a") as log:
+        log.write('{"job": ["compact"]}\n[1, 2]\n')
+    listed = cli("telemetry", "jobs", "list")
+    assert listed.code == 0 and "ok in" in listed.stdout.splitlines()[1]

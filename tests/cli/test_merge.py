@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,52 @@ def test_a_damaged_file_of_a_source_is_named_and_the_rest_merged(
     assert merged.stdout.startswith(
         "one: 3 builds in one (a store): 3 added, 0 there already; 13 target rows added\n"
     )
+
+
+def test_builds_the_team_store_would_remove_are_not_added_again_and_again(
+    cli: Runner, sources: Path
+) -> None:
+    """A team store capped at 5 builds keeps the newest day (3 builds) of the 9: the other
+    6 are not added (they would be removed at once, and added by every merge)."""
+    env = {"BUILDER_TELEMETRY_MAX_SESSIONS": "5"}
+    merged = cli("telemetry", "merge", "one=one", "two=two", "--into", "team", env=env)
+    assert merged.stdout == (
+        "one: 6 builds in one (a store): 0 added, 0 there already, 6 past the team store's "
+        "retention; 0 target rows added\n"
+        "two: 6 builds in two (a store): 3 added, 0 there already, 3 past the team store's "
+        "retention; 13 target rows added\n"
+        "Merged 2 sources into team: 3 builds added.\n"
+    )
+    before = _files(sources / "team")
+    again = cli("telemetry", "merge", "one=one", "two=two", "--into", "team", env=env)
+    assert again.stdout.endswith("Merged 2 sources into team: 0 builds added.\n")
+    assert _files(sources / "team") == before
+
+
+def test_a_build_stored_twice_in_a_source_gives_its_targets_once(
+    cli: Runner, sources: Path
+) -> None:
+    """Two stores copied into one: the same build in two writes of the same day."""
+    day = sources / "one" / "sessions" / "date=2025-10-27"
+    for dataset in ("sessions", "targets"):
+        [stored] = (sources / "one" / dataset / day.name).glob("*.arrow")
+        twin = stored.name.replace(stored.name[17:29], "0123456789ab")
+        shutil.copy(stored, stored.with_name(twin))
+    merged = cli("telemetry", "merge", "one=one", "--into", "team")
+    assert merged.stdout.startswith(
+        "one: 6 builds in one (a store): 6 added, 0 there already; 26 target rows added\n"
+    )
+    assert cli("telemetry", "sql", "select count(*) from targets", "--dir", "team").stdout == (
+        "count_star()\n------------\n          26\n"
+    )
+
+
+def test_a_damaged_export_is_one_error_line(cli: Runner, sources: Path) -> None:
+    [part] = (sources / "export" / "sessions").glob("date=2025-10-27/*.parquet")
+    part.write_bytes(part.read_bytes()[:100])
+    merged = cli("telemetry", "merge", "x=export", "--into", "team")
+    assert (merged.code, merged.stdout) == (1, "")
+    assert merged.stderr.startswith(
+        f"Error: could not read the export export/sessions/{part.parent.name}: "
+    )
+    assert merged.stderr.count("\n") == 1

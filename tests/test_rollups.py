@@ -1,0 +1,221 @@
+"""The long-lived daily rollups (telemetry.rollups, the rollup job in pipelines.rollup): every
+number is what DuckDB's SQL computes from the stored rows themselves, a second route
+written here (quantile_cont for the percentiles); the rollups outlive the rows retention
+removes, are rolled up again when a day gains builds, expire past their own retention, and a
+reader reads a month's two tables of one write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import telemetry.duckdb as sql
+from pipelines.rollup import pending, rollup
+from telemetry import rollups
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
+from tests.conftest import FIXTURES, T0, small_history
+from tests.test_duckdb import DAY, LATER, _three_days
+
+DAY0 = datetime.fromtimestamp(T0 / 1000, UTC).date()
+
+EXECUTED = "status in ('built', 'failed')"
+DAYS_BY_SQL = """
+    select date, count(*), count(*) filter (where succeeded), count(*) filter (where interrupted),
+        sum(duration_ms), min(duration_ms), max(duration_ms), avg(duration_ms),
+        quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.9),
+        count(*) filter (where total_targets > 0),
+        coalesce(sum(cache_hit_rate), 0), avg(cache_hit_rate),
+        coalesce(sum(parallelism_utilization), 0), avg(parallelism_utilization),
+        coalesce(sum(targets_per_second), 0), avg(targets_per_second),
+        sum(total_targets), sum(built), sum(cached), sum(failed), sum(skipped), sum(executed_ms)
+    from sessions group by date order by date
+"""
+TARGETS_BY_SQL = f"""
+    select date, target,
+        count(*) filter (where status = 'built'), count(*) filter (where status = 'cached'),
+        count(*) filter (where status = 'failed'), count(*) filter (where status = 'skipped'),
+        count(*) filter (where {EXECUTED}),
+        coalesce(sum(duration_ms) filter (where {EXECUTED}), 0),
+        avg(duration_ms) filter (where {EXECUTED}),
+        quantile_cont(duration_ms, 0.5) filter (where {EXECUTED}),
+        quantile_cont(duration_ms, 0.9) filter (where {EXECUTED}),
+        max(duration_ms) filter (where {EXECUTED})
+    from targets group by date, target order by date, target
+"""
+
+
+def _rows(store: TelemetryStorage | Path, text: str) -> list[tuple[Any, ...]]:
+    answer = sql.query(store, text)
+    return list(zip(*(column.to_pylist() for column in answer.columns), strict=True))
+
+
+def _close(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Floats as equal to 12 digits (a sum's last bits depend on the order it adds up); a
+    SQL sum's DECIMAL as the integer it is."""
+    return [
+        tuple(
+            pytest.approx(float(v), rel=1e-12) if isinstance(v, float) else _plain(v) for v in row
+        )
+        for row in rows
+    ]
+
+
+def _plain(value: Any) -> Any:
+    from decimal import Decimal
+
+    return int(value) if isinstance(value, Decimal) else value
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> TelemetryStorage:
+    folder = tmp_path_factory.mktemp("rollups")
+    path = folder / "history.jsonl"
+    generator = FIXTURES / "generate.py"
+    subprocess.run(
+        [sys.executable, str(generator), "--today", "2026-11-20", "--output", str(path)],
+        check=True,
+    )
+    storage = TelemetryStorage(folder / "telemetry", clock=lambda: LATER)
+    assert ingest_jsonl(storage, path.read_text().splitlines()).problems == ()
+    done = rollup(storage)
+    assert len(done.days) == 60 and done.builds == 200 and done.expired == ()
+    return storage
+
+
+def test_each_day_is_what_sql_computes_from_its_builds(demo: TelemetryStorage) -> None:
+    expected = _rows(demo, DAYS_BY_SQL)
+    assert len(expected) == 60
+    assert _rows(demo, "select * from rollup_days order by date") == _close(expected)
+
+
+def test_each_day_and_target_is_what_sql_computes_from_its_runs(demo: TelemetryStorage) -> None:
+    expected = _rows(demo, TARGETS_BY_SQL)
+    got = _rows(demo, "select * from rollup_targets order by date, target")
+    assert len(got) == len(expected) > 1000
+    assert got == _close(expected)
+
+
+def test_a_window_of_days_adds_up_to_the_summary(demo: TelemetryStorage) -> None:
+    """The sums are there so that days add up exactly: the mean build time and the top
+    bottleneck of the whole history, from the rollups alone."""
+    from telemetry.analyzer import TelemetryAnalyzer
+
+    report = TelemetryAnalyzer(demo).summary()
+    [(mean,)] = _rows(demo, "select sum(duration_ms_sum) / sum(builds) from rollup_days")
+    assert mean == pytest.approx(report.average_build_ms, rel=1e-12)
+    [(target, slowest)] = _rows(
+        demo,
+        "select target, sum(executed_ms_sum) / sum(executed_runs) as m from rollup_targets "
+        "group by target order by m desc, target limit 1",
+    )
+    assert (target, slowest) == (
+        report.bottlenecks[0].target,
+        pytest.approx(report.bottlenecks[0].mean_ms, rel=1e-12),
+    )
+
+
+def test_a_second_run_finds_nothing_to_do(demo: TelemetryStorage) -> None:
+    before = sorted(p.name for p in (demo.dir / "rollups").rglob("*"))
+    again = rollup(demo)
+    assert (again.days, again.expired, again.months) == ((), (), 0)
+    assert sorted(p.name for p in (demo.dir / "rollups").rglob("*")) == before
+    assert pending(demo) == []
+
+
+def _counts(storage: TelemetryStorage) -> list[tuple[Any, ...]]:
+    return _rows(storage, "select date, builds, succeeded from rollup_days order by date")
+
+
+def test_rollups_outlive_the_builds_and_then_expire(tmp_path: Path) -> None:
+    # small_history() on 2025-10-27, 28 and 29: three builds a day, two of them successful.
+    day2 = datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC)
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    assert len(rollup(storage).days) == 3
+    days = [DAY0 + timedelta(days=n) for n in range(3)]
+    assert _counts(storage) == [(d, 3, 2) for d in days]
+
+    # Retention keeps the last two days of builds: the first day's rollup stays.
+    keeping = TelemetryStorage(storage.dir, retention_days=1, clock=lambda: day2)
+    assert keeping.apply_retention().removed_days == (DAY0,)
+    assert _rows(storage, "select count(*) from sessions") == [(6,)]
+    again = rollup(storage)
+    assert (again.days, again.expired) == ((), ())
+    assert _counts(storage) == [(d, 3, 2) for d in days]
+
+    # Rollups kept 2 days before the last: the first day goes, its month rewritten.
+    expiring = TelemetryStorage(
+        storage.dir, rollup_retention_days=2, clock=lambda: day2 + timedelta(days=1)
+    )
+    done = rollup(expiring)
+    assert (done.days, done.expired, done.months) == ((), (DAY0,), 1)
+    assert _counts(storage) == [(d, 3, 2) for d in days[1:]]
+
+
+def test_a_day_that_gains_builds_is_rolled_up_again(tmp_path: Path) -> None:
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    late = []
+    for line in small_history():
+        event = json.loads(line)
+        if event["session"] == "a":
+            event["session"] = "late"
+            event["ts"] += DAY
+            late.append(json.dumps(event))
+    assert ingest_jsonl(storage, late, apply_retention=False).sessions == 1
+    second = DAY0 + timedelta(days=1)
+    assert pending(storage) == [second]
+    done = rollup(storage)
+    assert (done.days, done.months, done.builds) == ((second,), 1, 4)
+    assert _counts(storage)[1] == (second, 4, 3)
+
+
+def test_today_is_not_rolled_up(tmp_path: Path) -> None:
+    on_the_day = TelemetryStorage(
+        tmp_path / "t", clock=lambda: datetime.fromtimestamp(T0 / 1000 + 7200, UTC)
+    )
+    assert ingest_jsonl(on_the_day, small_history(), apply_retention=False).sessions == 3
+    assert rollup(on_the_day).days == ()
+    assert not (on_the_day.dir / "rollups").exists()
+
+
+def test_a_reader_reads_one_write_of_a_month_and_the_sweep_waits_an_hour(
+    tmp_path: Path,
+) -> None:
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    [month] = [p for p in (storage.dir / "rollups").iterdir()]
+    first = (month / "current").read_text().strip()
+    read_before = rollups.read(storage.dir)
+    # A rewrite of the month: a new pair, then the pointer.
+    rollups.write_month(
+        storage.dir, DAY0.replace(day=1), read_before.days.slice(0, 1),
+        read_before.targets.slice(0, 1), stem="20270101T000000Z-000000000000",
+    )  # fmt: skip
+    assert (month / "current").read_text().strip() == "20270101T000000Z-000000000000"
+    assert rollups.read(storage.dir).days.num_rows == 1
+    assert (month / first / "days.arrow").exists()  # for the readers that read the pointer
+    rollups.sweep(storage.dir)
+    assert (month / first).exists()
+    rollups.sweep(storage.dir, now=time.time() + 2 * 3600)
+    assert sorted(p.name for p in month.iterdir()) == ["20270101T000000Z-000000000000", "current"]
+    assert read_before.days.num_rows == 3  # what was read stays as it was
+
+
+def test_clear_removes_the_rollups_and_the_run_log(tmp_path: Path) -> None:
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    (storage.dir / "jobs").mkdir()
+    (storage.dir / "jobs" / "runs.jsonl").write_text("{}\n")
+    assert storage.clear() == 9
+    assert [p for p in os.listdir(storage.dir) if not p.startswith(".")] == []
+    assert _rows(storage, "select count(*) from rollup_days") == [(0,)]
