@@ -266,9 +266,19 @@ def test_the_views_columns_and_types(demo: TelemetryStorage) -> None:
     assert [described["sessions"][rate] for rate in RATES] == ["DOUBLE"] * 3
     assert [name for (name,) in connection.sql("show tables").fetchall()] == [
         "daily_targets",
+        "rollup_days",
+        "rollup_targets",
         "sessions",
         "targets",
     ]
+    from telemetry import rollups
+
+    for view, rolled in (
+        ("rollup_days", rollups.DAYS_SCHEMA),
+        ("rollup_targets", rollups.TARGETS_SCHEMA),
+    ):
+        columns = connection.sql(f"select column_name from (describe {view})").fetchall()
+        assert [name for (name,) in columns] == rolled.names
     # Times are shown in UTC, whatever the machine's zone.
     assert connection.sql("select current_setting('TimeZone')").fetchall() == [("UTC",)]
 
