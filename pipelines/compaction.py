@@ -2,8 +2,9 @@
 day's rollup of its targets beside it, and a Parquet copy of each file it writes.
 
 A store written by ``builder record`` holds a sessions file and a targets file per build;
-a year of them is 100,000 small files that every long-window query opens. Compaction merges
-each day before today (UTC) into one sessions file and one targets file, and adds the day's
+a year of 100,000 builds is 200,000 small files that every long-window query opens.
+Compaction merges each day before today (UTC) into one sessions file and one targets file,
+and adds the day's
 ``daily_targets`` rollup (per target: runs by status and the summed duration of executed
 runs), which lets the bottlenecks of a long window read a few hundred rows per day instead of
 every target run. The numbers every command reports stay exactly the same.
