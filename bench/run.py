@@ -82,11 +82,19 @@ def _alternating(
 
 
 def generate_events(
-    path: Path, builds: int, targets: int, days: int, seed: int, *, chunk: range | None = None
+    path: Path,
+    builds: int,
+    targets: int,
+    days: int,
+    seed: int,
+    *,
+    chunk: range | None = None,
+    end: int | None = None,
 ) -> int:
     """A JSON-lines history: each build runs some targets and takes the rest from the cache.
-    Writes the builds numbered ``chunk`` (all by default); returns the number of events."""
-    now = int(time.time() * 1000) - DAY_MS // 2
+    Writes the builds numbered ``chunk`` (all by default), started over the ``days`` before
+    ``end`` (epoch ms; half a day ago by default); returns the number of events."""
+    now = int(time.time() * 1000) - DAY_MS // 2 if end is None else end
     first = now - days * DAY_MS
     step = (now - first) // max(builds, 1)
     labels = [f"//pkg{t // 10}:target{t}" for t in range(targets)]
@@ -649,6 +657,69 @@ def sql_count_vs_parquet(
     ]  # fmt: skip
 
 
+def jobs_on_a_day(folder: Path, builds: int, targets: int, seed: int) -> list[Figure]:
+    """`builder telemetry jobs run all` (compaction, rollup, retention) over a closed day
+    of ``builds`` builds stored a build at a time, as `builder record` leaves them: its
+    seconds and its peak memory, in a process of its own, its start included."""
+    import polars as pl
+
+    from telemetry.ingest import ingest_file
+    from telemetry.storage import TelemetryStorage
+
+    midnight = (int(time.time() * 1000) // DAY_MS) * DAY_MS  # today, UTC: yesterday closed
+    events = folder / "day.jsonl"
+    generate_events(events, builds, targets, 1, seed + 2, end=midnight - 1)
+    scratch = TelemetryStorage(folder / "day-scratch", retention_days=10**5, max_sessions=10**9)
+    ingest_file(scratch, events, apply_retention=False)
+    events.unlink()
+    # Written again a build at a time: a sessions and a targets file per build.
+    import pyarrow as pa
+
+    taken = scratch.snapshot()
+
+    def table(dataset: str) -> pa.Table:
+        read = [taken.read(f, dataset) for f in taken.files(dataset)]  # type: ignore[arg-type]
+        return pa.concat_tables([t for t in read if t is not None]).sort_by("session_id")
+
+    session_rows, target_rows = table("sessions"), table("targets")
+    ids = pl.from_arrow(target_rows.select(["session_id"]))
+    assert isinstance(ids, pl.DataFrame)
+    spans = {
+        session: (int(at), int(n))
+        for session, at, n in ids.with_row_index("at")
+        .group_by("session_id", maintain_order=True)
+        .agg(pl.col("at").first(), pl.len())
+        .iter_rows()
+    }
+    store = folder / "day-store"
+    storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+    for index, session in enumerate(session_rows["session_id"].to_pylist()):
+        at, n = spans.get(session, (0, 0))
+        storage.append(session_rows.slice(index, 1), target_rows.slice(at, n))
+    shutil.rmtree(scratch.dir)
+    env = os.environ | {"BUILDER_TELEMETRY_DIR": str(store),
+                        "BUILDER_TELEMETRY_RETENTION_DAYS": "100000",
+                        "BUILDER_TELEMETRY_MAX_SESSIONS": "1000000000"}  # fmt: skip
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [BUILDER, "telemetry", "jobs", "run", "all"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("jobs run all failed")
+    rows = builds * targets
+    return [
+        Figure(f"`jobs run all` on a closed day of {builds:,} builds", "s", [seconds],
+               "reported", f"{rows:,} target rows; compaction, Parquet copies, rollups"),
+        Figure(f"`jobs run all` on a closed day of {builds:,} builds, peak memory", "MiB",
+               [usage.ru_maxrss / 1024], "reported"),
+    ]  # fmt: skip
+
+
 def small_team_year(
     repeat: int, folder: Path, builds: int, targets: int, seed: int
 ) -> list[Figure]:
@@ -773,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true", help="a year: 100,000 x 500 targets")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--day-builds",
+        type=int,
+        default=10_000,
+        help="builds of the closed day that `jobs run all` is measured on",
+    )
+    parser.add_argument(
         "--year-builds",
         type=int,
         default=3650,
@@ -823,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         figures += command_times(args.repeat, packed)
         figures += sql_count_vs_parquet(args.repeat, store, packed, targets_parquet, rows)
         figures += small_team_year(args.repeat, folder, args.year_builds, args.targets, args.seed)
+        figures += jobs_on_a_day(folder, args.day_builds, args.targets, args.seed)
         figures += spark_source_vs_parquet(args.repeat, packed, folder)
     _print(figures)
     report = {
