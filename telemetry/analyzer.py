@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import polars as pl
 
@@ -30,6 +30,7 @@ from telemetry.model import (
     BuildDetails,
     BuildReport,
     Regression,
+    RolledDays,
     SummaryReport,
     TargetRun,
     Trend,
@@ -39,6 +40,9 @@ from telemetry.schema import DATASETS, SESSIONS_SCHEMA, Dataset
 from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile
 from telemetry.storage import TelemetryStorage
 from telemetry.window import Filter, Window
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TREND_BAND: Final = 0.10
 _EXECUTED: Final = sorted(EXECUTED)
@@ -108,6 +112,9 @@ class TelemetryAnalyzer:
 
     def _summary(self, snapshot: Snapshot, top: int) -> SummaryReport:
         sessions = self._sessions(snapshot)
+        rolled = self._rolled_days(sessions)
+        if rolled is not None:
+            return self._with_rollups(sessions, snapshot, top, *rolled)
         n = sessions.height
         if n == 0:
             return SummaryReport(
@@ -159,6 +166,116 @@ class TelemetryAnalyzer:
             regression_threshold=self.regression_threshold,
         )
 
+    def _rolled_days(self, sessions: pl.DataFrame) -> tuple[pa.Table, pa.Table] | None:
+        """The daily rollups of the window's days whose builds the store no longer holds
+        (retention removed them): days the window takes whole, and only when no filter
+        chooses builds (a rollup knows no branch, tool or label); None when there are none."""
+        from telemetry import rollups
+
+        if not self.filter.takes_all:
+            return None
+        since, until = self.window.since, self.window.until
+        first = None if since is None else since.astimezone(UTC).date()
+        last = None if until is None else (until - timedelta(milliseconds=1)).astimezone(UTC).date()
+        read = rollups.read(self.storage.dir, since=first, until=last)
+        if read.days.num_rows == 0:
+            return None
+        held = set(sessions[PARTITION_KEY].to_list())
+        days = [
+            day
+            for day in read.days["date"].to_pylist()
+            if day not in held and _whole_day(self.window, day)
+        ]
+        if not days:
+            return None
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        chosen = pa.array(days, pa.date32())
+        return (
+            read.days.filter(pc.is_in(read.days["date"], chosen)),
+            read.targets.filter(pc.is_in(read.targets["date"], chosen)),
+        )
+
+    def _with_rollups(
+        self,
+        sessions: pl.DataFrame,
+        snapshot: Snapshot,
+        top: int,
+        days: pa.Table,
+        targets: pa.Table,
+    ) -> SummaryReport:
+        """The summary of the builds the store holds and of the rolled-up days it no longer
+        does: their sums and counts added up (the rollups keep them for that), the
+        bottlenecks over both; the trends and regressions over the builds themselves."""
+        rolled = pl.from_arrow(days)
+        assert isinstance(rolled, pl.DataFrame)
+        known = pl.col("total_targets") > 0
+        held = sessions.select(
+            builds=pl.len(),
+            successful=pl.col("succeeded").sum(),
+            duration=pl.col("duration_ms").sum(),
+            fastest=pl.col("duration_ms").min(),
+            slowest=pl.col("duration_ms").max(),
+            with_targets=known.sum(),
+            hit=pl.col("cache_hit_rate").sum(),
+            utilization=pl.col("parallelism_utilization").sum(),
+            tps=pl.col("targets_per_second").sum(),
+        ).row(0, named=True)
+        kept = rolled.select(
+            builds=pl.col("builds").sum(),
+            successful=pl.col("succeeded").sum(),
+            duration=pl.col("duration_ms_sum").sum(),
+            fastest=pl.col("duration_ms_min").min(),
+            slowest=pl.col("duration_ms_max").max(),
+            with_targets=pl.col("builds_with_targets").sum(),
+            hit=pl.col("cache_hit_rate_sum").sum(),
+            utilization=pl.col("parallelism_utilization_sum").sum(),
+            tps=pl.col("targets_per_second_sum").sum(),
+        ).row(0, named=True)
+
+        def total(name: str) -> float:
+            return float(held[name] or 0) + float(kept[name] or 0)
+
+        n = int(total("builds"))
+        successful = int(total("successful"))
+        with_targets = int(total("with_targets"))
+
+        def mean(name: str) -> float | None:
+            return total(name) / with_targets if with_targets else None
+
+        extremes = [v for v in (held["fastest"], kept["fastest"]) if v is not None]
+        peaks = [v for v in (held["slowest"], kept["slowest"]) if v is not None]
+        runs = pl.from_arrow(targets.select(["target", "executed_runs", "executed_ms_sum"]))
+        assert isinstance(runs, pl.DataFrame)
+        extra = runs.select(
+            pl.col("target").cast(pl.String),
+            runs=pl.col("executed_runs").cast(pl.Int64),
+            total_ms=pl.col("executed_ms_sum").cast(pl.Int64),
+        )
+        listed = rolled["date"].to_list()
+        return SummaryReport(
+            total_builds=n,
+            successful=successful,
+            failed=n - successful,
+            success_rate=100.0 * successful / n if n else 0.0,
+            average_build_ms=total("duration") / n if n else 0.0,
+            fastest_build_ms=int(min(extremes)) if extremes else 0,
+            slowest_build_ms=int(max(peaks)) if peaks else 0,
+            average_cache_hit_rate=mean("hit"),
+            cache_trend=trend(sessions["cache_hit_rate"].drop_nulls()),
+            average_utilization=mean("utilization"),
+            average_targets_per_second=mean("tps"),
+            builds_with_targets=with_targets,
+            bottlenecks=self._bottlenecks(sessions, snapshot, top, extra=extra),
+            build_time_trend=trend(sessions["duration_ms"]),
+            regressions=regressions(sessions, threshold=self.regression_threshold),
+            regression_threshold=self.regression_threshold,
+            from_rollups=RolledDays(
+                min(listed), max(listed), len(listed), int(kept["builds"] or 0)
+            ),
+        )
+
     def bottlenecks(
         self, sessions: pl.DataFrame | None = None, *, top: int = 5
     ) -> tuple[Bottleneck, ...]:
@@ -175,13 +292,20 @@ class TelemetryAnalyzer:
         )
 
     def _bottlenecks(
-        self, sessions: pl.DataFrame, snapshot: Snapshot, top: int
+        self,
+        sessions: pl.DataFrame,
+        snapshot: Snapshot,
+        top: int,
+        *,
+        extra: pl.DataFrame | None = None,
     ) -> tuple[Bottleneck, ...]:
-        if sessions.is_empty():
-            return ()
+        """The top bottlenecks of ``sessions`` (and of the runs per target ``extra`` adds:
+        target, runs, total_ms)."""
         # One snapshot for the rollups and the target rows, so a compaction beside us can
         # neither count a day twice nor leave it out.
-        parts = self._runs_per_target(sessions, snapshot)
+        parts = [] if sessions.is_empty() else self._runs_per_target(sessions, snapshot)
+        if extra is not None and not extra.is_empty():
+            parts.append(extra)
         if not parts:
             return ()
         frame = (

@@ -231,6 +231,19 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
     else:
         lines.append("  (none)")
     lines += ["", f"Build Time Trend: {report.build_time_trend}"]
+    rolled = report.from_rollups
+    if rolled is not None:
+        # Said after the seed's lines, so a script that reads them reads them all the same.
+        span = (
+            rolled.first.isoformat()
+            if rolled.first == rolled.last
+            else f"{rolled.first.isoformat()} to {rolled.last.isoformat()}"
+        )
+        lines.append(
+            f"(From daily rollups: {rolled.builds} builds of {rolled.days} "
+            f"day{'' if rolled.days == 1 else 's'} past retention, {span}; the trends and "
+            f"regressions are over the builds still stored)"
+        )
     if report.regressions:
         lines += ["", _paint("⚠️  Performance Regressions Detected:", _YELLOW, color)]
         lines += [
@@ -261,6 +274,14 @@ def summary_json(report: SummaryReport) -> str:
             "bottlenecks": [_bottleneck(b) for b in report.bottlenecks],
             "buildTimeTrend": report.build_time_trend,
             "regressionThreshold": report.regression_threshold,
+            "fromRollups": None
+            if report.from_rollups is None
+            else {
+                "days": report.from_rollups.days,
+                "builds": report.from_rollups.builds,
+                "first": report.from_rollups.first.isoformat(),
+                "last": report.from_rollups.last.isoformat(),
+            },
             "regressions": [
                 {
                     "sessionId": r.session_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, Literal, TypeAlias
 
 from telemetry.metrics import rates
@@ -40,6 +40,17 @@ class Regression:
 
 
 @dataclass(slots=True, frozen=True)
+class RolledDays:
+    """The days a summary read from the daily rollups: days whose builds retention removed,
+    which the rollups still count."""
+
+    first: date
+    last: date
+    days: int
+    builds: int
+
+
+@dataclass(slots=True, frozen=True)
 class SummaryReport:
     """The numbers of ``builder telemetry summary``."""
 
@@ -62,6 +73,9 @@ class SummaryReport:
     build_time_trend: Trend
     regressions: tuple[Regression, ...]
     regression_threshold: float
+    # The window's days that only the rollups still hold: in the totals, averages and
+    # bottlenecks; the trends and regressions are over the builds themselves.
+    from_rollups: RolledDays | None = None
 
 
 @dataclass(slots=True, frozen=True)

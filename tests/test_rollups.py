@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -219,3 +220,82 @@ def test_clear_removes_the_rollups_and_the_run_log(tmp_path: Path) -> None:
     assert storage.clear() == 9
     assert [p for p in os.listdir(storage.dir) if not p.startswith(".")] == []
     assert _rows(storage, "select count(*) from rollup_days") == [(0,)]
+
+
+def _past_retention(tmp_path: Path) -> tuple[TelemetryStorage, TelemetryStorage]:
+    """The three days rolled up, and a copy whose first day's builds retention removed."""
+    full = _three_days(TelemetryStorage(tmp_path / "full", clock=lambda: LATER))
+    rollup(full)
+    shutil.copytree(full.dir, tmp_path / "kept")
+    day2 = datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC)
+    kept = TelemetryStorage(tmp_path / "kept", retention_days=1, clock=lambda: day2)
+    assert kept.apply_retention().removed_days == (DAY0,)
+    return full, kept
+
+
+def _same_numbers(ours: Any, theirs: Any) -> None:
+    exact = ("total_builds", "successful", "failed", "fastest_build_ms", "slowest_build_ms")
+    for name in (*exact, "builds_with_targets"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    for name in (
+        "success_rate",
+        "average_build_ms",
+        "average_cache_hit_rate",
+        "average_utilization",
+        "average_targets_per_second",
+    ):
+        assert getattr(ours, name) == pytest.approx(getattr(theirs, name), rel=1e-12), name
+    assert [(b.target, b.runs) for b in ours.bottlenecks] == [
+        (b.target, b.runs) for b in theirs.bottlenecks
+    ]
+    assert [b.mean_ms for b in ours.bottlenecks] == pytest.approx(
+        [b.mean_ms for b in theirs.bottlenecks], rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [(None, None), ("2025-10-27", "2025-10-28"), ("2025-10-27", "2025-10-27")],
+)
+def test_a_summary_past_retention_answers_from_the_rollups_and_says_so(
+    tmp_path: Path, since: str | None, until: str | None
+) -> None:
+    """Over whole days where both exist, the rollups answer what the builds answered."""
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.exporter import render_summary, summary_json
+    from telemetry.model import RolledDays
+    from telemetry.window import Window
+
+    full, kept = _past_retention(tmp_path)
+    window = Window.parse(since, until)
+    theirs = TelemetryAnalyzer(full, window=window).summary(top=10)
+    ours = TelemetryAnalyzer(kept, window=window).summary(top=10)
+    _same_numbers(ours, theirs)
+    assert theirs.from_rollups is None
+    assert ours.from_rollups == RolledDays(DAY0, DAY0, 1, 3)
+    text = render_summary(ours).splitlines()
+    trend_line = next(i for i, line in enumerate(text) if line.startswith("Build Time Trend: "))
+    assert text[trend_line + 1] == (
+        "(From daily rollups: 3 builds of 1 day past retention, 2025-10-27; the trends and "
+        "regressions are over the builds still stored)"
+    )
+    assert not any(
+        line.startswith("(From daily rollups") for line in render_summary(theirs).splitlines()
+    )
+    assert json.loads(summary_json(ours))["fromRollups"] == {
+        "days": 1,
+        "builds": 3,
+        "first": "2025-10-27",
+        "last": "2025-10-27",
+    }
+
+
+def test_rollups_answer_only_whole_days_and_unfiltered_summaries(tmp_path: Path) -> None:
+    from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.window import Filter, Window
+
+    _, kept = _past_retention(tmp_path)
+    cut = TelemetryAnalyzer(kept, window=Window.parse("2025-10-27T15:00", None)).summary()
+    assert (cut.from_rollups, cut.total_builds) == (None, 6)
+    only = TelemetryAnalyzer(kept, filter=Filter.parse(tool="ninja")).summary()
+    assert (only.from_rollups, only.total_builds) == (None, 2)  # a1 and a2: rollups know no tool
