@@ -2,8 +2,9 @@
 (:mod:`telemetry.rollups`), and the rolled-up days past the rollup retention dropped.
 
 A closed day is rolled up when it has no rollup yet, or when its rollup counts other builds
-than the store holds for it now (builds stored into it late, or a file repaired); a day
-whose builds retention has removed keeps its rollup, which is what rollups are for, until
+than the store holds for it now (builds stored into it late, or a file repaired); past the
+store's retention, only when the store holds more of its builds than the rollup counts: a
+day whose builds retention has removed keeps its rollup, which is what rollups are for, until
 it is older than ``BUILDER_TELEMETRY_ROLLUP_RETENTION_DAYS`` (730 by default). A month's
 rollups are rewritten whole, atomically, so the job is idempotent, safe to kill, and a
 second run finds nothing to do.
@@ -41,7 +42,26 @@ def pending(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
     the store holds now."""
     stored = _stored_builds(storage, days)
     rolled = rollups.rolled_builds(storage.dir)
-    return [day for day, builds in sorted(stored.items()) if rolled.get(day) != builds]
+    return _stale(storage, stored, rolled)
+
+
+def _stale(
+    storage: TelemetryStorage, stored: dict[date, int], rolled: dict[date, int]
+) -> list[date]:
+    """The days to roll up: those whose rollup is missing or counts other builds than the
+    store holds; but a rolled-up day past the retention only when the store holds more of
+    its builds than the rollup counts (stored into it since, before retention removes it).
+    Holding fewer, its builds are gone and what the store holds of it was stored after
+    retention removed them (by a writer keeping more days than the jobs do): a rollup of
+    those alone would replace the rollup of the day's builds."""
+    keep = storage.retention_days
+    cutoff = None if keep is None else storage.today() - timedelta(days=keep)
+    return [
+        day
+        for day, builds in sorted(stored.items())
+        if day not in rolled
+        or (rolled[day] != builds and (cutoff is None or day >= cutoff or builds > rolled[day]))
+    ]
 
 
 def expired(storage: TelemetryStorage) -> list[date]:
@@ -62,7 +82,7 @@ def rollup(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> 
         rolled = dict(
             zip(existing.days["date"].to_pylist(), existing.days["builds"].to_pylist(), strict=True)
         )
-        stale = [day for day, builds in sorted(stored.items()) if rolled.get(day) != builds]
+        stale = _stale(storage, stored, rolled)
         cutoff = _cutoff(storage)
         gone = sorted(day for day in rolled if cutoff is not None and day < cutoff)
         stale = [day for day in stale if cutoff is None or day >= cutoff]

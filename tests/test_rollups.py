@@ -299,3 +299,20 @@ def test_rollups_answer_only_whole_days_and_unfiltered_summaries(tmp_path: Path)
     assert (cut.from_rollups, cut.total_builds) == (None, 6)
     only = TelemetryAnalyzer(kept, filter=Filter.parse(tool="ninja")).summary()
     assert (only.from_rollups, only.total_builds) == (None, 2)  # a1 and a2: rollups know no tool
+
+
+def test_a_build_stored_late_into_a_day_past_retention_keeps_its_days_rollup(
+    tmp_path: Path,
+) -> None:
+    """The day's builds are gone: a rollup of the late build alone would replace theirs."""
+    _, kept = _past_retention(tmp_path)
+    late = []
+    for line in small_history():
+        event = json.loads(line)
+        if event["session"] == "a":
+            event["session"] = "late"
+            late.append(json.dumps(event))
+    assert ingest_jsonl(kept, late, apply_retention=False).sessions == 1
+    assert pending(kept) == []
+    assert rollup(kept).days == ()
+    assert _counts(kept)[0] == (DAY0, 3, 2)
