@@ -23,6 +23,7 @@ from telemetry.layout import new_stem
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from telemetry.schema import Dataset
     from telemetry.snapshot import Snapshot
     from telemetry.storage import TelemetryStorage
 
@@ -39,29 +40,64 @@ class RolledUp:
 
 def pending(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> list[date]:
     """The closed days (of ``days``) whose rollup is missing or counts other builds than
-    the store holds now."""
-    stored = _stored_builds(storage, days)
-    rolled = rollups.rolled_builds(storage.dir)
-    return _stale(storage, stored, rolled)
+    the store holds now (see :func:`_stale`)."""
+    from telemetry.snapshot import Snapshot
+
+    snapshot = Snapshot.take(storage.layout, days=days)  # a plan: nothing is folded in
+    stored = _stored_builds(storage, days, snapshot)
+    existing = rollups.read(storage.dir)
+    return _stale(storage, stored, _rolled_counts(existing), _damaged_days(snapshot), existing)
+
+
+def _rolled_counts(existing: rollups.Rollups) -> dict[date, int]:
+    rows = existing.days
+    return dict(zip(rows["date"].to_pylist(), rows["builds"].to_pylist(), strict=True))
 
 
 def _stale(
-    storage: TelemetryStorage, stored: dict[date, int], rolled: dict[date, int]
+    storage: TelemetryStorage,
+    stored: dict[date, int],
+    rolled: dict[date, int],
+    damaged: set[date],
+    existing: rollups.Rollups,
 ) -> list[date]:
     """The days to roll up: those whose rollup is missing or counts other builds than the
-    store holds; but a rolled-up day past the retention only when the store holds more of
-    its builds than the rollup counts (stored into it since, before retention removes it).
-    Holding fewer, its builds are gone and what the store holds of it was stored after
-    retention removed them (by a writer keeping more days than the jobs do): a rollup of
-    those alone would replace the rollup of the day's builds."""
+    store holds, within the rollup retention, and in a month whose rollups could be read
+    (a month rewritten without them would lose its rolled-up days). A day that already has
+    a rollup is not rolled up again from fewer builds than it counts when some of its files
+    cannot be read (the rollup knew them), nor when it is past the retention (its builds
+    are gone, and what the store holds of it was stored after retention removed them, by a
+    writer keeping more days than the jobs do): a rollup of the rest would replace the
+    day's."""
     keep = storage.retention_days
     cutoff = None if keep is None else storage.today() - timedelta(days=keep)
-    return [
-        day
-        for day, builds in sorted(stored.items())
-        if day not in rolled
-        or (rolled[day] != builds and (cutoff is None or day >= cutoff or builds > rolled[day]))
-    ]
+    rollup_cutoff = _cutoff(storage)
+    unreadable = set(existing.unreadable)
+    stale = []
+    for day, builds in sorted(stored.items()):
+        if rollups.month_of(day) in unreadable:
+            continue
+        if rollup_cutoff is not None and day < rollup_cutoff:
+            continue
+        if day not in rolled:
+            stale.append(day)
+        elif rolled[day] != builds:
+            shrinks = builds < rolled[day]
+            if shrinks and (day in damaged or (cutoff is not None and day < cutoff)):
+                continue
+            stale.append(day)
+    return stale
+
+
+def _damaged_days(snapshot: Snapshot) -> set[date]:
+    """The days with a committed file that cannot be read (left out by every reader)."""
+    days: set[date] = set()
+    datasets: tuple[Dataset, ...] = ("sessions", "targets")
+    for dataset in datasets:
+        committed = snapshot.committed(dataset)
+        readable = {f.path for f in snapshot.files(dataset, warn=False)}
+        days |= {f.day for f in committed if f.path not in readable or f.path in snapshot.left_out}
+    return days
 
 
 def expired(storage: TelemetryStorage) -> list[date]:
@@ -79,13 +115,10 @@ def rollup(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> 
         snapshot = storage.snapshot(days=days) if days is not None else storage.snapshot()
         stored = _stored_builds(storage, days, snapshot)
         existing = rollups.read(storage.dir)
-        rolled = dict(
-            zip(existing.days["date"].to_pylist(), existing.days["builds"].to_pylist(), strict=True)
-        )
-        stale = _stale(storage, stored, rolled)
+        rolled = _rolled_counts(existing)
+        stale = _stale(storage, stored, rolled, _damaged_days(snapshot), existing)
         cutoff = _cutoff(storage)
         gone = sorted(day for day in rolled if cutoff is not None and day < cutoff)
-        stale = [day for day in stale if cutoff is None or day >= cutoff]
         builds = 0
         months = rollups.months_of([*stale, *gone])
         for month in months:
@@ -116,10 +149,10 @@ def _stored_builds(
     """The readable builds the store holds on each closed day (of ``days``)."""
     import polars as pl
 
-    from telemetry.snapshot import Snapshot
-
     today = storage.today()
     if snapshot is None:  # a plan: nothing is written (no recorded build is folded in)
+        from telemetry.snapshot import Snapshot
+
         snapshot = Snapshot.take(storage.layout, days=days)
     counted = snapshot.collect(
         "sessions", lambda rows: rows.group_by("date").agg(pl.len().alias("builds"))

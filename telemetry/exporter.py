@@ -274,14 +274,6 @@ def summary_json(report: SummaryReport) -> str:
             "bottlenecks": [_bottleneck(b) for b in report.bottlenecks],
             "buildTimeTrend": report.build_time_trend,
             "regressionThreshold": report.regression_threshold,
-            "fromRollups": None
-            if report.from_rollups is None
-            else {
-                "days": report.from_rollups.days,
-                "builds": report.from_rollups.builds,
-                "first": report.from_rollups.first.isoformat(),
-                "last": report.from_rollups.last.isoformat(),
-            },
             "regressions": [
                 {
                     "sessionId": r.session_id,
@@ -293,7 +285,23 @@ def summary_json(report: SummaryReport) -> str:
                 for r in report.regressions
             ],
         }
+        | _rolled_json(report)
     )
+
+
+def _rolled_json(report: SummaryReport) -> dict[str, object]:
+    """The ``fromRollups`` key, only in a summary that read days from the daily rollups."""
+    rolled = report.from_rollups
+    if rolled is None:
+        return {}
+    return {
+        "fromRollups": {
+            "days": rolled.days,
+            "builds": rolled.builds,
+            "first": rolled.first.isoformat(),
+            "last": rolled.last.isoformat(),
+        }
+    }
 
 
 # -- recent -----------------------------------------------------------------------------------

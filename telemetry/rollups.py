@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -36,7 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from telemetry import layout
-from telemetry.errors import StorageError, write_failure
+from telemetry.errors import CorruptFileWarning, StorageError, write_failure
+from telemetry.integrity import first_line
 
 if TYPE_CHECKING:
     import polars as pl
@@ -49,6 +51,7 @@ TARGETS_FILE: Final = "targets.arrow"
 # What a pointer no longer names stays this long (the snapshot's grace).
 GRACE_SECONDS: Final = 3600
 _MONTH_PREFIX: Final = "month="
+_REPLACED: Final = ".replaced-"
 
 
 def _schemas() -> tuple[pa.Schema, pa.Schema]:
@@ -112,6 +115,8 @@ class Rollups:
     days: pa.Table
     targets: pa.Table
     files: tuple[Path, ...]  # the files they were read from
+    # The months that could not be read (named in a warning): their days are not here.
+    unreadable: tuple[date, ...] = ()
 
 
 def compute(sessions: pl.LazyFrame, targets: pl.LazyFrame) -> tuple[pa.Table, pa.Table]:
@@ -208,30 +213,51 @@ def read(root: Path, *, since: date | None = None, until: date | None = None) ->
     days: list[pa.Table] = []
     targets: list[pa.Table] = []
     files: list[Path] = []
+    unreadable: list[date] = []
     for month, folder in _months(root):
         if (since and _month_end(month) < since) or (until and month > until):
             continue
-        for _ in range(3):
-            pair = _current(folder)
-            if pair is None:
+        problem = None
+        for _ in range(3):  # the pair may be replaced (and renamed) between the two reads
+            try:
+                pair = _current(folder)
+            except StorageError as error:
+                problem = str(error)
+                break
+            if pair is None:  # no pointer: a month emptied, or never finished
+                problem = None
                 break
             try:
                 with ipc.open_file(str(pair / DAYS_FILE)) as reader:
                     day_rows = reader.read_all()
                 with ipc.open_file(str(pair / TARGETS_FILE)) as reader:
                     target_rows = reader.read_all()
+                day_rows, target_rows = day_rows.cast(days_schema), target_rows.cast(targets_schema)
             except FileNotFoundError:
+                problem = f"{pair} is named by {folder / CURRENT} but is not there"
                 continue
-            except (OSError, pa.ArrowException) as error:
-                raise StorageError(f"could not read the rollups in {pair}: {error}") from error
+            except (OSError, pa.ArrowException, ValueError) as error:
+                problem = f"{pair}: {first_line(error)}"
+                break
             days.append(day_rows)
             targets.append(target_rows)
             files += [pair / DAYS_FILE, pair / TARGETS_FILE]
+            problem = None
             break
+        if problem is not None:
+            warnings.warn(
+                f"skipping the rollups of {month:%Y-%m}: {problem}",
+                CorruptFileWarning,
+                stacklevel=2,
+            )
+            unreadable.append(month)
     day_table = pa.concat_tables(days) if days else days_schema.empty_table()
     target_table = pa.concat_tables(targets) if targets else targets_schema.empty_table()
     return Rollups(
-        _between(day_table, since, until), _between(target_table, since, until), tuple(files)
+        _between(day_table, since, until),
+        _between(target_table, since, until),
+        tuple(files),
+        tuple(unreadable),
     )
 
 
@@ -318,12 +344,20 @@ def write_month(root: Path, month: date, days: pa.Table, targets: pa.Table, *, s
                     writer.write_table(table.cast(schema).combine_chunks())
                 handle.flush()
                 os.fsync(handle.fileno())
+        replaced = None
+        with contextlib.suppress(StorageError):
+            replaced = _current(folder)
         pointer = folder / f".tmp-{uuid.uuid4().hex[:12]}-{CURRENT}"
         with pointer.open("x") as handle:
             handle.write(stem + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(pointer, folder / CURRENT)
+        if replaced is not None and replaced.name != stem:
+            # Named by the moment it stopped counting, which the sweep reads: its hour
+            # starts now, whenever it was written.
+            with contextlib.suppress(OSError):
+                os.rename(replaced, folder / f"{_REPLACED}{int(time.time())}-{replaced.name}")
     except OSError as error:
         shutil.rmtree(pair, ignore_errors=True)
         raise StorageError(
@@ -333,8 +367,10 @@ def write_month(root: Path, month: date, days: pa.Table, targets: pa.Table, *, s
 
 
 def sweep(root: Path, *, now: float | None = None) -> int:
-    """Remove the pairs and temporary files no pointer names, once an hour old (a reader
-    may have read the pointer before it was replaced); returns how many went."""
+    """Remove the pairs no pointer names once their hour is over: a pair a rewrite replaced
+    an hour after it was replaced (a reader may have read the pointer before), and what a
+    killed rewrite left (a pair never named, a temporary pointer) an hour after it was
+    written; returns how many went. A month whose pointer cannot be read is left alone."""
     moment = time.time() if now is None else now
     removed = 0
     for _, folder in _months(root):
@@ -342,11 +378,18 @@ def sweep(root: Path, *, now: float | None = None) -> int:
             current = _current(folder)
         except StorageError:
             continue  # a pointer we cannot read: nothing here is known to be dead
+        if current is not None and not current.is_dir():
+            continue  # it names a pair that is not there: nor is anything here known dead
         for entry in os.scandir(folder):
             if entry.name == CURRENT or (current is not None and entry.name == current.name):
                 continue
             with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < moment - GRACE_SECONDS:
+                if entry.name.startswith(_REPLACED):
+                    moment_of = entry.name[len(_REPLACED) :].split("-", 1)[0]
+                    since = float(moment_of) if moment_of.isdigit() else 0.0
+                else:
+                    since = entry.stat(follow_symlinks=False).st_mtime
+                if since < moment - GRACE_SECONDS:
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path)
                     else:

@@ -296,6 +296,8 @@ class TelemetryStorage:
         # A fold under way finishes first (its builds are then removed with the rest), and
         # a build being written waits, then is kept: the locks in the order folds take them.
         with contextlib.ExitStack() as held:
+            if self.dir.is_dir():  # a compaction or a rollup under way finishes first
+                held.enter_context(locks.lock(self.dir))
             with contextlib.suppress(OSError):  # no pending folder: nothing to wait for
                 held.enter_context(folding(self.dir))
             held.enter_context(locks.guard(self.dir, exclusive=True))

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import telemetry.duckdb as sql
 from pipelines.rollup import pending, rollup
 from telemetry import rollups
+from telemetry.errors import CorruptFileWarning
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 from tests.conftest import FIXTURES, T0, small_history
@@ -204,9 +206,14 @@ def test_a_reader_reads_one_write_of_a_month_and_the_sweep_waits_an_hour(
     )  # fmt: skip
     assert (month / "current").read_text().strip() == "20270101T000000Z-000000000000"
     assert rollups.read(storage.dir).days.num_rows == 1
-    assert (month / first / "days.arrow").exists()  # for the readers that read the pointer
+    # The replaced pair is kept an hour from its replacement, whenever it was written,
+    # under a name that says when (a reader that read the old pointer reads it again).
+    [aside] = [p for p in month.iterdir() if p.name.endswith(f"-{first}")]
+    assert aside.name.startswith(".replaced-") and (aside / "days.arrow").exists()
+    old = time.time() - 3 * 3600
+    os.utime(aside, (old, old))
     rollups.sweep(storage.dir)
-    assert (month / first).exists()
+    assert aside.exists()
     rollups.sweep(storage.dir, now=time.time() + 2 * 3600)
     assert sorted(p.name for p in month.iterdir()) == ["20270101T000000Z-000000000000", "current"]
     assert read_before.days.num_rows == 3  # what was read stays as it was
@@ -316,3 +323,59 @@ def test_a_build_stored_late_into_a_day_past_retention_keeps_its_days_rollup(
     assert pending(kept) == []
     assert rollup(kept).days == ()
     assert _counts(kept)[0] == (DAY0, 3, 2)
+
+
+def test_a_damaged_month_is_named_skipped_and_never_rewritten(tmp_path: Path) -> None:
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    [pair] = [p for p in (storage.dir / "rollups").glob("month=*/*") if p.is_dir()]
+    damaged = (pair / "days.arrow").read_bytes()[:40]
+    (pair / "days.arrow").write_bytes(damaged)
+    with pytest.warns(CorruptFileWarning, match="skipping the rollups of 2025-10"):
+        assert _rows(storage, "select count(*) from rollup_days") == [(0,)]
+    with pytest.warns(CorruptFileWarning):
+        assert pending(storage) == []
+    with pytest.warns(CorruptFileWarning):
+        assert rollup(storage).months == 0  # a rewrite would lose the month's rolled days
+    assert (pair / "days.arrow").read_bytes() == damaged  # left for a person to look at
+
+
+def test_a_day_with_a_damaged_file_keeps_its_rollup(tmp_path: Path) -> None:
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    [victim] = (storage.dir / "sessions" / f"date={DAY0}").glob("*.arrow")
+    victim.write_bytes(victim.read_bytes()[:-20])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptFileWarning)
+        assert pending(storage) == []
+        assert rollup(storage).days == ()
+        assert _counts(storage)[0] == (DAY0, 3, 2)
+
+
+def test_the_plan_keeps_the_rollup_retention(tmp_path: Path) -> None:
+    storage = _three_days(
+        TelemetryStorage(tmp_path / "t", rollup_retention_days=1, clock=lambda: LATER)
+    )
+    assert pending(storage) == [] and rollup(storage).days == ()
+
+
+def test_clear_waits_for_a_rollup_under_way(tmp_path: Path) -> None:
+    """A rollup (or a compaction) holds the store's lock while it writes: clear beside it
+    waits, so no rollup of the cleared builds is written after them."""
+    import threading
+
+    from telemetry import locks
+    from tests.cli.test_jobs import _waiting_for
+
+    storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
+    rollup(storage)
+    cleared: list[int] = []
+    with locks.lock(storage.dir):
+        worker = threading.Thread(target=lambda: cleared.append(storage.clear()))
+        worker.start()
+        while not _waiting_for(storage.dir / ".lock"):
+            assert worker.is_alive() and not cleared, "clear did not wait"
+            time.sleep(0.01)
+        assert (storage.dir / "rollups").exists()
+    worker.join(timeout=60)
+    assert cleared == [9] and not (storage.dir / "rollups").exists()
