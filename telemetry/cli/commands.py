@@ -332,10 +332,14 @@ def telemetry(
         )
         if value is not None
     ]
-    if given and command not in _WINDOWED:
-        raise reports.OptionError(
-            f"{given[0]} goes with summary, recent, export and show, not with {command}"
+    windows = set(given) <= {"--since", "--until"}
+    if given and command not in _WINDOWED and not (windows and command == "sql"):
+        takes = (
+            "summary, recent, export, show and sql"
+            if windows
+            else ("summary, recent, export and show")
         )
+        raise reports.OptionError(f"{given[0]} goes with {takes}, not with {command}")
     if ctx.invoked_subcommand is None:
         ctx.invoke(summary, ctx)
 
@@ -593,6 +597,7 @@ def sql(
     each with the day as a date column, and the long-lived rollups rollup_days and
     rollup_targets. A query DuckDB refuses is an error (exit status 1).
     Needs DuckDB: pip install 'builder-telemetry[duckdb]'."""
+    since, until = _window(ctx, since, until)
     reports.sql(_config(ctx), query, since=since, until=until, format=format)
 
 

@@ -87,9 +87,22 @@ def test_a_window_before_a_command_without_one_is_refused(small_cli: Runner, com
     assert (result.code, result.stdout, result.stderr) == (
         2,
         "",
-        f"Error: --until goes with summary, recent, export and show, not with {command}\n",
+        f"Error: --until goes with summary, recent, export, show and sql, not with {command}\n",
     )
     assert "Total Builds: 3" in small_cli("telemetry").stdout  # nothing was cleared
+
+
+def test_a_window_before_sql_is_its_window(small_cli: Runner) -> None:
+    count = "select count(*) from sessions"
+    before = small_cli("telemetry", "--since", SINCE, "sql", count)
+    after = small_cli("telemetry", "sql", count, "--since", SINCE)
+    assert (before.code, before.stdout) == (0, after.stdout)
+    assert after.stdout.splitlines()[-1].strip() == "2"
+    refused = small_cli("telemetry", "--tool", "ninja", "sql", count)
+    assert (refused.code, refused.stderr) == (
+        2,
+        "Error: --tool goes with summary, recent, export and show, not with sql\n",
+    )
 
 
 def test_dir_after_recent_is_read_without_the_parser(elsewhere: Path) -> None:
