@@ -78,6 +78,31 @@ def small_history() -> list[str]:
     ]
 
 
+def small_history_on(*days: int) -> list[str]:
+    """small_history() again on each of ``days`` (days after 2025-10-27): its builds a, b and
+    c as a0, b0, c0 on the first, a1, b1, c1 on the next, and so on."""
+    lines = []
+    for day in days:
+        for line in small_history():
+            event = json.loads(line)
+            event["session"] += str(day)
+            event["ts"] += day * 86_400_000
+            lines.append(json.dumps(event))
+    return lines
+
+
+def late_build(day: int = 0) -> list[str]:
+    """Build a of small_history() again as build ``late``, ``day`` days after its own."""
+    lines = []
+    for line in small_history():
+        event = json.loads(line)
+        if event["session"] == "a":
+            event["session"] = "late"
+            event["ts"] += day * 86_400_000
+            lines.append(json.dumps(event))
+    return lines
+
+
 def ninjas() -> list[str]:
     """The ninjas to test with: PyPI's, beside this interpreter, and the system's when it is
     another one (Debian's 1.11 writes an older log format)."""

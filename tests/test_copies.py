@@ -9,7 +9,6 @@ and 39 target runs, 13 a day."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -31,7 +30,7 @@ from telemetry.errors import CorruptFileWarning, StorageError
 from telemetry.ingest import ingest_jsonl
 from telemetry.schema import SCHEMA_VERSION
 from telemetry.storage import TelemetryStorage
-from tests.conftest import T0, Runner, small_history
+from tests.conftest import T0, Runner, late_build
 from tests.test_duckdb import COUNT_BOTH, DAY, LATER, _rows, _three_days, meanwhile
 
 __all__ = ["meanwhile"]  # a fixture, used by name below
@@ -231,13 +230,7 @@ def test_a_copy_that_cannot_be_written_stops_compaction_as_a_merged_file_does(
 
 def _late_build(storage: TelemetryStorage) -> None:
     """One more build on the first day, stored after it was compacted."""
-    lines = []
-    for line in small_history():
-        event = json.loads(line)
-        if event["session"] == "a":
-            event["session"] = "late"
-            lines.append(json.dumps(event))
-    assert ingest_jsonl(storage, lines, apply_retention=False).sessions == 1
+    assert ingest_jsonl(storage, late_build(), apply_retention=False).sessions == 1
 
 
 def _age(path: Path) -> None:

@@ -36,7 +36,7 @@ from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 from telemetry.window import Window
 from tests import reference
-from tests.conftest import FIXTURES, T0, small_history
+from tests.conftest import FIXTURES, T0, small_history, small_history_on
 from tests.test_damaged_files import _blocks_at
 from tests.test_metrics import _SESSION_TYPES, _session_rows
 from tests.test_properties import SETTINGS, Plan, _stream, builds
@@ -450,13 +450,7 @@ def _added(base: pa.Schema, field: pa.Field) -> pa.Schema:
 def _three_days(storage: TelemetryStorage) -> TelemetryStorage:
     """small_history() on three days, a day at a time: builds a0..c2."""
     for day in range(3):
-        lines = []
-        for line in small_history():
-            event = json.loads(line)
-            event["session"] += str(day)
-            event["ts"] += day * DAY
-            lines.append(json.dumps(event))
-        assert ingest_jsonl(storage, lines, apply_retention=False).sessions == 3
+        assert ingest_jsonl(storage, small_history_on(day), apply_retention=False).sessions == 3
     return storage
 
 

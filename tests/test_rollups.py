@@ -26,7 +26,7 @@ from telemetry import rollups
 from telemetry.errors import CorruptFileWarning
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
-from tests.conftest import FIXTURES, T0, small_history
+from tests.conftest import FIXTURES, T0, late_build, small_history
 from tests.test_duckdb import DAY, LATER, _three_days
 
 DAY0 = datetime.fromtimestamp(T0 / 1000, UTC).date()
@@ -167,14 +167,7 @@ def test_rollups_outlive_the_builds_and_then_expire(tmp_path: Path) -> None:
 def test_a_day_that_gains_builds_is_rolled_up_again(tmp_path: Path) -> None:
     storage = _three_days(TelemetryStorage(tmp_path / "t", clock=lambda: LATER))
     rollup(storage)
-    late = []
-    for line in small_history():
-        event = json.loads(line)
-        if event["session"] == "a":
-            event["session"] = "late"
-            event["ts"] += DAY
-            late.append(json.dumps(event))
-    assert ingest_jsonl(storage, late, apply_retention=False).sessions == 1
+    assert ingest_jsonl(storage, late_build(1), apply_retention=False).sessions == 1
     second = DAY0 + timedelta(days=1)
     assert pending(storage) == [second]
     done = rollup(storage)
@@ -313,13 +306,7 @@ def test_a_build_stored_late_into_a_day_past_retention_keeps_its_days_rollup(
 ) -> None:
     """The day's builds are gone: a rollup of the late build alone would replace theirs."""
     _, kept = _past_retention(tmp_path)
-    late = []
-    for line in small_history():
-        event = json.loads(line)
-        if event["session"] == "a":
-            event["session"] = "late"
-            late.append(json.dumps(event))
-    assert ingest_jsonl(kept, late, apply_retention=False).sessions == 1
+    assert ingest_jsonl(kept, late_build(), apply_retention=False).sessions == 1
     assert pending(kept) == []
     assert rollup(kept).days == ()
     assert _counts(kept)[0] == (DAY0, 3, 2)

@@ -16,9 +16,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from telemetry import locks
-from tests.conftest import BUILDER, Runner, process_env, small_history
+from tests.conftest import BUILDER, Runner, process_env, small_history, small_history_on
 
-DAY = 86_400_000
 DAYS = ("2025-10-27", "2025-10-28", "2025-10-29")
 TOOK = r" \(\d+\.\d s\)"
 TARGETS = {json.loads(line).get("target") for line in small_history()} - {None}
@@ -26,12 +25,7 @@ TARGETS = {json.loads(line).get("target") for line in small_history()} - {None}
 
 def _three_days(cli: Runner) -> Path:
     for day in range(3):
-        lines = []
-        for line in small_history():
-            event = json.loads(line)
-            event["session"] += str(day)
-            event["ts"] += day * DAY
-            lines.append(json.dumps(event))
+        lines = small_history_on(day)
         assert cli("telemetry", "ingest", "-", stdin="\n".join(lines).encode()).code == 0
     return Path.cwd() / "telemetry"
 

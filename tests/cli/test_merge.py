@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner, small_history
+from tests.conftest import Runner, small_history_on
 
-DAY = 86_400_000
 LABEL = "builder.source"
 ROWS = (
     "select session_id, target, status, start_time, end_time, duration_ms, worker, error "
@@ -26,14 +25,7 @@ ROWS = (
 
 
 def _days(*days: int) -> bytes:
-    lines = []
-    for day in days:
-        for line in small_history():
-            event = json.loads(line)
-            event["session"] += str(day)
-            event["ts"] += day * DAY
-            lines.append(json.dumps(event))
-    return "\n".join(lines).encode()
+    return "\n".join(small_history_on(*days)).encode()
 
 
 @pytest.fixture
