@@ -169,6 +169,8 @@ def _chunks(
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """The source's ``wanted`` sessions and their targets, in this version's schemas, some
     days at a time."""
+    if not wanted:
+        return  # nothing to add: no file of the source is read again
     sessions: list[pa.Table] = []
     targets: list[pa.Table] = []
     rows = 0
@@ -254,7 +256,7 @@ def _store_days(
                 taken.add(session)
             table = table.filter(pa.array(keep, pa.bool_()))
             day_sessions.append(table)
-            pair = pairs.get((day, stored.stem))
+            pair = pairs.get((day, stored.stem)) if table.num_rows else None
             rows = snapshot.read(pair, "targets") if pair is not None else None
             if rows is not None:
                 day_targets.append(rows.filter(pc.is_in(rows["session_id"], table["session_id"])))
@@ -288,12 +290,6 @@ def _export_days(
     for day, folder in folders:
         try:
             sessions = _as_schema(pq.read_table(folder), "sessions")
-            target_folder = path / "targets" / folder.name
-            rows = (
-                _as_schema(pq.read_table(target_folder), "targets")
-                if targets and target_folder.is_dir()
-                else _as_schema(None, "targets")
-            )
         except (OSError, pa.ArrowException) as error:
             raise StorageError(f"could not read the export {folder}: {error}") from error
         ids = sessions.column("session_id")
@@ -301,6 +297,13 @@ def _export_days(
             raise StorageError(f"the export {folder} holds a build twice; export it again")
         if wanted is not None:
             sessions = sessions.filter(pc.is_in(ids, pa.array(sorted(wanted), pa.string())))
+        target_folder = path / "targets" / folder.name
+        rows = _as_schema(None, "targets")
+        if targets and sessions.num_rows and target_folder.is_dir():  # only for builds taken
+            try:
+                rows = _as_schema(pq.read_table(target_folder), "targets")
+            except (OSError, pa.ArrowException) as error:
+                raise StorageError(f"could not read the export {target_folder}: {error}") from error
         yield day, sessions, rows.filter(pc.is_in(rows["session_id"], sessions["session_id"]))
 
 

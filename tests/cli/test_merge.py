@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,31 @@ def test_a_damaged_export_is_one_error_line(cli: Runner, sources: Path) -> None:
         f"Error: could not read the export export/sessions/{part.parent.name}: "
     )
     assert merged.stderr.count("\n") == 1
+
+
+def test_merging_again_reads_no_target_file(
+    cli: Runner, sources: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a merge adds is chosen from the session rows: a source with nothing new costs the
+    reading of its sessions only, however many target rows it holds."""
+    import pyarrow.parquet as pq
+
+    from telemetry.snapshot import Snapshot
+
+    assert cli("telemetry", "merge", "one=one", "x=export", "--into", "team").code == 0
+    read: list[str] = []
+    snapshot_read, parquet_read = Snapshot.read, pq.read_table
+
+    def reading(self: Snapshot, stored: Any, dataset: str) -> Any:
+        read.append(dataset)
+        return snapshot_read(self, stored, dataset)
+
+    def reading_parquet(source: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(Path(source).parent.name)
+        return parquet_read(source, *args, **kwargs)
+
+    monkeypatch.setattr(Snapshot, "read", reading)
+    monkeypatch.setattr(pq, "read_table", reading_parquet)
+    again = cli("telemetry", "merge", "one=one", "x=export", "--into", "team")
+    assert again.stdout.endswith("Merged 2 sources into team: 0 builds added.\n")
+    assert "targets" not in read and read.count("sessions") > 0
