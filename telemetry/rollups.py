@@ -130,7 +130,7 @@ def compute(sessions: pl.LazyFrame, targets: pl.LazyFrame) -> tuple[pa.Table, pa
 
     from telemetry.metrics import with_session_metrics
 
-    days_schema, targets_schema = _schemas()
+    days_schema, targets_schema = DAYS_SCHEMA, TARGETS_SCHEMA
     rated = with_session_metrics(sessions)
     known = pl.col("total_targets") > 0
 
@@ -209,7 +209,7 @@ def read(root: Path, *, since: date | None = None, until: date | None = None) ->
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    days_schema, targets_schema = _schemas()
+    days_schema, targets_schema = DAYS_SCHEMA, TARGETS_SCHEMA
     days: list[pa.Table] = []
     targets: list[pa.Table] = []
     files: list[Path] = []
@@ -325,7 +325,7 @@ def write_month(root: Path, month: date, days: pa.Table, targets: pa.Table, *, s
     removes the month (its pointer first). The caller holds the store's lock."""
     import pyarrow.ipc as ipc
 
-    days_schema, targets_schema = _schemas()
+    days_schema, targets_schema = DAYS_SCHEMA, TARGETS_SCHEMA
     folder = root / ROLLUPS / f"{_MONTH_PREFIX}{month:%Y-%m}"
     if days.num_rows == 0:
         with contextlib.suppress(FileNotFoundError):
@@ -409,6 +409,7 @@ def months_of(days: Iterable[date]) -> list[date]:
     return sorted({month_of(day) for day in days})
 
 
+# Built once, when the module loads (it is loaded by what reads or writes rollups only).
 DAYS_SCHEMA, TARGETS_SCHEMA = _schemas()
 
 __all__ = [
