@@ -81,7 +81,7 @@ _COLUMNS: Final = {
 _UNSAFE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _MILLISECOND: Final = timedelta(milliseconds=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The Prometheus export's gauge families: name, session column, divisor, help. Prometheus
@@ -150,6 +150,16 @@ def printable(text: str) -> str:
     if text.isprintable():  # the common case, answered in C; every unsafe character fails it
         return text
     return "".join(_escape(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell of a CSV file as a spreadsheet shows it without running it: text that
+    would start a formula gets a leading ``'``. Only text: a number keeps its sign.
+
+    >>> spreadsheet_text("=HYPERLINK(A1)"), spreadsheet_text("//a:b")
+    ("'=HYPERLINK(A1)", '//a:b')
+    """
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def json_for_terminal(document: str) -> str:
@@ -563,8 +573,8 @@ def _csv_value(key: str, value: object) -> str:
         return f"{value:.2f}"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value  # shown as text, never evaluated
+    if isinstance(value, str):
+        return spreadsheet_text(value)
     return str(value)
 
 

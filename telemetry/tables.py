@@ -3,7 +3,9 @@ columns for people, RFC 4180 CSV, or a JSON array of objects, whatever types its
 hold (DuckDB's DECIMAL, INTERVAL, BLOB, maps, lists and structs, dates Python cannot hold).
 
 Text from builds reaches a terminal escaped, as in every report
-(:func:`telemetry.exporter.printable`); what a script reads holds the exact values.
+(:func:`telemetry.exporter.printable`); what a script reads holds the exact values, but for
+a leading ``'`` on CSV text a spreadsheet would run as a formula, as in the export
+(:func:`telemetry.exporter.spreadsheet_text`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def render(result: pa.Table, format: TableFormat, *, terminal: bool = False) -> 
     """A table (a query's answer) as aligned columns for people (``table``), RFC 4180 CSV
     with a header, or a JSON array of objects. Times are UTC in ISO 8601 (``Z`` when the
     column has a time zone); a NULL is ``NULL`` in the table, an empty CSV cell and JSON's
-    ``null``.
+    ``null``. A CSV cell of text (or a column name) that a spreadsheet would run as a formula
+    gets a leading ``'``, as in the export; numbers stay as they are.
 
     Text from builds reaches people through :func:`telemetry.exporter.printable`: always in
     the table, and in CSV and JSON when ``terminal`` (JSON as its own escapes, the same
@@ -127,16 +130,28 @@ def _width(text: str) -> int:
 
 
 def _csv(result: pa.Table, *, terminal: bool) -> str:
-    from telemetry.exporter import printable
+    import pyarrow.types as types
+
+    from telemetry.exporter import printable, spreadsheet_text
 
     if not result.num_columns:
         return ""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     clean: Callable[[str], str] = printable if terminal else str
-    writer.writerow([clean(name) for name in result.column_names])
+    # Names too: a PIVOT names its columns after values from builds.
+    writer.writerow([clean(spreadsheet_text(name)) for name in result.column_names])
+    # Text is guarded as the export guards it, and only text: a number keeps its sign, and
+    # so does a time Python cannot hold, which comes as Arrow's text ("-0001-01-01").
+    guarded = [not types.is_temporal(field.type) for field in result.schema]
     for row in zip(*_columns(result), strict=True):
-        writer.writerow([clean(_text(value, null="")) for value in row])
+        cells = [_text(value, null="") for value in row]
+        writer.writerow(
+            [
+                clean(spreadsheet_text(cell) if guard and isinstance(value, str | bytes) else cell)
+                for cell, value, guard in zip(cells, row, guarded, strict=True)
+            ]
+        )
     return buffer.getvalue()
 
 

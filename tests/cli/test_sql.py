@@ -8,6 +8,8 @@ UTC, with 4, 5 and 4 targets and hit rates of 25, 40 and 50%."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -285,3 +287,131 @@ def test_any_answer_is_written_or_refused_with_one_error_line(
         assert "internal error" not in result.stderr
     elif format == "json":
         assert isinstance(json.loads(result.stdout), list)
+
+
+# Target labels a spreadsheet would run as formulas, each with its own duration to order by.
+FORMULAS = ["=1+2", "+3", "-4", "@SUM(A1)", "\t=5", "\r=6", "//ok:a"]
+
+
+def _formula_store(tmp_path: Path) -> Path:
+    """One build, session ``=build`` by tool ``@tool`` failing with ``-cmd|' /C calc'!A0``,
+    whose targets are FORMULAS, the first 1 ms long, the next 2 ms, and so on."""
+    events: list[dict[str, object]] = [
+        {"event": "build_started", "session": "=build", "ts": 1761575000000, "tool": "@tool"},
+        *(
+            {
+                "event": "target_finished",
+                "session": "=build",
+                "ts": 1761575000100,
+                "target": target,
+                "status": "built",
+                "duration_ms": n,
+            }
+            for n, target in enumerate(FORMULAS, start=1)
+        ),
+        {
+            "event": "build_finished",
+            "session": "=build",
+            "ts": 1761575000200,
+            "success": False,
+            "error": "-cmd|' /C calc'!A0",
+        },
+    ]
+    path = tmp_path / "formulas.jsonl"
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    subprocess.run(
+        [BUILDER, "telemetry", "ingest", str(path)],
+        env=process_env(tmp_path / "t"),
+        check=True,
+        capture_output=True,
+    )
+    return tmp_path / "t"
+
+
+def _sql_csv(store: Path, query: str) -> str:
+    done = subprocess.run(
+        [BUILDER, "telemetry", "sql", query, "--format", "csv"],
+        env=process_env(store),
+        capture_output=True,
+        check=True,
+    )
+    assert done.stderr == b""
+    return done.stdout.decode()
+
+
+def test_csv_text_never_runs_as_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """Each text cell a spreadsheet would run gets a leading ' (a carriage return inside
+    the cell makes CSV quote it); the numbers beside it keep their signs."""
+    query = "select target, duration_ms, -duration_ms as negative from targets order by 2"
+    assert _sql_csv(_formula_store(tmp_path), query) == (
+        "target,duration_ms,negative\r\n"
+        "'=1+2,1,-1\r\n"
+        "'+3,2,-2\r\n"
+        "'-4,3,-3\r\n"
+        "'@SUM(A1),4,-4\r\n"
+        "'\t=5,5,-5\r\n"
+        '"\'\r=6",6,-6\r\n'
+        "//ok:a,7,-7\r\n"
+    )
+
+
+def test_csv_guards_text_as_the_export_does(tmp_path: Path) -> None:
+    """The session's text in sql's CSV is the export's cell for cell."""
+    store = _formula_store(tmp_path)
+    query = "select session_id, tool, error, host from sessions"
+    ours = _sql_csv(store, query)
+    assert ours == "session_id,tool,error,host\r\n'=build,'@tool,'-cmd|' /C calc'!A0,\r\n"
+    done = subprocess.run(
+        [BUILDER, "telemetry", "export", "--format", "csv"],
+        env=process_env(store),
+        capture_output=True,
+        check=True,
+    )
+    [export] = list(csv.DictReader(io.StringIO(done.stdout.decode(), newline="")))
+    [row] = list(csv.DictReader(io.StringIO(ours, newline="")))
+    keys = {"session_id": "sessionId", "tool": "tool", "error": "error", "host": "host"}
+    assert row == {ours_key: export[key] for ours_key, key in keys.items()}
+
+
+def test_csv_guards_text_that_looks_like_a_number_and_no_number(small_cli: Runner) -> None:
+    """As the export: text is text, whatever it holds; numbers of every kind and a date
+    Python cannot hold (which comes as Arrow's text of it) keep their signs."""
+    query = (
+        "select '-3' as text, -3 as n, -2.5::double as f, -1.50::decimal(5, 2) as d, "
+        "-'infinity'::double as inf, date '-0001-01-01' as day, '=1'::blob as b, "
+        "['=a'] as list from sessions limit 1"
+    )
+    result = small_cli("telemetry", "sql", query, "--format", "csv")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == (
+        'text,n,f,d,inf,day,b,list\r\n\'-3,-3,-2.5,-1.50,-Infinity,-0001-01-01,\'=1,"[""=a""]"\r\n'
+    )
+
+
+def test_csv_column_names_from_builds_are_guarded(tmp_path: Path) -> None:
+    """A PIVOT names its columns after values from builds."""
+    query = "pivot (select target from targets where duration_ms < 3) on target using count(*)"
+    assert _sql_csv(_formula_store(tmp_path), query) == "'+3,'=1+2\r\n1,1\r\n"
+
+
+def test_csv_on_a_terminal_is_guarded_then_escaped(tmp_path: Path) -> None:
+    _formula_store(tmp_path)
+    query = "select target from targets where duration_ms in (1, 5, 6) order by duration_ms"
+    code, screen = _in_terminal(["telemetry", "sql", query, "--format", "csv"], tmp_path)
+    assert (code, screen) == (0, "target\r\n'=1+2\r\n'\\t=5\r\n'\\r=6\r\n")
+
+
+def test_the_table_and_json_keep_formulas_as_they_are(tmp_path: Path) -> None:
+    """Neither goes to a spreadsheet: the table is for people, JSON holds typed values."""
+    env = process_env(_formula_store(tmp_path))
+    query = "select target, -duration_ms as n from targets where duration_ms < 3 order by 2"
+
+    def piped(*args: str) -> str:
+        done = subprocess.run([BUILDER, "telemetry", "sql", query, *args], env=env,
+                              capture_output=True, check=True)  # fmt: skip
+        return done.stdout.decode()
+
+    assert piped() == "target  n\n------  --\n+3      -2\n=1+2    -1\n"
+    assert piped("--format", "json") == (
+        '[\n  {"target": "+3", "n": -2},\n  {"target": "=1+2", "n": -1}\n]\n'
+    )
