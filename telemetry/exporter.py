@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -18,6 +17,7 @@ from telemetry.errors import TelemetryError
 from telemetry.events import TIME_FORMAT
 from telemetry.formats import EXPORT_FORMATS, Compression, ExportFormat
 from telemetry.model import Bottleneck, BuildDetails, BuildReport, SummaryReport, TargetRun
+from telemetry.text import json_for_terminal, printable, spreadsheet_text
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
     import polars as pl
@@ -73,15 +73,6 @@ _COLUMNS: Final = {
     "labels": "labels",
 }
 
-# What a terminal must never receive raw (Unicode general categories): controls (Cc: line
-# breaks that would start a line of a report's own, ESC that starts an escape sequence),
-# format characters (Cf: the bidirectional controls that reorder the line a person reads,
-# zero-width characters, the byte-order mark), the line and paragraph separators (Zl, Zp)
-# and lone surrogates (Cs). Other characters, even unassigned ones, are shown as they are.
-_UNSAFE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-_SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _MILLISECOND: Final = timedelta(milliseconds=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The Prometheus export's gauge families: name, session column, divisor, help. Prometheus
@@ -134,59 +125,6 @@ def format_time(moment: datetime) -> str:
 def format_duration(ms: float) -> str:
     """Seconds with one decimal from 100 ms up (``2.3s``), whole milliseconds below (``45ms``)."""
     return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms:.0f}ms"
-
-
-def printable(text: str) -> str:
-    """Text with every control, format and separator character escaped as Python writes it,
-    so a label can neither add lines to a report (and fool a ``grep``), send escape sequences
-    to a terminal, nor reorder the line a person reads.
-
-    A backslash stays as it is, so a path reads as written; an escape seen in a report may
-    therefore also be text typed that way, and ``export`` gives the exact value.
-
-    >>> printable("//a\\n\\x1b[2J\\u202eb")
-    '//a\\\\n\\\\x1b[2J\\\\u202eb'
-    """
-    if text.isprintable():  # the common case, answered in C; every unsafe character fails it
-        return text
-    return "".join(_escape(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
-
-
-def spreadsheet_text(text: str) -> str:
-    """A text cell of a CSV file as a spreadsheet shows it without running it: text that
-    would start a formula gets a leading ``'``. Only text: a number keeps its sign.
-
-    >>> spreadsheet_text("=HYPERLINK(A1)"), spreadsheet_text("//a:b")
-    ("'=HYPERLINK(A1)", '//a:b')
-    """
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def json_for_terminal(document: str) -> str:
-    """A JSON document with every character :func:`printable` escapes written as a JSON
-    escape (``\\u202e``), so it still reads as the same values; its line breaks stay.
-
-    >>> json_for_terminal('{"target": "a\\u202eb"}\\n')
-    '{"target": "a\\\\u202eb"}\\n'
-    """
-    # JSON writes a line break inside a string as ``\\n``: a raw one lies between values.
-    return "\n".join(_json_line(line) for line in document.split("\n"))
-
-
-def _json_line(line: str) -> str:
-    if line.isprintable():
-        return line
-    # json.dumps of one character, without its quotes: \\u202e, or a surrogate pair
-    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) in _UNSAFE else c for c in line)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code > 0xFFFF:
-        return f"\\U{code:08x}"
-    if code > 0xFF:
-        return f"\\u{code:04x}"
-    return _SHORT.get(char, f"\\x{code:02x}")
 
 
 def _rate(value: float | None, shown: str, after: str = "") -> str:

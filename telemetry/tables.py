@@ -3,9 +3,9 @@ columns for people, RFC 4180 CSV, or a JSON array of objects, whatever types its
 hold (DuckDB's DECIMAL, INTERVAL, BLOB, maps, lists and structs, dates Python cannot hold).
 
 Text from builds reaches a terminal escaped, as in every report
-(:func:`telemetry.exporter.printable`); what a script reads holds the exact values, but for
+(:func:`telemetry.text.printable`); what a script reads holds the exact values, but for
 a leading ``'`` on CSV text a spreadsheet would run as a formula, as in the export
-(:func:`telemetry.exporter.spreadsheet_text`).
+(:func:`telemetry.text.spreadsheet_text`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def render(result: pa.Table, format: TableFormat, *, terminal: bool = False) -> 
     ``null``. A CSV cell of text (or a column name) that a spreadsheet would run as a formula
     gets a leading ``'``, as in the export; numbers stay as they are.
 
-    Text from builds reaches people through :func:`telemetry.exporter.printable`: always in
+    Text from builds reaches people through :func:`telemetry.text.printable`: always in
     the table, and in CSV and JSON when ``terminal`` (JSON as its own escapes, the same
     values).
 
@@ -50,7 +50,7 @@ def render(result: pa.Table, format: TableFormat, *, terminal: bool = False) -> 
     ------  ----
     //a:b      3
     """
-    from telemetry.exporter import json_for_terminal
+    from telemetry.text import json_for_terminal
 
     if format == "table":
         return _table(result)
@@ -86,7 +86,7 @@ def _values(name: str, column: pa.ChunkedArray) -> list[object]:
 def _table(result: pa.Table) -> str:
     import pyarrow.types as types
 
-    from telemetry.exporter import printable
+    from telemetry.text import printable
 
     if not result.num_columns:  # a statement that answers nothing
         return ""
@@ -132,7 +132,7 @@ def _width(text: str) -> int:
 def _csv(result: pa.Table, *, terminal: bool) -> str:
     import pyarrow.types as types
 
-    from telemetry.exporter import printable, spreadsheet_text
+    from telemetry.text import printable, spreadsheet_text
 
     if not result.num_columns:
         return ""

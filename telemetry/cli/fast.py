@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING, cast, get_args
 
 from telemetry.cli.messages import err, internal_error, show_warning
 from telemetry.errors import TelemetryError
-from telemetry.record import Source
 
 if TYPE_CHECKING:
     from telemetry.cli import reports
-    from telemetry.record import Recording
+    from telemetry.record import Recording, Source
     from telemetry.tables import TableFormat
 
 __all__ = ["err", "finish", "internal_error", "show_warning", "try_fast"]
 
-_SOURCES: tuple[Source, ...] = get_args(Source)
 # The signals that end a process without a core dump; for the others builder exits 128 + N.
 DIE_LIKE_THE_BUILD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})
 
@@ -128,6 +126,12 @@ def _report(args: Sequence[str]) -> int | None:
     return reports.guarded(run)
 
 
+def _sources() -> tuple[Source, ...]:
+    from telemetry.record import Source  # loaded by the build commands only
+
+    return cast("tuple[Source, ...]", get_args(Source))
+
+
 def _value(args: Sequence[str], index: int) -> tuple[str | None, int]:
     """The value of the option at ``index`` (``--name=value`` or ``--name value``) and the
     index after it; None when it is missing."""
@@ -162,7 +166,7 @@ def _parse(args: Sequence[str]) -> tuple[dict[str, str], Source, list[str]] | No
                 return None
             value = args[index]
         if name == "--source":
-            if value not in _SOURCES:
+            if value not in _sources():
                 return None
             source = value
         else:

@@ -40,7 +40,7 @@ def run(
     """``jobs run``: one line per job on stdout; a job that fails is one ``Error:`` line on
     stderr, and exit status 1."""
     from pipelines.jobs import days_between, run_jobs
-    from telemetry.exporter import printable
+    from telemetry.text import printable
 
     storage = reports.storage(found)
     days: list[date] | None = None
@@ -75,7 +75,7 @@ def _took(result: JobResult) -> str:
 
 
 def _status_text(status: JobStatus) -> str:
-    from telemetry.exporter import printable
+    from telemetry.text import printable
 
     lines = [f"{status.job}: {status.does}"]
     last = status.last

@@ -22,7 +22,7 @@ def err(text: str) -> None:
     if sys.stderr is None:
         return
     if not text.isprintable():
-        from telemetry.exporter import printable
+        from telemetry.text import printable
 
         text = "\n".join(printable(line) for line in text.split("\n"))
     with contextlib.suppress(OSError, ValueError):

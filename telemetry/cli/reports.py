@@ -265,7 +265,7 @@ def no_builds(stored: TelemetryStorage, window: Window, filter: Filter | None = 
     """Why there is nothing to show: no data at all, none readable, or none in the window
     or the filter; each names the folder read, which the current directory decides when no
     option or variable does."""
-    from telemetry.exporter import printable
+    from telemetry.text import printable
 
     # "No telemetry data yet in .." would read as a typo.
     where = "the current folder" if stored.dir == Path() else printable(str(stored.dir))
@@ -314,9 +314,9 @@ def out_report(text: str) -> None:
 def out_json(document: str) -> None:
     """A JSON report on stdout, escaped for a terminal, and what the encoding cannot hold
     written as JSON escapes: either way the same JSON values."""
-    from telemetry import exporter
+    from telemetry.text import json_for_terminal
 
-    _write(exporter.json_for_terminal(document) if terminal() else document, _escape_json)
+    _write(json_for_terminal(document) if terminal() else document, _escape_json)
 
 
 def _write(text: str, fallback: Callable[[str, str], str]) -> None:

@@ -154,7 +154,7 @@ def test_choices_are_the_librarys_literals() -> None:
     assert annotation(("telemetry", "summary"), "format") is reports.ReportFormat
     assert annotation(("telemetry", "recent"), "format") is reports.ReportFormat
     assert annotation(("record",), "source") is annotation(("build",), "source") is Source
-    assert get_args(Source) == fast._SOURCES
+    assert get_args(Source) == fast._sources()
     assert annotation(("telemetry", "ingest"), "format") is InputFormat
 
 
