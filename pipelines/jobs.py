@@ -37,9 +37,9 @@ from telemetry.errors import StorageError, TelemetryError, TelemetryWarning, wri
 if TYPE_CHECKING:  # the command line reads the job names from here: nothing heavy loads
     from telemetry.storage import TelemetryStorage
 
-JobName: TypeAlias = Literal["compact", "rollup", "retention"]
+JobName: TypeAlias = Literal["compact", "rollup", "retention", "months"]
 # What ``jobs run`` takes: a job's name, or every job.
-JobChoice: TypeAlias = Literal["compact", "rollup", "retention", "all"]
+JobChoice: TypeAlias = Literal["compact", "rollup", "retention", "months", "all"]
 Outcome: TypeAlias = Literal["ok", "failed", "dry run"]
 
 LOG: Final = Path(layout.JOBS) / "runs.jsonl"
@@ -83,7 +83,7 @@ class JobStatus:
     job: JobName
     does: str
     last: dict[str, object] | None  # the run log's line for its last run
-    behind: int  # days waiting for it
+    behind: int  # days waiting for it (months, for the months job)
     waiting: str  # the work waiting, in words
 
 
@@ -254,6 +254,58 @@ def _policy(storage: TelemetryStorage) -> str:
     return f"keeping {' and '.join(kept)}" if kept else "keeping everything"
 
 
+# -- months ------------------------------------------------------------------------------------
+
+
+def _months_behind(storage: TelemetryStorage, days: Sequence[date] | None) -> list[date]:
+    from pipelines.months import pending
+
+    return pending(storage, days=days)
+
+
+def _months(
+    storage: TelemetryStorage, days: Sequence[date] | None
+) -> tuple[str, tuple[date, ...], dict[str, int]]:
+    from pipelines.months import pack
+
+    done = pack(storage, days=days)
+    counts = {
+        "months": len(done.months),
+        "months_retired": len(done.retired),
+        "days": done.days,
+        "builds": done.sessions,
+        "target_rows": done.target_rows,
+    }
+    parts = []
+    if done.months:
+        parts.append(
+            f"packed {_plural(len(done.months), 'month')} ({_months_named(done.months)}): "
+            f"{_plural(done.days, 'day')}, {_plural(done.sessions, 'build')}, "
+            f"{done.target_rows:,} target rows"
+        )
+    if done.retired:
+        parts.append(
+            f"retired the packs of {_plural(len(done.retired), 'month')} with no compacted "
+            f"day left ({_months_named(done.retired)})"
+        )
+    said = "; ".join(parts) or "nothing to pack: every closed month is packed"
+    return said, (*done.months, *done.retired), counts
+
+
+def _months_plan(storage: TelemetryStorage, months: list[date]) -> str:
+    if not months:
+        return "nothing to do: every closed month is packed"
+    return f"would pack or retire {_plural(len(months), 'month')}: {_months_named(months)}"
+
+
+def _months_waiting(storage: TelemetryStorage, months: list[date]) -> str:
+    return f"{_plural(len(months), 'closed month')} to pack" if months else "up to date"
+
+
+def _months_named(months: Sequence[date]) -> str:
+    return ", ".join(f"{month:%Y-%m}" for month in months)
+
+
 JOBS: Final[tuple[_Job, ...]] = (
     _Job(
         "compact",
@@ -280,6 +332,15 @@ JOBS: Final[tuple[_Job, ...]] = (
         _retention,
         _retention_plan,
         _retention_waiting,
+    ),
+    _Job(
+        "months",
+        "Pack each closed month's compacted days into one Parquet file per dataset, which "
+        "long windows read.",
+        _months_behind,
+        _months,
+        _months_plan,
+        _months_waiting,
     ),
 )
 NAMES: Final[tuple[str, ...]] = tuple(job.name for job in JOBS)

@@ -615,6 +615,7 @@ class TelemetryAnalyzer:
                 since=self.window.first_day,
                 until=self.window.last_day,
                 datasets=datasets,
+                packs=True,
             )
             try:
                 return read(snapshot)

@@ -20,6 +20,7 @@ they raise :class:`DuckDBMissing`, which says how to install it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, replace
@@ -100,9 +101,9 @@ def connect(
     try:
         return _views(duckdb, snapshot, files, copies, low, high).connection
     except duckdb.Error as error:
-        if not any(copies.values()):
+        if not _any(copies):
             raise
-        _name_damaged(copies, error)  # or gone: the files themselves, then
+        _name_damaged(snapshot, copies, error)  # or gone: the files themselves, then
         files, copies = _chosen(snapshot, copies=False)
         return _views(duckdb, snapshot, files, copies, low, high).connection
 
@@ -129,34 +130,42 @@ def query(
     duckdb = _duckdb()
     storage = _storage(store)
     low, high = _bounds(since, until)
+    # Only the views the query names are made (and only their files listed): a view is
+    # named to be read. Should DuckDB miss one all the same, all are made.
+    named: frozenset[str] | None = _named_views(sql, low, high)
     for _ in range(_ATTEMPTS):
-        snapshot = _snapshot(storage, low, high)
+        snapshot = _snapshot(storage, low, high, named)
         chosen, copies = _chosen(snapshot)
         files: _Files | None = chosen
         while files is not None:
             try:
-                views = _views(duckdb, snapshot, files, copies, low, high)
+                views = _views(duckdb, snapshot, files, copies, low, high, named)
             except duckdb.Error as error:
-                if not any(copies.values()):
+                if not _any(copies):
                     raise
                 # A copy gone before its view was made (DuckDB looks for the files then).
-                _name_damaged(copies, error)
+                _name_damaged(snapshot, copies, error)
                 files, copies = _chosen(snapshot, copies=False)
                 continue
             try:
                 return _answer(views.connection, sql)
             except duckdb.InterruptException:  # Ctrl-C, as DuckDB reports it
                 raise KeyboardInterrupt from None
-            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+            except duckdb.CatalogException as e:
+                if named is not None:
+                    named = None
+                    break  # a view not made: all of them, over a new snapshot
+                raise QueryError(_first_line(e)) from None  # the query's mistake: nothing read
+            except (duckdb.ParserException, duckdb.BinderException) as e:
                 raise QueryError(_first_line(e)) from None  # the query's mistake: nothing read
             except duckdb.Error as error:
                 failure = error
             finally:
                 views.connection.close()  # before its files are looked into
-            if any(copies.values()):
-                # A copy gone (swept after compaction replaced its file) or damaged: the
-                # files themselves, which hold the same rows.
-                _name_damaged(copies, failure)
+            if _any(copies):
+                # A copy or a month's pack gone (swept after compaction replaced its file)
+                # or damaged: the files themselves, which hold the same rows.
+                _name_damaged(snapshot, copies, failure)
                 files, copies = _chosen(snapshot, copies=False)
                 continue
             files = _again(snapshot, views, files, failure)
@@ -165,9 +174,19 @@ def query(
 
 # -- the views ---------------------------------------------------------------------------------
 
-# The files each view reads through Arrow, and the Parquet copies it reads instead of others.
+# The files each view reads through Arrow; and the Parquet copies it reads instead of others,
+# and the files it reads from month packs (telemetry.months).
 _Files: TypeAlias = "dict[Dataset, list[StoredFile]]"
-_Copies: TypeAlias = "dict[Dataset, dict[Path, Path]]"
+
+
+@dataclass(slots=True, frozen=True)
+class _Copies:
+    copies: dict[Dataset, dict[Path, Path]]
+    packed: dict[Dataset, list[StoredFile]]
+
+
+def _any(copies: _Copies) -> bool:
+    return any(copies.copies.values()) or any(copies.packed.values())
 
 
 def _duckdb() -> ModuleType:
@@ -200,10 +219,34 @@ def _bounds(
     return moment(since, end=False), moment(until, end=True)
 
 
-def _snapshot(storage: TelemetryStorage, low: datetime | None, high: datetime | None) -> Snapshot:
+def _snapshot(
+    storage: TelemetryStorage,
+    low: datetime | None,
+    high: datetime | None,
+    named: frozenset[str] | None = None,
+) -> Snapshot:
+    from telemetry.schema import DATASETS
+
     # until is exclusive: a window ending at midnight does not reach into that day.
     last = None if high is None else (high - timedelta(milliseconds=1)).date()
-    return storage.snapshot(since=None if low is None else low.date(), until=last)
+    return storage.snapshot(
+        since=None if low is None else low.date(),
+        until=last,
+        packs=True,
+        datasets=[d for d in DATASETS if named is None or d in named],
+    )
+
+
+_VIEWS: Final = ("sessions", "targets", "daily_targets", "rollup_days", "rollup_targets")
+
+
+def _named_views(sql: str, low: datetime | None, high: datetime | None) -> frozenset[str]:
+    """The views whose names ``sql`` holds as words (and those they are made from)."""
+    words = set(re.findall(r"\w+", sql.lower()))
+    named = {view for view in _VIEWS if view in words}
+    if "targets" in named and _cuts_a_day(low, high):
+        named.add("sessions")  # a window cutting a day takes its targets by their sessions
+    return frozenset(named)
 
 
 def _chosen(snapshot: Snapshot, *, copies: bool = True) -> tuple[_Files, _Copies]:
@@ -222,9 +265,14 @@ def _chosen(snapshot: Snapshot, *, copies: bool = True) -> tuple[_Files, _Copies
     from telemetry.schema import DATASETS
 
     chosen: _Files = {}
-    found: _Copies = {}
-    for dataset in DATASETS:
+    found: dict[Dataset, dict[Path, Path]] = {}
+    packed: dict[Dataset, list[StoredFile]] = {}
+    if not copies:
+        snapshot.unpack(snapshot.packs, check=False)
+    for dataset in (d for d in DATASETS if d in snapshot.listed):
         files = snapshot.files(dataset)
+        packed[dataset] = [f for f in files if f.pack is not None]
+        files = [f for f in files if f.pack is None]
         found[dataset] = snapshot.copies(dataset, files) if copies else {}
         files = [f for f in files if f.path not in found[dataset]]
         if dataset != "sessions":  # the datasets with dictionary-encoded columns
@@ -237,7 +285,7 @@ def _chosen(snapshot: Snapshot, *, copies: bool = True) -> tuple[_Files, _Copies
                     snapshot.left_out.add(stored.path)
             files = [f for f in files if f.path not in snapshot.left_out]
         chosen[dataset] = files
-    return chosen, found
+    return chosen, _Copies(found, packed)
 
 
 @dataclass(slots=True, frozen=True)
@@ -254,6 +302,7 @@ def _views(
     copies: _Copies,
     low: datetime | None,
     high: datetime | None,
+    named: frozenset[str] | None = None,
 ) -> _Views:
     from telemetry.layout import PARTITION_KEY
     from telemetry.schema import SCHEMAS
@@ -264,19 +313,23 @@ def _views(
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute("SET enable_progress_bar = false")  # never on our stdout
         for dataset, chosen in files.items():
+            if named is not None and dataset not in named:
+                continue  # listed as the others' commit markers only
             # The same columns in the same order from either reader.
             columns = ", ".join(f'"{name}"' for name in [*SCHEMAS[dataset].names, PARTITION_KEY])
             parts = []
-            if copies[dataset]:
-                paths = [str(path) for path in copies[dataset].values()]
+            if copies.copies[dataset]:
+                paths = [str(path) for path in copies.copies[dataset].values()]
                 parts.append(connection.read_parquet(paths).project(columns))
+            if copies.packed[dataset]:
+                parts.append(_packed(connection, snapshot, copies.packed[dataset]).project(columns))
             if chosen:
                 arrow = connection.from_arrow(snapshot.arrow_dataset(dataset, chosen))
                 scans[arrow.alias] = dataset
                 parts.append(arrow.project(columns))
             elif not parts:  # no file: no need of pyarrow.dataset, slow to import
                 parts.append(connection.from_arrow(_empty(dataset)).project(columns))
-            scan = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
+            scan = functools.reduce(lambda a, b: a.union(b), parts)
             if dataset == "sessions":
                 window = _window(low, high)
                 if window:
@@ -290,6 +343,8 @@ def _views(
         # The long-lived daily rollups: a few rows a day, read whole.
         from telemetry import rollups
 
+        if named is not None and not named & {"rollup_days", "rollup_targets"}:
+            return _Views(connection, scans)
         first = None if low is None else low.date()
         last = None if high is None else (high - timedelta(milliseconds=1)).date()
         rolled = rollups.read(snapshot.layout.root, since=first, until=last)
@@ -299,6 +354,27 @@ def _views(
         connection.close()
         raise
     return _Views(connection, scans)
+
+
+def _packed(
+    connection: duckdb.DuckDBPyConnection, snapshot: Snapshot, files: list[StoredFile]
+) -> duckdb.DuckDBPyRelation:
+    """The rows of ``files`` from the month packs that hold them: a pack whose every day is
+    read is read whole (a count then comes from its footer), the days of the others are
+    taken by a filter on ``date`` (their row groups are days: the others are skipped)."""
+    days: dict[Path, set[date]] = {}
+    for stored in files:
+        assert stored.pack is not None
+        days.setdefault(stored.pack, set()).add(stored.day)
+    whole = sorted(p for p, taken in days.items() if taken >= snapshot.packs.get(p, frozenset()))
+    parts = [connection.read_parquet([str(p) for p in whole])] if whole else []
+    cut = sorted(p for p in days if p not in whole)
+    if cut:
+        chosen = ", ".join(
+            f"DATE '{day.isoformat()}'" for p in cut for day in sorted(days[p])
+        )  # dates, never text a person typed: nothing to quote
+        parts.append(connection.read_parquet([str(p) for p in cut]).filter(f"date IN ({chosen})"))
+    return functools.reduce(lambda a, b: a.union(b), parts)
 
 
 def _empty(dataset: Dataset) -> pa.Table:
@@ -365,7 +441,7 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
     suspects = failed if failed and "" not in named else set(DATASETS)
     bad: set[Path] = set()
     for dataset in suspects:
-        bad |= damaged(dataset, files[dataset])
+        bad |= damaged(dataset, files.get(dataset, []))
     if not bad:
         raise QueryError(_first_line(error)) from None
     if not all(os.path.exists(path) for path in bad):  # deleted while it was checked
@@ -373,7 +449,7 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
     return {d: [f for f in chosen if f.path not in bad] for d, chosen in files.items()}
 
 
-def _name_damaged(copies: _Copies, error: Exception) -> None:
+def _name_damaged(snapshot: Snapshot, copies: _Copies, error: Exception) -> None:
     """Warn of each copy that ``error`` names and that is damaged when read in full (one
     that is gone was taken out by maintenance, which is no fault; DuckDB's message may name
     sound copies beside the damaged one)."""
@@ -384,7 +460,8 @@ def _name_damaged(copies: _Copies, error: Exception) -> None:
     from telemetry.layout import rows_named
 
     said = str(error)
-    for dataset, copied in copies.items():
+    snapshot.unpack({f.pack for d in copies.packed.values() for f in d if str(f.pack) in said})
+    for dataset, copied in copies.copies.items():
         for source, copy in copied.items():
             if str(copy) not in said:
                 continue

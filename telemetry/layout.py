@@ -38,10 +38,13 @@ TMP_PREFIX: Final = ".tmp-"
 TRASH_PREFIX: Final = ".trash-"
 # The hidden folder of a day partition that holds the Parquet copies of its compacted files.
 COPIES: Final = ".parquet"
-# Beside the datasets: the long-lived daily rollups (telemetry.rollups), and the scheduled
-# jobs' run log (pipelines.jobs).
+# Beside the datasets: the long-lived daily rollups (telemetry.rollups), the closed months
+# packed for long windows (telemetry.months), and the scheduled jobs' run log
+# (pipelines.jobs). The rollups and the packs keep a folder per month.
 ROLLUPS: Final = "rollups"
+MONTHS: Final = "months"
 JOBS: Final = "jobs"
+_MONTH_PREFIX: Final = "month="
 _PARTITION = re.compile(rf"^{PARTITION_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.
@@ -82,6 +85,36 @@ def partition_day(name: str) -> date | None:
         return None
     try:
         return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def month_of(day: date) -> date:
+    """The first day of ``day``'s month: what a month is keyed by."""
+    return day.replace(day=1)
+
+
+def month_end(month: date) -> date:
+    """The last day of ``month``'s month.
+
+    >>> month_end(date(2024, 2, 1))
+    datetime.date(2024, 2, 29)
+    """
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return date.fromordinal(following.toordinal() - 1)
+
+
+def month_name(month: date) -> str:
+    """The folder name of a month: ``month=2025-10``."""
+    return f"{_MONTH_PREFIX}{month:%Y-%m}"
+
+
+def month_named(name: str) -> date | None:
+    """The month a folder's name stands for; None for any other name."""
+    if not name.startswith(_MONTH_PREFIX):
+        return None
+    try:
+        return datetime.strptime(name[len(_MONTH_PREFIX) :], "%Y-%m").date()
     except ValueError:
         return None
 

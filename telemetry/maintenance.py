@@ -31,7 +31,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from telemetry import layout
+from telemetry import layout, months
 from telemetry.errors import StorageError
 from telemetry.integrity import UNREADABLE, VANISHED, Finding, copy_problem, problem, reason
 from telemetry.layout import Layout
@@ -212,6 +212,9 @@ def apply_retention(
                         remove_partition(store, dataset, day)
                 for dataset, day in orphans:
                     remove_partition(store, dataset, day)
+                # The month packs holding removed days go too (readers already pass over
+                # a removed day's rows in them): the months job packs what is left again.
+                months.retire(store.root, {layout.month_of(day) for day in days})
                 result = RetentionResult(tuple(days), removed_sessions)
     if sweep:
         sweep_leftovers(store, wait=wait)
@@ -391,8 +394,8 @@ def _trashed_at(name: str) -> float:
 
 
 def verify(store: Layout) -> Iterator[Finding]:
-    """Every data file, and every Parquet copy of one, with the reason it cannot be read in
-    full, or None when it can."""
+    """Every data file, every Parquet copy of one, and every month's pack, with the reason
+    it cannot be read in full, or None when it can."""
     for dataset in DATASETS:
         for stored in list_files(store, dataset):
             found = problem(stored.path, dataset, full=True)
@@ -403,6 +406,8 @@ def verify(store: Layout) -> Iterator[Finding]:
                 found = copy_problem(copy, dataset, stored.rows)
                 if found != VANISHED:
                     yield Finding(copy, found)
+    for path, found in months.check(store.root):
+        yield Finding(path, found)
 
 
 def quarantine(store: Layout, path: Path) -> Path:
@@ -457,7 +462,8 @@ def clear(store: Layout, count_sessions: Callable[[], int]) -> int:
             remove_partition(store, dataset, day, at_once=True)
         remove_tree(store.dataset(dataset))
     remove_tree(store.root / QUARANTINE)
-    # The daily rollups and the jobs' run log are of the builds removed too.
+    # The month packs, the daily rollups and the jobs' run log are of the builds removed too.
+    remove_tree(store.root / layout.MONTHS)
     remove_tree(store.root / layout.ROLLUPS)
     remove_tree(store.root / layout.JOBS)
     return count

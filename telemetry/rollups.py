@@ -32,7 +32,7 @@ import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -50,7 +50,6 @@ DAYS_FILE: Final = "days.arrow"
 TARGETS_FILE: Final = "targets.arrow"
 # What a pointer no longer names stays this long (the snapshot's grace).
 GRACE_SECONDS: Final = 3600
-_MONTH_PREFIX: Final = "month="
 _REPLACED: Final = ".replaced-"
 
 
@@ -215,7 +214,7 @@ def read(root: Path, *, since: date | None = None, until: date | None = None) ->
     files: list[Path] = []
     unreadable: list[date] = []
     for month, folder in _months(root):
-        if (since and _month_end(month) < since) or (until and month > until):
+        if (since and layout.month_end(month) < since) or (until and month > until):
             continue
         problem = None
         for _ in range(3):  # the pair may be replaced (and renamed) between the two reads
@@ -281,24 +280,10 @@ def _months(root: Path) -> list[tuple[date, Path]]:
         raise StorageError(f"could not list {root / ROLLUPS}: {error.strerror or error}") from error
     found = []
     for entry in entries:
-        month = _month_of(entry.name)
+        month = layout.month_named(entry.name)
         if month is not None and entry.is_dir():
             found.append((month, Path(entry.path)))
     return sorted(found)
-
-
-def _month_of(name: str) -> date | None:
-    if not name.startswith(_MONTH_PREFIX):
-        return None
-    try:
-        return datetime.strptime(name[len(_MONTH_PREFIX) :], "%Y-%m").date()
-    except ValueError:
-        return None
-
-
-def _month_end(month: date) -> date:
-    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return date.fromordinal(following.toordinal() - 1)
 
 
 def _current(folder: Path) -> Path | None:
@@ -311,9 +296,7 @@ def _current(folder: Path) -> Path | None:
     return folder / name
 
 
-def month_of(day: date) -> date:
-    """The first day of ``day``'s month: what a month is keyed by."""
-    return day.replace(day=1)
+month_of = layout.month_of
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -326,7 +309,7 @@ def write_month(root: Path, month: date, days: pa.Table, targets: pa.Table, *, s
     import pyarrow.ipc as ipc
 
     days_schema, targets_schema = DAYS_SCHEMA, TARGETS_SCHEMA
-    folder = root / ROLLUPS / f"{_MONTH_PREFIX}{month:%Y-%m}"
+    folder = root / ROLLUPS / layout.month_name(month)
     if days.num_rows == 0:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(folder / CURRENT)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from telemetry import layout
 from telemetry.errors import CorruptFileWarning, StorageError
@@ -62,6 +62,9 @@ class StoredFile:
     rows: int | None  # from the name, when this writer named it
     # Columns of this version the file lacks (added after it was written): read as nulls.
     missing: tuple[str, ...] = ()
+    # The month's pack that holds exactly this file's rows (as the day's ``date`` rows of its
+    # dataset's file), which readers that take packs read instead (:mod:`telemetry.months`).
+    pack: Path | None = None
 
     @property
     def stem(self) -> str:
@@ -86,6 +89,10 @@ class Snapshot:
     _checked: dict[Path, StoredFile | None] = field(default_factory=dict, compare=False)
     # The files a read found damaged behind a sound footer (named in a warning then).
     left_out: set[Path] = field(default_factory=set, compare=False)
+    # The days each month's pack taken holds, by dataset and pack file; and the packs a
+    # read failed on, whose files are read instead from then on.
+    packs: dict[Path, frozenset[date]] = field(default_factory=dict, compare=False)
+    unpacked: set[Path] = field(default_factory=set, compare=False)
 
     @classmethod
     def take(
@@ -96,9 +103,12 @@ class Snapshot:
         since: date | None = None,
         until: date | None = None,
         datasets: Iterable[Dataset] = DATASETS,
+        packs: bool = False,
     ) -> Snapshot:
         """List the store's files (of the days between ``since`` and ``until``, or of
-        ``days``); sessions are always listed, as the commit markers of the rest.
+        ``days``); sessions are always listed, as the commit markers of the rest. With
+        ``packs``, each file a month's pack holds says so (:attr:`StoredFile.pack`), and is
+        read from the pack by :meth:`scan` and :meth:`collect` (and by DuckDB).
 
         The sessions are listed before and after the other datasets, and again while a
         sessions file listed before was gone after (replaced by a compaction, or removed
@@ -107,14 +117,34 @@ class Snapshot:
         """
         chosen = None if days is None else sorted(set(days))
         others: list[Dataset] = [d for d in datasets if d != "sessions"]
+        packed: dict[Dataset, dict[date, Packed]] = {}
+        held: dict[Path, frozenset[date]] = {}
+        if packs:
+            from telemetry import months
+
+            # Read before the listing: a pack the pointer names stays for an hour after
+            # the job replaces it, and holds the rows of the files it names whenever read.
+            for pack in months.current(store.root, since=since, until=until).values():
+                for dataset in DATASETS:
+                    path = pack.path(dataset)
+                    held[path] = pack.days(dataset)
+                    stamps = pack.stamps.get(dataset, {})
+                    for day, name in pack.files[dataset].items():
+                        packed.setdefault(dataset, {})[day] = (name, path, stamps.get(day))
         for _ in range(_LISTINGS):
-            before = list_files(store, "sessions", days=chosen, since=since, until=until)
+            before = list_files(
+                store, "sessions", days=chosen, since=since, until=until, packed=packed
+            )
             listed: dict[Dataset, list[StoredFile]] = {"sessions": before}
             for dataset in others:
-                listed[dataset] = list_files(store, dataset, days=chosen, since=since, until=until)
-            after = list_files(store, "sessions", days=chosen, since=since, until=until)
+                listed[dataset] = list_files(
+                    store, dataset, days=chosen, since=since, until=until, packed=packed
+                )
+            after = list_files(
+                store, "sessions", days=chosen, since=since, until=until, packed=packed
+            )
             if {f.path for f in before} <= {f.path for f in after}:
-                return cls(store, listed)
+                return cls(store, listed, packs=held)
         raise StorageError(
             f"the files in {store.root} kept changing while they were listed; try again"
         )
@@ -137,8 +167,23 @@ class Snapshot:
         """The committed files of ``dataset`` (those ``where`` takes) whose footer and schema
         this version reads, each with the columns it lacks; the others are named in a
         warning, once. Only the files taken are checked."""
-        chosen = [f for f in self.committed(dataset) if where is None or where(f)]
-        unchecked = [f for f in chosen if f.path not in self._checked]
+        chosen = [
+            f if f.pack is None or f.pack not in self.unpacked else replace(f, pack=None)
+            for f in self.committed(dataset)
+            if where is None or where(f)
+        ]
+        # A file read from a pack is not opened: the pack was written from it, sound.
+        self._check(dataset, [f for f in chosen if f.pack is None], warn=warn)
+        return [
+            checked
+            for f in chosen
+            if (checked := f if f.pack is not None else self._checked[f.path]) is not None
+            and f.path not in self.left_out
+        ]
+
+    def _check(self, dataset: Dataset, files: list[StoredFile], *, warn: bool = True) -> None:
+        """Check the footers of those of ``files`` not checked yet (see :meth:`files`)."""
+        unchecked = [f for f in files if f.path not in self._checked]
         if unchecked:
             good = {f.path: f for f in readable(dataset, unchecked, warn=warn)}
             for f in unchecked:
@@ -151,11 +196,6 @@ class Snapshot:
                     if moved:
                         good[f.path] = moved[0]
             self._checked.update((f.path, good.get(f.path)) for f in unchecked)
-        return [
-            checked
-            for f in chosen
-            if (checked := self._checked[f.path]) is not None and f.path not in self.left_out
-        ]
 
     def copies(
         self, dataset: Dataset, files: Iterable[StoredFile] | None = None
@@ -207,6 +247,12 @@ class Snapshot:
             try:
                 return query(self.scan(dataset, readable)).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
+                if any(f.pack is not None for f in readable):
+                    # A pack set aside and swept, or damaged: the files it was made from,
+                    # checked as any others.
+                    self.unpack({f.pack for f in readable if f.pack is not None})
+                    readable = self._unpacked(readable, dataset)
+                    continue
                 if not all(os.path.exists(f.path) for f in readable):
                     moved = self._found(readable, dataset)
                     listed.update(
@@ -222,6 +268,33 @@ class Snapshot:
                 self.left_out.update(listed[path] for path in found)
                 readable = [f for f in readable if f.path not in found]
         return None
+
+    def unpack(self, packs: Iterable[Path | None], *, check: bool = True) -> None:
+        """Read the files of ``packs`` from now on, not the packs; with ``check``, each pack
+        that is there but cannot be read in full is named in a warning."""
+        for path in packs:
+            if path is None or path in self.unpacked:
+                continue
+            self.unpacked.add(path)
+            problem = pack_problem(path) if check else None
+            if problem is not None:
+                warnings.warn(
+                    f"skipping the month file {path}: {problem}; its days are read from "
+                    f"their files (builder telemetry jobs run months writes it again)",
+                    CorruptFileWarning,
+                    stacklevel=3,
+                )
+
+    def _unpacked(self, files: list[StoredFile], dataset: Dataset) -> list[StoredFile]:
+        """``files`` with those read from a pack read from their own files, checked as
+        :meth:`files` checks them."""
+        self._check(dataset, [replace(f, pack=None) for f in files if f.pack is not None])
+        return [
+            checked
+            for f in files
+            if (checked := f if f.pack is None else self._checked[f.path]) is not None
+            and checked.path not in self.left_out
+        ]
 
     def _found(self, files: list[StoredFile], dataset: Dataset) -> list[StoredFile]:
         """``files`` where they are now; :class:`SnapshotChanged` when one is nowhere."""
@@ -298,6 +371,9 @@ class Snapshot:
 
 # -- listing ----------------------------------------------------------------------------------
 
+# A packed file, by dataset and day: its name, the pack's file, and its day folder's stamp.
+Packed: TypeAlias = "tuple[str, Path, tuple[int, int] | None]"
+
 
 def list_days(store: Layout, dataset: Dataset) -> list[date]:
     """The day partitions of a dataset, oldest first."""
@@ -326,14 +402,34 @@ def list_files(
     days: Iterable[date] | None = None,
     since: date | None = None,
     until: date | None = None,
+    packed: dict[Dataset, dict[date, Packed]] | None = None,
 ) -> list[StoredFile]:
     """The visible data files of a dataset, by name only (nothing is opened but the footer
-    of a compacted sessions file that has company)."""
-    return [
-        StoredFile(Path(entry.path), day, layout.rows_named(entry.name))
-        for day, entries in listing(store, dataset, days=days, since=since, until=until)
-        for entry in entries
-    ]
+    of a compacted sessions file that has company); a file that ``packed`` names for its
+    day with the pack that holds its rows.
+
+    A day folder whose stamp is the one ``packed`` gives (:func:`telemetry.months.stamp`)
+    still holds only the file packed, and is not listed: a year of packed days costs a
+    ``stat`` a day, not a listing."""
+    from telemetry.months import stamp
+
+    named = (packed or {}).get(dataset, {})
+    found = []
+    chosen = list_days(store, dataset) if days is None else sorted(set(days))
+    parent = str(store.dataset(dataset))  # a path as text: a year is over a thousand folders
+    for day in chosen:
+        if (since and day < since) or (until and day > until):
+            continue
+        folder = os.path.join(parent, layout.partition_name(day))
+        held = named.get(day)
+        if held is not None and held[2] is not None and stamp(folder) == held[2]:
+            name = held[0]
+            found.append(StoredFile(Path(folder, name), day, layout.rows_named(name), (), held[1]))
+            continue
+        for entry in _day_listing(folder, dataset) or []:
+            pack = held[1] if held is not None and held[0] == entry.name else None
+            found.append(StoredFile(Path(entry.path), day, layout.rows_named(entry.name), (), pack))
+    return found
 
 
 def listing(
@@ -351,20 +447,27 @@ def listing(
         if (since and day < since) or (until and day > until):
             continue
         folder = os.path.join(parent, layout.partition_name(day))
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except FileNotFoundError:
-            continue  # removed by retention since we listed it
-        except OSError as error:
-            warnings.warn(
-                f"skipping {folder}: {error.strerror or error}", CorruptFileWarning, stacklevel=3
-            )
-            continue
-        data = [entry for entry in entries if layout.is_data(entry.name)]
-        hidden = replaced(data) if dataset == "sessions" else set()
-        if hidden:  # merged into the day's compacted file
-            data = [entry for entry in data if layout.stem(entry.name) not in hidden]
-        yield day, data
+        data = _day_listing(folder, dataset)
+        if data is not None:
+            yield day, data
+
+
+def _day_listing(folder: str, dataset: Dataset) -> list[os.DirEntry[str]] | None:
+    """One day folder's visible data files, in name order; None when it is gone."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return None  # removed by retention since we listed it
+    except OSError as error:
+        warnings.warn(
+            f"skipping {folder}: {error.strerror or error}", CorruptFileWarning, stacklevel=4
+        )
+        return None
+    data = [entry for entry in entries if layout.is_data(entry.name)]
+    hidden = replaced(data) if dataset == "sessions" else set()
+    if hidden:  # merged into the day's compacted file
+        data = [entry for entry in data if layout.stem(entry.name) not in hidden]
+    return data
 
 
 def folder_entries(folder: str | Path) -> list[os.DirEntry[str]]:
@@ -481,6 +584,13 @@ def scan(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
     import polars as pl
 
     with_day = dataset == "sessions"
+    packed = [f for f in files if f.pack is not None]
+    if packed:
+        own = [f for f in files if f.pack is None]
+        frames = [_scan_packs(packed, dataset=dataset)]
+        if own:
+            frames.insert(0, scan(own, dataset=dataset))
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
     groups: dict[tuple[str, ...], list[StoredFile]] = {}
     for stored in files:
         groups.setdefault(stored.missing, []).append(stored)
@@ -496,6 +606,38 @@ def scan(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
     ]
     columns = [*schema.names, *([layout.PARTITION_KEY] if with_day else [])]
     return pl.concat([frame.select(columns) for frame in frames], how="vertical_relaxed")
+
+
+def _scan_packs(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
+    """The rows of ``files`` from the month packs that hold them, as :func:`scan` reads the
+    files themselves: the same columns, types and order."""
+    import polars as pl
+
+    packs = sorted({os.path.abspath(f.pack) for f in files if f.pack is not None})
+    days = sorted({f.day for f in files})
+    types = pl.DataFrame(SCHEMAS[dataset].empty_table()).schema
+    frame = (
+        pl.scan_parquet(packs, glob=False, hive_partitioning=False)
+        .filter(pl.col(layout.PARTITION_KEY).is_in(days))
+        .select(pl.col(name).cast(dtype) for name, dtype in types.items())
+    )
+    if dataset != "sessions":
+        return frame
+    return frame.with_columns(pl.col("start_time").dt.date().alias(layout.PARTITION_KEY))
+
+
+def pack_problem(path: Path) -> str | None:
+    """Why a month's pack file cannot be read in full; None when it can."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_table(path).validate(full=True)
+    except FileNotFoundError:
+        return None  # set aside and swept: no fault, its files are read
+    except (OSError, pa.ArrowException) as error:
+        return first_line(error)[:160]
+    return None
 
 
 def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:

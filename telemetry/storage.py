@@ -169,15 +169,19 @@ class TelemetryStorage:
         since: date | None = None,
         until: date | None = None,
         datasets: Iterable[Dataset] = DATASETS,
+        packs: bool = False,
     ) -> Snapshot:
         """The live files of the store (of the days asked for), listed together: see
-        :class:`telemetry.snapshot.Snapshot`. Builds recorded since are folded in first.
+        :class:`telemetry.snapshot.Snapshot` (and its ``packs``). Builds recorded since are
+        folded in first.
 
         >>> TelemetryStorage("store").snapshot().scan("sessions").collect()  # doctest: +SKIP
         """
         if not self._folding and self._pending():
             self._fold()
-        return Snapshot.take(self.layout, days=days, since=since, until=until, datasets=datasets)
+        return Snapshot.take(
+            self.layout, days=days, since=since, until=until, datasets=datasets, packs=packs
+        )
 
     def days(self, dataset: Dataset = "sessions") -> list[date]:
         """The day partitions of a dataset, oldest first."""

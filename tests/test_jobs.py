@@ -25,9 +25,9 @@ def test_a_bug_in_a_job_is_logged_then_raised(
     def broken(*args: object) -> object:
         raise ZeroDivisionError("a bug")
 
-    [compact, rolled, retention] = jobs.JOBS
+    [compact, rolled, retention, packed] = jobs.JOBS
     broken_retention = jobs._Job(**{**_fields(retention), "work": broken})
-    monkeypatch.setattr(jobs, "JOBS", (compact, rolled, broken_retention))
+    monkeypatch.setattr(jobs, "JOBS", (compact, rolled, broken_retention, packed))
     with pytest.raises(ZeroDivisionError):
         jobs.run_jobs(storage, ["all"])
     logged = [json.loads(line) for line in (storage.dir / jobs.LOG).read_text().splitlines()]

@@ -700,9 +700,8 @@ def merge(
 
 jobs_app = typer.Typer(
     cls=_TelemetryGroup,
-    help="Scheduled jobs (compaction, rollups, retention): run them from cron, a systemd "
-    "timer or a "
-    "CI schedule.",
+    help="Scheduled jobs (compaction, rollups, retention, month packs): run them from cron, "
+    "a systemd timer or a CI schedule.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -736,13 +735,16 @@ def jobs_run(
         list[str],
         typer.Argument(
             metavar="JOB...",
-            help="compact, rollup, retention, or all (in that order).",
+            help="compact, rollup, retention, months, or all (in that order).",
             callback=_job_names,
         ),
     ],
     day: Annotated[
         str | None,
-        typer.Option(metavar="YYYY-MM-DD", help="Only this day (compaction; a backfill)."),
+        typer.Option(
+            metavar="YYYY-MM-DD",
+            help="Only this day (compaction, rollups; its month for month packs; a backfill).",
+        ),
     ] = None,
     since: SinceOption = None,
     until: UntilOption = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import time
@@ -52,12 +53,14 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
         f"compact: would compact 3 days: {', '.join(DAYS)}\n"
         f"rollup: would roll up 3 days: {', '.join(DAYS)}\n"
         "retention: nothing to do: keeping 100,000 days and at most 1,000 builds\n"
+        # Nothing is compacted yet, and only compacted days are packed.
+        "months: nothing to do: every closed month is packed\n"
     )
     assert _files(store) == pristine and not (store / "jobs").exists()
 
     ran = cli("telemetry", "jobs", "run", "all")
     assert (ran.code, ran.stderr) == (0, "")
-    compact, rolled, retention = ran.stdout.splitlines()
+    compact, rolled, retention, packed = ran.stdout.splitlines()
     # 9 builds and 39 target rows, from 3 sessions and 3 targets files, into a sessions,
     # targets and rollup file a day.
     assert re.fullmatch(
@@ -70,7 +73,10 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
         "retention: nothing to remove: keeping 100,000 days and at most 1,000 builds" + TOOK,
         retention,
     )
-    first, middle, second = _log(store)
+    assert re.fullmatch(
+        r"months: packed 1 month \(2025-10\): 3 days, 9 builds, 39 target rows" + TOOK, packed
+    )
+    first, middle, second, last = _log(store)
     assert (first["job"], first["outcome"], first["days"]) == ("compact", "ok", list(DAYS))
     assert first["counts"] == {
         "days": 3,
@@ -86,13 +92,48 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
     assert (middle["job"], middle["days"]) == ("rollup", list(DAYS))
     assert middle["counts"] == {"days": 3, "builds": 9, "expired_days": 0, "months_written": 1}
     assert (second["job"], second["outcome"], second["days"]) == ("retention", "ok", [])
+    assert (last["job"], last["days"], last["counts"]) == (
+        "months",
+        ["2025-10-01"],
+        {"months": 1, "months_retired": 0, "days": 3, "builds": 9, "target_rows": 39},
+    )
+    # The next day's run: the day folders compaction just changed have settled, so the
+    # month's pointer gains their stamps (its pack is not written again).
+    pointer = store / "months" / "month=2025-10" / "current"
+    packed_before = json.loads(pointer.read_text())
+    past = time.time() - 60
+    for folder in store.glob("*/date=*"):
+        os.utime(folder, (past, past))
     compacted = _files(store)
 
     again = cli("telemetry", "jobs", "run", "all")
     assert again.code == 0
     assert again.stdout.startswith("compact: nothing to merge: every closed day is compacted (")
-    assert _files(store) == compacted  # the same store: nothing was rewritten
-    assert [entry["job"] for entry in _log(store)] == ["compact", "rollup", "retention"] * 2
+    assert again.stdout.splitlines()[-1].startswith(
+        "months: nothing to pack: every closed month is packed ("
+    )
+    restamped = json.loads(pointer.read_text())
+    assert {k: v for k, v in restamped.items() if k != "stamps"} == {
+        k: v for k, v in packed_before.items() if k != "stamps"
+    }
+    assert [len(restamped["stamps"][d]) for d in ("sessions", "targets", "daily_targets")] == [
+        3,
+        3,
+        3,
+    ]
+    # The same store but for the pointer: nothing was rewritten.
+    assert {k: v for k, v in _files(store).items() if not k.endswith("current")} == {
+        k: v for k, v in compacted.items() if not k.endswith("current")
+    }
+    settled = _files(store)
+    assert cli("telemetry", "jobs", "run", "all").code == 0
+    assert _files(store) == settled
+    assert [entry["job"] for entry in _log(store)] == [
+        "compact",
+        "rollup",
+        "retention",
+        "months",
+    ] * 3
 
     listed = cli("telemetry", "jobs", "list")
     assert listed.code == 0
@@ -108,11 +149,14 @@ def test_run_all_compacts_keeps_the_policy_and_logs_each_run(cli: Runner) -> Non
     assert lines[5] == "  waiting: up to date"
     assert lines[6].startswith("retention: Remove the days past")
     assert lines[8] == "  waiting: up to date"
+    assert lines[9].startswith("months: Pack each closed month")
+    assert lines[11] == "  waiting: up to date"
     as_json = json.loads(cli("telemetry", "jobs", "list", "--format", "json").stdout)
     assert [(j["job"], j["behindDays"], j["lastRun"]["outcome"]) for j in as_json] == [
         ("compact", 0, "ok"),
         ("rollup", 0, "ok"),
         ("retention", 0, "ok"),
+        ("months", 0, "ok"),
     ]
 
 
@@ -184,11 +228,11 @@ def test_unusable_command_lines_are_status_2(cli: Runner) -> None:
 def test_a_store_that_does_not_exist_is_left_alone(cli: Runner, tmp_path: Path) -> None:
     listed = cli("telemetry", "jobs", "list")
     assert listed.code == 0
-    assert listed.stdout.count("  last run: never\n") == 3
+    assert listed.stdout.count("  last run: never\n") == 4
     ran = cli("telemetry", "jobs", "run", "all")
     assert (
         ran.stdout == "compact: no telemetry data (0.0 s)\nrollup: no telemetry data (0.0 s)\n"
-        "retention: no telemetry data (0.0 s)\n"
+        "retention: no telemetry data (0.0 s)\nmonths: no telemetry data (0.0 s)\n"
     )
     assert not (tmp_path / "telemetry").exists()
 
@@ -247,7 +291,7 @@ def test_a_second_run_waits_for_the_first(cli: Runner) -> None:
             raise
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0 and out.startswith("compact: compacted 3 days")
-    assert [entry["job"] for entry in _log(store)] == ["compact", "rollup", "retention"]
+    assert [entry["job"] for entry in _log(store)] == ["compact", "rollup", "retention", "months"]
 
 
 def test_a_run_log_that_cannot_be_written_is_a_warning(cli: Runner) -> None:
@@ -277,7 +321,10 @@ def test_a_dry_run_folds_no_recorded_build_and_removes_nothing(cli: Runner, tmp_
     kept = (datetime.now(UTC).date() - date(2025, 10, 28)).days  # the first day past it
     env = {"BUILDER_TELEMETRY_RETENTION_DAYS": str(kept)}
     dry = cli("telemetry", "jobs", "run", "all", "--dry-run", env=env)
-    assert dry.stdout.endswith(f"retention: would remove 1 day (3 builds): {DAYS[0]}\n")
+    assert dry.stdout.endswith(
+        f"retention: would remove 1 day (3 builds): {DAYS[0]}\n"
+        "months: nothing to do: every closed month is packed\n"
+    )
     assert _files(store) == pristine and sorted((store / "pending").iterdir()) == waiting
     listed = cli("telemetry", "jobs", "list")
     assert "  waiting: 1 day to remove\n" in listed.stdout

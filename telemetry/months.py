@@ -1,0 +1,467 @@
+"""Closed months packed into one Parquet file per dataset, so that a long window opens a few
+files a month rather than several a day.
+
+The ``months`` job (:mod:`pipelines.months`) packs each month whose days are all closed:
+the rows of each day's compacted file of each dataset, in this version's schema with the
+day as ``date``, one row group per day, in ``<dataset>.parquet``; and a pointer that names
+the pack and, for each dataset and day, the compacted file whose rows it holds::
+
+    <dir>/months/month=2025-10/current
+        {"pack": "20251101T031500Z-9b1e22c0a7f3", "schema": 1,
+         "files": {"sessions": {"2025-10-01": "20251002T030000Z-…-day-n12.arrow", …}, …}}
+    <dir>/months/month=2025-10/20251101T031500Z-9b1e22c0a7f3/sessions.parquet
+    <dir>/months/month=2025-10/20251101T031500Z-9b1e22c0a7f3/targets.parquet
+    <dir>/months/month=2025-10/20251101T031500Z-9b1e22c0a7f3/daily_targets.parquet
+
+The day partitions stay the store (SPEC §6): a pack is a second copy of some of their files,
+as a Parquet copy is of one. A reader that takes the packs (the analyzer, DuckDB) lists the
+day folders as always, and reads a listed file's rows from the pack when the pointer names
+that very file for its day (:attr:`telemetry.snapshot.StoredFile.pack`): a data file never
+changes once it has its name, so the pack holds exactly its rows. A day changed since it was
+packed (a late build compacted into it, a day removed by retention, a damaged file moved
+away) has other names, and is read from its files until the job packs the month again.
+
+A month is written as the rollups are (:mod:`telemetry.rollups`): the files in a new
+folder, then the pointer replaced in one rename. The pack a pointer no longer names is
+renamed ``.replaced-<unix time>-<stem>`` and stays an hour for the readers that read it
+before; :func:`sweep` removes it then. Retention retires the packs of the months it removes
+days of (:func:`retire`), so removed builds do not outlive their days by more than that hour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from telemetry import layout
+from telemetry.errors import StorageError, write_failure
+from telemetry.integrity import first_line
+from telemetry.schema import DATASETS, SCHEMA_VERSION, SCHEMAS, Dataset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+POINTER: Final = "current"
+# What a pointer no longer names stays this long (the snapshot's grace).
+GRACE_SECONDS: Final = 3600
+_REPLACED: Final = ".replaced-"
+_SETTLED_NS: Final = 2_000_000_000
+
+
+@dataclass(slots=True, frozen=True)
+class Pack:
+    """One month's pack: its folder, and the compacted file of each dataset and day whose
+    rows it holds (by name)."""
+
+    month: date
+    folder: Path
+    files: dict[Dataset, dict[date, str]]
+    # The compacted files left out because their data could not be read in full: the job
+    # does not try them again until they change.
+    skipped: dict[Dataset, dict[date, str]] = field(default_factory=dict)
+    # For a day folder that held nothing but the packed file, and had not changed for a while
+    # when the job looked: its inode and modification time then (see :func:`stamp`).
+    stamps: dict[Dataset, dict[date, tuple[int, int]]] = field(default_factory=dict)
+
+    def path(self, dataset: Dataset) -> Path:
+        """The Parquet file of ``dataset``'s rows."""
+        return self.folder / f"{dataset}.parquet"
+
+    def days(self, dataset: Dataset) -> frozenset[date]:
+        """The days of ``dataset`` the pack holds."""
+        return frozenset(self.files.get(dataset, {}))
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def current(
+    root: Path, *, since: date | None = None, until: date | None = None
+) -> dict[date, Pack]:
+    """The packs the pointers name now, of the months between ``since`` and ``until``, by
+    month. A pointer that cannot be read, or that is of another schema version, is passed
+    over: its days are read from their files (``verify`` names it; the job writes it again).
+    Nothing but the pointers is opened."""
+    found: dict[date, Pack] = {}
+    for month, folder in _months(root):
+        if (since and layout.month_end(month) < since) or (until and month > until):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            pack = _pointed(month, folder)
+            if pack is not None:
+                found[month] = pack
+    return found
+
+
+def pointer_problem(root: Path, month: date) -> str | None:
+    """Why the pointer of ``month`` names no pack this version reads; None when it does, or
+    when there is no pointer."""
+    folder = root / layout.MONTHS / layout.month_name(month)
+    try:
+        pack = _pointed(month, folder)
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    except ValueError as error:
+        return str(error)
+    if pack is not None and not pack.folder.is_dir():
+        return f"names {pack.folder.name}, which is not there"
+    return None
+
+
+def check(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """Each month's pointer that names no readable pack, and each file of the packs named,
+    with the reason it cannot be read in full (or holds other rows than the files it was
+    made from), or None when it can (for ``verify``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for month, folder in _months(root):
+        problem = pointer_problem(root, month)
+        if problem is not None:
+            yield folder / POINTER, problem
+            continue
+        pack = current(root, since=month, until=month).get(month)
+        if pack is None:
+            continue
+        for dataset in DATASETS:
+            path = pack.path(dataset)
+            try:
+                table = pq.read_table(path)
+                table.validate(full=True)
+            except FileNotFoundError:
+                yield path, "missing: named by the month's pointer"
+                continue
+            except (OSError, pa.ArrowException) as error:
+                yield path, f"not a complete Parquet file ({first_line(error)[:160]})"
+                continue
+            said = [layout.rows_named(name) for name in pack.files[dataset].values()]
+            rows = sum(n for n in said if n is not None)
+            if None not in said and table.num_rows != rows:
+                yield path, f"holds {table.num_rows:,} rows where its files hold {rows:,}"
+            else:
+                yield path, None
+
+
+def months(root: Path) -> list[date]:
+    """The months that have a folder, oldest first."""
+    return [month for month, _ in _months(root)]
+
+
+def _months(root: Path) -> list[tuple[date, Path]]:
+    try:
+        entries = list(os.scandir(root / layout.MONTHS))
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise StorageError(
+            f"could not list {root / layout.MONTHS}: {error.strerror or error}"
+        ) from error
+    found = []
+    for entry in entries:
+        month = layout.month_named(entry.name)
+        if month is not None and entry.is_dir():
+            found.append((month, Path(entry.path)))
+    return sorted(found)
+
+
+def _pointed(month: date, folder: Path) -> Pack | None:
+    """The pack ``folder``'s pointer names; None without a pointer, or for a pack of another
+    schema version; ValueError when it says nothing sensible."""
+    try:
+        text = (folder / POINTER).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    said = json.loads(text)
+    if not isinstance(said, dict):
+        raise ValueError("is not a JSON object")
+    stem, version = said.get("pack"), said.get("schema")
+    if not isinstance(stem, str) or not stem or "/" in stem or stem.startswith("."):
+        raise ValueError(f"names no pack: {stem!r}")
+    if version != SCHEMA_VERSION:
+        return None  # written by another version: the job writes it again
+    files = _names(month, said.get("files"))
+    stamps: dict[Dataset, dict[date, tuple[int, int]]] = {}
+    for dataset, by_day in _by_day(month, said.get("stamps", {})).items():
+        stamps[dataset] = {}
+        for day, value in by_day.items():
+            if not isinstance(value, list) or [type(n) for n in value] != [int, int]:
+                raise ValueError(f"stamps {day}: {value!r}, not an inode and a time")
+            stamps[dataset][day] = (value[0], value[1])
+    return Pack(month, folder / stem, files, _names(month, said.get("skipped", {})), stamps)
+
+
+def _by_day(month: date, named: object) -> dict[Dataset, dict[date, object]]:
+    """What a pointer lists by dataset and day of ``month``; ValueError for anything else."""
+    if not isinstance(named, dict):
+        raise ValueError("lists no files")
+    found: dict[Dataset, dict[date, object]] = {}
+    last = layout.month_end(month)
+    for dataset in DATASETS:
+        by_day = named.get(dataset, {})
+        if not isinstance(by_day, dict):
+            raise ValueError(f"lists no {dataset} files")
+        found[dataset] = {}
+        for day_text, value in by_day.items():
+            day = date.fromisoformat(day_text)
+            if not month <= day <= last:
+                raise ValueError(f"lists {day_text}, not a day of the month")
+            found[dataset][day] = value
+    return found
+
+
+def _names(month: date, named: object) -> dict[Dataset, dict[date, str]]:
+    found: dict[Dataset, dict[date, str]] = {}
+    for dataset, by_day in _by_day(month, named).items():
+        found[dataset] = {}
+        for day, name in by_day.items():
+            if not isinstance(name, str) or not name or "/" in name:
+                raise ValueError(f"lists {day}: {name!r}, not a file name")
+            found[dataset][day] = name
+    return found
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def write(
+    root: Path,
+    month: date,
+    days: Iterable[tuple[date, dict[Dataset, tuple[str, pa.Table]]]],
+    *,
+    stem: str,
+    skipped: dict[Dataset, dict[date, str]] | None = None,
+    stamps: dict[Dataset, dict[date, tuple[int, int]]] | None = None,
+) -> Pack | None:
+    """Make the pack of ``month`` from ``days``: for each day, oldest first, each dataset's
+    compacted file name and its rows in this version's schema (a day read a table at a
+    time, so a month never has to fit in memory). The files go in a new folder, then the
+    pointer is replaced in one rename, and the pack it named before is renamed away (for
+    :func:`sweep`). A month without a day retires its pack (:func:`retire`) and returns
+    None. The caller holds the jobs lock."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / layout.MONTHS / layout.month_name(month)
+    pack = folder / stem
+    files: dict[Dataset, dict[date, str]] = {dataset: {} for dataset in DATASETS}
+    writers: dict[Dataset, pq.ParquetWriter] = {}
+    try:
+        pack.mkdir(parents=True)
+        for dataset in DATASETS:
+            schema = SCHEMAS[dataset].append(
+                pa.field(layout.PARTITION_KEY, pa.date32(), nullable=False)
+            )
+            writers[dataset] = pq.ParquetWriter(
+                pack / f"{dataset}.parquet", schema, compression="zstd"
+            )
+        for day, tables in days:
+            for dataset, (name, table) in tables.items():
+                dated = table.append_column(
+                    writers[dataset].schema.field(layout.PARTITION_KEY),
+                    pa.repeat(pa.scalar(day, pa.date32()), table.num_rows),
+                )
+                # A row group (or several) a day: a reader of a few days skips the others.
+                writers[dataset].write_table(dated)
+                files[dataset][day] = name
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        for dataset in DATASETS:
+            _fsync(pack / f"{dataset}.parquet")
+        _fsync_dir(pack)
+        if not any(files.values()):
+            shutil.rmtree(pack)
+            retire(root, [month])
+            return None
+        before = _named(folder)
+        _write_pointer(folder, _said(stem, files, skipped or {}, stamps or {}))
+    except BaseException as error:
+        for writer in writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+        shutil.rmtree(pack, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise StorageError(f"could not write {pack}: {write_failure(error)}") from error
+        raise
+    if before is not None and before != stem:
+        _set_aside(folder / before)
+    return Pack(month, pack, files, skipped or {}, stamps or {})
+
+
+def restamp(root: Path, pack: Pack, stamps: dict[Dataset, dict[date, tuple[int, int]]]) -> None:
+    """Give ``pack``'s pointer the day folders' ``stamps`` (of days it holds), in one rename;
+    the pack itself is not touched. The caller holds the jobs lock."""
+    folder = pack.folder.parent
+    if _named(folder) != pack.folder.name:
+        return  # replaced meanwhile
+    _write_pointer(folder, _said(pack.folder.name, pack.files, pack.skipped, stamps))
+
+
+def _said(
+    stem: str,
+    files: dict[Dataset, dict[date, str]],
+    skipped: dict[Dataset, dict[date, str]],
+    stamps: dict[Dataset, dict[date, tuple[int, int]]],
+) -> dict[str, object]:
+    return {
+        "pack": stem,
+        "schema": SCHEMA_VERSION,
+        "files": _named_by_day(files),
+        "skipped": _named_by_day(skipped),
+        "stamps": {
+            dataset: {
+                day.isoformat(): list(stamp)
+                for day, stamp in sorted(by_day.items())
+                if files.get(dataset, {}).get(day) is not None
+            }
+            for dataset, by_day in stamps.items()
+        },
+    }
+
+
+def _write_pointer(folder: Path, said: dict[str, object]) -> None:
+    temporary = folder / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}-{POINTER}"
+    try:
+        with temporary.open("x", encoding="utf-8") as handle:
+            json.dump(said, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, folder / POINTER)
+        _fsync_dir(folder)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(error, OSError):
+            raise StorageError(
+                f"could not write {folder / POINTER}: {write_failure(error)}"
+            ) from error
+        raise
+
+
+def _named_by_day(files: dict[Dataset, dict[date, str]]) -> dict[str, dict[str, str]]:
+    return {
+        dataset: {day.isoformat(): name for day, name in sorted(by_day.items())}
+        for dataset, by_day in files.items()
+    }
+
+
+def stamp(folder: str | Path, *, settled_before: int | None = None) -> tuple[int, int] | None:
+    """A day folder's inode and modification time (ns), which any file made, renamed or
+    removed in it changes; None when it cannot be read. With ``settled_before`` (a
+    ``time.time_ns()`` moment), also None when it changed less than two seconds before
+    then: a file system's clock ticks coarsely, so a change right after one could leave the
+    time as it was, but not one two seconds later. A folder stamped, then found with the
+    same stamp, is known to hold what it held, without being listed."""
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None
+    if settled_before is not None and status.st_mtime_ns > settled_before - _SETTLED_NS:
+        return None
+    return (status.st_ino, status.st_mtime_ns)
+
+
+def retire(root: Path, months: Iterable[date]) -> list[date]:
+    """Take the packs of ``months`` out of use: each pointer is removed, then its pack is
+    renamed away (readers that read it before still have an hour). Returns the months that
+    had one."""
+    retired = []
+    for month in sorted(set(months)):
+        folder = root / layout.MONTHS / layout.month_name(month)
+        named = _named(folder)
+        try:
+            os.unlink(folder / POINTER)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise StorageError(
+                f"could not remove {folder / POINTER}: {error.strerror or error}"
+            ) from error
+        if named is not None:
+            _set_aside(folder / named)
+        retired.append(month)
+    return retired
+
+
+def _named(folder: Path) -> str | None:
+    """The pack name a pointer says, read leniently (a damaged pointer names none)."""
+    try:
+        said = json.loads((folder / POINTER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    stem = said.get("pack") if isinstance(said, dict) else None
+    if isinstance(stem, str) and stem and "/" not in stem and not stem.startswith("."):
+        return stem
+    return None
+
+
+def _set_aside(pack: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(pack, pack.parent / f"{_REPLACED}{int(time.time())}-{pack.name}")
+
+
+def sweep(root: Path, *, now: float | None = None) -> int:
+    """Remove what no pointer names and is over an hour old: the packs set aside (an hour
+    after they were), and what a killed run left (a pack folder it never pointed to, a
+    temporary pointer); returns how many were removed. A month folder left empty goes too."""
+    moment = time.time() if now is None else now
+    removed = 0
+    for _, folder in _months(root):
+        named = _named(folder)
+        for entry in _entries(folder):
+            if entry.name == POINTER or entry.name == named:
+                continue
+            if entry.name.startswith(_REPLACED):
+                stamp = entry.name[len(_REPLACED) :].split("-", 1)[0]
+                since = float(stamp) if stamp.isdigit() else _mtime(entry, moment)
+            else:
+                since = _mtime(entry, moment)
+            if since < moment - GRACE_SECONDS:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                removed += 1
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty
+    return removed
+
+
+def _entries(folder: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        yield from os.scandir(folder)
+    except OSError:
+        return
+
+
+def _mtime(entry: os.DirEntry[str], default: float) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return default
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+__all__ = ["GRACE_SECONDS", "POINTER", "Pack", "current", "months", "retire", "sweep", "write"]

@@ -1,0 +1,291 @@
+"""The month packs (telemetry.months, the months job in pipelines.months): a packed store
+answers exactly as the same store without its packs, read file by file; the packs are read
+in place of the day files (a packed file's data is not even opened); a day changed since
+it was packed (a late build, a compaction, retention) is read from its files until the job
+packs its month again; a damaged or vanished pack costs nothing but speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import telemetry.duckdb as sql
+from pipelines.compaction import compact
+from pipelines.jobs import run_jobs
+from pipelines.months import pack, pending
+from telemetry import months, snapshot
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.errors import CorruptFileWarning
+from telemetry.exporter import render_summary
+from telemetry.ingest import ingest_jsonl
+from telemetry.storage import TelemetryStorage
+from tests.conftest import FIXTURES, late_build, small_history_on
+
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+QUERIES = (
+    "select count(*), sum(duration_ms), sum(executed_ms) from sessions",
+    "select date, count(*), sum(duration_ms), avg(cache_hit_rate) from sessions "
+    "group by date order by date",
+    "select date, target, status, count(*), sum(duration_ms) from targets "
+    "group by all order by all",
+    "select count(*) from targets",
+    "select date, target, built, cached, failed, skipped, executed_ms from daily_targets "
+    "order by all",
+)
+
+
+def _store(path: Path, lines: list[str]) -> TelemetryStorage:
+    storage = TelemetryStorage(path, clock=lambda: NOW)
+    assert ingest_jsonl(storage, lines).problems == ()
+    return storage
+
+
+def _settle(storage: TelemetryStorage) -> None:
+    """Date every day folder back a minute, as a day compacted yesterday is by the time
+    the next scheduled run packs it (a folder changed in the last two seconds is never
+    stamped)."""
+    past = time.time() - 60
+    for folder in storage.dir.glob("*/date=*"):
+        os.utime(folder, (past, past))
+
+
+def _unpacked(storage: TelemetryStorage, where: Path) -> TelemetryStorage:
+    """A copy of the store without its packs: the answers to expect, read file by file."""
+    shutil.copytree(storage.dir, where, ignore=shutil.ignore_patterns("months"))
+    return TelemetryStorage(where, clock=lambda: NOW)
+
+
+def _answers(storage: TelemetryStorage) -> tuple[Any, ...]:
+    analyzer = TelemetryAnalyzer(storage)
+    return (
+        render_summary(analyzer.summary(top=50)),
+        analyzer.sessions().to_dicts(),
+        [sql.query(storage, text).to_pylist() for text in QUERIES],
+    )
+
+
+def _packed_files(storage: TelemetryStorage) -> dict[str, int]:
+    taken = storage.snapshot(packs=True)
+    return {d: sum(f.pack is not None for f in taken.listed[d]) for d in taken.listed}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> TelemetryStorage:
+    """The demo history (60 days to 2026-11-20, over three months), compacted and packed."""
+    folder = tmp_path_factory.mktemp("months")
+    path = folder / "history.jsonl"
+    subprocess.run(
+        [sys.executable, str(FIXTURES / "generate.py"), "--today", "2026-11-20", "--output",
+         str(path)],
+        check=True,
+    )  # fmt: skip
+    storage = _store(folder / "telemetry", path.read_text().splitlines())
+    compact(storage)
+    _settle(storage)
+    done = pack(storage)
+    assert done.months == (date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1))
+    assert done.days == 60 and done.sessions == 200
+    return storage
+
+
+def test_a_packed_store_answers_as_its_files_do(demo: TelemetryStorage, tmp_path: Path) -> None:
+    expected = _answers(_unpacked(demo, tmp_path / "plain"))
+    assert _packed_files(demo) == {"sessions": 60, "targets": 60, "daily_targets": 60}
+    assert _answers(demo) == expected
+
+
+def test_a_window_cutting_a_packed_month_answers_as_its_files_do(
+    demo: TelemetryStorage, tmp_path: Path
+) -> None:
+    from telemetry.window import Window
+
+    plain = _unpacked(demo, tmp_path / "plain")
+    window = Window(since=datetime(2026, 10, 3, 7, tzinfo=UTC), until=datetime(2026, 11, 2, tzinfo=UTC))
+    for store in (demo, plain):
+        assert _packed_files(store)["targets"] == (60 if store is demo else 0)
+
+    def answers(store: TelemetryStorage) -> tuple[Any, ...]:
+        report = TelemetryAnalyzer(store, window=window).summary(top=50)
+        counted = sql.query(
+            store,
+            "select date, count(*), sum(duration_ms) from targets group by date order by date",
+            since=window.since,
+            until=window.until,
+        )
+        return render_summary(report), counted.to_pylist()
+
+    assert answers(demo) == answers(plain)
+
+
+def test_packed_files_are_not_opened(demo: TelemetryStorage, tmp_path: Path) -> None:
+    """The data of every packed file is overwritten with junk (its name and its folder's
+    stamp as they were): every answer is still the packed one, and nothing is named as
+    damaged, so no packed file was read, nor its footer checked."""
+    expected = _answers(_unpacked(demo, tmp_path / "plain"))
+    copy = TelemetryStorage(tmp_path / "copy", clock=lambda: NOW)
+    shutil.copytree(demo.dir, copy.dir)
+    _settle(copy)
+    assert pack(copy).months == ()  # the packs are the same files': the stamps are new
+    listed = 0
+    real = snapshot._day_listing
+
+    def counting(folder: str, dataset: Any) -> Any:
+        nonlocal listed
+        listed += 1
+        return real(folder, dataset)
+
+    for path in copy.dir.glob("*/date=*/*.arrow"):
+        stat = path.parent.stat()
+        path.write_bytes(b"junk" * 10)
+        os.utime(path.parent, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptFileWarning)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(snapshot, "_day_listing", counting)
+            assert _answers(copy) == expected
+    assert listed == 0  # a stamped day is taken without listing its folder
+
+
+def test_a_day_changed_since_it_was_packed_is_read_from_its_files(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    assert len(pack(storage).months) == 3
+    assert pending(storage) == []
+    # A late build into a packed day: its own file, beside the packed one.
+    assert ingest_jsonl(storage, late_build(day=10)).sessions == 1
+    plain = _unpacked(storage, tmp_path / "plain")
+    assert TelemetryAnalyzer(storage).summary().total_builds == 10
+    assert _answers(storage) == _answers(plain)
+    assert pending(storage) == []  # the packed file is still there, and still packed
+    # Compacted: the day's file has another name, so the pack no longer holds that day.
+    compact(storage)
+    assert _packed_files(storage)["sessions"] == 2
+    assert pending(storage) == [date(2025, 11, 1)]
+    assert _answers(storage) == _answers(_unpacked(storage, tmp_path / "plain2"))
+    assert pack(storage).months == (date(2025, 11, 1),)
+    assert _packed_files(storage)["sessions"] == 3
+    assert _answers(storage) == _answers(_unpacked(storage, tmp_path / "plain3"))
+
+
+def test_a_build_stored_into_a_stamped_day_is_counted(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    pack(storage)
+    pointer = json.loads((storage.dir / "months/month=2025-11/current").read_text())
+    assert pointer["stamps"]["sessions"]  # stamped: read without listing the folder
+    assert ingest_jsonl(storage, late_build(day=10)).sessions == 1
+    counted = sql.query(storage, "select count(*) as n from sessions where date = '2025-11-06'")
+    assert counted.to_pylist() == [{"n": 4}]
+    assert TelemetryAnalyzer(storage).summary().total_builds == 10
+
+
+def test_days_changed_just_before_the_job_are_stamped_by_the_next_run(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)  # every day folder just changed: none is stamped
+    folder = storage.dir / "months/month=2025-10"
+    before = json.loads((folder / "current").read_text())
+    assert before["stamps"] == {"sessions": {}, "targets": {}, "daily_targets": {}}
+    _settle(storage)
+    assert pack(storage).months == ()
+    after = json.loads((folder / "current").read_text())
+    assert after["pack"] == before["pack"]  # the same pack, not written again
+    assert set(after["stamps"]["sessions"]) == {"2025-10-27"}
+
+
+def test_retention_retires_the_packs_of_the_months_it_removes_days_of(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    pack(storage)
+    oldest = TelemetryStorage(storage.dir, clock=lambda: NOW, max_sessions=6)
+    removed = oldest.apply_retention()
+    assert removed.removed_days == (date(2025, 10, 27),)
+    assert not (storage.dir / "months/month=2025-10/current").exists()
+    assert [
+        p.name.startswith(".replaced-") for p in (storage.dir / "months/month=2025-10").iterdir()
+    ] == [True]
+    assert _packed_files(storage) == {"sessions": 2, "targets": 2, "daily_targets": 2}
+    assert TelemetryAnalyzer(storage).summary().total_builds == 6
+    done = pack(storage)
+    assert done.months == () and done.retired == ()  # the month has nothing left to pack
+    assert months.current(storage.dir).keys() == {date(2025, 11, 1), date(2025, 12, 1)}
+
+
+def test_a_damaged_pack_is_named_and_its_files_read(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    pack(storage)
+    expected = _answers(_unpacked(storage, tmp_path / "plain"))
+    damaged = months.current(storage.dir)[date(2025, 11, 1)].path("targets")
+    damaged.write_bytes(damaged.read_bytes()[:200] + b"\0" * 100)
+    with pytest.warns(CorruptFileWarning, match="skipping the month file .*targets.parquet"):
+        assert _answers(storage) == expected
+    found = [f for f in storage.verify() if f.problem is not None]
+    assert [f.path for f in found] == [damaged]
+    assert pending(storage) == [date(2025, 11, 1)]
+    assert pack(storage).months == (date(2025, 11, 1),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptFileWarning)
+        assert _answers(storage) == expected
+
+
+def test_a_pack_swept_under_a_reader_is_read_from_its_files(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    pack(storage)
+    expected = TelemetryAnalyzer(storage).sessions().to_dicts()
+    taken = storage.snapshot(packs=True)
+    months.retire(storage.dir, [date(2025, 11, 1)])
+    assert months.sweep(storage.dir, now=NOW.timestamp() + 10**6) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptFileWarning)  # gone is no damage
+        got = taken.collect("sessions", lambda rows: rows.sort("start_time"))
+    assert got is not None and got.height == 9
+    assert TelemetryAnalyzer(storage).sessions().to_dicts() == expected
+
+
+def test_a_pack_of_another_schema_version_is_not_read_and_is_written_again(
+    tmp_path: Path,
+) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    _settle(storage)
+    pack(storage)
+    pointer = storage.dir / "months/month=2025-12/current"
+    said = json.loads(pointer.read_text())
+    pointer.write_text(json.dumps(said | {"schema": 0}))
+    assert _packed_files(storage)["sessions"] == 2
+    assert pending(storage) == [date(2025, 12, 1)]
+    assert pack(storage).months == (date(2025, 12, 1),)
+    assert _packed_files(storage)["sessions"] == 3
+
+
+def test_the_job_through_the_runner(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    [planned] = run_jobs(storage, ["months"], dry_run=True)
+    assert planned.said == "nothing to do: every closed month is packed"  # nothing compacted
+    results = run_jobs(storage, ["all"])
+    assert [r.job for r in results] == ["compact", "rollup", "retention", "months"]
+    assert results[-1].said == (
+        "packed 3 months (2025-10, 2025-11, 2025-12): 3 days, 9 builds, 39 target rows"
+    )
+    assert results[-1].counts["target_rows"] == 39
+    [again] = run_jobs(storage, ["months"])
+    assert again.said == "nothing to pack: every closed month is packed"
+    storage.clear()
+    assert not (storage.dir / "months").exists()
