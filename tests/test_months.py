@@ -110,7 +110,9 @@ def test_a_window_cutting_a_packed_month_answers_as_its_files_do(
     from telemetry.window import Window
 
     plain = _unpacked(demo, tmp_path / "plain")
-    window = Window(since=datetime(2026, 10, 3, 7, tzinfo=UTC), until=datetime(2026, 11, 2, tzinfo=UTC))
+    window = Window(
+        since=datetime(2026, 10, 3, 7, tzinfo=UTC), until=datetime(2026, 11, 2, tzinfo=UTC)
+    )
     for store in (demo, plain):
         assert _packed_files(store)["targets"] == (60 if store is demo else 0)
 
@@ -289,3 +291,32 @@ def test_the_job_through_the_runner(tmp_path: Path) -> None:
     assert again.said == "nothing to pack: every closed month is packed"
     storage.clear()
     assert not (storage.dir / "months").exists()
+
+
+def test_a_large_month_is_packed_in_row_groups_of_its_days_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row groups of at most ROW_GROUP_ROWS rows (a million; 6 here), in day order, a day
+    never in two of them unless it alone is larger: a reader of a few days skips the others
+    by their statistics, and still answers as the files do."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(months, "ROW_GROUP_ROWS", 6)
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 1, 2, 3))
+    compact(storage)
+    _settle(storage)
+    assert pack(storage).months == (date(2025, 10, 1),)
+    packed = months.current(storage.dir)[date(2025, 10, 1)]
+    metadata = pq.read_metadata(packed.path("sessions"))
+    # 3 builds a day: two days fill a row group of 6 rows, and a third would not fit.
+    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    assert [g.num_rows for g in groups] == [6, 6]
+    leaves = [groups[0].column(i).path_in_schema for i in range(groups[0].num_columns)]
+    at = leaves.index("date")
+    spans = [(g.column(at).statistics.min, g.column(at).statistics.max) for g in groups]
+    assert spans == [
+        (date(2025, 10, 27), date(2025, 10, 28)),
+        (date(2025, 10, 29), date(2025, 10, 30)),
+    ]
+    assert _packed_files(storage)["targets"] == 4
+    assert _answers(storage) == _answers(_unpacked(storage, tmp_path / "plain"))
