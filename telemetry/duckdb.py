@@ -341,10 +341,10 @@ def _views(
             # A view over the relation, not a registered name: the views are all one sees.
             scan.create_view(dataset)
         # The long-lived daily rollups: a few rows a day, read whole.
-        from telemetry import rollups
-
         if named is not None and not named & {"rollup_days", "rollup_targets"}:
             return _Views(connection, scans)
+        from telemetry import rollups
+
         first = None if low is None else low.date()
         last = None if high is None else (high - timedelta(milliseconds=1)).date()
         rolled = rollups.read(snapshot.layout.root, since=first, until=last)

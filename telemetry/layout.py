@@ -45,6 +45,7 @@ ROLLUPS: Final = "rollups"
 MONTHS: Final = "months"
 JOBS: Final = "jobs"
 _MONTH_PREFIX: Final = "month="
+_MONTH = re.compile(rf"^{_MONTH_PREFIX}(\d{{4}})-(0[1-9]|1[0-2])$")
 _PARTITION = re.compile(rf"^{PARTITION_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 # Only names this writer makes are trusted for their row count; any other file is counted
 # by opening it, so a stray file's name cannot make retention delete real history.
@@ -111,12 +112,10 @@ def month_name(month: date) -> str:
 
 def month_named(name: str) -> date | None:
     """The month a folder's name stands for; None for any other name."""
-    if not name.startswith(_MONTH_PREFIX):
+    match = _MONTH.match(name)
+    if not match or match.group(1) == "0000":  # no year 0 in a date
         return None
-    try:
-        return datetime.strptime(name[len(_MONTH_PREFIX) :], "%Y-%m").date()
-    except ValueError:
-        return None
+    return date(int(match.group(1)), int(match.group(2)), 1)
 
 
 def new_stem(moment: datetime, *, compacted: bool = False) -> str:

@@ -140,10 +140,8 @@ class Snapshot:
                 listed[dataset] = list_files(
                     store, dataset, days=chosen, since=since, until=until, packed=packed
                 )
-            after = list_files(
-                store, "sessions", days=chosen, since=since, until=until, packed=packed
-            )
-            if {f.path for f in before} <= {f.path for f in after}:
+            after = {p for _, p, _, _ in _listed(store, "sessions", chosen, since, until, packed)}
+            if {str(f.path) for f in before} <= after:
                 return cls(store, listed, packs=held)
         raise StorageError(
             f"the files in {store.root} kept changing while they were listed; try again"
@@ -411,10 +409,24 @@ def list_files(
     A day folder whose stamp is the one ``packed`` gives (:func:`telemetry.months.stamp`)
     still holds only the file packed, and is not listed: a year of packed days costs a
     ``stat`` a day, not a listing."""
+    return [
+        StoredFile(Path(path), day, layout.rows_named(name), (), pack)
+        for day, path, name, pack in _listed(store, dataset, days, since, until, packed)
+    ]
+
+
+def _listed(
+    store: Layout,
+    dataset: Dataset,
+    days: Iterable[date] | None,
+    since: date | None,
+    until: date | None,
+    packed: dict[Dataset, dict[date, Packed]] | None,
+) -> Iterator[tuple[date, str, str, Path | None]]:
+    """:func:`list_files`' files as text: each one's day, path, name and pack."""
     from telemetry.months import stamp
 
     named = (packed or {}).get(dataset, {})
-    found = []
     chosen = list_days(store, dataset) if days is None else sorted(set(days))
     parent = str(store.dataset(dataset))  # a path as text: a year is over a thousand folders
     for day in chosen:
@@ -423,13 +435,11 @@ def list_files(
         folder = os.path.join(parent, layout.partition_name(day))
         held = named.get(day)
         if held is not None and held[2] is not None and stamp(folder) == held[2]:
-            name = held[0]
-            found.append(StoredFile(Path(folder, name), day, layout.rows_named(name), (), held[1]))
+            yield day, os.path.join(folder, held[0]), held[0], held[1]
             continue
         for entry in _day_listing(folder, dataset) or []:
             pack = held[1] if held is not None and held[0] == entry.name else None
-            found.append(StoredFile(Path(entry.path), day, layout.rows_named(entry.name), (), pack))
-    return found
+            yield day, entry.path, entry.name, pack
 
 
 def listing(

@@ -450,7 +450,7 @@ def test_compact_command(cli: Runner, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("step", "call"),
     # Every listing and every check the commands below make.
-    [("list_files", n) for n in range(1, LISTINGS + 1)]
+    [("_listed", n) for n in range(1, LISTINGS + 1)]
     + [("readable", n) for n in range(1, CHECKS + 1)],
 )
 def test_a_compaction_between_a_readers_steps_changes_no_answer(
@@ -496,7 +496,7 @@ def test_the_readers_steps_are_all_counted() -> None:
         compact(packed)
         late = [_build(f"late-{d}", T0 + d * DAY + 9, [(1, "built", 999)]) for d in range(2)]
         _store_each([packed], late)
-        counted = {"list_files": 0, "readable": 0}
+        counted = {"_listed": 0, "readable": 0}
         originals = {name: getattr(snapshot, name) for name in counted}
 
         def counting(name: str) -> Any:
@@ -510,4 +510,4 @@ def test_the_readers_steps_are_all_counted() -> None:
             for name in counted:
                 patch.setattr(snapshot, name, counting(name))
             _answers(packed, Window())
-    assert counted == {"list_files": LISTINGS, "readable": CHECKS}
+    assert counted == {"_listed": LISTINGS, "readable": CHECKS}
