@@ -23,7 +23,13 @@ from telemetry.ingest.detection import BOM
 
 _HEADER = re.compile(rb"^# ninja log v(\d+)\s*$")
 _OLDEST, _NEWEST = 4, 7
-_ORIGIN_SLACK_MS = 2  # milliseconds lost rounding an mtime and an end time
+# How far an entry's origin may fall behind its run's: 2 ms lost rounding a time stamp and
+# an end time, and 20 ms a time stamp may lag. A file is stamped from a coarse clock, up to
+# two of its ticks behind (7.8 ms measured on Linux at 250 Hz, so 20 ms at 100 Hz; Windows
+# ticks every 15.6 ms): on Linux every file up to 6.12, and from 6.13 a file just created.
+# Ninja 1.12 on stamps a line with the mtime of `.ninja_lock`, which it creates as it starts
+# a run's first command and removes when the run ends: so that command's line lags.
+_ORIGIN_SLACK_MS = 2 + 20
 _SEPARATORS = "/\\"
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[/\\]")
 # Anyone's home directory, on Linux, macOS and Windows: a log may come from another machine.
@@ -196,15 +202,16 @@ def log_events(
     build is refused at once.
 
     Each ninja run appended its commands in the order they finished, with times counted from
-    its own start. An output's mtime, less its end time, is at most the moment its run
-    started, and at least that less the run's length so far; so the next run began where an
+    its own start. An entry's origin (its time stamp less its end time up to v5, less its
+    start from v6) is at most the moment its run started, and at least that less the run's
+    length so far and how far the file system's clock lags; so the next run began where an
     end time goes back, or where that origin moves past the run's latest origin by more than
-    the run has lasted. A log ninja recompacted holds each output once, in no order (time
-    goes back while the origin does not move on): its runs are then the groups of origins
-    less than a second apart. Every command (see :func:`log_commands`) is a ``built`` target
-    named by its first output (the log holds nothing else), and every run a successful
-    build. A run is placed by the median origin of its entries, or else taken to have ended
-    when the log was written.
+    the run has lasted and that lag. A log ninja recompacted holds each output once, in no
+    order (time goes back while the origin does not move on): its runs are then the groups
+    of origins less than a second apart. Every command (see :func:`log_commands`) is a
+    ``built`` target named by its first output (the log holds nothing else), and every run
+    a successful build. A run is placed by the median origin of its entries, or else taken
+    to have ended when the log was written.
 
     An absolute output is named relative to the build directory when the log tells where
     that was (:func:`build_directories`); otherwise without the home directory in it:
@@ -305,7 +312,8 @@ def _clustered(entries: Sequence[LogEntry], version: int) -> list[list[LogEntry]
 def _entry_origin(entry: LogEntry, version: int) -> int | None:
     """When the entry's run started (None when its mtime is unusable). Up to format v5 the
     mtime is the output's, written before the command ended; from v6 (ninja 1.12) it is
-    when the command started."""
+    when the command started, as the file system stamped ninja's ``.ninja_lock`` then. Either
+    comes from the file system's clock, which may lag (see ``_ORIGIN_SLACK_MS``)."""
     if entry.mtime <= 0:
         return None
     origin = _mtime_ms(entry.mtime) - (entry.start_ms if version >= 6 else entry.end_ms)

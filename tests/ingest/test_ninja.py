@@ -674,6 +674,75 @@ def test_a_command_with_two_outputs_is_one_target(tmp_path: Path, ninja: str) ->
     assert len(log.entries) == 5 + 1 + 4  # a line per output: more lines than commands
 
 
+# The log ninja 1.13.2 wrote for the manifest above (built in /home/ana/proj) on Linux 6.18,
+# its time stamps moved back by one constant to put the first run at 1_700_000_000_000 ms.
+# Ninja 1.12 on stamps a line with the mtime of `.ninja_lock`, which it creates as it starts
+# a run's first command and removes when the run ends; a file just created gets the kernel's
+# coarse clock. So gen.h, started first, is stamped ...999_994_834_585: its origin (the stamp
+# less the start) is 6 ms behind those the other lines of its run give (...000 and ...001).
+REAL_V7 = (
+    b"# ninja log v7\n"
+    b"0\t2\t1699999999994834585\t/home/ana/proj/gen.h\t64e0a37df5f79c11\n"
+    b"0\t2\t1699999999994834585\tgen.h\t64e0a37df5f79c11\n"
+    b"1\t6\t1700000000001732958\tlone.txt\tbe6ac46bf384fa39\n"
+    b"2\t7\t1700000000003595144\tfirst.txt\tc078c8772027e130\n"
+    b"6\t8\t1700000000006855600\tsecond.txt\tadb0143e39d03eeb\n"
+    b"1\t9\t1700000000106834584\tlone.txt\tbe6ac46bf384fa39\n"
+    b"0\t2\t1700000000202834583\t/home/ana/proj/gen.h\t64e0a37df5f79c11\n"
+    b"0\t2\t1700000000202834583\tgen.h\t64e0a37df5f79c11\n"
+    b"3\t5\t1700000000210788065\tsecond.txt\tadb0143e39d03eeb\n"
+    b"2\t7\t1700000000210163237\tfirst.txt\tc078c8772027e130\n"
+)
+
+
+def test_a_real_v7_log_whose_first_stamp_lags_is_one_build_per_run(
+    cli: Runner, tmp_path: Path
+) -> None:
+    path = tmp_path / ".ninja_log"
+    path.write_bytes(REAL_V7)
+    assert cli("telemetry", "ingest", str(path)).code == 0
+    # By hand: an origin is the stamp in ms less the start; a run's time 0, their median.
+    # Run 1: 994, 994, 001 - 1, 003 - 2, 006 - 6: 000; from 0 to 8.
+    # Run 2: lone.txt ends at 9, after 8, but its origin, 106 - 1, is past 000 + 8; 1 to 9.
+    # Run 3, where the end goes back to 2: 202, 202, 210 - 3, 210 - 2: 207; from 0 to 7.
+    commands = {"gen.h", "first.txt", "second.txt", "lone.txt"}
+    builds = _builds(tmp_path, "telemetry")
+    assert [(b["startTime"], b["durationMs"], b["statuses"]) for b in builds] == [
+        ("2023-11-14T22:13:20", 8, dict.fromkeys(commands, "built")),
+        ("2023-11-14T22:13:20", 8, {"lone.txt": "built"}),
+        ("2023-11-14T22:13:20", 7, dict.fromkeys(commands - {"lone.txt"}, "built")),
+    ]
+
+
+@pytest.mark.parametrize("version", [5, 6, 7])
+def test_a_time_stamp_behind_by_two_clock_ticks_stays_in_its_run(
+    cli: Runner, tmp_path: Path, version: int
+) -> None:
+    """A file's time stamp comes from a coarse clock, up to two of its ticks behind (8 ms at
+    Linux's 250 Hz; up to 6.12 for every file, from 6.13 for a new one): the outputs' up to
+    v5, `.ninja_log`'s from v6. A run that begins 30 ms after the last one ended is still
+    one of its own, though its end does not go back."""
+    origin = 1_700_000_000_000
+    lines = [  # start, end, output, how far its stamp lags, the run's time 0
+        (0, 2, "gen.h", 8, origin),
+        (1, 6, "lone.txt", 0, origin),
+        (2, 7, "first.txt", 0, origin),
+        (0, 9, "late.txt", 0, origin + 7 + 30),
+    ]
+    text = f"# ninja log v{version}\n"
+    for start, end, output, lag, zero in lines:
+        stamp = (zero + (start if version >= 6 else end) - lag) * 1_000_000
+        text += f"{start}\t{end}\t{stamp}\t{output}\t{output}\n"
+    path = tmp_path / ".ninja_log"
+    path.write_text(text)
+    assert cli("telemetry", "ingest", str(path)).code == 0
+    builds = _builds(tmp_path, "telemetry")
+    assert [(b["durationMs"], b["statuses"]) for b in builds] == [
+        (7, dict.fromkeys(["gen.h", "lone.txt", "first.txt"], "built")),
+        (9, {"late.txt": "built"}),
+    ]
+
+
 @pytest.mark.skipif(
     CMAKE is None and not os.environ.get("CI"), reason="cmake is not installed (CI installs it)"
 )
