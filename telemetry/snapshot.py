@@ -245,18 +245,20 @@ class Snapshot:
             try:
                 return query(self.scan(dataset, readable)).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-                if any(f.pack is not None for f in readable):
-                    # A pack set aside and swept, or damaged: the files it was made from,
-                    # checked as any others.
-                    self.unpack({f.pack for f in readable if f.pack is not None})
-                    readable = self._unpacked(readable, dataset)
-                    continue
-                if not all(os.path.exists(f.path) for f in readable):
+                if not all(os.path.exists(f.path) for f in readable if f.pack is None):
                     moved = self._found(readable, dataset)
                     listed.update(
                         (m.path, listed[f.path]) for f, m in zip(readable, moved, strict=True)
                     )
                     readable = moved
+                    continue
+                if any(f.pack is not None for f in readable):
+                    # A pack set aside and swept, or damaged: the files it was made from,
+                    # checked as any others (and read where maintenance moved them).
+                    self.unpack({f.pack for f in readable if f.pack is not None})
+                    pairs = self._unpacked(readable, dataset)
+                    listed.update((now.path, listed[f.path]) for f, now in pairs)
+                    readable = [now for _, now in pairs]
                     continue
                 found = damaged(dataset, readable) or refused(readable)
                 if not found:
@@ -283,12 +285,15 @@ class Snapshot:
                     stacklevel=3,
                 )
 
-    def _unpacked(self, files: list[StoredFile], dataset: Dataset) -> list[StoredFile]:
-        """``files`` with those read from a pack read from their own files, checked as
-        :meth:`files` checks them."""
+    def _unpacked(
+        self, files: list[StoredFile], dataset: Dataset
+    ) -> list[tuple[StoredFile, StoredFile]]:
+        """Each of ``files`` and what to read for it now: itself, or for one read from a pack,
+        its own file, checked as :meth:`files` checks them (and where maintenance moved it);
+        those that cannot be read are left out."""
         self._check(dataset, [replace(f, pack=None) for f in files if f.pack is not None])
         return [
-            checked
+            (f, checked)
             for f in files
             if (checked := f if f.pack is None else self._checked[f.path]) is not None
             and checked.path not in self.left_out

@@ -4,8 +4,10 @@
 
 Each round stores a late build into one of the closed days (so that the next compaction
 has that day to merge again) and a build older than the retention keeps, then compacts
-every closed day and applies retention (which removes that old build's day). After each
-round it appends ``<late builds stored> <compactions> <retentions that removed a day>`` to
+every closed day, applies retention (which removes that old build's day) and packs the
+closed months (two of the closed days, and the old builds' day, are in last month, so its
+pack is retired by retention and written again every round). After each round it appends
+``<late builds stored> <compactions> <retentions that removed a day> <months packed>`` to
 PROGRESS, a line written whole, so a reader knows which builds were stored before it began.
 It prints ``ready`` once the first round is done, and stops when its stdin is closed.
 """
@@ -20,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.compaction import compact
+from pipelines.months import pack
 from telemetry.ingest import ingest_jsonl
 from telemetry.storage import TelemetryStorage
 
 DAY_MS = 86_400_000
-TODAY = datetime(2026, 11, 20, 12, tzinfo=UTC)
+TODAY = datetime(2026, 12, 2, 12, tzinfo=UTC)
 TODAY_MS = int(TODAY.timestamp() * 1000)
 KEEP_DAYS = 10
 CLOSED_DAYS = 3  # the days before today that the builds are stored into
@@ -64,7 +67,7 @@ def storage(store: str | Path) -> TelemetryStorage:
 
 def main(store: str, progress: str) -> None:
     kept = storage(store)
-    late = compactions = removals = 0
+    late = compactions = removals = packs = 0
     while True:
         day = late % CLOSED_DAYS + 1
         start = TODAY_MS - day * DAY_MS + 7_200_000 + late * 1000
@@ -75,8 +78,9 @@ def main(store: str, progress: str) -> None:
         ingest_jsonl(kept, build(f"old-{late}", old), apply_retention=False)
         compactions += len(compact(kept))
         removals += len(kept.apply_retention().removed_days)
+        packs += len(pack(kept).months)
         with open(progress, "a") as out:
-            out.write(f"{late} {compactions} {removals}\n")
+            out.write(f"{late} {compactions} {removals} {packs}\n")
         if late == 1:
             print("ready", flush=True)
         if select.select([sys.stdin], [], [], 0)[0] and not os.read(sys.stdin.fileno(), 1):

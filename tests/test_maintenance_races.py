@@ -1,4 +1,5 @@
-"""Readers while maintenance runs: compaction and retention in a loop in another process,
+"""Readers while maintenance runs: compaction, retention and the month packs in a loop in
+another process,
 while the analyzer, ``builder telemetry sql`` (DuckDB) and the Spark source count the
 builds and their target rows, round after round. No reader may count a build twice or miss
 one stored before it began, or count a build's target rows but in part.
@@ -51,15 +52,16 @@ class Maintenance:
     def stored(self) -> tuple[int, int]:
         """The late builds stored and the compactions done by the last whole round."""
         lines = self.progress.read_text().splitlines()
-        late, compactions, _ = (int(n) for n in lines[-1].split())
+        late, compactions, *_ = (int(n) for n in lines[-1].split())
         return late, compactions
 
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
         assert self.process.wait(timeout=120) == 0
-        removed = int(self.progress.read_text().splitlines()[-1].split()[2])
+        removed, packed = (int(n) for n in self.progress.read_text().splitlines()[-1].split()[2:])
         assert removed > 0  # retention did remove days meanwhile
+        assert packed > 0  # and last month was packed again
 
 
 @pytest.fixture
