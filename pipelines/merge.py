@@ -1,10 +1,12 @@
-"""Team merge: the builds of many machines' stores, and of their Parquet exports, put
-together in one team store, each build once, tagged with the name its source was given.
+"""Team merge: the builds of many machines' stores, and of their Parquet and JSON exports,
+put together in one team store, each build once, tagged with the name its source was given.
 
 A source is a store folder (its files are read through a snapshot, as every reader reads
-them) or a folder that ``builder telemetry export --format parquet`` wrote (its sessions and
-targets, which hold every stored column). Each source is named by the person merging it
-(``ci=/mnt/ci/telemetry``), and its builds carry that name as the label
+them), a folder that ``builder telemetry export --format parquet`` wrote (its sessions and
+targets, which hold every stored column), or a file that ``builder telemetry export --format
+json`` wrote, zstd-compressed or not (its sessions only: a JSON export holds no target rows;
+each session's row is rebuilt exactly from its keys). Each source is named by the person
+merging it (``ci=/mnt/ci/telemetry``), and its builds carry that name as the label
 :data:`SOURCE_LABEL`: a machine's name or a team's, never a user name unless someone gives
 one. A build whose session id the team store already holds (from an earlier merge, or from
 a source named before it) is skipped, so merging the same sources again adds nothing.
@@ -19,14 +21,15 @@ a build twice; each source day is written as a build is, atomically.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from telemetry.errors import ConfigError, StorageError
+from telemetry.errors import ConfigError, InputError, StorageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
 # The label that names the source a build was merged from.
 SOURCE_LABEL: Final = "builder.source"
-SourceKind: TypeAlias = Literal["store", "parquet export"]
+SourceKind: TypeAlias = Literal["store", "parquet export", "json export"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Rows read from a source before they are written: a year of a large store is read a
@@ -90,20 +93,25 @@ def merge(team: TelemetryStorage, sources: Sequence[Source]) -> list[Merged]:
     not hold, the first of each id, and none on a day the team store's retention would
     remove once they are added (older than its retention days, or past its session cap,
     oldest days first): those would be removed at once, and added again by every merge.
-    Then the chosen builds are written with their targets, a chunk of days at a time."""
+    Then the chosen builds are written with their targets, a chunk of days at a time.
+
+    Every source is read before anything is written: one that cannot be read (a damaged
+    export, a JSON file that is not an export) raises, and nothing is merged."""
     kinds = [(source, _kind(source, team)) for source in sources]
     names = [source.name for source in sources]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ConfigError(f"each source needs a name of its own: {', '.join(twice)} is given twice")
+    # A JSON export is read whole, once: its session rows are small (no targets).
+    exports = {s.path: _json_export(s.path) for s, kind in kinds if kind == "json export"}
     done: list[Merged] = []
     with team.lock():
         held = team.session_ids()
-        listed = [_listed(source, kind) for source, kind in kinds]
+        listed = [_listed(source, kind, exports) for source, kind in kinds]
         chosen = _chosen(team, listed, held)
         for (source, kind), ids, wanted in zip(kinds, listed, chosen, strict=True):
             added = target_rows = 0
-            for sessions, targets in _chunks(source, kind, wanted):
+            for sessions, targets in _chunks(source, kind, wanted, exports):
                 if sessions.num_rows:
                     team.append(_tagged(sessions, source.name), targets)
                     added += sessions.num_rows
@@ -118,10 +126,12 @@ def merge(team: TelemetryStorage, sources: Sequence[Source]) -> list[Merged]:
     return done
 
 
-def _listed(source: Source, kind: SourceKind) -> dict[date, list[str]]:
+def _listed(
+    source: Source, kind: SourceKind, exports: dict[Path, pa.Table]
+) -> dict[date, list[str]]:
     """The session ids of a source, by day, in the order they are read."""
     found: dict[date, list[str]] = {}
-    for day, sessions, _ in _days(source, kind, targets=False):
+    for day, sessions, _ in _days(source, kind, exports, targets=False):
         found.setdefault(day, []).extend(sessions.column("session_id").to_pylist())
     return found
 
@@ -165,7 +175,7 @@ def _chosen(
 
 
 def _chunks(
-    source: Source, kind: SourceKind, wanted: set[str]
+    source: Source, kind: SourceKind, wanted: set[str], exports: dict[Path, pa.Table]
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """The source's ``wanted`` sessions and their targets, in this version's schemas, some
     days at a time."""
@@ -174,7 +184,7 @@ def _chunks(
     sessions: list[pa.Table] = []
     targets: list[pa.Table] = []
     rows = 0
-    for _, day_sessions, day_targets in _days(source, kind, targets=True, wanted=wanted):
+    for _, day_sessions, day_targets in _days(source, kind, exports, targets=True, wanted=wanted):
         sessions.append(day_sessions)
         targets.append(day_targets)
         rows += day_sessions.num_rows + day_targets.num_rows
@@ -186,10 +196,17 @@ def _chunks(
 
 
 def _days(
-    source: Source, kind: SourceKind, *, targets: bool, wanted: set[str] | None = None
+    source: Source,
+    kind: SourceKind,
+    exports: dict[Path, pa.Table],
+    *,
+    targets: bool,
+    wanted: set[str] | None = None,
 ) -> Iterator[tuple[date, pa.Table, pa.Table]]:
     if kind == "store":
         return _store_days(source.path, targets=targets, wanted=wanted)
+    if kind == "json export":
+        return _json_days(exports[source.path], wanted=wanted)
     return _export_days(source.path, targets=targets, wanted=wanted)
 
 
@@ -197,11 +214,14 @@ def _kind(source: Source, team: TelemetryStorage) -> SourceKind:
     from telemetry.parquet import MARKER
 
     path = source.path
+    if path.is_file():
+        return "json export"  # read before anything is merged: see _json_export
     if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is not a folder"
+        what = "does not exist" if not path.exists() else "is neither a folder nor a file"
         raise ConfigError(
-            f"{path} {what}; a source is a telemetry store's folder or a folder written by "
-            f"builder telemetry export --format parquet"
+            f"{path} {what}; a source is a telemetry store's folder, a folder written by "
+            f"builder telemetry export --format parquet, or a file written by builder "
+            f"telemetry export --format json"
         )
     if path.resolve() == team.dir.resolve():
         raise ConfigError(f"{path} is the team store itself; name the stores to merge into it")
@@ -305,6 +325,147 @@ def _export_days(
             except (OSError, pa.ArrowException) as error:
                 raise StorageError(f"could not read the export {target_folder}: {error}") from error
         yield day, sessions, rows.filter(pc.is_in(rows["session_id"], sessions["session_id"]))
+
+
+def _json_export(path: Path) -> pa.Table:
+    """The builds of a JSON export (``builder telemetry export --format json``, compressed
+    with zstd or gzip or not) as stored session rows, each session id once (its first),
+    rebuilt exactly from their keys: the times from ``startTimeMs`` and ``endTimeMs``, the
+    utilization's facts from ``executedMs`` and ``peakConcurrency``. An interrupted build's
+    ``error`` is taken as it reads, ``interrupted``, which is what is stored for one.
+    :class:`InputError` for a file that is not such an export, or one written by a version
+    without those keys: its rows could not be rebuilt (its times are to the second, and the
+    executed time and peak are gone from its rounded utilization)."""
+    import zlib
+
+    import pyarrow as pa
+    import zstandard
+
+    from telemetry.exporter import EXACT_KEYS
+    from telemetry.ingest.detection import decompressed
+    from telemetry.schema import SESSIONS_SCHEMA
+
+    try:
+        with path.open("rb") as handle:
+            document = json.loads(decompressed(handle).read())
+    except (OSError, EOFError, ValueError, RecursionError, zlib.error, zstandard.ZstdError) as e:
+        raise InputError(
+            f"could not read the JSON export {path}: {e}; give a file that builder telemetry "
+            f"export --format json wrote"
+        ) from e
+    sessions = document.get("sessions") if isinstance(document, dict) else None
+    if not isinstance(sessions, list):
+        raise InputError(
+            f'{path} is not a JSON export: it holds no {{"sessions": [...]}} object as '
+            f"builder telemetry export --format json writes"
+        )
+    columns: dict[str, list[Any]] = {column: [] for column, _ in _JSON_ROW.values()}
+    taken: set[str] = set()
+    for number, session in enumerate(sessions, start=1):
+        if not isinstance(session, dict):
+            raise InputError(f"{path} is not a JSON export: its session {number} is no object")
+        if not any(key in session for key in EXACT_KEYS):
+            raise InputError(
+                f"{path} was exported by an older version, without the keys a stored build "
+                f"is rebuilt from ({', '.join(EXACT_KEYS)}); export it again with this version"
+            )
+        row = {
+            column: _json_value(path, number, session, key)
+            for key, (column, _) in _JSON_ROW.items()
+        }
+        if row["session_id"] in taken:
+            continue  # a build exported twice: the first is taken, as from a store
+        taken.add(row["session_id"])
+        for column, value in row.items():
+            columns[column].append(value)
+    try:
+        return pa.Table.from_arrays(
+            [pa.array(columns[field.name], field.type) for field in SESSIONS_SCHEMA],
+            schema=SESSIONS_SCHEMA,
+        )
+    except (pa.ArrowException, OverflowError) as error:
+        raise InputError(
+            f"{path} is not a JSON export of this version: a number is out of its column's "
+            f"range ({error})"
+        ) from error
+
+
+# The keys of a JSON export that a stored session row is rebuilt from: each key's column,
+# and the JSON value it holds (a time is Unix epoch milliseconds). An export of this version
+# has every one in every session, ``null`` where the stored column is.
+_JSON_ROW: Final[dict[str, tuple[str, Literal["text", "integer", "boolean", "labels"]]]] = {
+    "sessionId": ("session_id", "text"),
+    "startTimeMs": ("start_time", "integer"),
+    "endTimeMs": ("end_time", "integer"),
+    "durationMs": ("duration_ms", "integer"),
+    "succeeded": ("succeeded", "boolean"),
+    "interrupted": ("interrupted", "boolean"),
+    "error": ("error", "text"),
+    "totalTargets": ("total_targets", "integer"),
+    "built": ("built", "integer"),
+    "cached": ("cached", "integer"),
+    "failed": ("failed", "integer"),
+    "skipped": ("skipped", "integer"),
+    "executedMs": ("executed_ms", "integer"),
+    "peakConcurrency": ("peak_concurrency", "integer"),
+    "parallelism": ("parallelism", "integer"),
+    "tool": ("tool", "text"),
+    "host": ("host", "text"),
+    "commit": ("commit", "text"),
+    "branch": ("branch", "text"),
+    "labels": ("labels", "labels"),
+}
+
+
+def _json_value(path: Path, number: int, session: dict[str, Any], key: str) -> Any:
+    """The value of ``key`` in a JSON export's session ``number`` as its column stores it;
+    :class:`InputError` when it is missing or not what the key holds."""
+    from telemetry.schema import SESSIONS_SCHEMA
+
+    column, kind = _JSON_ROW[key]
+    if key not in session:
+        raise InputError(
+            f"{path} is not a JSON export of this version: its session {number} has no {key}"
+        )
+    value = session[key]
+    if value is None and SESSIONS_SCHEMA.field(column).nullable:
+        return None
+    if kind == "labels" and isinstance(value, dict):
+        if all(isinstance(v, str) for v in value.values()):
+            return list(value.items())
+    elif (
+        (kind == "text" and isinstance(value, str))
+        or (kind == "boolean" and isinstance(value, bool))
+        or (kind == "integer" and isinstance(value, int) and not isinstance(value, bool))
+    ):
+        return value
+    expected = {"labels": "an object of texts", "integer": "an integer"}.get(kind, f"a {kind}")
+    shown = json.dumps(value, ensure_ascii=False)
+    if len(shown) > 40:
+        shown = shown[:40] + "..."
+    raise InputError(
+        f"{path} is not a JSON export of this version: its session {number} has {key} "
+        f"{shown}, not {expected}"
+    )
+
+
+def _json_days(
+    sessions: pa.Table, *, wanted: set[str] | None
+) -> Iterator[tuple[date, pa.Table, pa.Table]]:
+    """A JSON export's sessions (of ``wanted``) a day at a time, with no targets: the
+    export holds none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from telemetry.schema import SCHEMAS
+
+    if wanted is not None:
+        ids = pa.array(sorted(wanted), pa.string())
+        sessions = sessions.filter(pc.is_in(sessions["session_id"], ids))
+    days = pc.cast(sessions["start_time"], pa.date32())  # the day the writer stores it in
+    none = SCHEMAS["targets"].empty_table()
+    for day in sorted(set(days.to_pylist())):
+        yield day, sessions.filter(pc.equal(days, pa.scalar(day, pa.date32()))), none
 
 
 def _as_schema(table: pa.Table | None, dataset: Literal["sessions", "targets"]) -> pa.Table:

@@ -499,6 +499,7 @@ class TelemetryAnalyzer:
             targets_per_second=row["targets_per_second"],
             parallelism=row["parallelism"],
             peak_concurrency=row["peak_concurrency"],
+            executed_ms=row["executed_ms"],
             tool=row["tool"],
             host=row["host"],
             commit=row["commit"],

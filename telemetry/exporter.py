@@ -48,6 +48,12 @@ SESSION_KEYS: Final = (
     "branch",
     "labels",
 )
+# After them, in JSON only, what a stored session row needs to be rebuilt exactly (``builder
+# telemetry merge`` reads JSON exports): the times to the millisecond (the text keys are to
+# the second), and the two facts the utilization is computed from. The CSV keeps the keys
+# above, so a spreadsheet's columns do not move.
+EXACT_KEYS: Final = ("startTimeMs", "endTimeMs", "executedMs", "peakConcurrency")
+JSON_SESSION_KEYS: Final = (*SESSION_KEYS, *EXACT_KEYS)
 _RATES: Final = frozenset({"cacheHitRate", "parallelismUtilization", "targetsPerSecond"})
 _COLUMNS: Final = {
     "startTime": "start_time",
@@ -71,6 +77,8 @@ _COLUMNS: Final = {
     "commit": "commit",
     "branch": "branch",
     "labels": "labels",
+    "executedMs": "executed_ms",
+    "peakConcurrency": "peak_concurrency",
 }
 
 _MILLISECOND: Final = timedelta(milliseconds=1)
@@ -442,9 +450,9 @@ def write_export(
 
 
 def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
-    """``{"sessions": [...]}`` with the seed's keys first and rates with two decimals (``null``
-    for a build that reported no targets); with ``terminal``, the same values through
-    :func:`json_for_terminal`."""
+    """``{"sessions": [...]}`` with the seed's keys first, :data:`EXACT_KEYS` last and rates
+    with two decimals (``null`` for a build that reported no targets); with ``terminal``, the
+    same values through :func:`json_for_terminal`."""
     if sessions.is_empty():
         return '{\n  "sessions": []\n}\n'
     objects = [
@@ -458,7 +466,7 @@ def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
 def _session_fields(row: Mapping[str, Any], indent: str) -> list[str]:
     """A session's ``"key": value`` lines, rates with two decimals as the seed writes them."""
     fields = []
-    for key in SESSION_KEYS:
+    for key in JSON_SESSION_KEYS:
         value = row[key]
         if key in _RATES and value is not None:
             text = f"{value:.2f}"
@@ -496,6 +504,8 @@ def _session_row(r: Mapping[str, Any]) -> dict[str, Any]:
     row = {key: r[column] for key, column in _COLUMNS.items()}
     row["startTime"] = format_time(r["start_time"])
     row["endTime"] = format_time(r["end_time"])
+    row["startTimeMs"] = (r["start_time"] - _EPOCH) // _MILLISECOND
+    row["endTimeMs"] = (r["end_time"] - _EPOCH) // _MILLISECOND
     row["labels"] = dict(r["labels"] or {})
     if r["interrupted"] and row["error"] is None:
         row["error"] = "interrupted"

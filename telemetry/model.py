@@ -139,6 +139,7 @@ class BuildDetails:
     parallelism: int | None
     # The most executed targets running at once: the worker count when none was reported.
     peak_concurrency: int
+    executed_ms: int  # Σ durations of the executed (built or failed) targets
     tool: str | None
     host: str | None
     commit: str | None

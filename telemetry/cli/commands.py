@@ -660,8 +660,8 @@ def merge(
         list[str],
         typer.Argument(
             metavar="NAME=PATH...",
-            help="Stores (folders) or Parquet exports, each with the name its builds are "
-            "tagged with.",
+            help="Stores (folders), Parquet exports (folders) or JSON exports (files, .json or "
+            ".json.zst), each with the name its builds are tagged with.",
         ),
     ],
     into: Annotated[
@@ -669,8 +669,9 @@ def merge(
         typer.Option("--into", metavar="DIR", help="The team store [default: the store of --dir]."),
     ] = None,
 ) -> None:
-    """Put the builds of other stores and Parquet exports into one team store: each build
-    once (by session id), tagged with its source's NAME as the label builder.source.
+    """Put the builds of other stores and of Parquet and JSON exports into one team store:
+    each build once (by session id), tagged with its source's NAME as the label
+    builder.source. A JSON export holds no target rows: its builds come without targets.
     Merging again adds nothing new."""
     from pipelines.merge import merge as run
     from pipelines.merge import parse_source
@@ -687,10 +688,14 @@ def merge(
             if merged.past_retention
             else ""
         )
+        if merged.kind == "json export":
+            kind, targets = "a JSON export", "no target rows: a JSON export holds none"
+        else:
+            kind, targets = f"a {merged.kind}", f"{merged.target_rows:,} target rows added"
         reports.out(
             f"{merged.source.name}: {_plural(merged.builds, 'build')} in {merged.source.path} "
-            f"(a {merged.kind}): {merged.added:,} added, {merged.already:,} there already"
-            f"{past}; {merged.target_rows:,} target rows added\n"
+            f"({kind}): {merged.added:,} added, {merged.already:,} there already"
+            f"{past}; {targets}\n"
         )
     added = sum(m.added for m in done)
     reports.out(

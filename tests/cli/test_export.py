@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from tests.conftest import Runner
+from tests.conftest import HOUR, T0, Runner, small_history
 
 SEED_KEYS = [
     "startTime",
@@ -28,6 +29,22 @@ SEED_KEYS = [
     "targetsPerSecond",
     "succeeded",
 ]
+# The keys after the seed's, as CSV has them too.
+MORE_KEYS = [
+    "sessionId",
+    "endTime",
+    "skipped",
+    "interrupted",
+    "error",
+    "parallelism",
+    "tool",
+    "host",
+    "commit",
+    "branch",
+    "labels",
+]
+# Last, in JSON only: what a stored session row is rebuilt from.
+EXACT_KEYS = ["startTimeMs", "endTimeMs", "executedMs", "peakConcurrency"]
 
 
 def test_json_has_the_seeds_keys_first_oldest_first(small_cli: Runner) -> None:
@@ -58,7 +75,52 @@ def test_json_has_the_seeds_keys_first_oldest_first(small_cli: Runner) -> None:
         "commit": None,
         "branch": None,
         "labels": {"ci": "true"},
+        # Then what the row needs to be rebuilt exactly: T0 to the millisecond, the 400 +
+        # 300 + 200 ms of its executed targets, compile and test at once.
+        "startTimeMs": 1761575000000,
+        "endTimeMs": 1761575001000,
+        "executedMs": 900,
+        "peakConcurrency": 2,
     }
+
+
+def test_json_ends_with_what_the_stored_rows_hold(cli: Runner, tmp_path: Path) -> None:
+    """Each session's times to the millisecond, executed time and peak concurrency, after
+    every other key, as the stored files hold them (read here with pyarrow); CSV keeps its
+    columns."""
+    killed = [  # off a whole second, and interrupted after one target
+        {"event": "build_started", "session": "k", "ts": T0 + 4 * HOUR + 123},
+        {"event": "target_started", "session": "k", "ts": T0 + 4 * HOUR + 130, "target": "x"},
+        {"event": "target_finished", "session": "k", "ts": T0 + 4 * HOUR + 877, "target": "x",
+         "status": "built"},
+    ]  # fmt: skip
+    events = [*small_history(), *map(json.dumps, killed)]
+    assert cli("telemetry", "ingest", "-", stdin="\n".join(events).encode()).code == 0
+    sessions = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert all(list(s) == [*SEED_KEYS, *MORE_KEYS, *EXACT_KEYS] for s in sessions)
+    # By hand: a runs compile and test at once (400 + 300 ms) and link (200 ms); b compile,
+    # test and link over 1000 + 1100 + 600 ms, two at a time; c compile alone for 3000 ms;
+    # k its one target from +130 to +877 ms, and it ends there.
+    assert [[s["sessionId"], *(s[key] for key in EXACT_KEYS)] for s in sessions] == [
+        ["a", T0, T0 + 1000, 900, 2],
+        ["b", T0 + HOUR, T0 + HOUR + 2000, 2700, 2],
+        ["c", T0 + 2 * HOUR, T0 + 2 * HOUR + 3000, 3000, 1],
+        ["k", T0 + 4 * HOUR + 123, T0 + 4 * HOUR + 877, 747, 1],
+    ]
+    stored = {}
+    for path in (tmp_path / "telemetry" / "sessions").rglob("*.arrow"):
+        with ipc.open_file(path) as reader:
+            table = reader.read_all()
+        columns = [table.column(name).cast(pa.int64()).to_pylist() for name in STORED]
+        for session, *values in zip(table.column("session_id").to_pylist(), *columns, strict=True):
+            stored[session] = values
+    assert {s["sessionId"]: [s[key] for key in EXACT_KEYS] for s in sessions} == stored
+    assert sessions[3]["startTime"] == "2025-10-27T18:23:20"  # still to the second
+    header = cli("telemetry", "export", "--format", "csv").stdout.split("\r\n")[0]
+    assert header == ",".join([*SEED_KEYS, *MORE_KEYS])
+
+
+STORED = ["start_time", "end_time", "executed_ms", "peak_concurrency"]
 
 
 def test_json_rates_have_two_decimals_as_in_the_seed(small_cli: Runner) -> None:

@@ -1,10 +1,11 @@
-"""`builder telemetry merge NAME=PATH... --into TEAM`: stores and Parquet exports of several
-machines into one team store, each build once, tagged with its source's name.
+"""`builder telemetry merge NAME=PATH... --into TEAM`: stores and Parquet and JSON exports of
+several machines into one team store, each build once, tagged with its source's name.
 
 The builds are small_history()'s on three days (a0..c2: 9 builds, 39 target runs). Three
 sources overlap: store one holds days 0 and 1, store two days 1 and 2, and a Parquet export
 days 0 and 2. The expected answers come from a store that ingested the 9 builds' events
-directly, once each."""
+directly, once each. A JSON export's builds are held against the store it was exported
+from, read as every reader reads a store."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Runner, small_history_on
+from telemetry.analyzer import TelemetryAnalyzer
+from telemetry.storage import TelemetryStorage
+from tests.conftest import T0, Runner, small_history_on
 
 LABEL = "builder.source"
 ROWS = (
@@ -213,3 +216,158 @@ def test_merging_again_reads_no_target_file(
     again = cli("telemetry", "merge", "one=one", "x=export", "--into", "team")
     assert again.stdout.endswith("Merged 2 sources into team: 0 builds added.\n")
     assert "targets" not in read and read.count("sessions") > 0
+
+
+# -- JSON exports ---------------------------------------------------------------------------
+
+# Beside small_history() on days 0 to 2: a build killed after a target (interrupted: stored
+# with the error "interrupted"), started off a whole second and given a host, a commit, a
+# branch and labels; and one with the source label already, as a team store's export has.
+_MORE = [
+    {"event": "build_started", "session": "k", "ts": T0 + 7_200_123, "parallelism": 3,
+     "tool": "gradle", "host": "ws06", "commit": "e708a99", "branch": "main",
+     "labels": {"z": "last", "a": "first"}},
+    {"event": "target_started", "session": "k", "ts": T0 + 7_200_130, "target": "//k:x"},
+    {"event": "target_finished", "session": "k", "ts": T0 + 7_200_877, "target": "//k:x",
+     "status": "built"},
+    {"event": "build_started", "session": "t", "ts": T0 + 86_400_999,
+     "labels": {LABEL: "ci"}},
+    {"event": "build_finished", "session": "t", "ts": T0 + 86_401_998, "success": True},
+]  # fmt: skip
+
+
+@pytest.fixture
+def exported(cli: Runner, tmp_path: Path) -> Path:
+    """Store ``mine`` (11 builds, 40 target runs, on 3 days), and its JSON export as
+    mine.json and, compressed, as mine.json.zst."""
+    events = [*small_history_on(0, 1, 2), *map(json.dumps, _MORE)]
+    stored = cli("telemetry", "ingest", "-", "--dir", "mine", stdin="\n".join(events).encode())
+    assert stored.code == 0, stored.stderr
+    for name in ("mine.json", "mine.json.zst"):
+        done = cli("telemetry", "export", "--dir", "mine", "--output", name)
+        assert done.code == 0, done.stderr
+    return tmp_path
+
+
+def _rows(store: Path) -> list[dict[str, Any]]:
+    """A store's session rows as every report reads them, without the source label."""
+    rows = TelemetryAnalyzer(TelemetryStorage(store)).sessions().to_dicts()
+    for row in rows:
+        row["labels"].pop(LABEL, None)
+    return rows
+
+
+@pytest.mark.parametrize("name", ["mine.json", "mine.json.zst"])
+def test_a_json_export_gives_the_stores_session_rows_once(
+    cli: Runner, exported: Path, name: str
+) -> None:
+    merged = cli("telemetry", "merge", f"laptop={name}", "--into", "team")
+    assert (merged.code, merged.stderr) == (0, "")
+    assert merged.stdout == (
+        f"laptop: 11 builds in {name} (a JSON export): 11 added, 0 there already; "
+        "no target rows: a JSON export holds none\n"
+        "Merged 1 source into team: 11 builds added.\n"
+    )
+    team, mine = _rows(exported / "team"), _rows(exported / "mine")
+    assert [row["session_id"] for row in team] == [row["session_id"] for row in mine]
+    for column in mine[0]:
+        assert [row[column] for row in team] == [row[column] for row in mine], column
+    # The interrupted build and the one off a whole second, to the millisecond.
+    [killed] = [row for row in team if row["session_id"] == "k"]
+    assert (killed["interrupted"], killed["error"], killed["start_time"].microsecond) == (
+        True, "interrupted", 123_000,
+    )  # fmt: skip
+    assert list(killed["labels"]) == ["z", "a"]
+    tags = TelemetryAnalyzer(TelemetryStorage(exported / "team")).sessions()["labels"]
+    assert {labels[LABEL] for labels in tags.to_list()} == {"laptop"}
+    # The summary's numbers are the store's; its bottlenecks need target rows, which a JSON
+    # export does not hold.
+    summary = json.loads(cli("telemetry", "summary", "--format", "json", "--dir", "mine").stdout)
+    assert summary["bottlenecks"] != []
+    assert json.loads(cli("telemetry", "summary", "--format", "json", "--dir", "team").stdout) == (
+        summary | {"bottlenecks": []}
+    )
+    assert cli("telemetry", "sql", "select count(*) from targets", "--dir", "team").stdout == (
+        "count_star()\n------------\n           0\n"
+    )
+
+    before = _files(exported / "team")
+    again = cli("telemetry", "merge", f"laptop={name}", "--into", "team")
+    assert again.stdout == (
+        f"laptop: 11 builds in {name} (a JSON export): 0 added, 11 there already; "
+        "no target rows: a JSON export holds none\n"
+        "Merged 1 source into team: 0 builds added.\n"
+    )
+    assert _files(exported / "team") == before
+
+
+def test_a_json_export_and_its_stores_folder_give_each_build_once(
+    cli: Runner, exported: Path
+) -> None:
+    merged = cli("telemetry", "merge", "ws06=mine", "laptop=mine.json", "--into", "team")
+    assert merged.stdout == (
+        "ws06: 11 builds in mine (a store): 11 added, 0 there already; 40 target rows added\n"
+        "laptop: 11 builds in mine.json (a JSON export): 0 added, 11 there already; "
+        "no target rows: a JSON export holds none\n"
+        "Merged 2 sources into team: 11 builds added.\n"
+    )
+    # The other way round, the export's builds come first, and the store's are there.
+    other = cli("telemetry", "merge", "laptop=mine.json", "ws06=mine", "--into", "other")
+    assert other.stdout.endswith(
+        "ws06: 11 builds in mine (a store): 0 added, 11 there already; 0 target rows added\n"
+        "Merged 2 sources into other: 11 builds added.\n"
+    )
+    for store in ("team", "other"):
+        assert _rows(exported / store) == _rows(exported / "mine")
+
+
+def test_a_json_export_skips_what_the_team_stores_retention_removes(
+    cli: Runner, exported: Path
+) -> None:
+    """Capped at 5 builds, the team store keeps the newest day (a2, b2, c2) of the 11: days 0
+    and 1 hold 4 builds each (k and t on them)."""
+    env = {"BUILDER_TELEMETRY_MAX_SESSIONS": "5"}
+    merged = cli("telemetry", "merge", "laptop=mine.json", "--into", "team", env=env)
+    assert merged.stdout.startswith(
+        "laptop: 11 builds in mine.json (a JSON export): 3 added, 0 there already, 8 past the "
+        "team store's retention; no target rows: a JSON export holds none\n"
+    )
+    assert [row["session_id"] for row in _rows(exported / "team")] == ["a2", "b2", "c2"]
+
+
+def _damaged(export: dict[str, Any]) -> dict[str, Any]:
+    export["sessions"][3]["built"] = "3"
+    return export
+
+
+def _older(export: dict[str, Any]) -> dict[str, Any]:
+    for session in export["sessions"]:
+        for key in ("startTimeMs", "endTimeMs", "executedMs", "peakConcurrency"):
+            del session[key]
+    return export
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (lambda export: json.dumps(export)[:200], "could not read the JSON export bad.json: "),
+        (lambda export: export["sessions"], 'bad.json is not a JSON export: it holds no {"sess'),
+        (lambda export: {"builds": export["sessions"]}, "bad.json is not a JSON export: "),
+        (_damaged, 'bad.json is not a JSON export of this version: its session 4 has built "3", '
+         "not an integer"),
+        (_older, "bad.json was exported by an older version, without the keys a stored build is "
+         "rebuilt from (startTimeMs, endTimeMs, executedMs, peakConcurrency); export it again "
+         "with this version"),
+    ],
+    ids=["malformed", "a list", "no sessions", "a wrong value", "an older version"],
+)  # fmt: skip
+def test_a_json_file_that_is_no_export_is_one_error_line_and_nothing_is_merged(
+    cli: Runner, exported: Path, content: Any, said: str
+) -> None:
+    export = json.loads((exported / "mine.json").read_text())
+    written = content(export)
+    (exported / "bad.json").write_text(written if isinstance(written, str) else json.dumps(written))
+    merged = cli("telemetry", "merge", "ws06=mine", "x=bad.json", "--into", "team")
+    assert (merged.code, merged.stdout) == (1, "")
+    assert merged.stderr.startswith(f"Error: {said}") and merged.stderr.count("\n") == 1
+    assert list((exported / "team").rglob("*.arrow")) == []

@@ -177,6 +177,11 @@ def test_show_json(small_cli: Runner) -> None:
         "commit": None,
         "branch": None,
         "labels": {},
+        # T0 + 1 h to the millisecond; 1000 + 1100 + 600 ms executed, two at once at most.
+        "startTimeMs": 1761578600000,
+        "endTimeMs": 1761578602000,
+        "executedMs": 2700,
+        "peakConcurrency": 2,
         "targets": [
             {"target": "//app:test", "status": "built", "durationMs": 1100,
              "startOffsetMs": 500, "worker": 1, "error": None},
