@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from telemetry import layout, months
 from telemetry.errors import CorruptFileWarning
+from telemetry.months import Stamp
 from telemetry.schema import DATASETS, Dataset
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def _sound(pack: months.Pack) -> bool:
     for dataset in DATASETS:
         try:
             counted = pq.read_metadata(pack.path(dataset)).num_rows
-        except (OSError, pa.ArrowException):
+        except (OSError, pa.ArrowException, ValueError):
             return False
         said = [layout.rows_named(name) for name in pack.files[dataset].values()]
         if None not in said and counted != sum(n for n in said if n is not None):
@@ -171,18 +172,26 @@ def _sound(pack: months.Pack) -> bool:
     return True
 
 
-def _stamps(
-    storage: TelemetryStorage, days: list[date] | None
-) -> dict[Dataset, dict[date, tuple[int, int]]]:
-    """The stamps of the day folders (of ``days``) that have not changed for a while."""
-    import time
-
-    now = time.time_ns()
-    stamped: dict[Dataset, dict[date, tuple[int, int]]] = {}
+def _stamps(storage: TelemetryStorage, days: list[date] | None) -> dict[Dataset, dict[date, Stamp]]:
+    """The stamps of the day folders (of ``days``) that have not changed for a while, by the
+    clock of the file system the store is on; or that are still those a pointer holds (they
+    were settled when stamped, and have not changed since)."""
+    now = months.now_on(storage.dir)
+    known: dict[Dataset, dict[date, Stamp]] = {dataset: {} for dataset in DATASETS}
+    for pack in months.current(storage.dir).values():
+        for dataset, by_day in pack.stamps.items():
+            known[dataset].update(by_day)
+    stamped: dict[Dataset, dict[date, Stamp]] = {}
     for dataset in DATASETS:
         stamped[dataset] = {}
+        if now is None:
+            continue  # a store that takes no file: nothing to stamp (nor to pack)
         for day in storage.days(dataset) if days is None else days:
-            found = months.stamp(storage.layout.partition(dataset, day), settled_before=now)
+            folder = storage.layout.partition(dataset, day)
+            found = months.stamp(folder, settled_before=now)
+            if found is None and day in known[dataset]:
+                found = months.stamp(folder)
+                found = found if found == known[dataset][day] else None
             if found is not None:
                 stamped[dataset][day] = found
     return stamped
@@ -191,11 +200,11 @@ def _stamps(
 def _alone(
     snapshot: Snapshot,
     named: dict[Dataset, dict[date, str]],
-    stamped: dict[Dataset, dict[date, tuple[int, int]]],
-) -> dict[Dataset, dict[date, tuple[int, int]]]:
+    stamped: dict[Dataset, dict[date, Stamp]],
+) -> dict[Dataset, dict[date, Stamp]]:
     """The stamps of the days whose folder holds nothing visible but the file ``named``: a
     reader that finds the stamp unchanged takes that file without listing the folder."""
-    found: dict[Dataset, dict[date, tuple[int, int]]] = {}
+    found: dict[Dataset, dict[date, Stamp]] = {}
     for dataset in DATASETS:
         visible: dict[date, list[str]] = {}
         for stored in snapshot.listed.get(dataset, []):

@@ -143,9 +143,8 @@ def query(
             except duckdb.Error as error:
                 if not _any(copies):
                     raise
-                # A copy gone before its view was made (DuckDB looks for the files then).
-                _name_damaged(snapshot, copies, error)
-                files, copies = _chosen(snapshot, copies=False)
+                # A copy or pack gone before its view was made (DuckDB looks for them then).
+                files, copies = _without_failed(snapshot, copies, error)
                 continue
             try:
                 return _answer(views.connection, sql)
@@ -163,10 +162,9 @@ def query(
             finally:
                 views.connection.close()  # before its files are looked into
             if _any(copies):
-                # A copy or a month's pack gone (swept after compaction replaced its file)
-                # or damaged: the files themselves, which hold the same rows.
-                _name_damaged(snapshot, copies, failure)
-                files, copies = _chosen(snapshot, copies=False)
+                # A copy or a month's pack gone (swept after compaction replaced its file,
+                # set aside by the months job or by retention) or damaged.
+                files, copies = _without_failed(snapshot, copies, failure)
                 continue
             files = _again(snapshot, views, files, failure)
     raise StorageError(f"the files in {storage.dir} kept changing while the query ran; try again")
@@ -268,7 +266,7 @@ def _chosen(snapshot: Snapshot, *, copies: bool = True) -> tuple[_Files, _Copies
     found: dict[Dataset, dict[Path, Path]] = {}
     packed: dict[Dataset, list[StoredFile]] = {}
     if not copies:
-        snapshot.unpack(snapshot.packs, check=False)
+        snapshot.unpack(list(snapshot.packs))
     for dataset in (d for d in DATASETS if d in snapshot.listed):
         files = snapshot.files(dataset)
         packed[dataset] = [f for f in files if f.pack is not None]
@@ -449,10 +447,28 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
     return {d: [f for f in chosen if f.path not in bad] for d, chosen in files.items()}
 
 
-def _name_damaged(snapshot: Snapshot, copies: _Copies, error: Exception) -> None:
-    """Warn of each copy that ``error`` names and that is damaged when read in full (one
-    that is gone was taken out by maintenance, which is no fault; DuckDB's message may name
-    sound copies beside the damaged one)."""
+def _without_failed(
+    snapshot: Snapshot, copies: _Copies, error: Exception
+) -> tuple[_Files, _Copies]:
+    """What to read after a query failed on the copies or packs ``copies``: the packs gone
+    from where they were listed read where they were set aside; or else without the packs
+    the error names (each named in a warning); or else the files themselves, which hold the
+    same rows as the copies and packs."""
+    packs = {f.pack for chosen in copies.packed.values() for f in chosen if f.pack is not None}
+    missing = {pack for pack in packs if not os.path.exists(pack)}
+    if missing:
+        snapshot.relocate(missing)
+        return _chosen(snapshot)
+    if _name_damaged(snapshot, copies, error):
+        return _chosen(snapshot)
+    return _chosen(snapshot, copies=False)
+
+
+def _name_damaged(snapshot: Snapshot, copies: _Copies, error: Exception) -> bool:
+    """Give up the packs ``error`` names, each named in a warning, and return whether there
+    were any; warn of each copy that ``error`` names and that is damaged when read in full
+    (one that is gone was taken out by maintenance, which is no fault; DuckDB's message may
+    name sound copies beside the damaged one)."""
     import warnings
 
     from telemetry.errors import CorruptFileWarning
@@ -460,7 +476,13 @@ def _name_damaged(snapshot: Snapshot, copies: _Copies, error: Exception) -> None
     from telemetry.layout import rows_named
 
     said = str(error)
-    snapshot.unpack({f.pack for d in copies.packed.values() for f in d if str(f.pack) in said})
+    named = {
+        f.pack: _first_line(error)
+        for chosen in copies.packed.values()
+        for f in chosen
+        if f.pack is not None and str(f.pack) in said
+    }
+    snapshot.unpack(named)
     for dataset, copied in copies.copies.items():
         for source, copy in copied.items():
             if str(copy) not in said:
@@ -474,6 +496,7 @@ def _name_damaged(snapshot: Snapshot, copies: _Copies, error: Exception) -> None
                     CorruptFileWarning,
                     stacklevel=4,
                 )
+    return bool(named)
 
 
 def _where(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> Path | None:

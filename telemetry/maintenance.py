@@ -364,6 +364,9 @@ def remove_leftovers(store: Layout) -> None:
         if entry.name.startswith(layout.TMP_PREFIX) and stale(entry):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+    # The month packs set aside by the job or by retention, once their hour is over: removed
+    # builds do not outlive their day, whether the months job runs or not.
+    months.sweep(store.root, now=now)
 
 
 def _remove_dead_copies(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -40,11 +41,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from telemetry import layout
 from telemetry.errors import StorageError, write_failure
 from telemetry.integrity import first_line
+from telemetry.locks import guard
 from telemetry.schema import DATASETS, SCHEMA_VERSION, SCHEMAS, Dataset
 
 if TYPE_CHECKING:
@@ -54,7 +56,13 @@ POINTER: Final = "current"
 # What a pointer no longer names stays this long (the snapshot's grace).
 GRACE_SECONDS: Final = 3600
 _REPLACED: Final = ".replaced-"
-_SETTLED_NS: Final = 2_000_000_000
+# What the job names a pack (a write's stem), and a compacted file a pointer may name.
+_STEM = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
+_FILE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}-day-n\d+\.arrow")
+# A day folder's device, inode and status-change time (ns): see stamp().
+Stamp: TypeAlias = tuple[int, int, int]
+# How long a folder must have been left alone to be stamped (see stamp()).
+SETTLED_NS: Final = 2_000_000_000
 # The rows of a pack's row group, at most.
 ROW_GROUP_ROWS: Final = 1 << 20
 
@@ -72,7 +80,7 @@ class Pack:
     skipped: dict[Dataset, dict[date, str]] = field(default_factory=dict)
     # For a day folder that held nothing but the packed file, and had not changed for a while
     # when the job looked: its inode and modification time then (see :func:`stamp`).
-    stamps: dict[Dataset, dict[date, tuple[int, int]]] = field(default_factory=dict)
+    stamps: dict[Dataset, dict[date, Stamp]] = field(default_factory=dict)
 
     def path(self, dataset: Dataset) -> Path:
         """The Parquet file of ``dataset``'s rows."""
@@ -97,7 +105,7 @@ def current(
     for month, folder in _months(root):
         if (since and layout.month_end(month) < since) or (until and month > until):
             continue
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RecursionError):
             pack = _pointed(month, folder)
             if pack is not None:
                 found[month] = pack
@@ -112,8 +120,8 @@ def pointer_problem(root: Path, month: date) -> str | None:
         pack = _pointed(month, folder)
     except OSError as error:
         return f"cannot be read: {error.strerror or error}"
-    except ValueError as error:
-        return str(error)
+    except (ValueError, RecursionError) as error:
+        return str(error) if isinstance(error, ValueError) else "is nested too deep to read"
     if pack is not None and not pack.folder.is_dir():
         return f"names {pack.folder.name}, which is not there"
     return None
@@ -124,7 +132,6 @@ def check(root: Path) -> Iterator[tuple[Path, str | None]]:
     with the reason it cannot be read in full (or holds other rows than the files it was
     made from), or None when it can (for ``verify``)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     for month, folder in _months(root):
         problem = pointer_problem(root, month)
@@ -137,20 +144,60 @@ def check(root: Path) -> Iterator[tuple[Path, str | None]]:
         for dataset in DATASETS:
             path = pack.path(dataset)
             try:
-                table = pq.read_table(path)
-                table.validate(full=True)
+                counted = _read_through(path)
             except FileNotFoundError:
                 yield path, "missing: named by the month's pointer"
                 continue
-            except (OSError, pa.ArrowException) as error:
+            except (OSError, pa.ArrowException, ValueError) as error:
                 yield path, f"not a complete Parquet file ({first_line(error)[:160]})"
                 continue
             said = [layout.rows_named(name) for name in pack.files[dataset].values()]
             rows = sum(n for n in said if n is not None)
-            if None not in said and table.num_rows != rows:
-                yield path, f"holds {table.num_rows:,} rows where its files hold {rows:,}"
+            if None not in said and counted != rows:
+                yield path, f"holds {counted:,} rows where its files hold {rows:,}"
             else:
                 yield path, None
+
+
+def _read_through(path: Path) -> int:
+    """Read a pack file in full, a row group at a time (a large team's month never has to
+    fit in memory); returns its rows. Raises what reading raises."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        rows = 0
+        for index in range(parquet.num_row_groups):
+            group = parquet.read_row_group(index)
+            group.validate(full=True)
+            rows += group.num_rows
+        return rows
+
+
+def problem(path: Path) -> str | None:
+    """Why a pack file that is there cannot be read in full; None when it can, or when it
+    is gone (set aside and swept: no fault)."""
+    import pyarrow as pa
+
+    try:
+        _read_through(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException, ValueError) as error:
+        return first_line(error)[:160]
+    return None
+
+
+def set_aside(pack: Path) -> Path | None:
+    """Where the pack file ``pack`` is now that the job replaced it or retention retired it
+    (renamed ``.replaced-<time>-<stem>`` beside it, for an hour); None when it is nowhere."""
+    folder = pack.parent
+    suffix = f"-{folder.name}"
+    for entry in _entries(folder.parent):
+        if entry.name.startswith(_REPLACED) and entry.name.endswith(suffix):
+            moved = Path(entry.path) / pack.name
+            if moved.exists():
+                return moved
+    return None
 
 
 def months(root: Path) -> list[date]:
@@ -186,18 +233,18 @@ def _pointed(month: date, folder: Path) -> Pack | None:
     if not isinstance(said, dict):
         raise ValueError("is not a JSON object")
     stem, version = said.get("pack"), said.get("schema")
-    if not isinstance(stem, str) or not stem or "/" in stem or stem.startswith("."):
+    if not isinstance(stem, str) or not _STEM.fullmatch(stem):
         raise ValueError(f"names no pack: {stem!r}")
     if version != SCHEMA_VERSION:
         return None  # written by another version: the job writes it again
     files = _names(month, said.get("files"))
-    stamps: dict[Dataset, dict[date, tuple[int, int]]] = {}
+    stamps: dict[Dataset, dict[date, Stamp]] = {}
     for dataset, by_day in _by_day(month, said.get("stamps", {})).items():
         stamps[dataset] = {}
         for day, value in by_day.items():
-            if not isinstance(value, list) or [type(n) for n in value] != [int, int]:
-                raise ValueError(f"stamps {day}: {value!r}, not an inode and a time")
-            stamps[dataset][day] = (value[0], value[1])
+            if not isinstance(value, list) or [type(n) for n in value] != [int, int, int]:
+                raise ValueError(f"stamps {day}: {value!r}, not a device, an inode and a time")
+            stamps[dataset][day] = (value[0], value[1], value[2])
     return Pack(month, folder / stem, files, _names(month, said.get("skipped", {})), stamps)
 
 
@@ -225,8 +272,8 @@ def _names(month: date, named: object) -> dict[Dataset, dict[date, str]]:
     for dataset, by_day in _by_day(month, named).items():
         found[dataset] = {}
         for day, name in by_day.items():
-            if not isinstance(name, str) or not name or "/" in name:
-                raise ValueError(f"lists {day}: {name!r}, not a file name")
+            if not isinstance(name, str) or not _FILE.fullmatch(name):
+                raise ValueError(f"lists {day}: {name!r}, not a compacted file's name")
             found[dataset][day] = name
     return found
 
@@ -241,7 +288,7 @@ def write(
     *,
     stem: str,
     skipped: dict[Dataset, dict[date, str]] | None = None,
-    stamps: dict[Dataset, dict[date, tuple[int, int]]] | None = None,
+    stamps: dict[Dataset, dict[date, Stamp]] | None = None,
 ) -> Pack | None:
     """Make the pack of ``month`` from ``days``: for each day, oldest first, each dataset's
     compacted file name and its rows in this version's schema (read a day at a time, and a
@@ -298,12 +345,6 @@ def write(
         for dataset in DATASETS:
             _fsync(pack / f"{dataset}.parquet")
         _fsync_dir(pack)
-        if not any(files.values()):
-            shutil.rmtree(pack)
-            retire(root, [month])
-            return None
-        before = _named(folder)
-        _write_pointer(folder, _said(stem, files, skipped or {}, stamps or {}))
     except BaseException as error:
         for writer in writers.values():
             with contextlib.suppress(Exception):
@@ -312,25 +353,45 @@ def write(
         if isinstance(error, OSError):
             raise StorageError(f"could not write {pack}: {write_failure(error)}") from error
         raise
-    if before is not None and before != stem:
-        _set_aside(folder / before)
+    if not any(files.values()) and not any((skipped or {}).values()):
+        shutil.rmtree(pack, ignore_errors=True)
+        retire(root, [month])
+        return None
+    # Beside no removal: retention takes the packs of the days it removes out of use while it
+    # holds the guard alone, so a pack is never pointed to after that, holding removed days.
+    with guard(root, exclusive=False):
+        gone = [
+            day
+            for dataset, by_day in files.items()
+            for day in by_day
+            if not os.path.isdir(layout.Layout(root).partition(dataset, day))
+        ]
+        if gone:  # removed while the pack was written: packed again by the next run
+            shutil.rmtree(pack, ignore_errors=True)
+            return None
+        before = _named(folder)
+        # Once renamed into place, the pack stays whatever befalls the rest.
+        _write_pointer(folder, _said(stem, files, skipped or {}, stamps or {}))
+        if before is not None and before != stem:
+            _set_aside(folder / before)
     return Pack(month, pack, files, skipped or {}, stamps or {})
 
 
-def restamp(root: Path, pack: Pack, stamps: dict[Dataset, dict[date, tuple[int, int]]]) -> None:
+def restamp(root: Path, pack: Pack, stamps: dict[Dataset, dict[date, Stamp]]) -> None:
     """Give ``pack``'s pointer the day folders' ``stamps`` (of days it holds), in one rename;
     the pack itself is not touched. The caller holds the jobs lock."""
     folder = pack.folder.parent
-    if _named(folder) != pack.folder.name:
-        return  # replaced meanwhile
-    _write_pointer(folder, _said(pack.folder.name, pack.files, pack.skipped, stamps))
+    with guard(root, exclusive=False):  # beside no retirement (see write())
+        if _named(folder) != pack.folder.name or not pack.folder.is_dir():
+            return  # replaced or retired meanwhile
+        _write_pointer(folder, _said(pack.folder.name, pack.files, pack.skipped, stamps))
 
 
 def _said(
     stem: str,
     files: dict[Dataset, dict[date, str]],
     skipped: dict[Dataset, dict[date, str]],
-    stamps: dict[Dataset, dict[date, tuple[int, int]]],
+    stamps: dict[Dataset, dict[date, Stamp]],
 ) -> dict[str, object]:
     return {
         "pack": stem,
@@ -374,20 +435,42 @@ def _named_by_day(files: dict[Dataset, dict[date, str]]) -> dict[str, dict[str, 
     }
 
 
-def stamp(folder: str | Path, *, settled_before: int | None = None) -> tuple[int, int] | None:
-    """A day folder's inode and modification time (ns), which any file made, renamed or
-    removed in it changes; None when it cannot be read. With ``settled_before`` (a
-    ``time.time_ns()`` moment), also None when it changed less than two seconds before
-    then: a file system's clock ticks coarsely, so a change right after one could leave the
-    time as it was, but not one two seconds later. A folder stamped, then found with the
-    same stamp, is known to hold what it held, without being listed."""
+def stamp(folder: str | Path, *, settled_before: int | None = None) -> Stamp | None:
+    """A day folder's device, inode and status-change time (ns), which any file made,
+    renamed or removed in it changes; None when it cannot be read. The change time, not the
+    modification time: tools that copy or restore files (``cp -a``, ``rsync -a``, ``tar``)
+    set a folder's modification time back, and nothing sets its change time but the file
+    system, to its own now.
+
+    With ``settled_before`` (the file system's now, see :func:`now_on`), also None when the
+    folder changed less than two seconds before then: a file system's clock ticks coarsely,
+    so a change right after another could leave the time as it was, but not one two
+    seconds later. A folder stamped, then found with the same stamp, is known to hold what
+    it held, without being listed."""
     try:
         status = os.stat(folder)
     except OSError:
         return None
-    if settled_before is not None and status.st_mtime_ns > settled_before - _SETTLED_NS:
+    if settled_before is not None and status.st_ctime_ns > settled_before - SETTLED_NS:
         return None
-    return (status.st_ino, status.st_mtime_ns)
+    return (status.st_dev, status.st_ino, status.st_ctime_ns)
+
+
+def now_on(root: Path) -> int | None:
+    """This moment by the clock of the file system the store is on (ns): the change time of
+    a file made there now (a file server's clock may differ from this machine's); None when
+    no file can be made."""
+    probe = root / layout.MONTHS / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}-clock"
+    try:
+        probe.parent.mkdir(exist_ok=True)
+        with probe.open("x"):
+            pass
+        return os.stat(probe).st_ctime_ns
+    except OSError:
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def retire(root: Path, months: Iterable[date]) -> list[date]:
@@ -402,6 +485,8 @@ def retire(root: Path, months: Iterable[date]) -> list[date]:
             os.unlink(folder / POINTER)
         except FileNotFoundError:
             continue
+        except IsADirectoryError:
+            _set_aside(folder / POINTER)  # not a pointer: out of the way all the same
         except OSError as error:
             raise StorageError(
                 f"could not remove {folder / POINTER}: {error.strerror or error}"
@@ -416,12 +501,10 @@ def _named(folder: Path) -> str | None:
     """The pack name a pointer says, read leniently (a damaged pointer names none)."""
     try:
         said = json.loads((folder / POINTER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     stem = said.get("pack") if isinstance(said, dict) else None
-    if isinstance(stem, str) and stem and "/" not in stem and not stem.startswith("."):
-        return stem
-    return None
+    return stem if isinstance(stem, str) and _STEM.fullmatch(stem) else None
 
 
 def _set_aside(pack: Path) -> None:
@@ -432,9 +515,15 @@ def _set_aside(pack: Path) -> None:
 def sweep(root: Path, *, now: float | None = None) -> int:
     """Remove what no pointer names and is over an hour old: the packs set aside (an hour
     after they were), and what a killed run left (a pack folder it never pointed to, a
-    temporary pointer); returns how many were removed. A month folder left empty goes too."""
+    temporary pointer, a clock probe); returns how many were removed. A month folder left
+    empty goes too."""
     moment = time.time() if now is None else now
     removed = 0
+    for entry in _entries(root / layout.MONTHS):  # a clock probe of a killed run
+        if entry.name.startswith(layout.TMP_PREFIX) and _mtime(entry, moment) < moment - 3600:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed += 1
     for _, folder in _months(root):
         named = _named(folder)
         for entry in _entries(folder):

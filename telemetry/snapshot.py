@@ -93,6 +93,8 @@ class Snapshot:
     # read failed on, whose files are read instead from then on.
     packs: dict[Path, frozenset[date]] = field(default_factory=dict, compare=False)
     unpacked: set[Path] = field(default_factory=set, compare=False)
+    # Where the packs that the job replaced (or retention retired) since were set aside.
+    moved_packs: dict[Path, Path] = field(default_factory=dict, compare=False)
 
     @classmethod
     def take(
@@ -165,11 +167,7 @@ class Snapshot:
         """The committed files of ``dataset`` (those ``where`` takes) whose footer and schema
         this version reads, each with the columns it lacks; the others are named in a
         warning, once. Only the files taken are checked."""
-        chosen = [
-            f if f.pack is None or f.pack not in self.unpacked else replace(f, pack=None)
-            for f in self.committed(dataset)
-            if where is None or where(f)
-        ]
+        chosen = [self._packed(f) for f in self.committed(dataset) if where is None or where(f)]
         # A file read from a pack is not opened: the pack was written from it, sound.
         self._check(dataset, [f for f in chosen if f.pack is None], warn=warn)
         return [
@@ -245,57 +243,100 @@ class Snapshot:
             try:
                 return query(self.scan(dataset, readable)).collect()
             except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException):
-                if not all(os.path.exists(f.path) for f in readable if f.pack is None):
+                own = [f for f in readable if f.pack is None]
+                if not all(os.path.exists(f.path) for f in own):
                     moved = self._found(readable, dataset)
                     listed.update(
                         (m.path, listed[f.path]) for f, m in zip(readable, moved, strict=True)
                     )
                     readable = moved
                     continue
-                if any(f.pack is not None for f in readable):
-                    # A pack set aside and swept, or damaged: the files it was made from,
-                    # checked as any others (and read where maintenance moved them).
-                    self.unpack({f.pack for f in readable if f.pack is not None})
-                    pairs = self._unpacked(readable, dataset)
-                    listed.update((now.path, listed[f.path]) for f, now in pairs)
-                    readable = [now for _, now in pairs]
+                packs = {f.pack for f in readable if f.pack is not None}
+                missing = {p for p in packs if not os.path.exists(p)}
+                if missing:  # replaced by the job, or retired by retention, since
+                    self.relocate(missing)
+                    readable = self._repacked(readable, dataset, listed)
                     continue
-                found = damaged(dataset, readable) or refused(readable)
-                if not found:
+                found = damaged(dataset, own) or refused(own)
+                if found:
+                    # Both names: callers filter what they listed, and what they were given.
+                    self.left_out.update(found)
+                    self.left_out.update(listed[path] for path in found)
+                    readable = [f for f in readable if f.path not in found]
+                    continue
+                failing = {}
+                for pack in sorted(packs):  # each alone: the damaged one fails
+                    try:
+                        query(self.scan(dataset, [f for f in readable if f.pack == pack])).collect()
+                    except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:
+                        failing[pack] = first_line(e)
+                if not failing:
                     raise
-                # Both names: callers filter what they listed, and what they were given.
-                self.left_out.update(found)
-                self.left_out.update(listed[path] for path in found)
-                readable = [f for f in readable if f.path not in found]
+                self.unpack(failing)
+                readable = self._repacked(readable, dataset, listed)
         return None
 
-    def unpack(self, packs: Iterable[Path | None], *, check: bool = True) -> None:
-        """Read the files of ``packs`` from now on, not the packs; with ``check``, each pack
-        that is there but cannot be read in full is named in a warning."""
+    def unpack(self, packs: Iterable[Path] | dict[Path, str]) -> None:
+        """Read the files of ``packs`` from now on, not the packs; each pack given with what
+        went wrong reading it is named in a warning (one that is gone is no fault)."""
         for path in packs:
-            if path is None or path in self.unpacked:
+            if path in self.unpacked:
                 continue
             self.unpacked.add(path)
-            problem = pack_problem(path) if check else None
-            if problem is not None:
+            if isinstance(packs, dict) and os.path.exists(path):
                 warnings.warn(
-                    f"skipping the month file {path}: {problem}; its days are read from "
-                    f"their files (builder telemetry jobs run months writes it again)",
+                    f"skipping the month file {path}: {packs[path][:160]}; its days are read "
+                    f"from their files (builder telemetry verify --repair moves it aside, "
+                    f"then builder telemetry jobs run months writes it again)",
                     CorruptFileWarning,
                     stacklevel=3,
                 )
 
+    def relocate(self, packs: Iterable[Path]) -> None:
+        """Read ``packs``, gone from where they were listed, where the job or retention set
+        them aside (for an hour); those found nowhere are given up (:meth:`unpack`)."""
+        from telemetry import months
+
+        for path in packs:
+            moved = months.set_aside(path)
+            if moved is None:
+                self.unpack([path])
+            else:
+                self.moved_packs[path] = moved
+                self.packs[moved] = self.packs.get(path, frozenset())
+
+    def _packed(self, stored: StoredFile) -> StoredFile:
+        """``stored`` with the pack to read it from now: where it was set aside, or none
+        when it was given up."""
+        if stored.pack is None:
+            return stored
+        pack = self.moved_packs.get(stored.pack, stored.pack)
+        if pack in self.unpacked:
+            return replace(stored, pack=None)
+        return stored if pack == stored.pack else replace(stored, pack=pack)
+
+    def _repacked(
+        self, files: list[StoredFile], dataset: Dataset, listed: dict[Path, Path]
+    ) -> list[StoredFile]:
+        """``files`` as :meth:`_packed` has them now, those no longer read from a pack
+        checked as :meth:`files` checks them; ``listed`` (where each is now: where listed)
+        kept up to date."""
+        now = [self._packed(f) for f in files]
+        pairs = self._unpacked(now, dataset)
+        listed.update((checked.path, listed[f.path]) for f, checked in pairs)
+        return [checked for _, checked in pairs]
+
     def _unpacked(
         self, files: list[StoredFile], dataset: Dataset
     ) -> list[tuple[StoredFile, StoredFile]]:
-        """Each of ``files`` and what to read for it now: itself, or for one read from a pack,
-        its own file, checked as :meth:`files` checks them (and where maintenance moved it);
-        those that cannot be read are left out."""
-        self._check(dataset, [replace(f, pack=None) for f in files if f.pack is not None])
+        """Each of ``files`` and what to read for it: itself when it is read from a pack,
+        else its file checked as :meth:`files` checks them (and where maintenance moved
+        it); those that cannot be read are left out."""
+        self._check(dataset, [f for f in files if f.pack is None])
         return [
             (f, checked)
             for f in files
-            if (checked := f if f.pack is None else self._checked[f.path]) is not None
+            if (checked := f if f.pack is not None else self._checked[f.path]) is not None
             and checked.path not in self.left_out
         ]
 
@@ -375,7 +416,7 @@ class Snapshot:
 # -- listing ----------------------------------------------------------------------------------
 
 # A packed file, by dataset and day: its name, the pack's file, and its day folder's stamp.
-Packed: TypeAlias = "tuple[str, Path, tuple[int, int] | None]"
+Packed: TypeAlias = "tuple[str, Path, tuple[int, int, int] | None]"
 
 
 def list_days(store: Layout, dataset: Dataset) -> list[date]:
@@ -639,20 +680,6 @@ def _scan_packs(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
     if dataset != "sessions":
         return frame
     return frame.with_columns(pl.col("start_time").dt.date().alias(layout.PARTITION_KEY))
-
-
-def pack_problem(path: Path) -> str | None:
-    """Why a month's pack file cannot be read in full; None when it can."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pq.read_table(path).validate(full=True)
-    except FileNotFoundError:
-        return None  # set aside and swept: no fault, its files are read
-    except (OSError, pa.ArrowException) as error:
-        return first_line(error)[:160]
-    return None
 
 
 def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:

@@ -50,13 +50,12 @@ def _store(path: Path, lines: list[str]) -> TelemetryStorage:
     return storage
 
 
-def _settle(storage: TelemetryStorage) -> None:
-    """Date every day folder back a minute, as a day compacted yesterday is by the time
-    the next scheduled run packs it (a folder changed in the last two seconds is never
-    stamped)."""
-    past = time.time() - 60
-    for folder in storage.dir.glob("*/date=*"):
-        os.utime(folder, (past, past))
+@pytest.fixture(autouse=True)
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Day folders count as settled at once (see telemetry.months.stamp), even beside a probe
+    file stamped by a coarse clock: a scheduled run finds the folders yesterday's compaction
+    changed long settled, and a test need not wait two seconds for it."""
+    monkeypatch.setattr(months, "SETTLED_NS", -(10**12))
 
 
 def _unpacked(storage: TelemetryStorage, where: Path) -> TelemetryStorage:
@@ -91,8 +90,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> TelemetryStorage:
     )  # fmt: skip
     storage = _store(folder / "telemetry", path.read_text().splitlines())
     compact(storage)
-    _settle(storage)
-    done = pack(storage)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(months, "SETTLED_NS", -(10**12))  # a module's fixture: see settled()
+        done = pack(storage)
     assert done.months == (date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1))
     assert done.days == 60 and done.sessions == 200
     return storage
@@ -136,7 +136,6 @@ def test_packed_files_are_not_opened(demo: TelemetryStorage, tmp_path: Path) -> 
     expected = _answers(_unpacked(demo, tmp_path / "plain"))
     copy = TelemetryStorage(tmp_path / "copy", clock=lambda: NOW)
     shutil.copytree(demo.dir, copy.dir)
-    _settle(copy)
     assert pack(copy).months == ()  # the packs are the same files': the stamps are new
     listed = 0
     real = snapshot._day_listing
@@ -147,9 +146,7 @@ def test_packed_files_are_not_opened(demo: TelemetryStorage, tmp_path: Path) -> 
         return real(folder, dataset)
 
     for path in copy.dir.glob("*/date=*/*.arrow"):
-        stat = path.parent.stat()
-        path.write_bytes(b"junk" * 10)
-        os.utime(path.parent, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        path.write_bytes(b"junk" * 10)  # the same file: its folder's stamp stays
     with warnings.catch_warnings():
         warnings.simplefilter("error", CorruptFileWarning)
         with pytest.MonkeyPatch.context() as patch:
@@ -161,7 +158,6 @@ def test_packed_files_are_not_opened(demo: TelemetryStorage, tmp_path: Path) -> 
 def test_a_day_changed_since_it_was_packed_is_read_from_its_files(tmp_path: Path) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     assert len(pack(storage).months) == 3
     assert pending(storage) == []
     # A late build into a packed day: its own file, beside the packed one.
@@ -183,7 +179,6 @@ def test_a_day_changed_since_it_was_packed_is_read_from_its_files(tmp_path: Path
 def test_a_build_stored_into_a_stamped_day_is_counted(tmp_path: Path) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     pack(storage)
     pointer = json.loads((storage.dir / "months/month=2025-11/current").read_text())
     assert pointer["stamps"]["sessions"]  # stamped: read without listing the folder
@@ -193,14 +188,17 @@ def test_a_build_stored_into_a_stamped_day_is_counted(tmp_path: Path) -> None:
     assert TelemetryAnalyzer(storage).summary().total_builds == 10
 
 
-def test_days_changed_just_before_the_job_are_stamped_by_the_next_run(tmp_path: Path) -> None:
+def test_days_changed_just_before_the_job_are_stamped_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    pack(storage)  # every day folder just changed: none is stamped
+    monkeypatch.setattr(months, "SETTLED_NS", 10**18)  # every folder changed "just now"
+    pack(storage)  # none is stamped
     folder = storage.dir / "months/month=2025-10"
     before = json.loads((folder / "current").read_text())
     assert before["stamps"] == {"sessions": {}, "targets": {}, "daily_targets": {}}
-    _settle(storage)
+    monkeypatch.setattr(months, "SETTLED_NS", -(10**12))  # the next day's run
     assert pack(storage).months == ()
     after = json.loads((folder / "current").read_text())
     assert after["pack"] == before["pack"]  # the same pack, not written again
@@ -210,7 +208,6 @@ def test_days_changed_just_before_the_job_are_stamped_by_the_next_run(tmp_path: 
 def test_retention_retires_the_packs_of_the_months_it_removes_days_of(tmp_path: Path) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     pack(storage)
     oldest = TelemetryStorage(storage.dir, clock=lambda: NOW, max_sessions=6)
     removed = oldest.apply_retention()
@@ -229,7 +226,6 @@ def test_retention_retires_the_packs_of_the_months_it_removes_days_of(tmp_path: 
 def test_a_damaged_pack_is_named_and_its_files_read(tmp_path: Path) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     pack(storage)
     expected = _answers(_unpacked(storage, tmp_path / "plain"))
     damaged = months.current(storage.dir)[date(2025, 11, 1)].path("targets")
@@ -248,7 +244,6 @@ def test_a_damaged_pack_is_named_and_its_files_read(tmp_path: Path) -> None:
 def test_a_pack_swept_under_a_reader_is_read_from_its_files(tmp_path: Path) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     pack(storage)
     expected = TelemetryAnalyzer(storage).sessions().to_dicts()
     taken = storage.snapshot(packs=True)
@@ -266,7 +261,6 @@ def test_a_pack_of_another_schema_version_is_not_read_and_is_written_again(
 ) -> None:
     storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
     compact(storage)
-    _settle(storage)
     pack(storage)
     pointer = storage.dir / "months/month=2025-12/current"
     said = json.loads(pointer.read_text())
@@ -304,7 +298,6 @@ def test_a_large_month_is_packed_in_row_groups_of_its_days_in_order(
     monkeypatch.setattr(months, "ROW_GROUP_ROWS", 6)
     storage = _store(tmp_path / "telemetry", small_history_on(0, 1, 2, 3))
     compact(storage)
-    _settle(storage)
     assert pack(storage).months == (date(2025, 10, 1),)
     packed = months.current(storage.dir)[date(2025, 10, 1)]
     metadata = pq.read_metadata(packed.path("sessions"))
@@ -320,3 +313,102 @@ def test_a_large_month_is_packed_in_row_groups_of_its_days_in_order(
     ]
     assert _packed_files(storage)["targets"] == 4
     assert _answers(storage) == _answers(_unpacked(storage, tmp_path / "plain"))
+
+
+def test_a_backup_restored_over_the_store_does_not_hide_a_build(tmp_path: Path) -> None:
+    """`cp -a backup/. store/` (or `rsync -a`, `tar -x`) keeps each day folder and its inode,
+    and sets its modification time back: a build stored since the backup must still be read,
+    so a stamp is of the folder's change time, which no tool sets back."""
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    backup = tmp_path / "backup"
+    shutil.copytree(storage.dir, backup)  # copy2: the modification times kept
+    assert ingest_jsonl(storage, late_build(day=10)).sessions == 1
+    shutil.copytree(backup / "sessions", storage.dir / "sessions", dirs_exist_ok=True)
+    shutil.copytree(backup / "targets", storage.dir / "targets", dirs_exist_ok=True)
+    day = storage.dir / "sessions/date=2025-11-06"
+    assert os.stat(day).st_mtime_ns == os.stat(backup / "sessions/date=2025-11-06").st_mtime_ns
+    assert len(list(day.glob("*.arrow"))) == 2  # the late build's file is still there
+    assert TelemetryAnalyzer(storage).summary().total_builds == 10
+    counted = sql.query(storage, "select count(*) as n from sessions")
+    assert counted.to_pylist() == [{"n": 10}]
+
+
+def test_a_pack_replaced_under_a_reader_is_read_where_it_was_set_aside(tmp_path: Path) -> None:
+    """The job packs a month again while a reader holds the pointer it read before: that
+    reader reads the old pack where it was set aside (its hour), and gives up no pack."""
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    taken = storage.snapshot(packs=True)
+    expected = TelemetryAnalyzer(storage).sessions().height
+    assert ingest_jsonl(storage, late_build(day=10)).sessions == 1
+    compact(storage)
+    assert pack(storage).months == (date(2025, 11, 1),)
+    got = taken.collect("sessions", lambda rows: rows.select("session_id"))
+    assert got is not None and got.height == expected == 9
+    assert taken.unpacked == set() and len(taken.moved_packs) == 1
+    [(before, now)] = taken.moved_packs.items()
+    assert before.parent.parent == now.parent.parent  # the month's folder
+    assert now.parent.name.startswith(".replaced-") and now.parent.name.endswith(before.parent.name)
+
+
+def test_packs_set_aside_are_swept_with_the_other_leftovers(tmp_path: Path) -> None:
+    """Removed builds do not outlive their day's hour in a retired pack, whether the months
+    job runs again or not: retention's sweep removes what is set aside."""
+    from telemetry.maintenance import sweep_leftovers
+
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    assert months.retire(storage.dir, [date(2025, 10, 1)]) == [date(2025, 10, 1)]
+    folder = storage.dir / "months/month=2025-10"
+    [aside] = folder.iterdir()
+    assert aside.name.startswith(".replaced-")
+    sweep_leftovers(storage.layout)
+    assert aside.exists()  # within its hour
+    stem = aside.name.split("-", 2)[2]
+    aside.rename(folder / f".replaced-{int(time.time()) - 3601}-{stem}")
+    sweep_leftovers(storage.layout)
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("pointer", "said"),
+    [
+        ('{"pack": "..", "schema": 1, "files": {}}', "names no pack: '..'"),
+        ('{"pack": "x\\u0000", "schema": 1, "files": {}}', "names no pack: 'x\\x00'"),
+        ("[" * 100_000 + "]" * 100_000, "is nested too deep to read"),
+        (
+            '{"pack": "20251101T000000Z-0123456789ab", "schema": 1, '
+            '"files": {"sessions": {"2025-10-27": "../../x-day-n1.arrow"}}}',
+            "lists 2025-10-27: '../../x-day-n1.arrow', not a compacted file's name",
+        ),
+    ],
+)
+def test_a_pointer_that_makes_no_sense_is_named_and_its_days_read_from_their_files(
+    tmp_path: Path, pointer: str, said: str
+) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    expected = _answers(_unpacked(storage, tmp_path / "plain"))
+    (storage.dir / "months/month=2025-10/current").write_text(pointer)
+    assert _answers(storage) == expected
+    assert months.pointer_problem(storage.dir, date(2025, 10, 1)) == said
+    found = [(f.path.name, f.problem) for f in storage.verify() if f.problem is not None]
+    assert found == [("current", said)]
+    assert pending(storage) == [date(2025, 10, 1)]
+    assert pack(storage).months == (date(2025, 10, 1),)
+    assert months.pointer_problem(storage.dir, date(2025, 10, 1)) is None
+
+
+def test_retention_beside_a_pointer_that_is_a_folder_removes_its_days(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pointer = storage.dir / "months/month=2025-10/current"
+    pointer.mkdir(parents=True)
+    capped = TelemetryStorage(storage.dir, clock=lambda: NOW, max_sessions=6)
+    assert capped.apply_retention().removed_days == (date(2025, 10, 27),)
+    assert not pointer.exists()
