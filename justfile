@@ -42,6 +42,7 @@ demo:
     python data-fixtures/generate.py --output "$work/history.jsonl"
     export BUILDER_TELEMETRY_DIR="$work/telemetry"
     builder telemetry ingest "$work/history.jsonl"
+    builder telemetry jobs run all
     echo
     builder telemetry summary
     echo
