@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from telemetry import layout, months
 from telemetry.errors import CorruptFileWarning
+from telemetry.locks import guard
 from telemetry.months import Stamp
 from telemetry.schema import DATASETS, Dataset
 
@@ -77,27 +78,29 @@ def pack(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> Pa
                     retired.append(month)
                 continue
             skipped: dict[Dataset, dict[date, str]] = {d: {} for d in DATASETS}
+            packed = {"days": 0, "sessions": 0, "targets": 0}
             pack = months.write(
                 storage.dir,
                 month,
-                _rows(snapshot, named, skipped, counts),
+                _rows(snapshot, named, skipped, packed),
                 stem=layout.new_stem(storage.now()),
                 skipped=skipped,
-                stamps=_alone(snapshot, named, stamped),
+                stamps=_alone(snapshot, named, stamped or {}),
             )
-            if pack is None:
-                retired.append(month)
-            else:
+            if pack is not None:  # else a day went meanwhile: the next run packs the month
                 written.append(month)
+                counts = {key: counts[key] + packed[key] for key in counts}
         for month, pack in months.current(storage.dir).items():
-            if month in stale or (asked is not None and month not in asked):
+            if month in stale or (asked is not None and month not in asked) or stamped is None:
                 continue
             # Days that had just changed when the month was packed are stamped once settled
             # (and a store copied elsewhere, whose folders are new, stamped again).
             fresh = _alone(snapshot, pack.files, stamped)
             if fresh != {d: pack.stamps.get(d, {}) for d in DATASETS}:
                 months.restamp(storage.dir, pack, fresh)
-    months.sweep(storage.dir)
+        # Beside no retirement: retention removes a pointer, then sets its pack aside.
+        with guard(storage.dir, exclusive=False):
+            months.sweep(storage.dir)
     return Packed(
         tuple(written), tuple(retired), counts["days"], counts["sessions"], counts["targets"]
     )
@@ -172,11 +175,17 @@ def _sound(pack: months.Pack) -> bool:
     return True
 
 
-def _stamps(storage: TelemetryStorage, days: list[date] | None) -> dict[Dataset, dict[date, Stamp]]:
+def _stamps(
+    storage: TelemetryStorage, days: list[date] | None
+) -> dict[Dataset, dict[date, Stamp]] | None:
     """The stamps of the day folders (of ``days``) that have not changed for a while, by the
-    clock of the file system the store is on; or that are still those a pointer holds (they
-    were settled when stamped, and have not changed since)."""
-    now = months.now_on(storage.dir)
+    clock of the file system each dataset's folders are on (a dataset's folder may link to
+    another disk); or that are still those a pointer holds (they were settled when stamped,
+    and have not changed since). None when a clock cannot be read (no file can be made):
+    nothing is stamped then, nor is any stamp taken away."""
+    clocks = {d: months.now_on(storage.layout.dataset(d)) for d in DATASETS}
+    if None in clocks.values():
+        return None
     known: dict[Dataset, dict[date, Stamp]] = {dataset: {} for dataset in DATASETS}
     for pack in months.current(storage.dir).values():
         for dataset, by_day in pack.stamps.items():
@@ -184,11 +193,9 @@ def _stamps(storage: TelemetryStorage, days: list[date] | None) -> dict[Dataset,
     stamped: dict[Dataset, dict[date, Stamp]] = {}
     for dataset in DATASETS:
         stamped[dataset] = {}
-        if now is None:
-            continue  # a store that takes no file: nothing to stamp (nor to pack)
         for day in storage.days(dataset) if days is None else days:
             folder = storage.layout.partition(dataset, day)
-            found = months.stamp(folder, settled_before=now)
+            found = months.stamp(folder, settled_before=clocks[dataset])
             if found is None and day in known[dataset]:
                 found = months.stamp(folder)
                 found = found if found == known[dataset][day] else None

@@ -461,6 +461,14 @@ def _without_failed(
         return _chosen(snapshot)
     if _name_damaged(snapshot, copies, error):
         return _chosen(snapshot)
+    # DuckDB's message may name no file: a pack damaged behind its footer is found by reading
+    # the packs (a row group at a time), and only those are given up.
+    from telemetry.months import problem
+
+    damaged = {pack: said for pack in sorted(packs) if (said := problem(pack)) is not None}
+    if damaged:
+        snapshot.unpack(damaged)
+        return _chosen(snapshot)
     return _chosen(snapshot, copies=False)
 
 

@@ -56,6 +56,10 @@ POINTER: Final = "current"
 # What a pointer no longer names stays this long (the snapshot's grace).
 GRACE_SECONDS: Final = 3600
 _REPLACED: Final = ".replaced-"
+_CLOCK: Final = "-clock"
+# A pack folder no pointer ever named is a killed run's after a day (a large team's month
+# can take over an hour to write); one set aside, an hour after it was.
+_ORPHAN_SECONDS: Final = 86_400
 # What the job names a pack (a write's stem), and a compacted file a pointer may name.
 _STEM = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
 _FILE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}-day-n\d+\.arrow")
@@ -79,7 +83,7 @@ class Pack:
     # does not try them again until they change.
     skipped: dict[Dataset, dict[date, str]] = field(default_factory=dict)
     # For a day folder that held nothing but the packed file, and had not changed for a while
-    # when the job looked: its inode and modification time then (see :func:`stamp`).
+    # when the job looked: its device, inode and change time then (see :func:`stamp`).
     stamps: dict[Dataset, dict[date, Stamp]] = field(default_factory=dict)
 
     def path(self, dataset: Dataset) -> Path:
@@ -102,7 +106,7 @@ def current(
     over: its days are read from their files (``verify`` names it; the job writes it again).
     Nothing but the pointers is opened."""
     found: dict[date, Pack] = {}
-    for month, folder in _months(root):
+    for month, folder in _months(root, strict=False):
         if (since and layout.month_end(month) < since) or (until and month > until):
             continue
         with contextlib.suppress(OSError, ValueError, RecursionError):
@@ -205,12 +209,16 @@ def months(root: Path) -> list[date]:
     return [month for month, _ in _months(root)]
 
 
-def _months(root: Path) -> list[tuple[date, Path]]:
+def _months(root: Path, *, strict: bool = True) -> list[tuple[date, Path]]:
+    """The month folders, oldest first; none without a folder. A folder that cannot be
+    listed is an error, or, not ``strict`` (readers, the sweep: packs only save time), none."""
     try:
         entries = list(os.scandir(root / layout.MONTHS))
     except FileNotFoundError:
         return []
     except OSError as error:
+        if not strict:
+            return []
         raise StorageError(
             f"could not list {root / layout.MONTHS}: {error.strerror or error}"
         ) from error
@@ -294,8 +302,9 @@ def write(
     compacted file name and its rows in this version's schema (read a day at a time, and a
     million rows at most held, so a month never has to fit in memory). The files go in a
     new folder, then the pointer is replaced in one rename, and the pack it named before is
-    renamed away (for :func:`sweep`). A month without a day retires its pack
-    (:func:`retire`) and returns None. The caller holds the jobs lock."""
+    renamed away (for :func:`sweep`). Returns None, and points to nothing, when a day of the
+    pack was removed while it was written (the next run packs the month again). The caller
+    holds the jobs lock."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -353,10 +362,6 @@ def write(
         if isinstance(error, OSError):
             raise StorageError(f"could not write {pack}: {write_failure(error)}") from error
         raise
-    if not any(files.values()) and not any((skipped or {}).values()):
-        shutil.rmtree(pack, ignore_errors=True)
-        retire(root, [month])
-        return None
     # Beside no removal: retention takes the packs of the days it removes out of use while it
     # holds the guard alone, so a pack is never pointed to after that, holding removed days.
     with guard(root, exclusive=False):
@@ -411,6 +416,8 @@ def _said(
 
 def _write_pointer(folder: Path, said: dict[str, object]) -> None:
     temporary = folder / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}-{POINTER}"
+    if (folder / POINTER).is_dir() and not (folder / POINTER).is_symlink():
+        _set_aside(folder / POINTER)  # not a pointer: out of the way
     try:
         with temporary.open("x", encoding="utf-8") as handle:
             json.dump(said, handle, indent=1)
@@ -456,13 +463,12 @@ def stamp(folder: str | Path, *, settled_before: int | None = None) -> Stamp | N
     return (status.st_dev, status.st_ino, status.st_ctime_ns)
 
 
-def now_on(root: Path) -> int | None:
-    """This moment by the clock of the file system the store is on (ns): the change time of
-    a file made there now (a file server's clock may differ from this machine's); None when
-    no file can be made."""
-    probe = root / layout.MONTHS / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}-clock"
+def now_on(folder: Path) -> int | None:
+    """This moment by the clock of the file system ``folder`` is on (ns): the change time
+    of a file made there now (a file server's clock may differ from this machine's); None
+    when no file can be made there."""
+    probe = folder / f"{layout.TMP_PREFIX}{uuid.uuid4().hex[:12]}{_CLOCK}"
     try:
-        probe.parent.mkdir(exist_ok=True)
         with probe.open("x"):
             pass
         return os.stat(probe).st_ctime_ns
@@ -485,7 +491,11 @@ def retire(root: Path, months: Iterable[date]) -> list[date]:
             os.unlink(folder / POINTER)
         except FileNotFoundError:
             continue
-        except IsADirectoryError:
+        except (IsADirectoryError, PermissionError) as error:  # Linux, macOS: a folder
+            if not (folder / POINTER).is_dir():
+                raise StorageError(
+                    f"could not remove {folder / POINTER}: {error.strerror or error}"
+                ) from error
             _set_aside(folder / POINTER)  # not a pointer: out of the way all the same
         except OSError as error:
             raise StorageError(
@@ -519,12 +529,17 @@ def sweep(root: Path, *, now: float | None = None) -> int:
     empty goes too."""
     moment = time.time() if now is None else now
     removed = 0
-    for entry in _entries(root / layout.MONTHS):  # a clock probe of a killed run
-        if entry.name.startswith(layout.TMP_PREFIX) and _mtime(entry, moment) < moment - 3600:
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed += 1
-    for _, folder in _months(root):
+    for dataset in DATASETS:  # the clock probes of killed runs
+        for entry in _entries(root / dataset):
+            if (
+                entry.name.startswith(layout.TMP_PREFIX)
+                and entry.name.endswith(_CLOCK)
+                and _mtime(entry, moment) < moment - GRACE_SECONDS
+            ):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    for _, folder in _months(root, strict=False):
         named = _named(folder)
         for entry in _entries(folder):
             if entry.name == POINTER or entry.name == named:
@@ -532,9 +547,12 @@ def sweep(root: Path, *, now: float | None = None) -> int:
             if entry.name.startswith(_REPLACED):
                 stamp = entry.name[len(_REPLACED) :].split("-", 1)[0]
                 since = float(stamp) if stamp.isdigit() else _mtime(entry, moment)
+                kept = GRACE_SECONDS
             else:
                 since = _mtime(entry, moment)
-            if since < moment - GRACE_SECONDS:
+                temporary = entry.name.startswith(layout.TMP_PREFIX)
+                kept = GRACE_SECONDS if temporary else _ORPHAN_SECONDS
+            if since < moment - kept:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:

@@ -270,6 +270,12 @@ class Snapshot:
                         query(self.scan(dataset, [f for f in readable if f.pack == pack])).collect()
                     except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:
                         failing[pack] = first_line(e)
+                if packs and len(failing) == len(packs):
+                    # Each fails alone: the query's own error, unless they are damaged, which
+                    # only reading them tells (a row group at a time).
+                    from telemetry.months import problem
+
+                    failing = {p: said for p in packs if (said := problem(p)) is not None}
                 if not failing:
                     raise
                 self.unpack(failing)
@@ -324,6 +330,12 @@ class Snapshot:
         now = [self._packed(f) for f in files]
         pairs = self._unpacked(now, dataset)
         listed.update((checked.path, listed[f.path]) for f, checked in pairs)
+        # Those that cannot be read are left out under both names, as collect() leaves out a
+        # damaged file: callers filter what they listed by left_out.
+        kept = {f.path for f, _ in pairs}
+        for f in now:
+            if f.path not in kept:
+                self.left_out.update((f.path, listed[f.path]))
         return [checked for _, checked in pairs]
 
     def _unpacked(

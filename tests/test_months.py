@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -412,3 +413,103 @@ def test_retention_beside_a_pointer_that_is_a_folder_removes_its_days(tmp_path: 
     capped = TelemetryStorage(storage.dir, clock=lambda: NOW, max_sessions=6)
     assert capped.apply_retention().removed_days == (date(2025, 10, 27),)
     assert not pointer.exists()
+
+
+def _damage_inside(path: Path) -> None:
+    """Overwrite the middle of a Parquet file (its data pages), its footer left sound."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_pack_beside_a_damaged_file_loses_no_target_runs(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    _damage_inside(months.current(storage.dir)[date(2025, 10, 1)].path("daily_targets"))
+    [rollup] = (storage.dir / "daily_targets/date=2025-10-27").glob("*.arrow")
+    rollup.write_bytes(rollup.read_bytes()[:-20])  # its footer cut off
+    plain = _unpacked(storage, tmp_path / "plain")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptFileWarning)
+        expected = TelemetryAnalyzer(plain).summary(top=50).bottlenecks
+        got = TelemetryAnalyzer(storage).summary(top=50).bottlenecks
+    assert got == expected
+    # By hand: //app:compile runs built twice (400, 1000 ms) and failed once (3000) a day.
+    assert [(b.target, b.runs) for b in got][:1] == [("//app:compile", 9)]
+
+
+def test_a_query_that_fails_on_its_own_names_no_pack(tmp_path: Path) -> None:
+    import polars as pl
+
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    taken = storage.snapshot(packs=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptFileWarning)
+        with pytest.raises(pl.exceptions.InvalidOperationError):
+            taken.collect(
+                "sessions", lambda rows: rows.select(pl.col("duration_ms").cast(pl.UInt8))
+            )
+    assert taken.unpacked == set()
+
+
+def test_sql_names_a_pack_damaged_behind_its_footer(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    pack(storage)
+    plain = _unpacked(storage, tmp_path / "plain")
+    text = "select date, sum(duration_ms) as ms, count(*) as n from targets group by all order by 1"
+    expected = sql.query(plain, text).to_pylist()
+    damaged = months.current(storage.dir)[date(2025, 11, 1)].path("targets")
+    _damage_inside(damaged)
+    with pytest.warns(CorruptFileWarning, match=re.escape(f"skipping the month file {damaged}")):
+        assert sql.query(storage, text).to_pylist() == expected
+
+
+def test_a_folder_in_the_pointers_place_is_set_aside(tmp_path: Path) -> None:
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    (storage.dir / "months/month=2025-10/current").mkdir(parents=True)
+    assert len(pack(storage).months) == 3
+    assert (storage.dir / "months/month=2025-10/current").is_file()
+
+
+def test_a_months_path_that_is_no_folder_stops_only_the_job(tmp_path: Path) -> None:
+    from telemetry.errors import StorageError
+
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    (storage.dir / "months").write_text("not a folder")
+    assert ingest_jsonl(storage, late_build(day=10)).sessions == 1
+    storage.sweep()
+    assert TelemetryAnalyzer(storage).summary().total_builds == 10
+    assert sql.query(storage, "select count(*) as n from sessions").to_pylist() == [{"n": 10}]
+    with pytest.raises(StorageError, match=r"could not list .*months: Not a directory"):
+        pack(storage)
+
+
+def test_a_month_whose_day_goes_while_it_is_packed_is_neither_packed_nor_retired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.months as job
+
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    real = job._rows
+
+    def removing(*args: Any) -> Any:
+        for day, tables in real(*args):
+            yield day, tables
+            if day == date(2025, 10, 27):  # retention removes the day meanwhile
+                capped = TelemetryStorage(storage.dir, clock=lambda: NOW, max_sessions=6)
+                assert capped.apply_retention().removed_days == (day,)
+
+    monkeypatch.setattr(job, "_rows", removing)
+    done = pack(storage)
+    assert (done.months, done.retired) == ((date(2025, 11, 1), date(2025, 12, 1)), ())
+    assert (done.days, done.sessions) == (2, 6)
+    assert not (storage.dir / "months/month=2025-10/current").exists()
+    assert pending(storage) == []
