@@ -118,6 +118,21 @@ def month_named(name: str) -> date | None:
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
+def month_folders(parent: Path) -> list[tuple[date, Path]]:
+    """The month folders in ``parent`` (the rollups', the packs'), oldest first; none when
+    it is not there. OSError when it cannot be listed."""
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        month = month_named(entry.name)
+        if month is not None and entry.is_dir():
+            found.append((month, Path(entry.path)))
+    return sorted(found)
+
+
 def new_stem(moment: datetime, *, compacted: bool = False) -> str:
     """A fresh name stem for the files of one write made at ``moment``."""
     stem = f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"

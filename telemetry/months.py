@@ -213,21 +213,13 @@ def _months(root: Path, *, strict: bool = True) -> list[tuple[date, Path]]:
     """The month folders, oldest first; none without a folder. A folder that cannot be
     listed is an error, or, not ``strict`` (readers, the sweep: packs only save time), none."""
     try:
-        entries = list(os.scandir(root / layout.MONTHS))
-    except FileNotFoundError:
-        return []
+        return layout.month_folders(root / layout.MONTHS)
     except OSError as error:
         if not strict:
             return []
         raise StorageError(
             f"could not list {root / layout.MONTHS}: {error.strerror or error}"
         ) from error
-    found = []
-    for entry in entries:
-        month = layout.month_named(entry.name)
-        if month is not None and entry.is_dir():
-            found.append((month, Path(entry.path)))
-    return sorted(found)
 
 
 def _pointed(month: date, folder: Path) -> Pack | None:

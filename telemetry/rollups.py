@@ -273,17 +273,9 @@ def _between(table: pa.Table, since: date | None, until: date | None) -> pa.Tabl
 
 def _months(root: Path) -> list[tuple[date, Path]]:
     try:
-        entries = list(os.scandir(root / ROLLUPS))
-    except FileNotFoundError:
-        return []
+        return layout.month_folders(root / ROLLUPS)
     except OSError as error:
         raise StorageError(f"could not list {root / ROLLUPS}: {error.strerror or error}") from error
-    found = []
-    for entry in entries:
-        month = layout.month_named(entry.name)
-        if month is not None and entry.is_dir():
-            found.append((month, Path(entry.path)))
-    return sorted(found)
 
 
 def _current(folder: Path) -> Path | None:

@@ -485,12 +485,7 @@ def _listed(
     from telemetry.months import stamp
 
     named = (packed or {}).get(dataset, {})
-    chosen = list_days(store, dataset) if days is None else sorted(set(days))
-    parent = str(store.dataset(dataset))  # a path as text: a year is over a thousand folders
-    for day in chosen:
-        if (since and day < since) or (until and day > until):
-            continue
-        folder = os.path.join(parent, layout.partition_name(day))
+    for day, folder in _day_folders(store, dataset, days, since, until):
         held = named.get(day)
         if held is not None and held[2] is not None and stamp(folder) == held[2]:
             yield day, os.path.join(folder, held[0]), held[0], held[1]
@@ -509,15 +504,27 @@ def listing(
     until: date | None = None,
 ) -> Iterator[tuple[date, list[os.DirEntry[str]]]]:
     """Each day's visible data files of a dataset, by name, in name order."""
-    chosen = list_days(store, dataset) if days is None else sorted(set(days))
-    parent = str(store.dataset(dataset))  # a path as text: a year is over a thousand folders
-    for day in chosen:
-        if (since and day < since) or (until and day > until):
-            continue
-        folder = os.path.join(parent, layout.partition_name(day))
+    for day, folder in _day_folders(store, dataset, days, since, until):
         data = _day_listing(folder, dataset)
         if data is not None:
             yield day, data
+
+
+def _day_folders(
+    store: Layout,
+    dataset: Dataset,
+    days: Iterable[date] | None,
+    since: date | None,
+    until: date | None,
+) -> Iterator[tuple[date, str]]:
+    """Each day of a dataset between ``since`` and ``until`` (of ``days``, or listed), with
+    its folder's path as text (a year is over a thousand folders)."""
+    chosen = list_days(store, dataset) if days is None else sorted(set(days))
+    parent = str(store.dataset(dataset))
+    for day in chosen:
+        if (since and day < since) or (until and day > until):
+            continue
+        yield day, os.path.join(parent, layout.partition_name(day))
 
 
 def _day_listing(folder: str, dataset: Dataset) -> list[os.DirEntry[str]] | None:
