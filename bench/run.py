@@ -735,21 +735,63 @@ def jobs_on_a_day(folder: Path, builds: int, targets: int, seed: int) -> list[Fi
     ]  # fmt: skip
 
 
+def small_team_events(folder: Path, builds: int, targets: int, seed: int) -> tuple[Path, int]:
+    """A year of a small team's builds as one JSON-lines file (``builds`` over 365 days, ten
+    a day by default), and its number of events."""
+    events = folder / "year.jsonl"
+    return events, generate_events(events, builds, targets, 365, seed + 1)
+
+
+def year_backfill_rate(repeat: int, events_path: Path, events: int, folder: Path) -> Figure:
+    """Events per second stored by ``ingest`` from a year's backfill in one file (365 days:
+    a sessions and a targets file to write for each), into an empty store each time.
+
+    The store a run leaves is moved aside before the next, and all of them removed after
+    the last. Removing it instead (its 730 files and 730 folders) made the runs slower one
+    after another, the ninth a third slower than the first: on ext4 without a journal, as on
+    the machine these figures come from, making a file looks past every one removed in the
+    last minutes."""
+    from telemetry.ingest import IngestResult, ingest_file
+    from telemetry.storage import TelemetryStorage
+
+    store, spent = folder / "year-backfill", folder / "year-backfill-spent"
+    spent.mkdir()
+    results: list[IngestResult] = []
+
+    def aside(name: str) -> None:  # before the clock starts
+        if store.exists():
+            store.rename(spent / str(len(results)))
+
+    def backfill() -> None:
+        storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
+        results.append(ingest_file(storage, events_path, apply_retention=False))
+
+    times = _alternating({"backfill": backfill}, repeat, before=aside)
+    days = len(list(store.glob("sessions/date=*")))
+    shutil.rmtree(store)
+    shutil.rmtree(spent)
+    if any(result.events != events for result in results):
+        raise SystemExit("the year's backfill stored other events than it holds: a bug")
+    return Figure("ingest of a year's backfill in one file", "events/s",
+                  [events / t for t in times["backfill"]], "≥ 1,000,000",
+                  f"{results[0].sessions:,} builds, {events:,} events, {days} days: "
+                  f"{2 * days} files")  # fmt: skip
+
+
 def small_team_year(
-    repeat: int, folder: Path, builds: int, targets: int, seed: int
+    repeat: int, folder: Path, events: Path, builds: int, targets: int
 ) -> list[Figure]:
-    """A year of a small team's builds (``builds`` over 365 days, ten a day by default), as
-    ingested, and as `jobs run all` leaves it (compacted, and its closed months packed):
-    365 day folders, where the default history has 60. The figures that depend on the
-    number of days are measured on it too."""
+    """A year of a small team's builds (the file ``events``, of ``builds`` builds of
+    ``targets`` targets over 365 days; removed once stored), as ingested, and as `jobs run
+    all` leaves it (compacted, and its closed months packed): 365 day folders, where the
+    default history has 60. The figures that depend on the number of days are measured on
+    it too."""
     from pipelines.compaction import compact
     from pipelines.months import pack
     from telemetry.ingest import ingest_file
     from telemetry.storage import TelemetryStorage
 
-    events = folder / "year.jsonl"
     started = time.perf_counter()
-    generate_events(events, builds, targets, 365, seed + 1)
     store, packed = folder / "year-ingested", folder / "year-compacted"
     storage = TelemetryStorage(store, retention_days=10**5, max_sessions=10**9)
     ingest_file(storage, events, apply_retention=False)
@@ -930,7 +972,9 @@ def main(argv: list[str] | None = None) -> int:
         figures += summary_vs_duckdb(args.repeat, store, packed, targets_parquet, sessions_parquet)
         figures += command_times(args.repeat, packed)
         figures += sql_count_vs_parquet(args.repeat, store, packed, targets_parquet, rows)
-        figures += small_team_year(args.repeat, folder, args.year_builds, args.targets, args.seed)
+        year, year_events = small_team_events(folder, args.year_builds, args.targets, args.seed)
+        figures.append(year_backfill_rate(args.repeat, year, year_events, folder))
+        figures += small_team_year(args.repeat, folder, year, args.year_builds, args.targets)
         figures += jobs_on_a_day(folder, args.day_builds, args.targets, args.seed)
         figures += spark_source_vs_parquet(args.repeat, packed, folder)
     _print(figures)

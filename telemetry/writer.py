@@ -18,6 +18,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Final
@@ -32,8 +33,12 @@ from telemetry.locks import guard
 from telemetry.schema import SCHEMA_VERSION, SCHEMAS, Dataset
 
 _WRITE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd")
+# A backfill's days are written in threads of their own: one more pool per file would only
+# make them wait on each other.
+_STAGE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd", use_threads=False)
 _BATCH_ROWS: Final = 65_536
-# A backfill of many days writes this many days at once (most of a write is fsync).
+# A backfill of many days writes this many days at once (most of a day's write is
+# compressing and syncing, which let go of the GIL).
 _THREADS: Final = 8
 
 
@@ -84,17 +89,39 @@ def write(
             day, day_sessions, day_targets = groups[0]
             write_day(store, day, day_sessions, day_targets, stem=stem or layout.new_stem(clock()))
             return days
-        from concurrent.futures import ThreadPoolExecutor
-
-        def one(day: date, sessions: pa.Table, targets: pa.Table) -> None:
-            write_day(
-                store, day, sessions, prune_dictionaries(targets), stem=layout.new_stem(clock())
-            )
-
-        with ThreadPoolExecutor(max_workers=min(_THREADS, len(groups))) as pool:
-            for done in [pool.submit(one, *group) for group in groups]:
-                done.result()  # the first failure, once every day was tried
+        _write_days(store, groups, clock)
     return days
+
+
+def _write_days(
+    store: Layout,
+    groups: list[tuple[date, pa.Table, pa.Table]],
+    clock: Callable[[], datetime],
+) -> None:
+    """Store many days at once (a backfill), each under a stem of its own, in threads: most
+    of a day's write is compressing and syncing, which release the GIL. A day's two files
+    are written and synced under their temporary names first, then renamed as
+    :func:`write_day` renames them (targets, then sessions). A day that fails leaves no file
+    of its own; the first failure, in day order, is raised once every day was tried. The
+    caller holds the guard."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(day: date, sessions: pa.Table, targets: pa.Table) -> None:
+        stem = layout.new_stem(clock())
+        staged: list[_Staged] = []
+        try:
+            staged.append(_stage(store, "targets", day, stem, prune_dictionaries(targets)))
+            staged.append(_stage(store, "sessions", day, stem, sessions))
+        except BaseException:  # the targets file staged before is no use without its sessions
+            for file in staged:
+                with contextlib.suppress(OSError):
+                    file.temporary.unlink()
+            raise
+        _commit(staged)
+
+    with ThreadPoolExecutor(max_workers=min(_THREADS, len(groups))) as pool:
+        for done in [pool.submit(one, *group) for group in groups]:
+            done.result()  # the first failure, once every day was tried
 
 
 def write_day(
@@ -142,6 +169,56 @@ def write_file(
             temporary.unlink()
         raise StorageError(f"could not write {final}: {write_failure(error)}") from error
     return final
+
+
+@dataclass(slots=True, frozen=True)
+class _Staged:
+    """A data file written and synced under its temporary name, not yet renamed."""
+
+    temporary: Path
+    final: Path
+
+
+def _stage(store: Layout, dataset: Dataset, day: date, stem: str, table: pa.Table) -> _Staged:
+    """Write one data file under its temporary name and sync it (see :func:`_commit`). The
+    file is made in memory first, which pyarrow does without the GIL, and written at once:
+    writing to a file object takes the GIL back for every buffer."""
+    folder = store.partition(dataset, day)
+    final = folder / layout.file_name(stem, table.num_rows)
+    temporary = folder / layout.temporary_name(stem)
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, SCHEMAS[dataset], options=_STAGE_OPTIONS) as writer:
+        writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
+    data = sink.getvalue()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with temporary.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise StorageError(f"could not write {final}: {write_failure(error)}") from error
+    return _Staged(temporary, final)
+
+
+def _commit(staged: list[_Staged]) -> None:
+    """Rename staged files into place in their order, syncing each folder: the last one
+    (the sessions file) is the commit marker. When a rename fails, none of them stays:
+    the ones renamed before are removed again, the rest left unrenamed are removed."""
+    for at, file in enumerate(staged):
+        try:
+            os.rename(file.temporary, file.final)
+        except OSError as error:
+            for left in staged[at:]:
+                with contextlib.suppress(OSError):
+                    left.temporary.unlink()
+            for renamed in staged[:at]:
+                with contextlib.suppress(OSError):
+                    renamed.final.unlink()
+            raise StorageError(f"could not write {file.final}: {write_failure(error)}") from error
+        _fsync_dir(file.final.parent)
 
 
 def write_copy(source: Path, table: pa.Table, day: date) -> Path:
