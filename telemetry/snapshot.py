@@ -534,8 +534,9 @@ def _day_listing(folder: str, dataset: Dataset) -> list[os.DirEntry[str]] | None
     except FileNotFoundError:
         return None  # removed by retention since we listed it
     except OSError as error:
+        # One place for every listing: a folder read twice by one snapshot is named once.
         warnings.warn(
-            f"skipping {folder}: {error.strerror or error}", CorruptFileWarning, stacklevel=4
+            f"skipping {folder}: {error.strerror or error}", CorruptFileWarning, stacklevel=1
         )
         return None
     data = [entry for entry in entries if layout.is_data(entry.name)]
