@@ -183,7 +183,9 @@ def _stamps(
     another disk); or that are still those a pointer holds (they were settled when stamped,
     and have not changed since). None when a clock cannot be read (no file can be made):
     nothing is stamped then, nor is any stamp taken away."""
-    clocks = {d: months.now_on(storage.layout.dataset(d)) for d in DATASETS}
+    folders = {d: storage.layout.dataset(d) for d in DATASETS}
+    # A dataset with no folder has no day to stamp (a store of builds without targets).
+    clocks = {d: months.now_on(folder) for d, folder in folders.items() if folder.is_dir()}
     if None in clocks.values():
         return None
     known: dict[Dataset, dict[date, Stamp]] = {dataset: {} for dataset in DATASETS}
@@ -193,6 +195,8 @@ def _stamps(
     stamped: dict[Dataset, dict[date, Stamp]] = {}
     for dataset in DATASETS:
         stamped[dataset] = {}
+        if dataset not in clocks:
+            continue
         for day in storage.days(dataset) if days is None else days:
             folder = storage.layout.partition(dataset, day)
             found = months.stamp(folder, settled_before=clocks[dataset])

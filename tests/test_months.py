@@ -513,3 +513,16 @@ def test_a_month_whose_day_goes_while_it_is_packed_is_neither_packed_nor_retired
     assert (done.days, done.sessions) == (2, 6)
     assert not (storage.dir / "months/month=2025-10/current").exists()
     assert pending(storage) == []
+
+
+def test_a_dataset_without_a_folder_stamps_the_others(tmp_path: Path) -> None:
+    """A dataset with no folder (a store whose daily rollups were never written, or were
+    removed) has no day to stamp, and the other datasets' days are stamped all the same."""
+    storage = _store(tmp_path / "telemetry", small_history_on(0, 10, 40))
+    compact(storage)
+    shutil.rmtree(storage.dir / "daily_targets")
+    assert len(pack(storage).months) == 3
+    pointer = json.loads((storage.dir / "months/month=2025-10/current").read_text())
+    assert pointer["files"]["daily_targets"] == {}
+    assert set(pointer["stamps"]["sessions"]) == set(pointer["stamps"]["targets"]) == {"2025-10-27"}
+    assert _answers(storage) == _answers(_unpacked(storage, tmp_path / "plain"))
