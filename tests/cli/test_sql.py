@@ -183,6 +183,19 @@ def test_a_damaged_dictionary_of_target_labels_is_named_and_left_out(
     assert verify.code == 1 and f"damaged: {victim}: damaged data" in verify.stdout
 
 
+def _ingested(tmp_path: Path, name: str, events: list[dict[str, object]]) -> Path:
+    """A store of ``events``, stored by a real ``builder telemetry ingest``."""
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    subprocess.run(
+        [BUILDER, "telemetry", "ingest", str(path)],
+        env=process_env(tmp_path / "t"),
+        check=True,
+        capture_output=True,
+    )
+    return tmp_path / "t"
+
+
 def _evil_store(tmp_path: Path) -> Path:
     events = [
         {"event": "build_started", "session": "evil", "ts": 1761575000000},
@@ -196,15 +209,7 @@ def _evil_store(tmp_path: Path) -> Path:
         },
         {"event": "build_finished", "session": "evil", "ts": 1761575000200, "success": True},
     ]
-    path = tmp_path / "evil.jsonl"
-    path.write_text("".join(json.dumps(event) + "\n" for event in events))
-    subprocess.run(
-        [BUILDER, "telemetry", "ingest", str(path)],
-        env=process_env(tmp_path / "t"),
-        check=True,
-        capture_output=True,
-    )
-    return tmp_path / "t"
+    return _ingested(tmp_path, "evil", events)
 
 
 TARGET = "select target from targets"
@@ -317,15 +322,7 @@ def _formula_store(tmp_path: Path) -> Path:
             "error": "-cmd|' /C calc'!A0",
         },
     ]
-    path = tmp_path / "formulas.jsonl"
-    path.write_text("".join(json.dumps(event) + "\n" for event in events))
-    subprocess.run(
-        [BUILDER, "telemetry", "ingest", str(path)],
-        env=process_env(tmp_path / "t"),
-        check=True,
-        capture_output=True,
-    )
-    return tmp_path / "t"
+    return _ingested(tmp_path, "formulas", events)
 
 
 def _sql_csv(store: Path, query: str) -> str:
