@@ -49,6 +49,17 @@ _EXECUTED: Final = sorted(EXECUTED)
 _RETRIES: Final = 3
 # How many of the builds a session id prefix matches an error names.
 _NAMED: Final = 5
+# The target rows :meth:`TelemetryAnalyzer.targets` answers, labels as text.
+_TARGET_COLUMNS: Final[dict[str, pl.DataType]] = {
+    "session_id": pl.String,
+    "target": pl.String,
+    "status": pl.String,
+    "start_time": pl.Datetime("ms", "UTC"),
+    "end_time": pl.Datetime("ms", "UTC"),
+    "duration_ms": pl.Int64,
+    "worker": pl.Int32,
+    "error": pl.String,
+}
 
 
 _T = TypeVar("_T")
@@ -102,6 +113,39 @@ class TelemetryAnalyzer:
         if frame is None:
             return _empty_sessions()
         return frame.sort("start_time", "session_id")
+
+    def targets(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The window's sessions that the filter takes (as :meth:`sessions`) and every target
+        row of theirs, both read from one snapshot: the target rows with ``target`` and
+        ``status`` as text, in the order of their sessions (oldest first), then of the rows
+        as stored. Every target row of every build is read: for the analyses that need
+        each run (the daily rollups stand in for none of them)."""
+        return self._reading(self._targets)
+
+    def _targets(self, snapshot: Snapshot) -> tuple[pl.DataFrame, pl.DataFrame]:
+        sessions = self._sessions(snapshot)
+        empty = pl.DataFrame(schema=_TARGET_COLUMNS)
+        if sessions.is_empty():
+            return sessions, empty
+        ids = sessions["session_id"].implode()
+        rows = self._collect(
+            snapshot,
+            "targets",
+            lambda lf: lf.filter(pl.col("session_id").is_in(ids)).with_columns(
+                pl.col("target", "status").cast(pl.String)
+            ),
+            _days_of(sessions),
+        )
+        if rows is None or rows.is_empty():
+            return sessions, empty
+        order = sessions.select("session_id", _order=pl.int_range(pl.len()))
+        ordered = (
+            rows.with_columns(_row=pl.int_range(pl.len()))
+            .join(order, on="session_id", how="inner")
+            .sort("_order", "_row")
+            .drop("_order", "_row")
+        )
+        return sessions, ordered.select(list(_TARGET_COLUMNS))
 
     # -- across sessions ----------------------------------------------------------------------
 

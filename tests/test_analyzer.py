@@ -503,3 +503,29 @@ def test_an_id_stored_for_two_builds_is_told_apart_by_time(tmp_path: Path) -> No
     assert TelemetryAnalyzer(here, window=window).build("x").start_time == datetime(
         2025, 10, 29, 14, 23, 20, tzinfo=UTC
     )
+
+
+def test_every_target_row_of_the_builds_taken(branched: TelemetryStorage) -> None:
+    sessions, rows = TelemetryAnalyzer(branched, filter=Filter(branch="main")).targets()
+    assert sessions["session_id"].to_list() == ["a", "c"]
+    # The hand-made history's rows of a and c (tests/conftest.py::small_history), a's first.
+    assert rows["session_id"].to_list() == ["a"] * 4 + ["c"] * 4
+    assert sorted(rows.select("session_id", "target", "status", "duration_ms").rows()) == [
+        ("a", "//app:compile", "built", 400),
+        ("a", "//app:link", "built", 200),
+        ("a", "//app:test", "built", 300),
+        ("a", "//lib:util", "cached", 0),
+        ("c", "//app:compile", "failed", 3000),
+        ("c", "//app:link", "skipped", 0),
+        ("c", "//app:test", "skipped", 0),
+        ("c", "//lib:util", "cached", 0),
+    ]
+    assert rows.filter(pl.col("status") == "failed")["error"].to_list() == ["boom"]
+    assert rows.schema["target"] == pl.String and rows.schema["status"] == pl.String
+
+
+def test_no_target_rows_without_builds(storage: TelemetryStorage) -> None:
+    sessions, rows = TelemetryAnalyzer(storage).targets()
+    assert sessions.is_empty() and rows.is_empty()
+    assert rows.columns == ["session_id", "target", "status", "start_time", "end_time",
+                            "duration_ms", "worker", "error"]  # fmt: skip
