@@ -51,14 +51,14 @@ _RETRIES: Final = 3
 _NAMED: Final = 5
 # The target rows :meth:`TelemetryAnalyzer.targets` answers, labels as text.
 _TARGET_COLUMNS: Final[dict[str, pl.DataType]] = {
-    "session_id": pl.String,
-    "target": pl.String,
-    "status": pl.String,
+    "session_id": pl.String(),
+    "target": pl.String(),
+    "status": pl.String(),
     "start_time": pl.Datetime("ms", "UTC"),
     "end_time": pl.Datetime("ms", "UTC"),
-    "duration_ms": pl.Int64,
-    "worker": pl.Int32,
-    "error": pl.String,
+    "duration_ms": pl.Int64(),
+    "worker": pl.Int32(),
+    "error": pl.String(),
 }
 
 
