@@ -157,6 +157,10 @@ def rows_named(name: str) -> int | None:
 
 def stem(name: str) -> str:
     """What the files of one write share: the name less ``-nN.arrow``."""
+    if name.endswith(".arrow"):  # as the pattern has it, without its cost (a year's files)
+        base = name[: -len(".arrow")]
+        head, sep, count = base.rpartition("-n")
+        return head if sep and count.isdecimal() else base
     return _COUNT_SUFFIX.sub("", name)
 
 

@@ -121,6 +121,7 @@ class Snapshot:
         others: list[Dataset] = [d for d in datasets if d != "sessions"]
         packed: dict[Dataset, dict[date, Packed]] = {}
         held: dict[Path, frozenset[date]] = {}
+        unsourced: set[date] = set()
         if packs:
             from telemetry import months
 
@@ -133,17 +134,30 @@ class Snapshot:
                     stamps = pack.stamps.get(dataset, {})
                     for day, name in pack.files[dataset].items():
                         packed.setdefault(dataset, {})[day] = (name, path, stamps.get(day))
+                    # A file the job could not read is met where it is, and named.
+                    unsourced.update(pack.skipped.get(dataset, {}))
         for _ in range(_LISTINGS):
-            before = list_files(
-                store, "sessions", days=chosen, since=since, until=until, packed=packed
-            )
+            found = list(_listed(store, "sessions", chosen, since, until, packed))
+            before = _stored(found)
+            # A day whose sessions folder holds just what its pack holds is read from the
+            # pack in every dataset: its other folders are not looked at (a year of packed
+            # days costs a stat a day, of the sessions alone).
+            sourced = {
+                day: layout.stem(name)
+                for day, _, name, _, whole in found
+                if whole and day not in unsourced
+            }
             listed: dict[Dataset, list[StoredFile]] = {"sessions": before}
             for dataset in others:
-                listed[dataset] = list_files(
-                    store, dataset, days=chosen, since=since, until=until, packed=packed
+                listed[dataset] = _stored(
+                    _listed(store, dataset, chosen, since, until, packed, sourced)
                 )
-            after = {p for _, p, _, _ in _listed(store, "sessions", chosen, since, until, packed)}
-            if {str(f.path) for f in before} <= after:
+            # The sessions of the other days again: a file gone meanwhile (compaction
+            # replaced it) may have taken its day's other files before they were listed.
+            looked = sorted({day for day, *_ in found if day not in sourced})
+            again = _listed(store, "sessions", looked, since, until, packed) if looked else ()
+            after = {path for _, path, *_ in again}
+            if all(path in after for day, path, *_ in found if day not in sourced):
                 return cls(store, listed, packs=held)
         raise StorageError(
             f"the files in {store.root} kept changing while they were listed; try again"
@@ -218,7 +232,8 @@ class Snapshot:
         A query over it that fails on damaged data behind a sound footer is better run by
         :meth:`collect`, which names the file and leaves it out.
         """
-        return scan(self.files(dataset) if files is None else files, dataset=dataset)
+        chosen = self.files(dataset) if files is None else files
+        return scan(chosen, dataset=dataset, packs=self.packs)
 
     def collect(
         self,
@@ -467,10 +482,19 @@ def list_files(
     A day folder whose stamp is the one ``packed`` gives (:func:`telemetry.months.stamp`)
     still holds only the file packed, and is not listed: a year of packed days costs a
     ``stat`` a day, not a listing."""
+    return _stored(_listed(store, dataset, days, since, until, packed))
+
+
+def _stored(found: Iterable[_Found]) -> list[StoredFile]:
     return [
         StoredFile(Path(path), day, layout.rows_named(name), (), pack)
-        for day, path, name, pack in _listed(store, dataset, days, since, until, packed)
+        for day, path, name, pack, _ in found
     ]
+
+
+# A listed file as text: its day, path, name, pack, and whether its day folder was not
+# listed (its stamp was the pack's, or its sessions folder's was).
+_Found: TypeAlias = "tuple[date, str, str, Path | None, bool]"
 
 
 def _listed(
@@ -480,19 +504,34 @@ def _listed(
     since: date | None,
     until: date | None,
     packed: dict[Dataset, dict[date, Packed]] | None,
-) -> Iterator[tuple[date, str, str, Path | None]]:
-    """:func:`list_files`' files as text: each one's day, path, name and pack."""
+    sourced: dict[date, str] | None = None,
+) -> Iterator[_Found]:
+    """:func:`list_files`' files as text. The days of ``sourced`` (by the name stem of their
+    packed sessions file) are the pack's, unlisted: their file of the same stem, if any."""
     from telemetry.months import stamp
 
     named = (packed or {}).get(dataset, {})
-    for day, folder in _day_folders(store, dataset, days, since, until):
+    sourced = sourced or {}
+    parent = str(store.dataset(dataset))
+    chosen = None if days is None else sorted(set(days))
+    folders = _day_folders(store, dataset, chosen, since, until)
+    if sourced:  # those days, whether or not their folder is there now
+        given = [(d, os.path.join(parent, layout.partition_name(d))) for d in sourced]
+        folders = iter(sorted({*folders, *given}))
+    for day, folder in folders:
         held = named.get(day)
-        if held is not None and held[2] is not None and stamp(folder) == held[2]:
-            yield day, os.path.join(folder, held[0]), held[0], held[1]
+        if day in sourced:
+            if held is not None and layout.stem(held[0]) == sourced[day]:
+                yield day, os.path.join(folder, held[0]), held[0], held[1], True
+                continue
+            if held is None:
+                continue  # the pack has no file of this dataset: there was none of the stem
+        elif held is not None and held[2] is not None and stamp(folder) == held[2]:
+            yield day, os.path.join(folder, held[0]), held[0], held[1], True
             continue
         for entry in _day_listing(folder, dataset) or []:
             pack = held[1] if held is not None and held[0] == entry.name else None
-            yield day, entry.path, entry.name, pack
+            yield day, entry.path, entry.name, pack, False
 
 
 def listing(
@@ -649,10 +688,16 @@ def refused(files: list[StoredFile]) -> set[Path]:
 # -- scanning ---------------------------------------------------------------------------------
 
 
-def scan(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
+def scan(
+    files: list[StoredFile],
+    *,
+    dataset: Dataset,
+    packs: dict[Path, frozenset[date]] | None = None,
+) -> pl.LazyFrame:
     """A lazy frame over stored files of ``dataset`` in today's schema; the sessions with
     the partition day as ``date`` (the UTC day each session started, which is the partition
-    its file is in).
+    its file is in). ``packs`` gives the days each month's pack holds: one whose every day
+    is among ``files`` is read whole, unfiltered.
 
     Paths are taken literally (no globbing, no Hive parsing), so a store under a folder named
     ``[x]`` or ``date=...`` reads like any other.
@@ -663,7 +708,7 @@ def scan(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
     packed = [f for f in files if f.pack is not None]
     if packed:
         own = [f for f in files if f.pack is None]
-        frames = [_scan_packs(packed, dataset=dataset)]
+        frames = [_scan_packs(packed, dataset=dataset, packs=packs or {})]
         if own:
             frames.insert(0, scan(own, dataset=dataset))
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
@@ -684,22 +729,39 @@ def scan(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
     return pl.concat([frame.select(columns) for frame in frames], how="vertical_relaxed")
 
 
-def _scan_packs(files: list[StoredFile], *, dataset: Dataset) -> pl.LazyFrame:
+def _scan_packs(
+    files: list[StoredFile], *, dataset: Dataset, packs: dict[Path, frozenset[date]]
+) -> pl.LazyFrame:
     """The rows of ``files`` from the month packs that hold them, as :func:`scan` reads the
-    files themselves: the same columns, types and order."""
+    files themselves: the same columns, types and order. A pack whose every day (as
+    ``packs`` has them) is taken is read whole; the others filtered by day."""
     import polars as pl
 
-    packs = sorted({os.path.abspath(f.pack) for f in files if f.pack is not None})
-    days = sorted({f.day for f in files})
+    days: dict[Path, set[date]] = {}
+    for f in files:
+        if f.pack is not None:
+            days.setdefault(f.pack, set()).add(f.day)
+    whole = sorted(p for p, taken in days.items() if p in packs and taken >= packs[p])
+    cut = sorted(p for p in days if p not in whole)
     types = pl.DataFrame(SCHEMAS[dataset].empty_table()).schema
-    frame = (
-        pl.scan_parquet(packs, glob=False, hive_partitioning=False)
-        .filter(pl.col(layout.PARTITION_KEY).is_in(days))
-        .select(pl.col(name).cast(dtype) for name, dtype in types.items())
-    )
+    parts = []
+    if whole:
+        parts.append(_parquet(whole))
+    if cut:
+        taken = sorted({day for p in cut for day in days[p]})
+        parts.append(_parquet(cut).filter(pl.col(layout.PARTITION_KEY).is_in(taken)))
+    frame = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    frame = frame.select(pl.col(name).cast(dtype) for name, dtype in types.items())
     if dataset != "sessions":
         return frame
     return frame.with_columns(pl.col("start_time").dt.date().alias(layout.PARTITION_KEY))
+
+
+def _parquet(packs: list[Path]) -> pl.LazyFrame:
+    import polars as pl
+
+    paths = [os.path.abspath(p) for p in packs]
+    return pl.scan_parquet(paths, glob=False, hive_partitioning=False)
 
 
 def _scan_paths(files: list[StoredFile], *, with_day: bool) -> pl.LazyFrame:
