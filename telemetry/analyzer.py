@@ -138,7 +138,10 @@ class TelemetryAnalyzer:
         )
         if rows is None or rows.is_empty():
             return sessions, empty
-        order = sessions.select("session_id", _order=pl.int_range(pl.len()))
+        # A session id stored for two builds (told apart by time) orders its rows once.
+        order = sessions.select("session_id", _order=pl.int_range(pl.len())).unique(
+            "session_id", keep="first", maintain_order=True
+        )
         ordered = (
             rows.with_columns(_row=pl.int_range(pl.len()))
             .join(order, on="session_id", how="inner")

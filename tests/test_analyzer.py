@@ -529,3 +529,25 @@ def test_no_target_rows_without_builds(storage: TelemetryStorage) -> None:
     assert sessions.is_empty() and rows.is_empty()
     assert rows.columns == ["session_id", "target", "status", "start_time", "end_time",
                             "duration_ms", "worker", "error"]  # fmt: skip
+
+
+def test_a_session_id_stored_for_two_builds_has_its_target_rows_once(tmp_path: Path) -> None:
+    # Two stores merged by copying their day folders: build "x" on two days, one target each.
+    here, there = TelemetryStorage(tmp_path / "here"), TelemetryStorage(tmp_path / "there")
+    for storage, start, target in ((here, T0, "//one"), (there, T0 + 48 * HOUR, "//two")):
+        ingest_jsonl(
+            storage,
+            [
+                _line("build_started", "x", start),
+                _line(
+                    "target_finished", "x", start + 5, target=target, status="built", duration_ms=5
+                ),
+                _line("build_finished", "x", start + 10, success=True),
+            ],
+        )
+    for dataset in ("sessions", "targets"):
+        for folder in (there.dir / dataset).iterdir():
+            shutil.copytree(folder, here.dir / dataset / folder.name)
+    sessions, rows = TelemetryAnalyzer(here).targets()
+    assert sessions["session_id"].to_list() == ["x", "x"]
+    assert sorted(rows["target"].to_list()) == ["//one", "//two"]  # each stored row once
