@@ -13,7 +13,7 @@ compaction and retention run beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -114,31 +114,52 @@ class TelemetryAnalyzer:
             return _empty_sessions()
         return frame.sort("start_time", "session_id")
 
-    def targets(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def targets(
+        self,
+        *,
+        columns: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The window's sessions that the filter takes (as :meth:`sessions`) and every target
         row of theirs, both read from one snapshot: the target rows with ``target`` and
         ``status`` as text, in the order of their sessions (oldest first), then of the rows
         as stored. Every target row of every build is read: for the analyses that need
-        each run (the daily rollups stand in for none of them)."""
-        return self._reading(self._targets)
+        each run (the daily rollups stand in for none of them). ``columns`` (``session_id``
+        always among them) and ``statuses`` keep only those: a year of a team's target
+        rows is millions, and what is not asked for is not read.
 
-    def _targets(self, snapshot: Snapshot) -> tuple[pl.DataFrame, pl.DataFrame]:
+        A session id names one build (the protocol asks for that); one stored for two builds
+        (day folders copied together by hand) has each of its rows once, at its first
+        build's place."""
+        chosen = list(_TARGET_COLUMNS) if columns is None else list(columns)
+        unknown = sorted(set(chosen) - set(_TARGET_COLUMNS))
+        if unknown:
+            raise ValueError(f"targets have no column {unknown[0]!r}")
+        if "session_id" not in chosen:
+            chosen.insert(0, "session_id")
+        kept = None if statuses is None else sorted(set(statuses))
+        return self._reading(lambda snapshot: self._targets(snapshot, chosen, kept))
+
+    def _targets(
+        self, snapshot: Snapshot, columns: list[str], statuses: list[str] | None
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         sessions = self._sessions(snapshot)
-        empty = pl.DataFrame(schema=_TARGET_COLUMNS)
+        empty = pl.DataFrame(schema={name: _TARGET_COLUMNS[name] for name in columns})
         if sessions.is_empty():
             return sessions, empty
         ids = sessions["session_id"].implode()
-        rows = self._collect(
-            snapshot,
-            "targets",
-            lambda lf: lf.filter(pl.col("session_id").is_in(ids)).with_columns(
-                pl.col("target", "status").cast(pl.String)
-            ),
-            _days_of(sessions),
-        )
+
+        def query(lf: pl.LazyFrame) -> pl.LazyFrame:
+            taken = lf.filter(pl.col("session_id").is_in(ids))
+            if statuses is not None:
+                taken = taken.filter(pl.col("status").cast(pl.String).is_in(statuses))
+            text = [name for name in ("target", "status") if name in columns]
+            return taken.select(columns).with_columns(pl.col(text).cast(pl.String))
+
+        rows = self._collect(snapshot, "targets", query, _days_of(sessions))
         if rows is None or rows.is_empty():
             return sessions, empty
-        # A session id stored for two builds (told apart by time) orders its rows once.
+        # A session id stored for two builds orders its rows once, at its first build.
         order = sessions.select("session_id", _order=pl.int_range(pl.len())).unique(
             "session_id", keep="first", maintain_order=True
         )
@@ -148,7 +169,7 @@ class TelemetryAnalyzer:
             .sort("_order", "_row")
             .drop("_order", "_row")
         )
-        return sessions, ordered.select(list(_TARGET_COLUMNS))
+        return sessions, ordered.select(columns)
 
     # -- across sessions ----------------------------------------------------------------------
 

@@ -551,3 +551,20 @@ def test_a_session_id_stored_for_two_builds_has_its_target_rows_once(tmp_path: P
     sessions, rows = TelemetryAnalyzer(here).targets()
     assert sessions["session_id"].to_list() == ["x", "x"]
     assert sorted(rows["target"].to_list()) == ["//one", "//two"]  # each stored row once
+
+
+def test_target_rows_of_some_columns_and_statuses(branched: TelemetryStorage) -> None:
+    analyzer = TelemetryAnalyzer(branched, filter=Filter(branch="main"))
+    _, rows = analyzer.targets(columns=["duration_ms", "status"], statuses=["built", "failed"])
+    assert rows.columns == ["session_id", "duration_ms", "status"]
+    # a's three built targets and c's failed compile (tests/conftest.py::small_history).
+    assert sorted(rows.rows()) == [
+        ("a", 200, "built"),
+        ("a", 300, "built"),
+        ("a", 400, "built"),
+        ("c", 3000, "failed"),
+    ]
+    _, ids = analyzer.targets(columns=["session_id"], statuses=["skipped"])
+    assert ids.rows() == [("c",), ("c",)]
+    with pytest.raises(ValueError, match="no column 'label'"):
+        analyzer.targets(columns=["label"])
