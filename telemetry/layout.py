@@ -22,6 +22,7 @@ maintenance and the query engines (DuckDB, Spark, the Parquet export) all ask it
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
@@ -74,11 +75,13 @@ class Layout:
         return self.root / dataset / partition_name(day)
 
 
+@functools.lru_cache(maxsize=4096)  # a year's snapshot names each of 365 days three times
 def partition_name(day: date) -> str:
     """The folder name of a day partition: ``date=2025-10-27``."""
     return f"{PARTITION_KEY}={day.isoformat()}"
 
 
+@functools.lru_cache(maxsize=4096)  # a year's snapshot reads each of 365 names three times
 def partition_day(name: str) -> date | None:
     """The day a partition folder's name stands for; None for any other name."""
     match = _PARTITION.match(name)

@@ -226,10 +226,34 @@ def _pointed(month: date, folder: Path) -> Pack | None:
     """The pack ``folder``'s pointer names; None without a pointer, or for a pack of another
     schema version; ValueError when it says nothing sensible."""
     try:
-        text = (folder / POINTER).read_text(encoding="utf-8")
+        text = (folder / POINTER).read_bytes()
     except FileNotFoundError:
         return None
-    said = json.loads(text)
+    key = (month, folder, text)
+    if key in _READ:  # what a pointer says is a function of its text: read once a process
+        found = _READ[key]
+        if isinstance(found, ValueError):
+            raise ValueError(str(found))
+        return found
+    if len(_READ) >= _READ_KEPT:
+        _READ.clear()
+    try:
+        _READ[key] = _said_in(month, folder, text)
+    except ValueError as error:
+        _READ[key] = error
+        raise
+    return _READ[key]  # type: ignore[return-value]
+
+
+# Each pointer's reading, by its month, folder and text: a year's snapshot reads twelve,
+# and the analyzer takes a snapshot for every answer.
+_READ: dict[tuple[date, Path, bytes], Pack | ValueError | None] = {}
+_READ_KEPT: Final = 256
+
+
+def _said_in(month: date, folder: Path, text: bytes) -> Pack | None:
+    """:func:`_pointed` for a pointer's ``text``."""
+    said = json.loads(text.decode("utf-8"))
     if not isinstance(said, dict):
         raise ValueError("is not a JSON object")
     stem, version = said.get("pack"), said.get("schema")

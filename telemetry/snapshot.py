@@ -65,11 +65,11 @@ class StoredFile:
     # The month's pack that holds exactly this file's rows (as the day's ``date`` rows of its
     # dataset's file), which readers that take packs read instead (:mod:`telemetry.months`).
     pack: Path | None = None
+    # What the files of one write share: the name less ``-nN.arrow``.
+    stem: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def stem(self) -> str:
-        """What the files of one write share: the name less ``-nN.arrow``."""
-        return layout.stem(self.path.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stem", layout.stem(self.path.name))
 
 
 @dataclass(slots=True, frozen=True)
@@ -486,10 +486,23 @@ def list_files(
 
 
 def _stored(found: Iterable[_Found]) -> list[StoredFile]:
+    if len(_MADE) >= _MADE_KEPT:
+        _MADE.clear()
     return [
-        StoredFile(Path(path), day, layout.rows_named(name), (), pack)
-        for day, path, name, pack, _ in found
+        _MADE.get(key) or _MADE.setdefault(key, _made(*key))
+        for key in ((day, path, name, pack) for day, path, name, pack, _ in found)
     ]
+
+
+def _made(day: date, path: str, name: str, pack: Path | None) -> StoredFile:
+    return StoredFile(Path(path), day, layout.rows_named(name), (), pack)
+
+
+# Each listed file as made, by its day, path, name and pack: a file is what its name says
+# (it never changes once it has it), and the analyzer takes a snapshot for every answer, of
+# over a thousand files for a year.
+_MADE: dict[tuple[date, str, str, Path | None], StoredFile] = {}
+_MADE_KEPT: Final = 1 << 16
 
 
 # A listed file as text: its day, path, name, pack, and whether its day folder was not
@@ -513,20 +526,22 @@ def _listed(
     named = (packed or {}).get(dataset, {})
     sourced = sourced or {}
     parent = str(store.dataset(dataset))
-    chosen = None if days is None else sorted(set(days))
-    folders = _day_folders(store, dataset, chosen, since, until)
+    chosen = list_days(store, dataset) if days is None else sorted(set(days))
     if sourced:  # those days, whether or not their folder is there now
-        given = [(d, os.path.join(parent, layout.partition_name(d))) for d in sourced]
-        folders = iter(sorted({*folders, *given}))
-    for day, folder in folders:
+        chosen = sorted({*chosen, *sourced})
+    for day in chosen:
+        if (since and day < since) or (until and day > until):
+            continue
         held = named.get(day)
         if day in sourced:
             if held is not None and layout.stem(held[0]) == sourced[day]:
-                yield day, os.path.join(folder, held[0]), held[0], held[1], True
+                path = f"{parent}{os.sep}{layout.partition_name(day)}{os.sep}{held[0]}"
+                yield day, path, held[0], held[1], True
                 continue
             if held is None:
                 continue  # the pack has no file of this dataset: there was none of the stem
-        elif held is not None and held[2] is not None and stamp(folder) == held[2]:
+        folder = os.path.join(parent, layout.partition_name(day))
+        if held is not None and held[2] is not None and stamp(folder) == held[2]:
             yield day, os.path.join(folder, held[0]), held[0], held[1], True
             continue
         for entry in _day_listing(folder, dataset) or []:
