@@ -108,11 +108,14 @@ class TelemetryAnalyzer:
 
     def _sessions(self, snapshot: Snapshot, days: list[date] | None = None) -> pl.DataFrame:
         frame = self._collect(
-            snapshot, "sessions", lambda lf: self._selected(lf).pipe(with_session_metrics), days
+            snapshot,
+            "sessions",
+            lambda lf: (
+                self._selected(lf).pipe(with_session_metrics).sort("start_time", "session_id")
+            ),
+            days,
         )
-        if frame is None:
-            return _empty_sessions()
-        return frame.sort("start_time", "session_id")
+        return _empty_sessions() if frame is None else frame
 
     def targets(
         self,
@@ -377,13 +380,14 @@ class TelemetryAnalyzer:
         if not parts:
             return ()
         frame = (
-            pl.concat(parts)
+            pl.concat([part.lazy() for part in parts])
             .group_by("target")
             .agg(pl.col("runs").sum(), pl.col("total_ms").sum())
             .filter(pl.col("runs") > 0)
             .with_columns(mean_ms=pl.col("total_ms") / pl.col("runs"))
             .sort(["mean_ms", "target"], descending=[True, False])
             .head(top)
+            .collect()
         )
         return tuple(
             Bottleneck(r["target"], r["mean_ms"], r["runs"]) for r in frame.iter_rows(named=True)
