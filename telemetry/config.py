@@ -149,7 +149,7 @@ def _parse_positive_int(env: Mapping[str, str], name: str, default: int, maximum
 def parse_positive_int(value: str, *, source: str, maximum: int) -> int:
     """Parse a whole number from 1 to ``maximum``, naming ``source`` in the error."""
     try:
-        number = int(value)
+        number = int(value) if "_" not in value else 0  # Python's 1_000, not a person's
     except ValueError:
         number = 0
     if not 1 <= number <= maximum:
@@ -162,6 +162,8 @@ def parse_threshold(value: str | None, *, source: str) -> float:
     if value is None or value.strip() == "":
         return DEFAULT_REGRESSION_THRESHOLD
     try:
+        if "_" in value:  # Python reads 1_5 as 15; a person wrote something else
+            raise ValueError(value)
         number = float(value)
     except ValueError:
         raise ConfigError(

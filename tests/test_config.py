@@ -59,6 +59,8 @@ def test_disabled_spellings(value: str) -> None:
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "fast", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "0.5", "greater than 1"),
         ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "nan", "greater than 1"),
+        ("BUILDER_TELEMETRY_REGRESSION_THRESHOLD", "1_5", "greater than 1"),  # not 15
+        ("BUILDER_TELEMETRY_RETENTION_DAYS", "9_0", "from 1 to 100000, got '9_0'"),  # not 90
         ("BUILDER_TELEMETRY_ENABLED", "maybe", "must be one of 1/true/yes/on"),
     ],
 )
