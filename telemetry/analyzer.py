@@ -115,7 +115,8 @@ class TelemetryAnalyzer:
             ),
             days,
         )
-        return _empty_sessions() if frame is None else frame
+        # One chunk: a mean is then summed in one order, however many files held the rows.
+        return _empty_sessions() if frame is None else frame.rechunk()
 
     def targets(
         self,
