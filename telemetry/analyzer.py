@@ -135,13 +135,7 @@ class TelemetryAnalyzer:
         A session id names one build (the protocol asks for that); one stored for two builds
         (day folders copied together by hand) has each of its rows once, at its first
         build's place."""
-        chosen = list(_TARGET_COLUMNS) if columns is None else list(columns)
-        unknown = sorted(set(chosen) - set(_TARGET_COLUMNS))
-        if unknown:
-            raise ValueError(f"targets have no column {unknown[0]!r}")
-        if "session_id" not in chosen:
-            chosen.insert(0, "session_id")
-        kept = None if statuses is None else sorted(set(statuses))
+        chosen, kept = _target_columns(columns, statuses)
         return self._reading(lambda snapshot: self._targets(snapshot, chosen, kept))
 
     def _targets(
@@ -181,6 +175,22 @@ class TelemetryAnalyzer:
         """Totals, averages, trends, the top bottlenecks and the latest regressions, all
         read from one snapshot of the store."""
         return self._reading(lambda snapshot: self._summary(snapshot, top))
+
+    def summary_and_targets(
+        self,
+        *,
+        top: int = 5,
+        columns: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> tuple[SummaryReport, pl.DataFrame]:
+        """:meth:`summary` and the target rows of :meth:`targets`, read from one snapshot:
+        for an answer that ranks the very builds the summary counts."""
+        chosen, kept = _target_columns(columns, statuses)
+
+        def read(snapshot: Snapshot) -> tuple[SummaryReport, pl.DataFrame]:
+            return self._summary(snapshot, top), self._targets(snapshot, chosen, kept)[1]
+
+        return self._reading(read)
 
     def _summary(self, snapshot: Snapshot, top: int) -> SummaryReport:
         sessions = self._sessions(snapshot)
@@ -698,6 +708,19 @@ class TelemetryAnalyzer:
         raise StorageError(
             f"the files in {self.storage.dir} kept changing while they were read; try again"
         )
+
+
+def _target_columns(
+    columns: Iterable[str] | None, statuses: Iterable[str] | None
+) -> tuple[list[str], list[str] | None]:
+    """The target columns (``session_id`` first among them) and statuses asked for."""
+    chosen = list(_TARGET_COLUMNS) if columns is None else list(columns)
+    unknown = sorted(set(chosen) - set(_TARGET_COLUMNS))
+    if unknown:
+        raise ValueError(f"targets have no column {unknown[0]!r}")
+    if "session_id" not in chosen:
+        chosen.insert(0, "session_id")
+    return chosen, None if statuses is None else sorted(set(statuses))
 
 
 def trend(values: pl.Series) -> Trend:

@@ -14,9 +14,17 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from telemetry.errors import TelemetryError
-from telemetry.events import TIME_FORMAT
+from telemetry.events import EXECUTED, TIME_FORMAT
 from telemetry.formats import EXPORT_FORMATS, Compression, ExportFormat
-from telemetry.model import Bottleneck, BuildDetails, BuildReport, SummaryReport, TargetRun
+from telemetry.model import (
+    Bottleneck,
+    BuildDetails,
+    BuildReport,
+    BuildWeights,
+    SummaryReport,
+    TargetRun,
+    WeightedBottleneck,
+)
 from telemetry.text import json_for_terminal, printable, spreadsheet_text
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
@@ -177,14 +185,22 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
         f"  Average Utilization: {_rate(report.average_utilization, '{:.1f}%', over)}",
         f"  Targets/Second: {_rate(report.average_targets_per_second, '{:.2f}', over)}",
         "",
-        "Top Bottlenecks:",
     ]
-    if report.bottlenecks:
+    weighted = report.weighted_bottlenecks
+    if weighted is not None:
+        lines.append("Top Bottlenecks (by weighted time):")
+        lines += [
+            f"  {rank}. {printable(b.target)} (avg: {format_duration(b.mean_weighted_ms)} "
+            f"weighted, {format_duration(b.mean_duration_ms)} elapsed)"
+            for rank, b in enumerate(weighted, start=1)
+        ]
+    else:
+        lines.append("Top Bottlenecks:")
         lines += [
             f"  {rank}. {printable(b.target)} (avg: {format_duration(b.mean_ms)})"
             for rank, b in enumerate(report.bottlenecks, start=1)
         ]
-    else:
+    if not (report.bottlenecks if weighted is None else weighted):
         lines.append("  (none)")
     lines += ["", f"Build Time Trend: {report.build_time_trend}"]
     rolled = report.from_rollups
@@ -195,10 +211,15 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
             if rolled.first == rolled.last
             else f"{rolled.first.isoformat()} to {rolled.last.isoformat()}"
         )
+        over = (
+            "the trends and regressions are"
+            if weighted is None
+            else "the bottlenecks, trends and regressions are"
+        )
         lines.append(
             f"(From daily rollups: {rolled.builds} builds of {rolled.days} "
-            f"day{'' if rolled.days == 1 else 's'} past retention, {span}; the trends and "
-            f"regressions are over the builds still stored)"
+            f"day{'' if rolled.days == 1 else 's'} past retention, {span}; {over} over the "
+            f"builds still stored)"
         )
     if report.regressions:
         lines += ["", _paint("⚠️  Performance Regressions Detected:", _YELLOW, color)]
@@ -227,7 +248,7 @@ def summary_json(report: SummaryReport) -> str:
             "averageParallelismUtilization": report.average_utilization,
             "averageTargetsPerSecond": report.average_targets_per_second,
             "buildsWithTargets": report.builds_with_targets,
-            "bottlenecks": [_bottleneck(b) for b in report.bottlenecks],
+            **_bottlenecks_json(report),
             "buildTimeTrend": report.build_time_trend,
             "regressionThreshold": report.regression_threshold,
             "regressions": [
@@ -243,6 +264,17 @@ def summary_json(report: SummaryReport) -> str:
         }
         | _rolled_json(report)
     )
+
+
+def _bottlenecks_json(report: SummaryReport) -> dict[str, object]:
+    """The ``bottlenecks``, ranked by mean duration; or by mean weighted time, then said so
+    in ``bottlenecksBy`` before them."""
+    if report.weighted_bottlenecks is None:
+        return {"bottlenecks": [_bottleneck(b) for b in report.bottlenecks]}
+    return {
+        "bottlenecksBy": "weighted",
+        "bottlenecks": [_weighted_bottleneck(b) for b in report.weighted_bottlenecks],
+    }
 
 
 def _rolled_json(report: SummaryReport) -> dict[str, object]:
@@ -314,9 +346,17 @@ def recent_json(builds: Sequence[BuildReport]) -> str:
 # -- show -------------------------------------------------------------------------------------
 
 
-def render_build(build: BuildDetails, *, top: int | None = None, color: bool = False) -> str:
+def render_build(
+    build: BuildDetails,
+    *,
+    top: int | None = None,
+    color: bool = False,
+    weights: BuildWeights | None = None,
+) -> str:
     """One build for people and ``grep``: ``Key: value`` lines, then its targets slowest
-    first (the ``top`` slowest when given), one line each, ending in a newline."""
+    first (the ``top`` slowest when given), one line each, ending in a newline. With
+    ``weights``, its weighted figures follow its rates, and each executed target's weighted
+    time its duration."""
     status = (
         _paint("succeeded", _GREEN, color) if build.succeeded else _paint("failed", _RED, color)
     )
@@ -345,6 +385,7 @@ def render_build(build: BuildDetails, *, top: int | None = None, color: bool = F
         f"Workers: {_workers(build)}",
         f"Utilization: {_rate(build.parallelism_utilization, '{:.1f}%')}",
         f"Targets/Second: {_rate(build.targets_per_second, '{:.2f}')}",
+        *(_weight_lines(weights) if weights is not None else ()),
         "",
     ]
     shown = build.targets if top is None else build.targets[:top]
@@ -356,8 +397,14 @@ def render_build(build: BuildDetails, *, top: int | None = None, color: bool = F
     for rank, run in enumerate(shown, start=1):
         worker = "" if run.worker is None else f" (worker {run.worker})"
         mark = _paint(run.status, _RED, color) if run.status == "failed" else run.status
+        weighted = (
+            f", weighted {weights.targets[rank - 1]:.0f}ms"
+            if weights is not None and run.status in EXECUTED
+            else ""
+        )
         lines.append(
-            f"  {rank:>{width}}. [{mark}] {printable(run.target)} - {run.duration_ms}ms{worker}"
+            f"  {rank:>{width}}. [{mark}] {printable(run.target)} - {run.duration_ms}ms"
+            f"{weighted}{worker}"
         )
         if run.error:
             lines.append(f"{' ' * (width + 4)}Error: {printable(_one_line(run.error))}")
@@ -366,28 +413,79 @@ def render_build(build: BuildDetails, *, top: int | None = None, color: bool = F
     return "\n".join(lines) + "\n"
 
 
-def build_json(build: BuildDetails, *, top: int | None = None) -> str:
+def build_json(
+    build: BuildDetails, *, top: int | None = None, weights: BuildWeights | None = None
+) -> str:
     """One build as a JSON object: the keys and values of its object in an export, then
-    ``targets``, slowest first (the ``top`` slowest when given)."""
+    ``targets``, slowest first (the ``top`` slowest when given). With ``weights``, its
+    weighted figures come before ``targets``, and each target has its ``weightedMs``."""
     row = _session_row({name: getattr(build, name) for name in BuildDetails.__dataclass_fields__})
     shown = build.targets if top is None else build.targets[:top]
     targets = json.dumps(
-        [_target(run, build.start_time) for run in shown], indent=2, ensure_ascii=False
+        [
+            _target(run, build.start_time, None if weights is None else weights.targets[i])
+            for i, run in enumerate(shown)
+        ],
+        indent=2,
+        ensure_ascii=False,
     )
-    fields = [*_session_fields(row, "  "), '  "targets": ' + targets.replace("\n", "\n  ")]
+    fields = _session_fields(row, "  ")
+    if weights is not None:
+        fields += [
+            f'  "{key}": {json.dumps(value)}'
+            for key, value in (
+                ("weightedMs", weights.weighted_ms),
+                ("spanMs", weights.span_ms),
+                ("effectiveParallelism", _two_decimals(weights.effective_parallelism)),
+                ("workers", weights.workers),
+                ("underusedMs", weights.underused_ms),
+            )
+        ]
+    fields.append('  "targets": ' + targets.replace("\n", "\n  "))
     return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
-def _target(run: TargetRun, start: datetime) -> dict[str, object]:
+def _target(run: TargetRun, start: datetime, weighted_ms: float | None) -> dict[str, object]:
+    weighted = {} if weighted_ms is None else {"weightedMs": weighted_ms}
     return {
         "target": run.target,
         "status": run.status,
         "durationMs": run.duration_ms,
+        **weighted,
         # From the build's start, to the millisecond: where it lies on the build's timeline.
         "startOffsetMs": (run.start_time - start) // _MILLISECOND,
         "worker": run.worker,
         "error": run.error,
     }
+
+
+def _two_decimals(value: float | None) -> float | None:
+    """A ratio as the rates of an export are given: to two decimals (SPEC §4)."""
+    return None if value is None else round(value, 2)
+
+
+def _weight_lines(weights: BuildWeights) -> list[str]:
+    """The weighted figures of ``show``: n/a where the build reported no targets, nothing
+    ran (effective parallelism) or it has no worker count (the underused time)."""
+    known = weights.weighted_ms is not None
+    span = f" (span {weights.span_ms}ms)" if known else ""
+    if weights.underused_ms is None:
+        underused = "n/a"
+    else:
+        share = (
+            f" ({100.0 * weights.underused_ms / weights.duration_ms:.1f}%)"
+            if weights.duration_ms > 0
+            else ""
+        )
+        fewer = "no target" if weights.workers == 1 else f"fewer than {weights.workers} targets"
+        underused = (
+            f"{weights.underused_ms}ms of {weights.duration_ms}ms{share} with {fewer} running"
+        )
+    return [
+        f"Weighted Time: {_rate(weights.weighted_ms, '{}ms', span)}",
+        f"Effective Parallelism: {_rate(weights.effective_parallelism, '{:.2f}x')}",
+        f"Underused: {underused}",
+    ]
 
 
 def _build_error(build: BuildDetails | BuildReport) -> str:
@@ -602,6 +700,15 @@ def _write_binary(sessions: pl.DataFrame, fmt: str, out: IO[bytes]) -> None:
 
 def _bottleneck(b: Bottleneck) -> dict[str, object]:
     return {"target": b.target, "meanDurationMs": b.mean_ms, "runs": b.runs}
+
+
+def _weighted_bottleneck(b: WeightedBottleneck) -> dict[str, object]:
+    return {
+        "target": b.target,
+        "meanWeightedMs": b.mean_weighted_ms,
+        "meanDurationMs": b.mean_duration_ms,
+        "runs": b.runs,
+    }
 
 
 def _dumps(value: object) -> str:

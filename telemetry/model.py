@@ -16,6 +16,9 @@ from typing import Any, Final, Literal, TypeAlias
 from telemetry.metrics import rates
 
 Trend: TypeAlias = Literal["Increasing", "Decreasing", "Stable"]
+# What the summary ranks its bottlenecks by: the mean duration of each target's executed
+# runs, or their mean weighted time (:mod:`telemetry.weighted`).
+RankBy: TypeAlias = Literal["duration", "weighted"]
 RECENT_BOTTLENECKS: Final = 3
 
 
@@ -25,6 +28,16 @@ class Bottleneck:
 
     target: str
     mean_ms: float
+    runs: int
+
+
+@dataclass(slots=True, frozen=True)
+class WeightedBottleneck:
+    """A target and the means of its executed runs' weighted times and durations."""
+
+    target: str
+    mean_weighted_ms: float
+    mean_duration_ms: float
     runs: int
 
 
@@ -76,6 +89,9 @@ class SummaryReport:
     # The window's days that only the rollups still hold: in the totals, averages and
     # bottlenecks; the trends and regressions are over the builds themselves.
     from_rollups: RolledDays | None = None
+    # Set when the bottlenecks are ranked by mean weighted time (``summary --by weighted``):
+    # they stand in for ``bottlenecks``, and are over the builds still stored.
+    weighted_bottlenecks: tuple[WeightedBottleneck, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -146,6 +162,25 @@ class BuildDetails:
     branch: str | None
     labels: dict[str, str]
     targets: tuple[TargetRun, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class BuildWeights:
+    """One build's weighted figures (:mod:`telemetry.weighted`); the times are None, as its
+    rates are, when the build reported no targets."""
+
+    session_id: str
+    weighted_ms: int | None  # Σ of its targets' weighted times: the time any target ran
+    span_ms: int | None  # from the first executed target's start to the last one's end
+    executed_ms: int | None  # Σ durations of its executed targets
+    # executed_ms / span_ms, as Chromium's build summary reports it; None when nothing ran
+    effective_parallelism: float | None
+    workers: int  # its parallelism, else its peak concurrency
+    # Of its wall time, with fewer targets running than workers; None also when it has no
+    # workers (no worker count given, and nothing ran).
+    underused_ms: int | None
+    duration_ms: int  # its wall time
+    targets: tuple[float, ...]  # each target's weighted time, in the order of its targets
 
 
 def build_report(row: Mapping[str, Any], runs: Iterable[tuple[str, int, int]]) -> BuildReport:

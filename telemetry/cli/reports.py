@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, get_args
 from telemetry.cli.messages import err, internal_error
 from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import ConfigError, TelemetryError
+from telemetry.model import RankBy as RankBy  # the choices of summary --by
 
 if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
     from telemetry.analyzer import TelemetryAnalyzer
@@ -158,12 +159,19 @@ def summary(
     filter: Filter | None = None,
     top: int = 5,
     format: ReportFormat = "text",
+    by: RankBy = "duration",
 ) -> None:
-    """``builder telemetry summary``: the report on stdout."""
+    """``builder telemetry summary``: the report on stdout, its bottlenecks ranked ``by``
+    mean duration or mean weighted time."""
     from telemetry import exporter
 
     asked = analyzer(found, since, until, filter)
-    report = asked.summary(top=top)
+    if by == "weighted":
+        from telemetry.weighted import weighted_summary
+
+        report = weighted_summary(asked, top=top)
+    else:
+        report = asked.summary(top=top)
     if format == "json":
         out_json(exporter.summary_json(report))
         if report.total_builds == 0:
@@ -255,10 +263,14 @@ def show(
             err(message)
         else:
             out(message + "\n")
-    elif format == "json":
-        out_json(exporter.build_json(build, top=top))
     else:
-        out_report(exporter.render_build(build, top=top, color=color()))
+        from telemetry.weighted import weigh_build
+
+        weights = weigh_build(build)
+        if format == "json":
+            out_json(exporter.build_json(build, top=top, weights=weights))
+        else:
+            out_report(exporter.render_build(build, top=top, color=color(), weights=weights))
 
 
 def no_builds(stored: TelemetryStorage, window: Window, filter: Filter | None = None) -> str:

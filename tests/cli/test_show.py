@@ -30,9 +30,12 @@ Cache Hit Rate: 50.0%
 Workers: 4
 Utilization: 25.0%
 Targets/Second: 1.33
+Weighted Time: 3000ms (span 3000ms)
+Effective Parallelism: 1.00x
+Underused: 3000ms of 3000ms (100.0%) with fewer than 4 targets running
 
 Targets, slowest first:
-  1. [failed] //app:compile - 3000ms (worker 0)
+  1. [failed] //app:compile - 3000ms, weighted 3000ms (worker 0)
      Error: boom
   2. [skipped] //app:link - 0ms
   3. [skipped] //app:test - 0ms
@@ -95,10 +98,13 @@ Cache Hit Rate: 33.3%
 Workers: 2 (not reported: the most targets running at once)
 Utilization: 70.0%
 Targets/Second: 3.00
+Weighted Time: 900ms (span 900ms)
+Effective Parallelism: 1.56x
+Underused: 500ms of 1000ms (50.0%) with fewer than 2 targets running
 
 Targets, slowest first:
-  1. [built] //x - 900ms (worker 0)
-  2. [failed] //y - 500ms (worker 1)
+  1. [built] //x - 900ms, weighted 650ms (worker 0)
+  2. [failed] //y - 500ms, weighted 250ms (worker 1)
      Error: y.c:3: error: one two
   3. [cached] //z - 0ms
 """
@@ -133,6 +139,9 @@ def test_a_build_without_targets_has_no_rates(cli: Runner) -> None:
         "Workers: n/a\n"
         "Utilization: n/a\n"
         "Targets/Second: n/a\n"
+        "Weighted Time: n/a\n"
+        "Effective Parallelism: n/a\n"
+        "Underused: n/a\n"
         "\n"
         "Targets, slowest first:\n"
         "  (none)\n"
@@ -143,7 +152,7 @@ def test_top_shows_the_slowest_targets(small_cli: Runner) -> None:
     shown = small_cli("telemetry", "show", "c", "--top", "2").stdout
     assert shown.endswith(
         "Targets, slowest 2 of 4:\n"
-        "  1. [failed] //app:compile - 3000ms (worker 0)\n"
+        "  1. [failed] //app:compile - 3000ms, weighted 3000ms (worker 0)\n"
         "     Error: boom\n"
         "  2. [skipped] //app:link - 0ms\n"
     )
@@ -182,17 +191,24 @@ def test_show_json(small_cli: Runner) -> None:
         "endTimeMs": 1761578602000,
         "executedMs": 2700,
         "peakConcurrency": 2,
+        # Weighted: compile alone [0,500), with test [500,1000); test alone [1000,1400),
+        # with link [1400,1600); link alone [1600,2000). Two ran over 500 + 200 ms of 2000.
+        "weightedMs": 2000,
+        "spanMs": 2000,
+        "effectiveParallelism": 1.35,
+        "workers": 2,
+        "underusedMs": 1300,
         "targets": [
             {"target": "//app:test", "status": "built", "durationMs": 1100,
-             "startOffsetMs": 500, "worker": 1, "error": None},
+             "weightedMs": 750.0, "startOffsetMs": 500, "worker": 1, "error": None},
             {"target": "//app:compile", "status": "built", "durationMs": 1000,
-             "startOffsetMs": 0, "worker": 0, "error": None},
+             "weightedMs": 750.0, "startOffsetMs": 0, "worker": 0, "error": None},
             {"target": "//app:link", "status": "built", "durationMs": 600,
-             "startOffsetMs": 1400, "worker": 0, "error": None},
+             "weightedMs": 500.0, "startOffsetMs": 1400, "worker": 0, "error": None},
             {"target": "//lib:extra", "status": "cached", "durationMs": 0,
-             "startOffsetMs": 1700, "worker": None, "error": None},
+             "weightedMs": 0.0, "startOffsetMs": 1700, "worker": None, "error": None},
             {"target": "//lib:util", "status": "cached", "durationMs": 0,
-             "startOffsetMs": 5, "worker": None, "error": None},
+             "weightedMs": 0.0, "startOffsetMs": 5, "worker": None, "error": None},
         ],
     }  # fmt: skip
 
@@ -205,6 +221,8 @@ def test_show_json_is_the_exports_object_and_the_targets(small_cli: Runner) -> N
         )
         build = json.loads(shown.stdout)
         assert len(build.pop("targets")) == 1
+        for key in ("weightedMs", "spanMs", "effectiveParallelism", "workers", "underusedMs"):
+            build.pop(key)  # show's own, after the export's keys
         assert list(build.items()) == list(session.items())  # the same keys in the same order
     # Rates with two decimals, as export writes them.
     assert (
@@ -293,7 +311,7 @@ def test_text_from_builds_is_escaped(cli: Runner) -> None:
     assert "\nBranch: main\\u202eniam\n" in shown
     assert "\nLabels: k\\n=v\\x07\n" in shown
     assert "\nError: x y\n" in shown  # a line break in an error is a space, as in recent
-    assert "  1. [failed] //t\\r - 5ms\n     Error: bad\\x1b[31m\n" in shown
+    assert "  1. [failed] //t\\r - 5ms, weighted 5ms\n     Error: bad\\x1b[31m\n" in shown
     # Piped JSON holds the exact text.
     exact = json.loads(cli("telemetry", "show", "h", "--format", "json").stdout)
     assert (exact["sessionId"], exact["branch"], exact["targets"][0]["target"]) == (
@@ -304,7 +322,9 @@ def test_text_from_builds_is_escaped(cli: Runner) -> None:
 
 
 def test_ranks_are_aligned_on_their_dot(cli: Runner) -> None:
-    # Ten targets of 10, 20, ... 100 ms, each reported with its duration.
+    # Ten targets of 10, 20, ... 100 ms, each reported with its duration, all ending at 100:
+    # over [10(m - 1), 10m) m of them run, so //tk's weighted time is 10 · Σ 1/m over
+    # m = 11 − k ... 10 (//t10 29.3 ms, //t9 19.3, ..., //t1 1).
     events = [{"event": "build_started", "session": "t", "ts": T0}]
     events += [
         {"event": "target_finished", "session": "t", "ts": T0 + 100, "target": f"//t{n}",
@@ -318,15 +338,15 @@ def test_ranks_are_aligned_on_their_dot(cli: Runner) -> None:
     shown = cli("telemetry", "show", "t").stdout
     assert shown.endswith(
         "Targets, slowest first:\n"
-        "   1. [built] //t10 - 100ms\n"
-        "   2. [built] //t9 - 90ms\n"
-        "   3. [built] //t8 - 80ms\n"
-        "   4. [built] //t7 - 70ms\n"
-        "   5. [built] //t6 - 60ms\n"
-        "   6. [built] //t5 - 50ms\n"
-        "   7. [built] //t4 - 40ms\n"
-        "   8. [built] //t3 - 30ms\n"
-        "   9. [built] //t2 - 20ms\n"
-        "  10. [failed] //t1 - 10ms\n"
+        "   1. [built] //t10 - 100ms, weighted 29ms\n"
+        "   2. [built] //t9 - 90ms, weighted 19ms\n"
+        "   3. [built] //t8 - 80ms, weighted 14ms\n"
+        "   4. [built] //t7 - 70ms, weighted 11ms\n"
+        "   5. [built] //t6 - 60ms, weighted 8ms\n"
+        "   6. [built] //t5 - 50ms, weighted 6ms\n"
+        "   7. [built] //t4 - 40ms, weighted 5ms\n"
+        "   8. [built] //t3 - 30ms, weighted 3ms\n"
+        "   9. [built] //t2 - 20ms, weighted 2ms\n"
+        "  10. [failed] //t1 - 10ms, weighted 1ms\n"
         "      Error: no\n"
     )
