@@ -1,8 +1,9 @@
 """The docs show real output: their examples run here, against the demo history.
 
-- every ``console`` block of docs/guide.md: each ``$ command`` runs in bash, and what it
-  prints (stdout and stderr together) must be the lines that follow it;
-- every ``bash`` block of docs/guide.md and docs/events.md followed by a ``text`` block runs
+- every ``console`` block of docs/guide.md, cache.md and weighted.md: each ``$ command`` runs in
+  bash, and what it prints (stdout and stderr together) must be the lines that follow it;
+- every ``bash`` block of docs/guide.md, docs/events.md and the analyses' pages (check,
+  regressions, cache, compare, flaky, weighted) followed by a ``text`` block runs
   in a new directory with a store of its own, and prints that text;
 - every ``python`` block of docs/query.md and docs/library.md runs, and when a ``text`` block
   follows it, that is what it must print;
@@ -88,7 +89,11 @@ def in_demo_copy(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     yield copy
 
 
-GUIDE = console_examples(DOCS / "guide.md")
+GUIDE = [
+    example
+    for page in ("guide", "cache", "weighted")
+    for example in console_examples(DOCS / f"{page}.md")
+]
 
 
 @pytest.mark.parametrize(("command", "output"), GUIDE, ids=[c for c, _ in GUIDE])
@@ -118,9 +123,14 @@ def script_examples(path: Path) -> list[tuple[str, str]]:
     ]
 
 
+# The pages of the analyses beyond the summary, whose examples are scripts.
+ANALYSES = [
+    DOCS / f"{name}.md"
+    for name in ("check", "regressions", "cache", "compare", "flaky", "weighted")
+]
 SCRIPTS = [
     (path.name, i, script, output)
-    for path in (DOCS / "guide.md", DOCS / "events.md")
+    for path in (DOCS / "guide.md", DOCS / "events.md", *ANALYSES)
     for i, (script, output) in enumerate(script_examples(path))
 ]
 

@@ -302,8 +302,19 @@ def _finish(recording: Any) -> NoReturn:
 
 
 # The commands that read a window of builds: --since, --until and the filters before the
-# command's name are theirs too.
-_WINDOWED = ("summary", "recent", "export", "show")
+# command's name are theirs too; and the commands that take some of them.
+_WINDOWED = (
+    "summary",
+    "recent",
+    "export",
+    "show",
+    "check",
+    "cache",
+    "flaky",
+    "changes",
+    "regressions",
+)
+_SOME_OPTIONS = {"sql": ("--since", "--until"), "compare": ("--since", "--until", "--status")}
 
 
 @telemetry_app.callback()
@@ -332,14 +343,12 @@ def telemetry(
         )
         if value is not None
     ]
-    windows = set(given) <= {"--since", "--until"}
-    if given and command not in _WINDOWED and not (windows and command == "sql"):
-        takes = (
-            "summary, recent, export, show and sql"
-            if windows
-            else ("summary, recent, export and show")
-        )
-        raise reports.OptionError(f"{given[0]} goes with {takes}, not with {command}")
+    for option in given:
+        if command in _WINDOWED or option in _SOME_OPTIONS.get(command, ()):
+            continue
+        names = _WINDOWED + tuple(c for c, taken in _SOME_OPTIONS.items() if option in taken)
+        takes = f"{', '.join(names[:-1])} and {names[-1]}"
+        raise reports.OptionError(f"{option} goes with {takes}, not with {command}")
     if ctx.invoked_subcommand is None:
         ctx.invoke(summary, ctx)
 
@@ -393,6 +402,15 @@ def summary(
     top: Annotated[
         int, typer.Option(min=1, max=_MAX_COUNT, metavar="N", help="How many bottlenecks to show.")
     ] = 5,
+    by: Annotated[
+        reports.RankBy,
+        typer.Option(
+            "--by",
+            help="Rank the bottlenecks by the mean duration of their executed runs, or by "
+            "their mean weighted time (each run's time split among the targets running "
+            "beside it).",
+        ),
+    ] = "duration",
     threshold: Annotated[
         str | None,
         typer.Option(
@@ -411,7 +429,7 @@ def summary(
     since, until = _window(ctx, since, until)
     only = _filter(ctx, branch, tool, label, status)
     found = _config(ctx, threshold=threshold)
-    reports.summary(found, since=since, until=until, filter=only, top=top, format=format)
+    reports.summary(found, since=since, until=until, filter=only, top=top, format=format, by=by)
 
 
 @telemetry_app.command()
@@ -464,8 +482,9 @@ def show(
     label: WithLabelOption = None,
     status: StatusOption = None,
 ) -> None:
-    """One build: its times, status, tool, host, branch, commit, labels, counts and rates,
-    then every target with its status, duration, worker and error, slowest first.
+    """One build: its times, status, tool, host, branch, commit, labels, counts, rates and
+    weighted time, then every target with its status, duration, weighted time, worker and
+    error, slowest first.
 
     The filters choose among the builds: with them and no SESSION, the newest build they
     take. A SESSION that matches no build, or several, is an error (exit status 1).
@@ -976,6 +995,16 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "builder telemetry ingest bep.json --profile profile.json",
     ),
 }
+
+
+# The analyses beyond the seed, each a module of its own that joins the group (with its
+# examples) when imported: here, before the help is written.
+from telemetry.cli import cache as _cache  # noqa: E402, F401
+from telemetry.cli import changes as _changes  # noqa: E402, F401
+from telemetry.cli import compare as _compare  # noqa: E402, F401
+from telemetry.cli import flaky as _flaky  # noqa: E402, F401
+from telemetry.cli import gate as _gate  # noqa: E402, F401
+from telemetry.cli import target_regressions as _regressions  # noqa: E402, F401
 
 
 def _epilog(path: tuple[str, ...], *before: str) -> str:

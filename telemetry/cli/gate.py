@@ -26,7 +26,8 @@ from telemetry.cli.commands import (
 )
 
 EXAMPLES["telemetry", "check"] = (
-    "builder telemetry check --max-duration 10m --threshold 2.5 --dir ci-store/telemetry",
+    "builder telemetry check --session b --max-duration 10m --threshold 2.5 "
+    "--dir ci-store/telemetry",
     "builder telemetry check --session a --min-hit-rate 20 --format json --dir ci-store/telemetry",
 )
 

@@ -20,6 +20,9 @@ from telemetry.ingest import ingest_file
 from telemetry.storage import TelemetryStorage
 from tests.conftest import FIXTURES, T0, Runner, small_history
 
+# The commands that take a window and filters before their name (but the last).
+READERS = "summary, recent, export, show, check, cache, flaky, changes"
+
 BRANCHES = {"a": "main", "b": "feature/x", "c": "main"}
 
 
@@ -136,7 +139,7 @@ def test_an_option_after_the_command_name_wins(branched: Runner) -> None:
         (["--label", "ci", "show"], "Error: --label must be KEY=VALUE, got 'ci'"),
         (["show", "--branch", ""], "Error: --branch needs a name, got an empty one"),
         (["--tool", "ninja", "verify"],
-         "Error: --tool goes with summary, recent, export and show, not with verify"),
+         f"Error: --tool goes with {READERS} and regressions, not with verify"),
     ],
 )  # fmt: skip
 def test_an_unusable_filter_is_one_error_and_exit_2(

@@ -4,11 +4,13 @@ that has every command of the tree."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import get_args
 
@@ -111,6 +113,24 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["telemetry", "export", "--format", "parquet", "--output", str(folder / "exports/ws07")],
     ):
         subprocess.run([builder, *command], env=env, capture_output=True, check=True)
+    # Two groups of two builds in the last days, for compare: make on main with 4 workers,
+    # ninja on faster-link with 8.
+    now = int(time.time() * 1000)
+    groups = [("make", "main", "4"), ("ninja", "faster-link", "8")]
+    lines = []
+    for n, (tool, branch, workers) in enumerate(groups * 2):
+        start = now - (n + 1) * 3_600_000
+        lines += [
+            json.dumps({"event": "build_started", "session": f"ab-{n}", "ts": start,
+                        "tool": tool, "branch": branch,
+                        "labels": {"BUILDER_PARALLEL": workers}}),
+            json.dumps({"event": "build_finished", "session": f"ab-{n}",
+                        "ts": start + 1000 * (n + 1), "success": True}),
+        ]  # fmt: skip
+    (folder / "ab.jsonl").write_text("\n".join(lines))
+    env = process_env(folder / ".builder-cache" / "telemetry")
+    command = [builder, "telemetry", "ingest", str(folder / "ab.jsonl")]
+    subprocess.run(command, env=env, capture_output=True, check=True)
     return folder
 
 

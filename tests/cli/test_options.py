@@ -11,6 +11,9 @@ import pytest
 
 from tests.conftest import Runner, small_history
 
+# The commands that take a window and filters before their name (but the last).
+READERS = "summary, recent, export, show, check, cache, flaky, changes"
+
 SINCE = "2025-10-27T15:00"  # builds b and c of the small history
 
 
@@ -87,7 +90,7 @@ def test_a_window_before_a_command_without_one_is_refused(small_cli: Runner, com
     assert (result.code, result.stdout, result.stderr) == (
         2,
         "",
-        f"Error: --until goes with summary, recent, export, show and sql, not with {command}\n",
+        f"Error: --until goes with {READERS}, regressions, sql and compare, not with {command}\n",
     )
     assert "Total Builds: 3" in small_cli("telemetry").stdout  # nothing was cleared
 
@@ -101,7 +104,24 @@ def test_a_window_before_sql_is_its_window(small_cli: Runner) -> None:
     refused = small_cli("telemetry", "--tool", "ninja", "sql", count)
     assert (refused.code, refused.stderr) == (
         2,
-        "Error: --tool goes with summary, recent, export and show, not with sql\n",
+        f"Error: --tool goes with {READERS} and regressions, not with sql\n",
+    )
+
+
+def test_a_status_before_compare_is_its_own_and_a_branch_is_refused(small_cli: Runner) -> None:
+    # small_history: a (ninja, succeeded), b (bazel, succeeded), c (no tool, failed); the
+    # groups by tool have one build each, too few, whichever way --status is given.
+    before = small_cli("telemetry", "--status", "succeeded", "compare", "--a", "tool=ninja",
+                       "--b", "tool=bazel")  # fmt: skip
+    after = small_cli("telemetry", "compare", "--a", "tool=ninja", "--b", "tool=bazel",
+                      "--status", "succeeded")  # fmt: skip
+    assert (before.code, before.stdout, before.stderr) == (after.code, after.stdout, after.stderr)
+    assert before.code == 1 and before.stderr.startswith("Error: ")
+    refused = small_cli("telemetry", "--branch", "main", "compare", "--a", "tool=ninja",
+                        "--b", "tool=bazel")  # fmt: skip
+    assert (refused.code, refused.stderr) == (
+        2,
+        f"Error: --branch goes with {READERS} and regressions, not with compare\n",
     )
 
 
