@@ -230,25 +230,27 @@ def _pointed(month: date, folder: Path) -> Pack | None:
     except FileNotFoundError:
         return None
     key = (month, folder, text)
-    if key in _READ:  # what a pointer says is a function of its text: read once a process
-        found = _READ[key]
-        if isinstance(found, ValueError):
-            raise ValueError(str(found))
-        return found
-    if len(_READ) >= _READ_KEPT:
-        _READ.clear()
-    try:
-        _READ[key] = _said_in(month, folder, text)
-    except ValueError as error:
-        _READ[key] = error
-        raise
-    return _READ[key]  # type: ignore[return-value]
+    # What a pointer says is a function of its text: read once a process (another thread
+    # may empty the cache between any two steps, so the answer is kept in hand).
+    found = _READ.get(key, _UNREAD)
+    if found is _UNREAD:
+        try:
+            found = _said_in(month, folder, text)
+        except ValueError as error:
+            found = error
+        if len(_READ) >= _READ_KEPT:
+            _READ.clear()
+        _READ[key] = found
+    if isinstance(found, ValueError):
+        raise ValueError(str(found))
+    return found  # type: ignore[return-value]
 
 
 # Each pointer's reading, by its month, folder and text: a year's snapshot reads twelve,
 # and the analyzer takes a snapshot for every answer.
 _READ: dict[tuple[date, Path, bytes], Pack | ValueError | None] = {}
 _READ_KEPT: Final = 256
+_UNREAD: Final = object()
 
 
 def _said_in(month: date, folder: Path, text: bytes) -> Pack | None:

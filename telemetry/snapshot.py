@@ -121,7 +121,6 @@ class Snapshot:
         others: list[Dataset] = [d for d in datasets if d != "sessions"]
         packed: dict[Dataset, dict[date, Packed]] = {}
         held: dict[Path, frozenset[date]] = {}
-        unsourced: set[date] = set()
         if packs:
             from telemetry import months
 
@@ -134,30 +133,30 @@ class Snapshot:
                     stamps = pack.stamps.get(dataset, {})
                     for day, name in pack.files[dataset].items():
                         packed.setdefault(dataset, {})[day] = (name, path, stamps.get(day))
-                    # A file the job could not read is met where it is, and named.
-                    unsourced.update(pack.skipped.get(dataset, {}))
         for _ in range(_LISTINGS):
-            found = list(_listed(store, "sessions", chosen, since, until, packed))
-            before = _stored(found)
-            # A day whose sessions folder holds just what its pack holds is read from the
-            # pack in every dataset: its other folders are not looked at (a year of packed
-            # days costs a stat a day, of the sessions alone).
-            sourced = {
-                day: layout.stem(name)
-                for day, _, name, _, whole in found
-                if whole and day not in unsourced
+            found: dict[Dataset, list[_Found]] = {
+                "sessions": list(_listed(store, "sessions", chosen, since, until, packed))
             }
-            listed: dict[Dataset, list[StoredFile]] = {"sessions": before}
             for dataset in others:
-                listed[dataset] = _stored(
-                    _listed(store, dataset, chosen, since, until, packed, sourced)
-                )
+                found[dataset] = list(_listed(store, dataset, chosen, since, until, packed))
+            listed: dict[Dataset, list[StoredFile]] = {
+                dataset: _stored(files) for dataset, files in found.items()
+            }
+            # A day whose every folder the pack holds a file of still has its stamp is read
+            # from the pack alone, whatever maintenance does to its folders from now on.
+            whole = {day for day, *_, stamped in found["sessions"] if stamped}
+            for dataset in others:
+                taken = {day for day, *_, stamped in found[dataset] if stamped}
+                looked_at = {day for day, *_, stamped in found[dataset] if not stamped}
+                ours = packed.get(dataset, {})
+                whole = {d for d in whole - looked_at if d in taken or d not in ours}
             # The sessions of the other days again: a file gone meanwhile (compaction
             # replaced it) may have taken its day's other files before they were listed.
-            looked = sorted({day for day, *_ in found if day not in sourced})
+            before = [(day, path) for day, path, *_ in found["sessions"] if day not in whole]
+            looked = sorted({day for day, _ in before})
             again = _listed(store, "sessions", looked, since, until, packed) if looked else ()
             after = {path for _, path, *_ in again}
-            if all(path in after for day, path, *_ in found if day not in sourced):
+            if all(path in after for _, path in before):
                 return cls(store, listed, packs=held)
         raise StorageError(
             f"the files in {store.root} kept changing while they were listed; try again"
@@ -506,7 +505,7 @@ _MADE_KEPT: Final = 1 << 16
 
 
 # A listed file as text: its day, path, name, pack, and whether its day folder was not
-# listed (its stamp was the pack's, or its sessions folder's was).
+# listed (its stamp was the pack's).
 _Found: TypeAlias = "tuple[date, str, str, Path | None, bool]"
 
 
@@ -517,29 +516,17 @@ def _listed(
     since: date | None,
     until: date | None,
     packed: dict[Dataset, dict[date, Packed]] | None,
-    sourced: dict[date, str] | None = None,
 ) -> Iterator[_Found]:
-    """:func:`list_files`' files as text. The days of ``sourced`` (by the name stem of their
-    packed sessions file) are the pack's, unlisted: their file of the same stem, if any."""
+    """:func:`list_files`' files as text."""
     from telemetry.months import stamp
 
     named = (packed or {}).get(dataset, {})
-    sourced = sourced or {}
     parent = str(store.dataset(dataset))
     chosen = list_days(store, dataset) if days is None else sorted(set(days))
-    if sourced:  # those days, whether or not their folder is there now
-        chosen = sorted({*chosen, *sourced})
     for day in chosen:
         if (since and day < since) or (until and day > until):
             continue
         held = named.get(day)
-        if day in sourced:
-            if held is not None and layout.stem(held[0]) == sourced[day]:
-                path = f"{parent}{os.sep}{layout.partition_name(day)}{os.sep}{held[0]}"
-                yield day, path, held[0], held[1], True
-                continue
-            if held is None:
-                continue  # the pack has no file of this dataset: there was none of the stem
         folder = os.path.join(parent, layout.partition_name(day))
         if held is not None and held[2] is not None and stamp(folder) == held[2]:
             yield day, os.path.join(folder, held[0]), held[0], held[1], True

@@ -156,30 +156,22 @@ def test_packed_files_are_not_opened(demo: TelemetryStorage, tmp_path: Path) -> 
     assert listed == 0  # a stamped day is taken without listing its folder
 
 
-def test_a_day_whose_sessions_are_as_packed_is_read_from_the_pack_alone(
+def test_a_file_quarantined_from_a_packed_day_is_not_read_from_the_pack(
     demo: TelemetryStorage, tmp_path: Path
 ) -> None:
-    """A day whose sessions folder has its packed stamp is read from the pack in every
-    dataset: the pack holds the files its sessions file commits, so the other datasets'
-    folders are not looked at (a year costs a stat a day, of the sessions alone), and a day
-    whose other folders went (by hand) still reads as it was packed."""
-    expected = _answers(_unpacked(demo, tmp_path / "plain"))
+    """`verify --repair` moves a file out of a packed day: the readers no longer count its
+    rows, as they would not without the packs; moved back, they count them again. Each
+    dataset's folder is taken from the pack only while its own stamp holds."""
     copy = TelemetryStorage(tmp_path / "copy", clock=lambda: NOW)
     shutil.copytree(demo.dir, copy.dir)
     assert pack(copy).months == ()  # the stamps are the copy's now
-    for dataset in ("targets", "daily_targets"):
-        shutil.rmtree(copy.dir / dataset / "date=2026-10-05")
-    stamped: list[str] = []
-    real = months.stamp
-
-    def counting(folder: Any, **kwargs: Any) -> Any:
-        stamped.append(str(folder))
-        return real(folder, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(months, "stamp", counting)
-        assert _answers(copy) == expected
-    assert stamped and all(f"{os.sep}sessions{os.sep}" in folder for folder in stamped)
+    [targets] = (copy.dir / "targets" / "date=2026-10-05").glob("*.arrow")
+    moved = copy.quarantine(targets)
+    expected = _answers(_unpacked(copy, tmp_path / "plain"))
+    assert _answers(copy) == expected
+    assert expected != _answers(_unpacked(demo, tmp_path / "whole"))  # the file counted
+    moved.rename(targets)
+    assert _answers(copy) == _answers(_unpacked(copy, tmp_path / "restored"))
 
 
 def test_a_day_changed_since_it_was_packed_is_read_from_its_files(tmp_path: Path) -> None:
