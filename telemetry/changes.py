@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
+from telemetry.config import parse_number
 from telemetry.errors import ConfigError, TelemetryError
 from telemetry.events import EXECUTED, TIME_FORMAT
 from telemetry.text import printable
@@ -124,12 +125,7 @@ def number(text: str, *, option: str) -> float:
     >>> number("4.5", option="--penalty")
     4.5
     """
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(
-            f"{option} must be a number (e.g. {DEFAULT_PENALTY:g}), got {text!r}"
-        ) from None
+    return parse_number(text, source=option, example=f"{DEFAULT_PENALTY:g}")
 
 
 @dataclass(slots=True, frozen=True)

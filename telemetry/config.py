@@ -157,6 +157,23 @@ def parse_positive_int(value: str, *, source: str, maximum: int) -> int:
     return number
 
 
+def parse_number(text: str, *, source: str, example: str) -> float:
+    """A number as a person writes it (``1.5``, ``-2``, ``1e3``, ``inf``); the callers say
+    which are usable. Python's ``float`` also takes ``1_5`` (as 15) and other scripts'
+    digits: a typo must not pass.
+
+    >>> parse_number("1.5", source="--ratio", example="1.5")
+    1.5
+    """
+    problem = ConfigError(f"{source} must be a number (e.g. {example}), got {text!r}")
+    if "_" in text or not text.isascii():
+        raise problem
+    try:
+        return float(text)
+    except ValueError:
+        raise problem from None
+
+
 def parse_threshold(value: str | None, *, source: str) -> float:
     """Parse a regression threshold: a finite ratio greater than 1 (``1.5`` = 50% slower)."""
     if value is None or value.strip() == "":

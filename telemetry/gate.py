@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeAlias
 
-from telemetry.config import DEFAULT_REGRESSION_THRESHOLD
+from telemetry.config import DEFAULT_REGRESSION_THRESHOLD, parse_number
 from telemetry.errors import ConfigError, StorageError, TelemetryError
 from telemetry.events import TIME_FORMAT
 from telemetry.text import printable
@@ -354,8 +354,8 @@ def parse_percentage(text: str, *, source: str = "--min-hit-rate") -> float:
     """
     value = text.strip().removesuffix("%").strip()
     try:
-        number = float(value)
-    except ValueError:
+        number = parse_number(value, source=source, example="80")
+    except ConfigError:
         number = math.nan
     if not 0.0 <= number <= 100.0:  # also refuses nan
         raise ConfigError(f"{source} must be a percentage from 0 to 100 (e.g. 80), got {text!r}")

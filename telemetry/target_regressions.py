@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 import polars as pl
 
 from telemetry.analyzer import regressions as build_regressions
+from telemetry.config import parse_number
 from telemetry.errors import ConfigError
 from telemetry.events import EXECUTED, TIME_FORMAT
 from telemetry.model import Regression
@@ -143,14 +144,7 @@ def number(text: str, *, option: str) -> float:
     >>> number("1.5", option="--ratio")
     1.5
     """
-    problem = ConfigError(f"{option} must be a number (e.g. 1.5), got {text!r}")
-    # float() also reads "1_5" as 15 and other scripts' digits: a typo must not pass.
-    if "_" in text or not text.isascii():
-        raise problem
-    try:
-        return float(text)
-    except ValueError:
-        raise problem from None
+    return parse_number(text, source=option, example="1.5")
 
 
 def age(text: str, *, option: str) -> timedelta:

@@ -490,6 +490,7 @@ def test_text_from_builds_is_escaped(cli: Runner) -> None:
     ("args", "error"),
     [
         (["--penalty", "abc"], "Error: --penalty must be a number (e.g. 3), got 'abc'"),
+        (["--penalty", "1_5"], "Error: --penalty must be a number (e.g. 3), got '1_5'"),
         (["--penalty", "0"], "Error: --penalty must be a number above 0 (e.g. 3), got 0.0"),
         (["--penalty", "-1"], "Error: --penalty must be a number above 0 (e.g. 3), got -1.0"),
         (["--penalty", "nan"], "Error: --penalty must be a number above 0 (e.g. 3), got nan"),

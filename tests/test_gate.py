@@ -668,6 +668,12 @@ def test_an_unknown_session_is_an_error(cli: Runner) -> None:
         ("--min-hit-rate", "nan", None),
         ("--min-hit-rate", "high", None),
         (
+            "--min-hit-rate",
+            "8_0",  # Python reads 80
+            "Error: --min-hit-rate must be a percentage from 0 to 100 (e.g. 80), got '8_0'\n",
+        ),
+        ("--threshold", "1_5", None),  # Python reads 15
+        (
             "--threshold",
             "1",
             "Error: --threshold must be a number greater than 1 (e.g. 1.5), got '1'\n",
