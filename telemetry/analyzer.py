@@ -14,7 +14,7 @@ compaction and retention run beside it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -171,15 +171,17 @@ class TelemetryAnalyzer:
 
     # -- across sessions ----------------------------------------------------------------------
 
-    def summary(self, *, top: int = 5) -> SummaryReport:
+    def summary(self, *, top: int = 5, trend_points: int = 0) -> SummaryReport:
         """Totals, averages, trends, the top bottlenecks and the latest regressions, all
-        read from one snapshot of the store."""
-        return self._reading(lambda snapshot: self._summary(snapshot, top))
+        read from one snapshot of the store; with ``trend_points``, the two trends as that
+        many points at most (:func:`trend_series`), for sparklines."""
+        return self._reading(lambda snapshot: self._summary(snapshot, top, trend_points))
 
     def summary_and_targets(
         self,
         *,
         top: int = 5,
+        trend_points: int = 0,
         columns: Iterable[str] | None = None,
         statuses: Iterable[str] | None = None,
     ) -> tuple[SummaryReport, pl.DataFrame]:
@@ -188,12 +190,26 @@ class TelemetryAnalyzer:
         chosen, kept = _target_columns(columns, statuses)
 
         def read(snapshot: Snapshot) -> tuple[SummaryReport, pl.DataFrame]:
-            return self._summary(snapshot, top), self._targets(snapshot, chosen, kept)[1]
+            report = self._summary(snapshot, top, trend_points)
+            return report, self._targets(snapshot, chosen, kept)[1]
 
         return self._reading(read)
 
-    def _summary(self, snapshot: Snapshot, top: int) -> SummaryReport:
+    def _summary(self, snapshot: Snapshot, top: int, trend_points: int = 0) -> SummaryReport:
         sessions = self._sessions(snapshot)
+        report = self._report(sessions, snapshot, top)
+        if trend_points <= 0:
+            return report
+        # Over the builds themselves, as the trends are (the rollups keep no builds).
+        return replace(
+            report,
+            build_time_series=trend_series(sessions["duration_ms"], trend_points),
+            cache_hit_rate_series=trend_series(
+                sessions["cache_hit_rate"].drop_nulls(), trend_points
+            ),
+        )
+
+    def _report(self, sessions: pl.DataFrame, snapshot: Snapshot, top: int) -> SummaryReport:
         rolled = self._rolled_days(sessions)
         if rolled is not None:
             return self._with_rollups(sessions, snapshot, top, *rolled)
@@ -743,6 +759,31 @@ def trend(values: pl.Series) -> Trend:
     if change < -TREND_BAND:
         return "Decreasing"
     return "Stable"
+
+
+def trend_series(values: pl.Series, points: int) -> tuple[float, ...]:
+    """``values`` (in time order, none null) as at most ``points`` means: split into that many
+    consecutive runs of builds as equal in size as can be (the value at position ``p`` of
+    ``n`` is in run ``p·points // n``), each run's mean; the values themselves when there
+    are no more than ``points``.
+
+    >>> trend_series(pl.Series([1, 3, 5, 7, 9]), 2)
+    (3.0, 8.0)
+    """
+    n = values.len()
+    if n == 0 or points <= 0:
+        return ()
+    if n <= points:
+        return tuple(float(v) for v in values.cast(pl.Float64))
+    means = (
+        values.cast(pl.Float64)
+        .to_frame("value")
+        .with_row_index("position")
+        .group_by((pl.col("position").cast(pl.Int64) * points // n).alias("run"))
+        .agg(pl.col("value").mean())
+        .sort("run")
+    )
+    return tuple(means["value"].to_list())
 
 
 def regressions(sessions: pl.DataFrame, *, threshold: float) -> tuple[Regression, ...]:

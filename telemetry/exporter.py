@@ -179,7 +179,7 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
         "",
         "Cache Efficiency:",
         f"  Average Hit Rate: {_rate(report.average_cache_hit_rate, '{:.1f}%', over)}",
-        f"  Trend: {report.cache_trend}",
+        f"  Trend: {report.cache_trend}{_sparkline(report.cache_hit_rate_series)}",
         "",
         "Parallelism:",
         f"  Average Utilization: {_rate(report.average_utilization, '{:.1f}%', over)}",
@@ -202,7 +202,10 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
         ]
     if not (report.bottlenecks if weighted is None else weighted):
         lines.append("  (none)")
-    lines += ["", f"Build Time Trend: {report.build_time_trend}"]
+    lines += [
+        "",
+        f"Build Time Trend: {report.build_time_trend}{_sparkline(report.build_time_series)}",
+    ]
     rolled = report.from_rollups
     if rolled is not None:
         # Said after the seed's lines, so a script that reads them reads them all the same.
@@ -229,6 +232,31 @@ def render_summary(report: SummaryReport, *, color: bool = False) -> str:
             for r in report.regressions
         ]
     return "\n".join(lines) + "\n"
+
+
+# Eight heights, lowest first: a sparkline's bars (U+2581 to U+2588).
+SPARKS: Final = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """``values`` as a row of bars, the lowest value the lowest bar and the highest the
+    highest, the others in proportion between (rounded to the nearest of the eight
+    heights); a row of middle bars when all are equal.
+
+    >>> sparkline([0.0, 7.0, 3.5, 1.0])
+    '▁█▅▂'
+    """
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    if high == low:
+        return SPARKS[3] * len(values)
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def _sparkline(values: Sequence[float]) -> str:
+    """A trend's sparkline after its word, when the report has one of two points or more
+    (a terminal's summary asks for them; piped text has none)."""
+    return "  " + sparkline(values) if len(values) >= 2 else ""
 
 
 def summary_json(report: SummaryReport) -> str:

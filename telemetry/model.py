@@ -92,6 +92,10 @@ class SummaryReport:
     # Set when the bottlenecks are ranked by mean weighted time (``summary --by weighted``):
     # they stand in for ``bottlenecks``, and are over the builds still stored.
     weighted_bottlenecks: tuple[WeightedBottleneck, ...] | None = None
+    # The two trends as a few points each (:func:`telemetry.analyzer.trend_series`), for the
+    # sparklines a terminal shows; empty unless asked for (``summary(trend_points=...)``).
+    build_time_series: tuple[float, ...] = ()
+    cache_hit_rate_series: tuple[float, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

@@ -308,12 +308,14 @@ def _ranked(targets: pl.DataFrame, top: int) -> tuple[WeightedBottleneck, ...]:
     )
 
 
-def weighted_summary(analyzer: TelemetryAnalyzer, *, top: int = 5) -> SummaryReport:
+def weighted_summary(
+    analyzer: TelemetryAnalyzer, *, top: int = 5, trend_points: int = 0
+) -> SummaryReport:
     """The summary of :meth:`TelemetryAnalyzer.summary` with its bottlenecks ranked by mean
     weighted time (:func:`weighted_bottlenecks`) rather than by mean duration. Days that
     only the daily rollups still hold count in its totals, not in that ranking: a rollup
     keeps no target's times."""
     report, targets = analyzer.summary_and_targets(
-        top=top, columns=_TIMES, statuses=_EXECUTED
+        top=top, trend_points=trend_points, columns=_TIMES, statuses=_EXECUTED
     )  # one snapshot: the ranking is of the builds the totals count
     return replace(report, weighted_bottlenecks=_ranked(targets, top))

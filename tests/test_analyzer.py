@@ -10,7 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from telemetry.analyzer import BuildLookupError, TelemetryAnalyzer, regressions, trend
+from telemetry.analyzer import (
+    BuildLookupError,
+    TelemetryAnalyzer,
+    regressions,
+    trend,
+    trend_series,
+)
 from telemetry.errors import ConfigError
 from telemetry.ingest import ingest_jsonl
 from telemetry.model import TargetRun
@@ -568,3 +574,34 @@ def test_target_rows_of_some_columns_and_statuses(branched: TelemetryStorage) ->
     assert ids.rows() == [("c",), ("c",)]
     with pytest.raises(ValueError, match="no column 'label'"):
         analyzer.targets(columns=["label"])
+
+
+@pytest.mark.parametrize(
+    ("values", "points", "expected"),
+    [
+        ([], 20, ()),
+        ([5], 20, (5.0,)),
+        ([3, 1, 2], 3, (3.0, 1.0, 2.0)),  # no more values than points: the values
+        # 7 values in 3 runs: position p goes to run 3p // 7, so p 0-2 (3p < 7), 3-4, 5-6:
+        # means (1+2+3)/3, (4+5)/2, (6+7)/2.
+        ([1, 2, 3, 4, 5, 6, 7], 3, (2.0, 4.5, 6.5)),
+        # 10 values in 4 runs: 4p // 10 puts p 0-2, 3-4, 5-7, 8-9 together.
+        ([10, 20, 30, 40, 50, 60, 70, 80, 90, 100], 4, (20.0, 45.0, 70.0, 95.0)),
+    ],
+)
+def test_a_trend_series_is_the_means_of_consecutive_runs(
+    values: list[int], points: int, expected: tuple[float, ...]
+) -> None:
+    assert trend_series(pl.Series(values, dtype=pl.Int64), points) == expected
+
+
+def test_the_summary_gives_its_trends_series_only_when_asked(tmp_path: Path) -> None:
+    storage = TelemetryStorage(tmp_path / "t")
+    ingest_jsonl(storage, small_history())
+    plain = TelemetryAnalyzer(storage).summary()
+    assert (plain.build_time_series, plain.cache_hit_rate_series) == ((), ())
+    # Builds a, b, c: 1000, 2000, 3000 ms; hit rates 1/4, 2/5, 1/2 of executed or cached.
+    asked = TelemetryAnalyzer(storage).summary(trend_points=2)
+    # Runs by 2p // 3: p = 0 and 1 (a, b) in run 0, p = 2 (c) in run 1.
+    assert asked.build_time_series == (1500.0, 3000.0)
+    assert asked.cache_hit_rate_series == (32.5, 50.0)  # (25 + 40) / 2, 50

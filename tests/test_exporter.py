@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.exporter import printable
+from telemetry.exporter import printable, sparkline
 from tests.conftest import T0, Runner
 
 
@@ -124,3 +124,19 @@ def test_output_file_permissions(small_cli: Runner, tmp_path: Path, existing: in
         os.umask(old_umask)
     expected = 0o644 if existing is None else existing
     assert stat.S_IMODE(target.stat().st_mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # Heights 0-7 from lowest to highest: (v - low) / (high - low) * 7, to the nearest.
+        ([0.0, 7.0], "\u2581\u2588"),
+        ([10.0, 12.0, 11.0, 10.5], "\u2581\u2588\u2585\u2583"),  # 0, 7, 3.5 -> 4, 1.75 -> 2
+        ([4.0, 4.0, 4.0], "\u2584\u2584\u2584"),  # all equal: the middle bars
+        ([100.0, 0.0, 100.0 / 7], "\u2588\u2581\u2582"),
+    ],
+)
+def test_a_sparkline_scales_from_the_lowest_to_the_highest_bar(
+    values: list[float], expected: str
+) -> None:
+    assert sparkline(values) == expected

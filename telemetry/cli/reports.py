@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
 ReportFormat: TypeAlias = Literal["text", "json"]
 FORMATS: Final[tuple[ReportFormat, ...]] = get_args(ReportFormat)
 MAX_COUNT = 1_000_000
+# The bars of each trend's sparkline in a terminal's summary.
+SPARKLINE_POINTS: Final = 20
 USAGE_ERROR = 2
 EXIT_STATUSES = (
     "Exit status: 0 success; 1 a failure while working (or skipped input lines); 2 an "
@@ -166,12 +168,15 @@ def summary(
     from telemetry import exporter
 
     asked = analyzer(found, since, until, filter)
+    # Sparklines of the two trends are decoration: for a terminal that shows colour, never
+    # in piped text, which stays the seed's line for line.
+    points = SPARKLINE_POINTS if format == "text" and color() else 0
     if by == "weighted":
         from telemetry.weighted import weighted_summary
 
-        report = weighted_summary(asked, top=top)
+        report = weighted_summary(asked, top=top, trend_points=points)
     else:
-        report = asked.summary(top=top)
+        report = asked.summary(top=top, trend_points=points)
     if format == "json":
         out_json(exporter.summary_json(report))
         if report.total_builds == 0:
@@ -375,7 +380,18 @@ _MARK = re.compile(
 _ASCII: Final = {"✓": "OK", "✗": "FAIL", "•": "*", "⚠️": "!!"}
 
 
+# The summary's sparklines (after a trend's word), and their eight heights in ASCII where
+# the encoding lacks the bars; bars in build text (a target label) are the label's.
+_SPARKLINE = re.compile(r"^((?:  Trend|Build Time Trend): \w+  )([\u2581-\u2588]+)$", re.MULTILINE)
+_ASCII_SPARKS: Final = "_.-:=+*#"
+
+
 def _ascii_marks(text: str, encoding: str) -> str:
+    from telemetry.exporter import SPARKS
+
+    plain_bars = str.maketrans(SPARKS, _ASCII_SPARKS)
+    text = _SPARKLINE.sub(lambda found: found[1] + found[2].translate(plain_bars), text)
+
     def plain(found: re.Match[str]) -> str:
         if found["mark"]:
             return found["before"] + _ASCII[found["mark"]]

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import select
 import subprocess
 import termios
@@ -254,3 +255,47 @@ def test_export_to_a_terminal_is_escaped_and_to_a_pipe_or_file_exact(tmp_path: P
 def test_errors_quote_build_text_escaped(tmp_path: Path) -> None:
     code, screen = _in_terminal(["record", "no\u202esuch\x1b[2J"], tmp_path)
     assert (code, screen) == (127, "Error: no\\u202esuch\\x1b[2J: command not found\n")
+
+
+# The small history's builds a, b, c took 1000, 2000 and 3000 ms, with cache hit rates of
+# 25% (1 cached of 4 executed or cached), 40% (2 of 5) and 50% (1 of 2): both rise, and
+# each series, scaled from its lowest to its highest value over eight heights, is the lowest
+# bar, the bar of (2000 - 1000) / 2000 * 7 = 3.5 -> 4 (the fifth), and the highest; the hit
+# rates' middle value is at (40 - 25) / 25 * 7 = 4.2 -> 4 too.
+SPARKS = "\u2581\u2585\u2588"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["telemetry"], ["telemetry", "summary"], ["telemetry", "summary", "--by", "weighted"]],
+)
+def test_a_terminals_summary_shows_the_trends_as_sparklines(
+    tmp_path: Path, args: list[str]
+) -> None:
+    _store(tmp_path)
+    code, screen = _in_terminal(args, tmp_path)
+    assert code == 0
+    lines = screen.splitlines()
+    assert f"  Trend: Increasing  {SPARKS}" in lines
+    assert f"Build Time Trend: Increasing  {SPARKS}" in lines
+    # Decoration only: the same report as piped, but for the two bars.
+    piped = _piped(args, tmp_path).decode()
+    assert re.sub(r"\x1b\[[0-9;]*m", "", screen.replace(f"  {SPARKS}", "")) == piped
+    assert "Increasing  " not in piped
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
+def test_no_sparklines_where_there_is_no_decoration(tmp_path: Path, env: dict[str, str]) -> None:
+    _store(tmp_path)
+    code, screen = _in_terminal(["telemetry", "summary"], tmp_path, **env)
+    assert code == 0
+    assert screen == _piped(["telemetry", "summary"], tmp_path).decode()
+
+
+def test_a_latin_1_terminal_gets_sparklines_in_ascii(tmp_path: Path) -> None:
+    _store(tmp_path)
+    code, screen = _in_terminal(["telemetry", "summary"], tmp_path, PYTHONIOENCODING="latin-1")
+    assert code == 0
+    # The lowest, fifth and highest of the eight heights "_.-:=+*#".
+    assert "Build Time Trend: Increasing  _=#" in screen.splitlines()
+    assert "  Trend: Increasing  _=#" in screen.splitlines()
