@@ -9,8 +9,10 @@ failed was never attempted: ``skipped``, as are the other aborted targets. Every
 profile shows for a target is a run of that target, ``built`` unless the target failed. A
 requested target that ran no action was served from Bazel's caches: ``cached``. Without a
 profile only the requested targets and the failed actions are known, each ``built``,
-``failed`` or ``skipped``. Nothing of the BEP's command line, environment, user or host is
-stored.
+``failed`` or ``skipped``. The build's commit and branch come from ``--build_metadata``
+(``COMMIT_SHA``, ``BRANCH_NAME``) or from the ``--workspace_status_command``'s keys
+(``BUILD_SCM_REVISION``, ``STABLE_GIT_COMMIT``, ``GIT_BRANCH``, ...); nothing else of the
+BEP's command line, metadata, environment, user or host is stored.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from telemetry.events import Event, EventBuilder, parse_timestamp
 
 _LABEL = re.compile(r"(@[\w.~+-]*)?//[^\s'\"]*")
 _ACTION_CATEGORY = "action processing"
+# Where a build's commit and branch come from, first found first: the keys BuildBuddy's
+# guide gives to --build_metadata, then the usual keys of a --workspace_status_command.
+_COMMIT_KEYS = ("COMMIT_SHA", "BUILD_SCM_REVISION", "STABLE_GIT_COMMIT", "STABLE_COMMIT_SHA")
+_BRANCH_KEYS = ("BRANCH_NAME", "GIT_BRANCH", "STABLE_GIT_BRANCH", "BUILD_SCM_BRANCH")
 
 
 def is_bep_event(value: object) -> bool:
@@ -50,6 +56,8 @@ def bep_events(
     outcome: dict[str, str] = {}  # label -> built | failed | skipped
     failures: dict[str, str] = {}  # label -> why its action failed
     causes: dict[str, set[str]] = {}  # failed label -> labels of the failed actions it names
+    metadata: dict[str, str] = {}  # --build_metadata KEY=VALUE
+    workspace: dict[str, str] = {}  # the --workspace_status_command's KEY VALUE lines
     texts = [raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw for raw in lines]
     last_line = max((n for n, text in enumerate(texts, start=1) if text.strip()), default=0)
     for number, text in enumerate(texts, start=1):
@@ -80,6 +88,15 @@ def bep_events(
                     outcome[label] = "built" if completed.get("success") else "failed"
                     if not completed.get("success"):
                         causes[label] = _failed_actions(event.get("children"))
+        elif "buildMetadata" in kind:
+            said = (event.get("buildMetadata") or {}).get("metadata")
+            if isinstance(said, Mapping):
+                metadata |= {k: v for k, v in said.items() if isinstance(v, str)}
+        elif "workspaceStatus" in kind:
+            items = (event.get("workspaceStatus") or {}).get("item")
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, Mapping) and isinstance(item.get("value"), str):
+                    workspace[str(item.get("key"))] = item["value"]
         elif "actionCompleted" in kind and isinstance(event.get("action"), Mapping):
             action = event["action"]
             label = action.get("label") or kind["actionCompleted"].get("label")
@@ -132,7 +149,12 @@ def bep_events(
         return failures.get(label, "failed") if status == "failed" else None
 
     def events() -> Iterator[Event | EventError]:
-        yield build.build_started(start, tool="bazel")
+        yield build.build_started(
+            start,
+            tool="bazel",
+            commit=_first(_COMMIT_KEYS, metadata, workspace),
+            branch=_first(_BRANCH_KEYS, metadata, workspace),
+        )
         for label, begin, end, status in runs:
             yield build.target_started(begin, label)
             yield build.target_finished(end, label, status, error=error(label, status))
@@ -142,6 +164,15 @@ def bep_events(
             yield build.build_finished(end_ms, success=success, error=why)
 
     return events()
+
+
+def _first(keys: tuple[str, ...], *sources: Mapping[str, str]) -> str | None:
+    """The first non-empty value of ``keys`` in the first of ``sources`` that has one."""
+    for source in sources:
+        for key in keys:
+            if source.get(key, "").strip():
+                return source[key].strip()
+    return None
 
 
 def _time(message: Mapping[str, Any], millis: str, timestamp: str) -> int:

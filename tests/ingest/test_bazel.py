@@ -203,3 +203,59 @@ def test_a_profile_goes_only_with_a_bep(tmp_path: Path) -> None:
     events.write_text('{"event":"build_started","session":"s","ts":1761575000000}\n')
     with pytest.raises(InputError, match="--profile goes with a Bazel"):
         ingest_file(TelemetryStorage(tmp_path / "t"), events, profile=BAZEL / "clean.profile.json")
+
+
+def _with(tmp_path: Path, metadata: dict[str, str], status: dict[str, str]) -> dict[str, object]:
+    """The real clean build, its (empty) buildMetadata and its workspaceStatus given these
+    keys, as `--build_metadata=K=V` and a `--workspace_status_command` printing `K V` give
+    them; stored, its session row."""
+    lines = []
+    for event in _bep("clean"):
+        if "buildMetadata" in event:
+            event = event | {"buildMetadata": {"metadata": metadata}}
+        if "workspaceStatus" in event:
+            items = event["workspaceStatus"]["item"]  # type: ignore[index]
+            added = [{"key": k, "value": v} for k, v in status.items()]
+            event = event | {"workspaceStatus": {"item": [*items, *added]}}
+        lines.append(json.dumps(event))
+    path = tmp_path / "with.bep.json"
+    path.write_text("\n".join(lines))
+    storage = TelemetryStorage(tmp_path / "with")
+    ingest_file(storage, path, profile=BAZEL / "clean.profile.json")
+    [row] = TelemetryAnalyzer(storage).sessions().to_dicts()
+    return row
+
+
+@pytest.mark.parametrize(
+    ("metadata", "status", "commit", "branch"),
+    [
+        ({}, {}, None, None),  # the real build gave neither
+        ({"COMMIT_SHA": "c0ffee1", "BRANCH_NAME": "main"}, {}, "c0ffee1", "main"),
+        ({}, {"BUILD_SCM_REVISION": "abc1234", "GIT_BRANCH": "dev"}, "abc1234", "dev"),
+        ({}, {"STABLE_GIT_COMMIT": "5ca1ab1e", "STABLE_GIT_BRANCH": "rel"}, "5ca1ab1e", "rel"),
+        # What the command line said beats the workspace status; an empty value is none.
+        (
+            {"COMMIT_SHA": "given", "BRANCH_NAME": " "},
+            {"BUILD_SCM_REVISION": "status", "GIT_BRANCH": "from-status"},
+            "given",
+            "from-status",
+        ),
+    ],
+)
+def test_the_commit_and_branch_come_from_build_metadata_or_the_workspace_status(
+    tmp_path: Path,
+    metadata: dict[str, str],
+    status: dict[str, str],
+    commit: str | None,
+    branch: str | None,
+) -> None:
+    row = _with(tmp_path, metadata, status)
+    assert (row["commit"], row["branch"]) == (commit, branch)
+    assert row["host"] is None  # BUILD_HOST stays private
+
+
+def test_other_build_metadata_is_not_stored(tmp_path: Path) -> None:
+    _with(tmp_path, {"COMMIT_SHA": "c0ffee1", "ROLE": "secret-role"}, {"TOKEN": "hush"})
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "with").rglob("*.arrow"))
+    assert b"c0ffee1" in stored
+    assert b"secret-role" not in stored and b"hush" not in stored
