@@ -357,6 +357,19 @@ def _required(value: object, name: str) -> str:
     return _checked(value, name)
 
 
+def session_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a build's session id (as the protocol checks it), or None.
+
+    >>> session_problem("")
+    "session must be a non-empty string, got ''"
+    """
+    try:
+        _required(value, "session")
+    except EventError as error:
+        return str(error)
+    return None
+
+
 def _text(value: object, name: str) -> str | None:
     if value is None:
         return None

@@ -64,9 +64,13 @@ def record(
     tool: str | None = None,
     environ: Mapping[str, str] | None = None,
     source: Source = "auto",
+    session: str | None = None,
 ) -> Recording:
     """Run ``command`` with the caller's standard streams and file descriptors, and record
-    it as a build; ``tool`` names it (the command's name by default).
+    it as a build; ``tool`` names it (the command's name by default), and ``session`` is its
+    id (``rec-<time>-<random>`` by default; one given must be unique per build, e.g. a CI
+    job's run id and attempt: a second build under a stored id is counted once, as the
+    first).
 
     With ``source="auto"`` a ``ninja`` command (``"ninja"``: any command that runs ninja)
     also records its targets, from what it appended to ``.ninja_log`` (see
@@ -81,11 +85,18 @@ def record(
     """
     if not command:
         raise ConfigError("no build command given: builder record -- COMMAND [ARGS]...")
+    if session is not None:
+        from telemetry.events import session_problem  # not paid by a build without --session
+
+        problem = session_problem(session)
+        if problem is not None:
+            raise ConfigError(f"--session: {problem}")
     problems: list[str] = []
     env = os.environ if environ is None else environ
     config = _config(env, problems)
     recording = config is not None and config.enabled
-    session = f"rec-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(4).hex()}"
+    if session is None:
+        session = f"rec-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(4).hex()}"
     ninja = _ninja(command, env, source, config, problems)
     name = _text(tool or Path(command[0]).name)[:_MAX_TOOL]
     revision = _revision() if recording else None

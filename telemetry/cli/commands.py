@@ -248,6 +248,18 @@ SourceOption = Annotated[
 ]
 
 
+RecordSessionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        metavar="ID",
+        help="The build's session id (unique per build, e.g. a CI run's id and attempt), "
+        "which show and check --session then name; a random one if not given.",
+        show_default=False,
+    ),
+]
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def record(
     command: Annotated[
@@ -255,6 +267,7 @@ def record(
     ],
     label: LabelOption = None,
     source: SourceOption = "auto",
+    session: RecordSessionOption = None,
 ) -> None:
     """Run a build command and record it; exits with the build's own status.
 
@@ -263,7 +276,7 @@ def record(
     """
     from telemetry.record import record as run
 
-    _finish(run(command, labels=_labels(label), source=source))
+    _finish(run(command, labels=_labels(label), source=source, session=_session(session)))
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -274,6 +287,7 @@ def build(
     ] = None,
     label: LabelOption = None,
     source: SourceOption = "auto",
+    session: RecordSessionOption = None,
 ) -> None:
     """Run the build configured in pyproject.toml ([tool.builder] build = "...") or
     builder.toml (build = "..."), recorded like `builder record`."""
@@ -281,7 +295,20 @@ def build(
     from telemetry.record import record as run
 
     command, tool = build_command(configured_build(Path.cwd()), args or [])
-    _finish(run(command, labels=_labels(label), tool=tool, source=source))
+    _finish(
+        run(command, labels=_labels(label), tool=tool, source=source, session=_session(session))
+    )
+
+
+def _session(session: str | None) -> str | None:
+    """``--session``, refused before the build runs when it cannot be a session id."""
+    if session is not None:
+        from telemetry.events import session_problem
+
+        problem = session_problem(session)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="'--session'")
+    return session
 
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:

@@ -44,7 +44,7 @@ def try_fast(argv: Sequence[str]) -> int | None:
     parsed = _parse(argv[1:])
     if parsed is None:
         return None
-    labels, source, rest = parsed
+    labels, source, session, rest = parsed
     if argv[0] == "record" and not rest:
         return None  # the parser says what is missing
     from telemetry.record import build_command, configured_build, record
@@ -52,9 +52,9 @@ def try_fast(argv: Sequence[str]) -> int | None:
     warnings.showwarning = show_warning
     try:
         if argv[0] == "record":
-            return finish(record(rest, labels=labels, source=source))
+            return finish(record(rest, labels=labels, source=source, session=session))
         command, tool = build_command(configured_build(Path.cwd()), rest)
-        return finish(record(command, labels=labels, tool=tool, source=source))
+        return finish(record(command, labels=labels, tool=tool, source=source, session=session))
     except TelemetryError as error:
         err(f"Error: {' '.join(str(error).split())}")
         return 1
@@ -143,22 +143,26 @@ def _value(args: Sequence[str], index: int) -> tuple[str | None, int]:
     return None, index + 1
 
 
-def _parse(args: Sequence[str]) -> tuple[dict[str, str], Source, list[str]] | None:
-    """``--label``/``-l KEY=VALUE`` (repeatable) and ``--source``, then the command; None
-    for anything else."""
+def _parse(
+    args: Sequence[str],
+) -> tuple[dict[str, str], Source, str | None, list[str]] | None:
+    """``--label``/``-l KEY=VALUE`` (repeatable), ``--source`` and ``--session``, then the
+    command; None for anything else (a ``--session`` that cannot be an id included: the
+    parser explains it)."""
     labels: dict[str, str] = {}
     source: Source = "auto"
+    session: str | None = None
     index = 0
     while index < len(args):
         arg = args[index]
         if arg == "--":
-            return labels, source, list(args[index + 1 :])
+            return labels, source, session, list(args[index + 1 :])
         if not arg.startswith("-") or arg == "-":
-            return labels, source, list(args[index:])
+            return labels, source, session, list(args[index:])
         name, equals, value = arg.partition("=")
         if arg.startswith("-l") and len(arg) > 2:
             name, equals, value = "-l", "=", arg[2:]
-        if name not in ("-l", "--label", "--source"):
+        if name not in ("-l", "--label", "--source", "--session"):
             return None  # --help, or something the parser should explain
         if not equals:
             index += 1
@@ -169,13 +173,19 @@ def _parse(args: Sequence[str]) -> tuple[dict[str, str], Source, list[str]] | No
             if value not in _sources():
                 return None
             source = value
+        elif name == "--session":
+            from telemetry.events import session_problem  # only when one is given
+
+            if session_problem(value) is not None:
+                return None
+            session = value
         else:
             key, sep, text = value.partition("=")
             if not sep or not key:
                 return None
             labels[key] = text
         index += 1
-    return labels, source, []
+    return labels, source, session, []
 
 
 def finish(recording: Recording) -> int:

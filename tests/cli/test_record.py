@@ -327,16 +327,20 @@ def test_settings_are_stored_without_home_or_user_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--", "make", "-j8"], ({}, "auto", ["make", "-j8"])),
-        (["make", "-l", "x"], ({}, "auto", ["make", "-l", "x"])),  # the build's own options
+        (["--", "make", "-j8"], ({}, "auto", None, ["make", "-j8"])),
+        (["make", "-l", "x"], ({}, "auto", None, ["make", "-l", "x"])),  # the build's own options
         (["-l", "a=b", "--label=c=d=e", "-lf=", "--", "x"], ({"a": "b", "c": "d=e", "f": ""},
-                                                             "auto", ["x"])),
-        (["--source", "none", "ninja"], ({}, "none", ["ninja"])),
-        (["--source=ninja", "--", "./b.sh"], ({}, "ninja", ["./b.sh"])),
+                                                             "auto", None, ["x"])),
+        (["--source", "none", "ninja"], ({}, "none", None, ["ninja"])),
+        (["--source=ninja", "--", "./b.sh"], ({}, "ninja", None, ["./b.sh"])),
+        (["--session", "ci-7-1", "make"], ({}, "auto", "ci-7-1", ["make"])),
+        (["--session=a b", "--", "x"], ({}, "auto", "a b", ["x"])),
         (["--help"], None),
         (["-l", "novalue", "--", "x"], None),
         (["--source", "make", "--", "x"], None),
         (["--label"], None),
+        (["--session", "", "x"], None),
+        (["--session", "\udcff", "x"], None),  # a byte that is not UTF-8, as Python passes it
         (["-x", "--", "true"], None),
     ],
 )  # fmt: skip
@@ -356,3 +360,28 @@ def test_record_help_and_mistakes_still_come_from_the_full_parser(tmp_path: Path
     wrong = _builder(["record", "--source", "make", "--", "true"], tmp_path)
     assert wrong.returncode == 2 and "Error: Invalid value for '--source'" in wrong.stderr
     assert not (tmp_path / "t").exists()  # nothing ran, nothing was stored
+
+
+def test_a_build_recorded_under_a_given_session_id_is_named_by_it(tmp_path: Path) -> None:
+    result = _builder(["record", "--session", "ci-1234-2", "--", "true"], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    (tmp_path / "pyproject.toml").write_text('[tool.builder]\nbuild = "exit 0"\n')
+    assert _builder(["build", "--session=nightly-7"], tmp_path).returncode == 0
+    assert [s["sessionId"] for s in _sessions(tmp_path)] == ["ci-1234-2", "nightly-7"]
+    shown = _builder(["telemetry", "show", "ci-1234-2", "--format", "json"], tmp_path)
+    assert json.loads(shown.stdout)["sessionId"] == "ci-1234-2"
+    checked = _builder(["telemetry", "check", "--session", "nightly-7"], tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("command", ["record", "build"])
+def test_an_empty_session_id_is_a_usage_error_and_nothing_runs(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.builder]\nbuild = "touch ran"\n')
+    args = [command, "--session", ""] + (["--", "touch", "ran"] if command == "record" else [])
+    result = _builder(args, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: Invalid value for '--session': session must be")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "t").exists()
