@@ -1,9 +1,10 @@
 """The docs show real output: their examples run here, against the demo history.
 
-- every ``console`` block of docs/guide.md, cache.md and weighted.md: each ``$ command`` runs in
-  bash, and what it prints (stdout and stderr together) must be the lines that follow it;
+- every ``console`` block of docs/guide.md, cache.md, weighted.md and trace.md: each
+  ``$ command`` runs in bash, and what it prints (stdout and stderr together) must be the
+  lines that follow it;
 - every ``bash`` block of docs/guide.md, docs/events.md and the analyses' pages (check,
-  regressions, cache, compare, flaky, weighted) followed by a ``text`` block runs
+  regressions, cache, compare, flaky, weighted, trace) followed by a ``text`` block runs
   in a new directory with a store of its own, and prints that text;
 - every ``python`` block of docs/query.md and docs/library.md runs, and when a ``text`` block
   follows it, that is what it must print;
@@ -91,7 +92,7 @@ def in_demo_copy(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 GUIDE = [
     example
-    for page in ("guide", "cache", "weighted")
+    for page in ("guide", "cache", "weighted", "trace")
     for example in console_examples(DOCS / f"{page}.md")
 ]
 
@@ -126,7 +127,7 @@ def script_examples(path: Path) -> list[tuple[str, str]]:
 # The pages of the analyses beyond the summary, whose examples are scripts.
 ANALYSES = [
     DOCS / f"{name}.md"
-    for name in ("check", "regressions", "cache", "compare", "flaky", "weighted")
+    for name in ("check", "regressions", "cache", "compare", "flaky", "weighted", "trace")
 ]
 SCRIPTS = [
     (path.name, i, script, output)

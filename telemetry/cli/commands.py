@@ -1032,6 +1032,7 @@ from telemetry.cli import compare as _compare  # noqa: E402, F401
 from telemetry.cli import flaky as _flaky  # noqa: E402, F401
 from telemetry.cli import gate as _gate  # noqa: E402, F401
 from telemetry.cli import target_regressions as _regressions  # noqa: E402, F401
+from telemetry.cli import trace as _trace  # noqa: E402, F401
 
 
 def _epilog(path: tuple[str, ...], *before: str) -> str:
