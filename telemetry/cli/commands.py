@@ -339,6 +339,7 @@ _WINDOWED = (
     "cache",
     "flaky",
     "changes",
+    "report",
     "regressions",
 )
 _SOME_OPTIONS = {"sql": ("--since", "--until"), "compare": ("--since", "--until", "--status")}
@@ -1031,6 +1032,7 @@ from telemetry.cli import changes as _changes  # noqa: E402, F401
 from telemetry.cli import compare as _compare  # noqa: E402, F401
 from telemetry.cli import flaky as _flaky  # noqa: E402, F401
 from telemetry.cli import gate as _gate  # noqa: E402, F401
+from telemetry.cli import report as _report  # noqa: E402, F401
 from telemetry.cli import target_regressions as _regressions  # noqa: E402, F401
 from telemetry.cli import trace as _trace  # noqa: E402, F401
 
