@@ -63,6 +63,8 @@ _EXECUTED: Final = sorted(EXECUTED)
 _TIMES: Final = ("target", "status", "start_time", "end_time", "duration_ms")
 _MS: Final = pl.Int64()
 _DECIMALS: Final = 6
+# A decimal that holds any sum of such shares exactly.
+_EXACT: Final = pl.Decimal(38, _DECIMALS)
 
 
 def _as_ms(column: str) -> pl.Expr:
@@ -294,7 +296,10 @@ def _ranked(targets: pl.DataFrame, top: int) -> tuple[WeightedBottleneck, ...]:
         .lazy()
         .group_by("target")
         .agg(
-            mean_weighted_ms=pl.col("weighted_ms").mean(),
+            # Summed exactly (the shares are whole millionths of a millisecond): a float sum
+            # depends on the order polars' threads add a group's rows in, and the same
+            # store would rank and print differently from one run to the next.
+            mean_weighted_ms=pl.col("weighted_ms").cast(_EXACT).sum().cast(pl.Float64) / pl.len(),
             mean_duration_ms=pl.col("duration_ms").mean(),
             runs=pl.len(),
         )

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -421,6 +422,7 @@ Targets/Second: 6.00
 Weighted Time: 900ms (span 950ms)
 Effective Parallelism: 1.58x
 Underused: 400ms of 1000ms (40.0%) with fewer than 2 targets running
+Critical Path: n/a (no target reported its dependencies)
 
 Targets, slowest first:
   1. [built] A - 600ms, weighted 300ms
@@ -454,7 +456,7 @@ def test_show_json_has_the_weighted_figures(weighted_cli: Runner) -> None:
     assert (result.code, result.stderr) == (0, "")
     shown = json.loads(result.stdout)
     figures = ["weightedMs", "spanMs", "effectiveParallelism", "workers", "underusedMs"]
-    assert list(shown)[-6:] == [*figures, "targets"]
+    assert list(shown)[-7:] == [*figures, "criticalPath", "targets"]
     assert [shown[key] for key in figures] == [1500, 1800, round(2400 / 1800, 2), 3, 1700]
     assert [(t["target"], t["durationMs"], t["weightedMs"]) for t in shown["targets"]] == [
         ("A", 900, 550.0),
@@ -471,6 +473,7 @@ def test_show_json_has_the_weighted_figures(weighted_cli: Runner) -> None:
         "startOffsetMs",
         "worker",
         "error",
+        "deps",
     ]
     unknown = json.loads(weighted_cli("telemetry", "show", "w3", "--format", "json").stdout)
     assert [unknown[key] for key in figures] == [None, None, None, 0, None]
@@ -593,3 +596,37 @@ def test_an_interrupted_build_has_no_parallelism_nor_idle_time(cli: Runner) -> N
     assert "  1. [built] A - 480ms, weighted 240ms\n" in shown
     data = json.loads(cli("telemetry", "show", "int", "--format", "json").stdout)
     assert (data["effectiveParallelism"], data["underusedMs"]) == (None, None)
+
+
+def test_the_mean_weighted_times_are_exact_and_the_same_every_time(
+    tmp_path: Path, storage: TelemetryStorage
+) -> None:
+    """Each target's mean is its shares' exact sum over its runs: the same answer whatever
+    order polars' threads add the runs in (a float sum in that order changed in the last
+    digits from one run to the next on the demo history)."""
+    from decimal import Decimal
+
+    history = tmp_path / "history.jsonl"
+    subprocess.run(
+        [sys.executable, str(FIXTURES / "generate.py"), "--output", str(history)],
+        check=True,
+        capture_output=True,
+    )
+    ingest_file(storage, history, apply_retention=False)
+    analyzer = TelemetryAnalyzer(storage)
+    _, rows = analyzer.targets(
+        columns=["target", "status", "start_time", "end_time"], statuses=["built", "failed"]
+    )
+    shares = with_weighted_ms(rows)
+    # Second route: Python's exact decimals over each run's share (whole millionths of a ms).
+    runs: dict[str, list[float]] = {}
+    for target, share in shares.select(pl.col("target").cast(pl.String), "weighted_ms").rows():
+        runs.setdefault(target, []).append(share)
+    exact = {
+        target: float(sum(Decimal(f"{share:.6f}") for share in shares)) / len(shares)
+        for target, shares in runs.items()
+    }
+    answers = {weighted_bottlenecks(analyzer, top=1000) for _ in range(20)}
+    assert len(answers) == 1
+    [ranked] = answers
+    assert {b.target: b.mean_weighted_ms for b in ranked} == exact
