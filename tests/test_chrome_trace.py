@@ -31,7 +31,7 @@ from telemetry.chrome_trace import (
 from telemetry.errors import TelemetryError
 from telemetry.ingest import ingest_file, ingest_jsonl
 from telemetry.storage import TelemetryStorage
-from tests.conftest import FIXTURES, T0, Runner
+from tests.conftest import BUILDER, FIXTURES, T0, Runner, process_env, small_history
 
 # Build t started 250 ms into the second T0 (2025-10-27T14:23:20Z, a Monday) and ended at
 # +1500 ms (times below are ms after T0):
@@ -527,3 +527,27 @@ def test_an_output_that_cannot_be_written_is_an_error(small_cli: Runner, tmp_pat
     done = small_cli("telemetry", "trace", "c", "--output", "folder")
     assert (done.code, done.stdout) == (1, "")
     assert done.stderr == "Error: folder is a directory; give a file name to --output\n"
+
+
+def test_the_window_and_filters_may_come_before_the_command(tmp_path: Path) -> None:
+    """As for the other commands that read a window of builds: `builder telemetry --tool T
+    trace` is `builder telemetry trace --tool T`."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(small_history()))
+    env = process_env(tmp_path / "t")
+    subprocess.run([BUILDER, "telemetry", "ingest", str(events)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    before = subprocess.run(
+        [BUILDER, "telemetry", "--tool", "bazel", "trace", "--output", "-"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    after = subprocess.run(
+        [BUILDER, "telemetry", "trace", "--tool", "bazel", "--output", "-"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (before.returncode, before.stderr) == (0, "")
+    assert before.stdout == after.stdout
+    # Build b is the small history's only bazel build (the newest, c, is not).
+    names = [e["args"]["name"] for e in json.loads(before.stdout)["traceEvents"]
+             if e["name"] == "process_name"]  # fmt: skip
+    assert names == ["build b (bazel)"]

@@ -340,6 +340,7 @@ _WINDOWED = (
     "flaky",
     "changes",
     "report",
+    "trace",
     "regressions",
 )
 _SOME_OPTIONS = {"sql": ("--since", "--until"), "compare": ("--since", "--until", "--status")}

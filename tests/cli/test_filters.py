@@ -21,7 +21,7 @@ from telemetry.storage import TelemetryStorage
 from tests.conftest import FIXTURES, T0, Runner, small_history
 
 # The commands that take a window and filters before their name (but the last).
-READERS = "summary, recent, export, show, check, cache, flaky, changes, report"
+READERS = "summary, recent, export, show, check, cache, flaky, changes, report, trace"
 
 BRANCHES = {"a": "main", "b": "feature/x", "c": "main"}
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Runner, small_history
 
 # The commands that take a window and filters before their name (but the last).
-READERS = "summary, recent, export, show, check, cache, flaky, changes, report"
+READERS = "summary, recent, export, show, check, cache, flaky, changes, report, trace"
 
 SINCE = "2025-10-27T15:00"  # builds b and c of the small history
 
