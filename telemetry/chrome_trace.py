@@ -27,6 +27,7 @@ A critical path, when one is known, is given as target names: those targets get
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -140,11 +141,18 @@ def trace_file_name(session_id: str) -> str:
     but ASCII letters, digits, ``.``, ``_`` and ``-`` replaced, so that no id can name a
     folder, a hidden file or an option.
 
-    >>> trace_file_name("ci/42: nightly"), trace_file_name("../..")
-    ('ci_42_nightly.trace.json', 'build.trace.json')
+    An id changed on the way gets the first hex digits of its SHA-256 too, so that two ids
+    made safe alike do not share a file:
+
+    >>> trace_file_name("ci-42"), trace_file_name("ci/42: nightly"), trace_file_name("../..")
+    ('ci-42.trace.json', 'ci_42_nightly-673f0653.trace.json', 'build-0cfd1c96.trace.json')
     """
     safe = _UNSAFE_IN_NAME.sub("_", session_id).strip("._-")[:_LONGEST_NAME].rstrip("._-")
-    return f"{safe or 'build'}.trace.json"
+    if safe != session_id:
+        # Ids made safe alike (ci/1, ci:1) keep names of their own.
+        digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe}-{digest}" if safe else f"build-{digest}"
+    return f"{safe}.trace.json"
 
 
 def _tracks(runs: Iterable[TargetRun]) -> list[tuple[str, list[TargetRun]]]:

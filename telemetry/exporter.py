@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -240,21 +241,23 @@ SPARKS: Final = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
 
 def sparkline(values: Sequence[float]) -> str:
     """``values`` as a row of bars, the lowest value the lowest bar and the highest the
-    highest, the others in proportion between (rounded to the nearest of the eight
-    heights); a row of middle bars when all are equal.
+    highest, the others in proportion between (at the nearest of the eight heights, a half
+    rounded up); a row of middle bars when all are equal. Values that are not finite numbers
+    are left out.
 
     >>> sparkline([0.0, 7.0, 3.5, 1.0])
     '▁█▅▂'
     """
-    low, high = min(values, default=0.0), max(values, default=0.0)
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite, default=0.0), max(finite, default=0.0)
     if high == low:
-        return SPARKS[3] * len(values)
+        return SPARKS[3] * len(finite)
     top = len(SPARKS) - 1
-    return "".join(SPARKS[round((v - low) / (high - low) * top)] for v in values)
+    return "".join(SPARKS[int((v - low) / (high - low) * top + 0.5)] for v in finite)
 
 
 def _sparkline(values: Sequence[float]) -> str:
-    """A trend's sparkline after its word, when the report has one of two points or more
+    """A trend's sparkline after its word, when the report has two points or more
     (a terminal's summary asks for them; piped text has none)."""
     return "  " + sparkline(values) if len(values) >= 2 else ""
 

@@ -169,8 +169,9 @@ def check(
     min_hit_rate: float | None = None,
 ) -> GateReport:
     """Judge the newest build (by start time) of the window that ``filter``'s branch, tool
-    and labels take, whatever its outcome, or the build ``session`` names (its id or the
-    first characters of one, as ``show`` takes it, among those same builds), by the outcome
+    and labels take, whatever its outcome, or the build whose session id is ``session``
+    (the whole id, where ``show`` also takes its first characters; among those same
+    builds), by the outcome
     and regression rules and the rules asked for. ``filter``'s status chooses only the
     earlier builds it is compared with. :class:`NothingToCheck` when there is no build;
     :class:`~telemetry.analyzer.BuildLookupError` when ``session`` names none, or several.
@@ -181,7 +182,7 @@ def check(
     from dataclasses import replace
 
     from telemetry.analyzer import TelemetryAnalyzer
-    from telemetry.window import Filter
+    from telemetry.window import Filter, Window
 
     _validate(threshold, max_duration_ms, min_hit_rate)
     asked = filter or Filter()
@@ -189,15 +190,28 @@ def check(
     analyzer = TelemetryAnalyzer(
         storage, window=window, filter=replace(asked, status=None), regression_threshold=threshold
     )
-    named = None if session is None else analyzer.build(session)
     sessions = analyzer.sessions()
+    named = None
+    if session is not None:
+        import polars as pl
+
+        from telemetry.analyzer import BuildLookupError
+
+        # A gate never guesses: the whole id, where show takes its first characters, so
+        # that a job whose build was not stored is not judged by another job's build.
+        if sessions.filter(pl.col("session_id") == session).is_empty():
+            everything = (window is None or window == Window()) and asked.takes_all
+            among = "" if everything else " among the builds selected"
+            raise BuildLookupError(
+                f"no build {session!r} in {storage.dir}{among}; check --session takes a "
+                "whole session id (builder telemetry recent lists the newest builds with theirs)"
+            )
+        named = analyzer.build(session)
     if named is None:
         if sessions.is_empty():
             raise NothingToCheck(f"no build to check in {storage.dir}")
         position = sessions.height - 1
     else:
-        import polars as pl
-
         found = (
             sessions.with_row_index("position")
             .filter(

@@ -45,6 +45,10 @@ _MAX_TOOL = 200
 FOLD_AT = 64
 
 
+class SessionTaken(ConfigError):
+    """The session id given for a build is already stored: every build needs its own."""
+
+
 class Recording(NamedTuple):
     """What running and recording a build came to (a named tuple: see
     :class:`~telemetry.config.TelemetryConfig`)."""
@@ -68,9 +72,9 @@ def record(
 ) -> Recording:
     """Run ``command`` with the caller's standard streams and file descriptors, and record
     it as a build; ``tool`` names it (the command's name by default), and ``session`` is its
-    id (``rec-<time>-<random>`` by default; one given must be unique per build, e.g. a CI
-    job's run id and attempt: a second build under a stored id is counted once, as the
-    first).
+    id (``rec-<time>-<random>`` by default). An id given must be unique per build, e.g. a CI
+    job's run id and attempt: one already stored raises :class:`SessionTaken` before the
+    build runs (looking it up loads the reader, which only a build given an id pays for).
 
     With ``source="auto"`` a ``ninja`` command (``"ninja"``: any command that runs ninja)
     also records its targets, from what it appended to ``.ninja_log`` (see
@@ -95,6 +99,9 @@ def record(
     env = os.environ if environ is None else environ
     config = _config(env, problems)
     recording = config is not None and config.enabled
+    if recording and session is not None:
+        assert config is not None
+        _check_unused(config, session, problems)
     if session is None:
         session = f"rec-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(4).hex()}"
     ninja = _ninja(command, env, source, config, problems)
@@ -161,6 +168,25 @@ def record(
     exit_status = 128 + killed if killed is not None else status
     recorded = session if stored and not problems else None
     return Recording(exit_status, recorded, interrupted, tuple(problems), killed_by=killed)
+
+
+def _check_unused(config: TelemetryConfig, session: str, problems: list[str]) -> None:
+    """Raise :class:`SessionTaken` when a build is stored (or waiting to be) under
+    ``session``; a store that cannot be read is a recording problem, not the build's."""
+    if not config.dir.is_dir():
+        return
+    from telemetry.storage import TelemetryStorage
+
+    try:
+        taken = session in TelemetryStorage.from_config(config).session_ids()
+    except (TelemetryError, OSError) as error:
+        problems.append(f"could not check that the session id {session!r} is new: {error}")
+        return
+    if taken:
+        raise SessionTaken(
+            f"a build {session!r} is already stored in {config.dir}; give each build its "
+            "own id (a CI job's run id and its attempt, for one)"
+        )
 
 
 def _store(

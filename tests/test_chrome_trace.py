@@ -325,14 +325,17 @@ def test_time_zero_precedes_a_target_that_began_before_its_build(
 @pytest.mark.parametrize(
     ("session", "name"),
     [
-        ("ci-000042", "ci-000042.trace.json"),
-        ("dev/ws01 12:30", "dev_ws01_12_30.trace.json"),
-        ("../../etc/passwd", "etc_passwd.trace.json"),
-        ("-rf", "rf.trace.json"),
-        (".hidden", "hidden.trace.json"),
-        ("..", "build.trace.json"),
-        ("\u202ebüild\n", "b_ild.trace.json"),
-        ("x" * 300, "x" * 100 + ".trace.json"),
+        ("ci-000042", "ci-000042.trace.json"),  # a safe id is its own name
+        # Changed on the way: the first 8 hex digits of the id's SHA-256 follow (worked out
+        # with sha256sum), so that ids made safe alike keep files of their own.
+        ("dev/ws01 12:30", "dev_ws01_12_30-6cbd12c1.trace.json"),
+        ("dev:ws01 12:30", "dev_ws01_12_30-1bf4c833.trace.json"),
+        ("../../etc/passwd", "etc_passwd-3754d6cb.trace.json"),
+        ("-rf", "rf-686c39ac.trace.json"),
+        (".hidden", "hidden-16924190.trace.json"),
+        ("..", "build-5ec1f7e7.trace.json"),
+        ("\u202ebüild\n", "b_ild-9706bd67.trace.json"),
+        ("x" * 300, "x" * 100 + "-0d4e2ca9.trace.json"),
     ],
 )
 def test_file_names_from_session_ids_are_safe(session: str, name: str) -> None:
@@ -475,9 +478,10 @@ def test_a_session_id_cannot_choose_where_the_file_goes(cli: Runner, tmp_path: P
     done = cli("telemetry", "trace", "../up")
     assert (done.code, done.stdout) == (
         0,
-        "Wrote up_31mt.trace.json: build ../up/\\x1b[31mt, 7 targets on 4 tracks.\n",
+        # The id's SHA-256 (sha256sum) begins 867fc2e1.
+        "Wrote up_31mt-867fc2e1.trace.json: build ../up/\\x1b[31mt, 7 targets on 4 tracks.\n",
     )
-    assert (tmp_path / "up_31mt.trace.json").is_file()
+    assert (tmp_path / "up_31mt-867fc2e1.trace.json").is_file()
     assert not (tmp_path.parent / "up").exists()
 
 
@@ -551,3 +555,20 @@ def test_the_window_and_filters_may_come_before_the_command(tmp_path: Path) -> N
     names = [e["args"]["name"] for e in json.loads(before.stdout)["traceEvents"]
              if e["name"] == "process_name"]  # fmt: skip
     assert names == ["build b (bazel)"]
+
+
+def test_a_target_named_like_a_metadata_event_is_no_track(cli: Runner) -> None:
+    history = [line.replace('"//gen"', '"thread_name"') for line in _t_history()]
+    assert sum('"thread_name"' in line for line in history) == 2
+    assert cli("telemetry", "ingest", "-", stdin="\n".join(history).encode()).code == 0
+    done = cli("telemetry", "trace", "-o", "x.json")
+    assert done.stdout.endswith(", 7 targets on 4 tracks.\n")
+
+
+def test_an_empty_output_is_a_usage_error(small_cli: Runner, tmp_path: Path) -> None:
+    done = small_cli("telemetry", "trace", "--output", "")
+    assert (done.code, done.stderr) == (
+        2,
+        "Error: --output must be a path, or - for stdout, got ''\n",
+    )
+    assert not list(tmp_path.glob("*.trace.json"))

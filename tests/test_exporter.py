@@ -134,6 +134,9 @@ def test_output_file_permissions(small_cli: Runner, tmp_path: Path, existing: in
         ([10.0, 12.0, 11.0, 10.5], "\u2581\u2588\u2585\u2583"),  # 0, 7, 3.5 -> 4, 1.75 -> 2
         ([4.0, 4.0, 4.0], "\u2584\u2584\u2584"),  # all equal: the middle bars
         ([100.0, 0.0, 100.0 / 7], "\u2588\u2581\u2582"),
+        # Halves go up: 5/14*7 = 2.5 -> 3 (the fourth bar), 3/14*7 = 1.5 -> 2 (the third).
+        ([0.0, 5.0, 3.0, 14.0], "\u2581\u2584\u2583\u2588"),
+        ([float("nan"), 0.0, float("inf"), 7.0], "\u2581\u2588"),  # not finite: left out
     ],
 )
 def test_a_sparkline_scales_from_the_lowest_to_the_highest_bar(

@@ -239,7 +239,7 @@ def test_the_minimum_hit_rate_breaks_passes_or_is_not_judged(cli: Runner) -> Non
     )
 
 
-def test_an_older_build_is_named_by_its_id_or_a_unique_prefix(cli: Runner) -> None:
+def test_an_older_build_is_named_by_its_whole_id(cli: Runner) -> None:
     _store(cli, *REGRESSED)
     # ci-1003 against ci-1001 and ci-1002 only: 1000 / 1000.
     older = cli("telemetry", "check", "--session", "ci-1003")
@@ -252,12 +252,13 @@ def test_an_older_build_is_named_by_its_id_or_a_unique_prefix(cli: Runner) -> No
     first = cli("telemetry", "check", "--session", "ci-1001")
     assert first.code == 0
     assert "not judged: regression (no earlier build to compare with)" in first.stdout
-    prefix = cli("telemetry", "check", "--session", "ci-2")
-    assert prefix.code == 1 and prefix.stdout.startswith("FAIL regression: build ci-2004 ")
-    several = cli("telemetry", "check", "--session", "ci-100")
-    assert several.code == 1 and several.stdout == ""
-    assert several.stderr.startswith("Error: 'ci-100' matches 3 builds in ")
-    assert several.stderr.count("\n") == 1
+    # A gate never guesses: the first characters of one id (ci-2004) or of several name none.
+    for start in ("ci-2", "ci-100"):
+        prefix = cli("telemetry", "check", "--session", start)
+        assert (prefix.code, prefix.stdout) == (1, "")
+        assert prefix.stderr.startswith(f"Error: no build '{start}' in ")
+        assert "; check --session takes a whole session id (builder" in prefix.stderr
+        assert prefix.stderr.count("\n") == 1
 
 
 def test_a_filter_chooses_the_build_and_its_baseline(cli: Runner) -> None:
@@ -683,7 +684,7 @@ def test_an_unknown_session_is_an_error(cli: Runner) -> None:
         (
             "--session",
             "",
-            "Error: --session must be a session id or its first characters, got ''\n",
+            "Error: --session must be a session id, got ''\n",
         ),
     ],
 )

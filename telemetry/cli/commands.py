@@ -274,9 +274,14 @@ def record(
     The build keeps its input, output and error; Ctrl-C and SIGTERM reach it. With
     BUILDER_TELEMETRY_ENABLED=0 the build runs and nothing is recorded.
     """
+    from telemetry.record import SessionTaken
     from telemetry.record import record as run
 
-    _finish(run(command, labels=_labels(label), source=source, session=_session(session)))
+    try:
+        recording = run(command, labels=_labels(label), source=source, session=_session(session))
+    except SessionTaken as error:
+        raise typer.BadParameter(str(error), param_hint="'--session'") from None
+    _finish(recording)
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -291,13 +296,17 @@ def build(
 ) -> None:
     """Run the build configured in pyproject.toml ([tool.builder] build = "...") or
     builder.toml (build = "..."), recorded like `builder record`."""
-    from telemetry.record import build_command, configured_build
+    from telemetry.record import SessionTaken, build_command, configured_build
     from telemetry.record import record as run
 
     command, tool = build_command(configured_build(Path.cwd()), args or [])
-    _finish(
-        run(command, labels=_labels(label), tool=tool, source=source, session=_session(session))
-    )
+    try:
+        recording = run(
+            command, labels=_labels(label), tool=tool, source=source, session=_session(session)
+        )
+    except SessionTaken as error:
+        raise typer.BadParameter(str(error), param_hint="'--session'") from None
+    _finish(recording)
 
 
 def _session(session: str | None) -> str | None:

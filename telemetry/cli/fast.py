@@ -47,7 +47,7 @@ def try_fast(argv: Sequence[str]) -> int | None:
     labels, source, session, rest = parsed
     if argv[0] == "record" and not rest:
         return None  # the parser says what is missing
-    from telemetry.record import build_command, configured_build, record
+    from telemetry.record import SessionTaken, build_command, configured_build, record
 
     warnings.showwarning = show_warning
     try:
@@ -55,6 +55,9 @@ def try_fast(argv: Sequence[str]) -> int | None:
             return finish(record(rest, labels=labels, source=source, session=session))
         command, tool = build_command(configured_build(Path.cwd()), rest)
         return finish(record(command, labels=labels, tool=tool, source=source, session=session))
+    except SessionTaken as error:  # as the full parser words an unusable option value
+        err(f"Error: Invalid value for '--session': {' '.join(str(error).split())}")
+        return 2
     except TelemetryError as error:
         err(f"Error: {' '.join(str(error).split())}")
         return 1

@@ -65,8 +65,8 @@ def check(
         typer.Option(
             "--session",
             metavar="ID",
-            help="Check this build: a session id, or enough of its first characters to name "
-            "one build [default: the newest build, by start time]",
+            help="Check this build: its whole session id [default: the newest build, by "
+            "start time]",
             show_default=False,
         ),
     ] = None,
@@ -103,7 +103,7 @@ def check(
     from telemetry.cli import reports
 
     if session == "":
-        raise reports.OptionError("--session must be a session id or its first characters, got ''")
+        raise reports.OptionError("--session must be a session id, got ''")
     since, until = _window(ctx, since, until)
     only = _filter(ctx, branch, tool, label, status)
     found = _config(ctx, threshold=threshold)

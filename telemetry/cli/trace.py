@@ -71,6 +71,8 @@ def trace(
     from telemetry.errors import TelemetryError
     from telemetry.text import printable
 
+    if output == "":
+        raise reports.OptionError("--output must be a path, or - for stdout, got ''")
     if session == "":
         raise reports.OptionError(
             f"SESSION must be a session id or its first characters, got {session!r}"
@@ -89,7 +91,7 @@ def trace(
     chrome_trace.write_trace(document, path)
     events = document["traceEvents"]
     slices = sum(1 for event in events if event["ph"] == "X")
-    tracks = sum(1 for event in events if event["name"] == "thread_name")
+    tracks = sum(1 for event in events if event["ph"] == "M" and event["name"] == "thread_name")
     reports.out(
         f"Wrote {printable(str(path))}: build {printable(build.session_id)}, "
         f"{_plural(slices, 'target')} on {_plural(tracks, 'track')}.\n"

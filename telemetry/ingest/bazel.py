@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from telemetry.errors import EventError, InputError
-from telemetry.events import Event, EventBuilder, parse_timestamp
+from telemetry.events import MAX_TEXT, Event, EventBuilder, parse_timestamp
 
 _LABEL = re.compile(r"(@[\w.~+-]*)?//[^\s'\"]*")
 _ACTION_CATEGORY = "action processing"
@@ -167,12 +167,25 @@ def bep_events(
 
 
 def _first(keys: tuple[str, ...], *sources: Mapping[str, str]) -> str | None:
-    """The first non-empty value of ``keys`` in the first of ``sources`` that has one."""
+    """The first value of ``keys`` in the first of ``sources`` that has one the protocol
+    stores (not empty, not too long, text): metadata that cannot be stored is left out, and
+    never costs the build its start."""
     for source in sources:
         for key in keys:
-            if source.get(key, "").strip():
-                return source[key].strip()
+            value = source.get(key, "").strip()
+            if value and _storable(value):
+                return value
     return None
+
+
+def _storable(text: str) -> bool:
+    if len(text) > MAX_TEXT:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate from a \ud800 escape
+        return False
+    return True
 
 
 def _time(message: Mapping[str, Any], millis: str, timestamp: str) -> int:

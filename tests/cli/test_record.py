@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUILDER, process_env
+from tests.conftest import BUILDER, Runner, process_env
 
 
 def _builder(
@@ -370,8 +370,26 @@ def test_a_build_recorded_under_a_given_session_id_is_named_by_it(tmp_path: Path
     assert [s["sessionId"] for s in _sessions(tmp_path)] == ["ci-1234-2", "nightly-7"]
     shown = _builder(["telemetry", "show", "ci-1234-2", "--format", "json"], tmp_path)
     assert json.loads(shown.stdout)["sessionId"] == "ci-1234-2"
-    checked = _builder(["telemetry", "check", "--session", "nightly-7"], tmp_path)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Its outcome and limits, not how fast `exit 0` ran beside `true`: no regression rule.
+    checked = _builder(
+        ["telemetry", "check", "--session", "nightly-7", "--threshold", "1e9", "--format", "json"],
+        tmp_path,
+    )
+    assert json.loads(checked.stdout)["build"]["sessionId"] == "nightly-7"
+
+
+def test_a_session_id_already_stored_is_refused_before_the_build_runs(tmp_path: Path) -> None:
+    """A retried CI job that reuses its id: the second build is not run, and the gate still
+    names one build."""
+    assert _builder(["record", "--session", "ci-7-1", "--", "true"], tmp_path).returncode == 0
+    again = _builder(["record", "--session", "ci-7-1", "--", "touch", "ran"], tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.startswith(
+        "Error: Invalid value for '--session': a build 'ci-7-1' is already stored in "
+    )
+    assert len(again.stderr.splitlines()) == 1
+    assert not (tmp_path / "ran").exists()
+    assert [s["sessionId"] for s in _sessions(tmp_path)] == ["ci-7-1"]
 
 
 @pytest.mark.parametrize("command", ["record", "build"])
@@ -385,3 +403,28 @@ def test_an_empty_session_id_is_a_usage_error_and_nothing_runs(
     assert result.stderr.startswith("Error: Invalid value for '--session': session must be")
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "ran").exists() and not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("command", ["record", "build"])
+def test_the_full_parser_takes_and_refuses_session_ids_as_the_fast_reading_does(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
+    """The same command lines through typer (the fast reading switched off)."""
+    import telemetry.cli.fast
+
+    monkeypatch.setattr(telemetry.cli.fast, "try_fast", lambda argv: None)
+    (tmp_path / "pyproject.toml").write_text('[tool.builder]\nbuild = "touch ran"\n')
+    args = [command, "--session", "ci-8-1"] + (
+        ["--", "touch", "ran"] if command == "record" else []
+    )
+    assert cli(*args).code == 0
+    assert (tmp_path / "ran").exists()
+    exported = json.loads(cli("telemetry", "export").stdout)["sessions"]
+    assert [s["sessionId"] for s in exported] == ["ci-8-1"]
+    (tmp_path / "ran").unlink()
+    again = cli(*args)
+    assert again.code == 2
+    assert again.stderr.startswith(
+        "Error: Invalid value for '--session': a build 'ci-8-1' is already stored in "
+    )
+    assert not (tmp_path / "ran").exists()

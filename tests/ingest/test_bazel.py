@@ -233,6 +233,10 @@ def _with(tmp_path: Path, metadata: dict[str, str], status: dict[str, str]) -> d
         ({"COMMIT_SHA": "c0ffee1", "BRANCH_NAME": "main"}, {}, "c0ffee1", "main"),
         ({}, {"BUILD_SCM_REVISION": "abc1234", "GIT_BRANCH": "dev"}, "abc1234", "dev"),
         ({}, {"STABLE_GIT_COMMIT": "5ca1ab1e", "STABLE_GIT_BRANCH": "rel"}, "5ca1ab1e", "rel"),
+        # A value the protocol cannot store is none: the next key's is taken, and the
+        # build keeps its start.
+        ({"COMMIT_SHA": "c" * 70_000}, {"BUILD_SCM_REVISION": "abc1234"}, "abc1234", None),
+        ({"BRANCH_NAME": "bad\udc80"}, {}, None, None),
         # What the command line said beats the workspace status; an empty value is none.
         (
             {"COMMIT_SHA": "given", "BRANCH_NAME": " "},
@@ -251,6 +255,8 @@ def test_the_commit_and_branch_come_from_build_metadata_or_the_workspace_status(
 ) -> None:
     row = _with(tmp_path, metadata, status)
     assert (row["commit"], row["branch"]) == (commit, branch)
+    clean = _stored(tmp_path, "clean")
+    assert (row["duration_ms"], row["tool"]) == (clean["duration_ms"], "bazel")
     assert row["host"] is None  # BUILD_HOST stays private
 
 
