@@ -1,4 +1,4 @@
-"""The HTML report (telemetry/report.py, builder telemetry report): the numbers it embeds,
+"""The HTML report (telemetry/report/, builder telemetry report): the numbers it embeds,
 worked out by hand on a small history; text from builds that cannot get out of its JSON;
 stdout; and the errors (an empty store, a filter that takes nothing, a bad option, the extra
 missing).
