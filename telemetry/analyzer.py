@@ -613,6 +613,7 @@ class TelemetryAnalyzer:
                     duration_ms=t["duration_ms"],
                     worker=t["worker"],
                     error=t["error"],
+                    deps=None if t["deps"] is None else tuple(t["deps"]),
                 )
                 for t in (targets.iter_rows(named=True) if targets is not None else ())
             ),

@@ -23,7 +23,7 @@ import threading
 import warnings
 from array import array
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -92,6 +92,7 @@ class _Buffer:
 
     __slots__ = (
         "counts",
+        "deps",
         "ends",
         "errors",
         "executed_ms",
@@ -119,10 +120,12 @@ class _Buffer:
         self.ends = array("q")
         self.workers = array("i")
         self.errors: dict[int, str] = {}
+        # row -> the target ids its start named as its deps (rows without: unknown)
+        self.deps: dict[int, tuple[int, ...]] = {}
         self.counts = [0, 0, 0, 0]
         self.executed_ms = 0
-        # target id -> starts not yet matched by a finish, first in first out
-        self.pending: dict[int, deque[tuple[int, int]]] = {}
+        # target id -> starts not yet matched by a finish (ts, worker, deps), first in first out
+        self.pending: dict[int, deque[tuple[int, int, tuple[int, ...] | None]]] = {}
 
 
 class TelemetryCollector:
@@ -237,9 +240,17 @@ class TelemetryCollector:
         )
 
     def target_started(
-        self, session: str, target: str, *, ts: int | float | str, worker: int | None = None
+        self,
+        session: str,
+        target: str,
+        *,
+        ts: int | float | str,
+        worker: int | None = None,
+        deps: Sequence[str] | None = None,
     ) -> None:
-        """A target began running (on ``worker``, if the build tool numbers them)."""
+        """A target began running (on ``worker``, if the build tool numbers them), once
+        the targets named in ``deps`` were done (None: not known; empty: it waited for
+        none)."""
         if not self.enabled:
             return
         # The common case a build executor sends (short ASCII names, integer milliseconds),
@@ -254,9 +265,10 @@ class TelemetryCollector:
             and session.isascii()
             and target.isascii()
             and (worker is None or (type(worker) is int and 0 <= worker < 2**31))
+            and (deps is None or _plain_names(deps))
         ):
             try:
-                self._started_row(session, ts, target, worker)
+                self._started_row(session, ts, target, worker, deps)
             except Exception as error:  # the build must never see our failure
                 self._warn_once(f"telemetry ignored an event it could not use: {error!r}")
         else:
@@ -267,6 +279,7 @@ class TelemetryCollector:
                     "ts": ts,
                     "target": target,
                     "worker": worker,
+                    "deps": list(deps) if isinstance(deps, list | tuple) else deps,
                 }
             )
 
@@ -471,14 +484,21 @@ class TelemetryCollector:
         return self._ended(event.session, "build_started")
 
     def _target_started(self, event: TargetStarted) -> bool:
-        return self._started_row(event.session, event.ts, event.target, event.worker)
+        return self._started_row(event.session, event.ts, event.target, event.worker, event.deps)
 
     def _target_finished(self, event: TargetFinished) -> bool:
         return self._finished_row(
             event.session, event.ts, event.target, event.status, event.duration_ms, event.error
         )
 
-    def _started_row(self, session: str, ts: int, target: str, worker: int | None) -> bool:
+    def _started_row(
+        self,
+        session: str,
+        ts: int,
+        target: str,
+        worker: int | None,
+        deps: Sequence[str] | None = None,
+    ) -> bool:
         with self._lock:
             buffer = self._open.get(session)  # self._buffer(session, ts), inline
             if buffer is None:
@@ -494,7 +514,9 @@ class TelemetryCollector:
                 pending = buffer.pending.get(label)
                 if pending is None:
                     pending = buffer.pending[label] = deque()
-                pending.append((ts, _NO_WORKER if worker is None else worker))
+                # Names as target ids: a build's deps name its own targets, held once.
+                needs = None if deps is None else tuple(self._label(name) for name in deps)
+                pending.append((ts, _NO_WORKER if worker is None else worker, needs))
                 return True
         return self._ended(session, "target_started")
 
@@ -521,7 +543,7 @@ class TelemetryCollector:
                 if label is None:
                     label = self._label(target)
                 started = buffer.pending.get(label)
-                start, worker = started.popleft() if started else (ts, _NO_WORKER)
+                start, worker, needs = started.popleft() if started else (ts, _NO_WORKER, None)
                 if started is not None and not started:
                     del buffer.pending[label]
                 if duration_ms is not None:
@@ -533,6 +555,8 @@ class TelemetryCollector:
                     start = 0
                 if error is not None:
                     buffer.errors[len(buffer.statuses)] = error
+                if needs is not None:
+                    buffer.deps[len(buffer.statuses)] = needs
                 buffer.target_ids.append(label)
                 buffer.statuses.append(code)
                 buffer.starts.append(start)
@@ -621,6 +645,7 @@ def session_batches(
     )
     status_col = pa.DictionaryArray.from_arrays(statuses, _STATUS_DICTIONARY)
     error_col = _sparse_text(buffer.errors, rows)
+    deps_col = _sparse_names(buffer.deps, rows, labels)
     targets = pa.RecordBatch.from_arrays(
         [
             pa.repeat(pa.scalar(buffer.session, pa.string()), rows),
@@ -631,6 +656,7 @@ def session_batches(
             pc.subtract(ends, starts),
             workers,
             error_col,
+            deps_col,
         ],
         schema=TARGETS_SCHEMA,
     )
@@ -680,6 +706,35 @@ def _sparse_text(values: dict[int, str], rows: int) -> pa.Array:
     for row, slot in zip(values, range(1, len(values) + 1), strict=True):
         positions[row] = slot
     return pa.array([None, *values.values()], pa.string()).take(_int_array(pa.int32(), positions))
+
+
+def _sparse_names(values: dict[int, tuple[int, ...]], rows: int, labels: list[str]) -> pa.Array:
+    """A list-of-names column, null but at the rows ``values`` names (each a tuple of
+    target ids, as ``labels`` names them)."""
+    kind = TARGETS_SCHEMA.field("deps").type
+    if not values:
+        return pa.nulls(rows, kind)
+    sizes = array("i", [0]) * rows
+    ids = array("i")
+    for row, names in values.items():  # rows in the order they were added: ascending
+        sizes[row] = len(names)
+        ids.extend(names)
+    offsets = pc.cumulative_sum(pa.array([0, *sizes], pa.int32()))
+    missing = pc.invert(pc.is_in(pa.array(range(rows), pa.int32()), pa.array(list(values))))
+    encoded = _int_array(pa.int32(), ids).dictionary_encode()
+    names = pa.DictionaryArray.from_arrays(
+        encoded.indices, pa.array([labels[i] for i in encoded.dictionary.to_pylist()], pa.string())
+    ).cast(pa.string())
+    return pa.ListArray.from_arrays(offsets, names, kind, mask=missing)
+
+
+def _plain_names(names: object) -> bool:
+    """Whether ``names`` is a list or tuple of short ASCII names: deps the collector takes
+    without the thorough checks."""
+    return type(names) in (list, tuple) and all(
+        type(name) is str and 0 < len(name) <= MAX_TEXT and name.isascii()
+        for name in names  # type: ignore[attr-defined]
+    )
 
 
 def _failure_text(buffer: _Buffer, labels: list[str], statuses: pa.Array) -> str | None:

@@ -68,6 +68,9 @@ class TargetStarted:
     ts: int
     target: str
     worker: int | None = None
+    # The targets this one waited for, by name: None when the tool did not say (unknown),
+    # empty when it has none.
+    deps: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,7 +189,7 @@ def parse_event(obj: object) -> Event:
             get("branch"),
         )
     if kind == "target_started":
-        return _target_started(session, ts, get("target"), get("worker"))
+        return _target_started(session, ts, get("target"), get("worker"), get("deps"))
     if kind == "target_finished":
         return _target_finished(
             session, ts, get("target"), get("status"), get("duration_ms"), get("error")
@@ -250,10 +253,10 @@ class EventBuilder:
             return error
 
     def target_started(
-        self, ts: object, target: object, *, worker: object = None
+        self, ts: object, target: object, *, worker: object = None, deps: object = None
     ) -> TargetStarted | EventError:
         try:
-            return _target_started(self._checked(), parse_timestamp(ts), target, worker)
+            return _target_started(self._checked(), parse_timestamp(ts), target, worker, deps)
         except EventError as error:
             return error
 
@@ -313,12 +316,15 @@ def _build_started(
     )
 
 
-def _target_started(session: str, ts: int, target: object, worker: object) -> TargetStarted:
+def _target_started(
+    session: str, ts: int, target: object, worker: object, deps: object
+) -> TargetStarted:
     return TargetStarted(
         session=session,
         ts=ts,
         target=_required(target, "target"),
         worker=_count(worker, "worker", minimum=0),
+        deps=parse_deps(deps),
     )
 
 
@@ -415,6 +421,26 @@ def parse_duration(value: object) -> int | None:
             f"got {_short(value)!r}"
         )
     return round(value)
+
+
+def parse_deps(value: object) -> tuple[str, ...] | None:
+    """A ``deps`` value (the targets a target waited for) as a tuple of names, in the order
+    given: None stays None (not known), an empty list is known to be none.
+
+    >>> parse_deps(["//a:gen", "//b:lib"]), parse_deps([]), parse_deps(None)
+    (('//a:gen', '//b:lib'), (), None)
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise EventError(f"deps must be a list of target names, got {_short(value)!r}")
+    for name in value:
+        if not isinstance(name, str) or name == "":
+            raise EventError(
+                f"deps must hold target names (non-empty strings), got {_short(name)!r}"
+            )
+        _checked(name, "a name in deps")
+    return tuple(value)
 
 
 def parse_labels(value: object) -> dict[str, str]:

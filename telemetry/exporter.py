@@ -7,12 +7,13 @@ Everything here returns strings or writes to a binary stream; nothing prints.
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from telemetry.errors import TelemetryError
 from telemetry.events import EXECUTED, TIME_FORMAT
@@ -22,6 +23,7 @@ from telemetry.model import (
     BuildDetails,
     BuildReport,
     BuildWeights,
+    CriticalPath,
     SummaryReport,
     TargetRun,
     WeightedBottleneck,
@@ -377,17 +379,27 @@ def recent_json(builds: Sequence[BuildReport]) -> str:
 # -- show -------------------------------------------------------------------------------------
 
 
+class _Omitted(enum.Enum):
+    OMITTED = enum.auto()
+
+
+# What ``show`` is not given: unlike None, which is a critical path not known.
+OMITTED: Final = _Omitted.OMITTED
+
+
 def render_build(
     build: BuildDetails,
     *,
     top: int | None = None,
     color: bool = False,
     weights: BuildWeights | None = None,
+    critical_path: CriticalPath | Literal[_Omitted.OMITTED] | None = OMITTED,
 ) -> str:
     """One build for people and ``grep``: ``Key: value`` lines, then its targets slowest
     first (the ``top`` slowest when given), one line each, ending in a newline. With
     ``weights``, its weighted figures follow its rates, and each executed target's weighted
-    time its duration."""
+    time its duration. With ``critical_path`` (None: not known), its length follows them,
+    and its targets, first to last, come before the build's."""
     status = (
         _paint("succeeded", _GREEN, color) if build.succeeded else _paint("failed", _RED, color)
     )
@@ -417,7 +429,7 @@ def render_build(
         f"Utilization: {_rate(build.parallelism_utilization, '{:.1f}%')}",
         f"Targets/Second: {_rate(build.targets_per_second, '{:.2f}')}",
         *(_weight_lines(weights) if weights is not None else ()),
-        "",
+        *(_path_lines(critical_path, build, color) if critical_path is not OMITTED else ("",)),
     ]
     shown = build.targets if top is None else build.targets[:top]
     if len(shown) < len(build.targets):
@@ -445,11 +457,17 @@ def render_build(
 
 
 def build_json(
-    build: BuildDetails, *, top: int | None = None, weights: BuildWeights | None = None
+    build: BuildDetails,
+    *,
+    top: int | None = None,
+    weights: BuildWeights | None = None,
+    critical_path: CriticalPath | Literal[_Omitted.OMITTED] | None = OMITTED,
 ) -> str:
     """One build as a JSON object: the keys and values of its object in an export, then
-    ``targets``, slowest first (the ``top`` slowest when given). With ``weights``, its
-    weighted figures come before ``targets``, and each target has its ``weightedMs``."""
+    ``targets``, slowest first (the ``top`` slowest when given), each with its ``deps``.
+    With ``weights``, its weighted figures come before ``targets``, and each target has its
+    ``weightedMs``; with ``critical_path``, ``criticalPath`` follows them (``null``: not
+    known)."""
     row = _session_row({name: getattr(build, name) for name in BuildDetails.__dataclass_fields__})
     shown = build.targets if top is None else build.targets[:top]
     targets = json.dumps(
@@ -472,6 +490,9 @@ def build_json(
                 ("underusedMs", weights.underused_ms),
             )
         ]
+    if critical_path is not OMITTED:
+        path = json.dumps(_path_json(critical_path, build.start_time), indent=2, ensure_ascii=False)
+        fields.append('  "criticalPath": ' + path.replace("\n", "\n  "))
     fields.append('  "targets": ' + targets.replace("\n", "\n  "))
     return "{\n" + ",\n".join(fields) + "\n}\n"
 
@@ -487,7 +508,67 @@ def _target(run: TargetRun, start: datetime, weighted_ms: float | None) -> dict[
         "startOffsetMs": (run.start_time - start) // _MILLISECOND,
         "worker": run.worker,
         "error": run.error,
+        "deps": None if run.deps is None else list(run.deps),
     }
+
+
+def _path_json(path: CriticalPath | None, start: datetime) -> dict[str, object] | None:
+    """The critical path as ``show --format json`` gives it: shares in percent with two
+    decimals, as the rates of an export are."""
+    if path is None:
+        return None
+    return {
+        "durationMs": path.duration_ms,
+        "percentOfBuild": _percent(path.share),
+        "complete": path.complete,
+        "targets": [
+            {
+                "target": step.target,
+                "status": step.status,
+                "durationMs": step.duration_ms,
+                "percentOfBuild": _percent(step.share),
+                "startOffsetMs": (step.start_time - start) // _MILLISECOND,
+            }
+            for step in path.steps
+        ],
+    }
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100.0 * share, 2)
+
+
+def _path_lines(path: CriticalPath | None, build: BuildDetails, color: bool) -> list[str]:
+    """The critical path's line among the figures, then (when it has targets) a blank line
+    and its targets first to last, each with its share of the build and when it started;
+    the caller's blank line follows."""
+    if path is None:
+        return ["Critical Path: n/a (no target reported its dependencies)", ""]
+    if not path.steps:
+        return ["Critical Path: none (no target ran)", ""]
+    share = "" if path.share is None else f" ({100.0 * path.share:.1f}%)"
+    count = len(path.steps)
+    lines = [
+        f"Critical Path: {path.duration_ms}ms of {path.build_ms}ms{share}, "
+        f"{count} target{'' if count == 1 else 's'}",
+        "",
+        "Critical path, first to last:",
+    ]
+    width = len(str(count))
+    for rank, step in enumerate(path.steps, start=1):
+        mark = _paint(step.status, _RED, color) if step.status == "failed" else step.status
+        part = "" if step.share is None else f" ({100.0 * step.share:.1f}%)"
+        offset = (step.start_time - build.start_time) // _MILLISECOND
+        lines.append(
+            f"  {rank:>{width}}. [{mark}] {printable(step.target)} - {step.duration_ms}ms"
+            f"{part} at {offset:+d}ms"
+        )
+    if not path.complete:
+        lines.append(
+            f"  (what {printable(path.steps[0].target)} waited for was not reported: the path "
+            f"may begin before it)"
+        )
+    return [*lines, ""]
 
 
 def _two_decimals(value: float | None) -> float | None:

@@ -124,7 +124,8 @@ class BuildReport:
 @dataclass(slots=True, frozen=True)
 class TargetRun:
     """One target of one build as it was stored: executed (built or failed), cached or
-    skipped, over [start_time, end_time)."""
+    skipped, over [start_time, end_time); ``deps``: the targets it waited for, by name, as
+    its ``target_started`` said (None when not said)."""
 
     target: str
     status: str
@@ -133,6 +134,7 @@ class TargetRun:
     duration_ms: int
     worker: int | None
     error: str | None
+    deps: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -185,6 +187,32 @@ class BuildWeights:
     underused_ms: int | None
     duration_ms: int  # its wall time
     targets: tuple[float, ...]  # each target's weighted time, in the order of its targets
+
+
+@dataclass(slots=True, frozen=True)
+class PathStep:
+    """One target on a build's critical path (:mod:`telemetry.critical_path`)."""
+
+    target: str
+    status: str  # built or failed: a target that ran
+    start_time: datetime
+    end_time: datetime
+    duration_ms: int
+    # duration_ms / the build's wall time; None when the build took no time
+    share: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class CriticalPath:
+    """The chain of targets that decided when a build ended, first to last; empty when no
+    target ran. ``complete`` is False when it begins at a target whose dependencies were
+    not reported, so that it may reach further back than it shows."""
+
+    steps: tuple[PathStep, ...]
+    duration_ms: int  # Σ durations of its steps
+    build_ms: int  # the build's wall time
+    share: float | None  # duration_ms / build_ms; None when the build took no time
+    complete: bool
 
 
 def build_report(row: Mapping[str, Any], runs: Iterable[tuple[str, int, int]]) -> BuildReport:

@@ -52,13 +52,16 @@ _SHELL_SYNTAX = re.compile(r"[;&|<>()`$\n]")
 class NinjaTarget:
     """A command of a recorded build, named by its first output (relative to the build
     directory when ninja named it by an absolute path); times in milliseconds since ninja
-    started (executed commands only); ``error``: what a failed command printed first."""
+    started (executed commands only); ``error``: what a failed command printed first;
+    ``deps``: the build's targets whose outputs it takes as inputs, as ``ninja -t graph``
+    draws them (None when ninja was not asked)."""
 
     output: str
     status: Status
     start_ms: int | None = None
     end_ms: int | None = None
     error: str | None = None
+    deps: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class _Graph:
     inputs: dict[str, list[str]] = field(default_factory=dict)  # edge -> input ids
     outputs: dict[str, list[str]] = field(default_factory=dict)  # edge -> output ids
     producer: dict[str, str] = field(default_factory=dict)  # output id -> edge
+    behind: dict[str, tuple[str, ...]] = field(default_factory=dict)  # see _made_by
 
     def add_edge(self, edge: str, rule: str) -> None:
         self.rules[edge] = rule
@@ -83,6 +87,37 @@ class _Graph:
 
     def named_outputs(self, edge: str) -> list[str]:
         return [self.names[o] for o in self.outputs[edge] if o in self.names]
+
+    def needs(self, edge: str, names: Mapping[str, str]) -> tuple[str, ...]:
+        """The ``names`` (by edge) of the commands whose outputs ``edge`` takes as inputs,
+        order-only ones and those behind ``phony`` names too, in the order the graph draws
+        them: what ninja waited for before it ran the command."""
+        found: dict[str, None] = {}  # in order, each once
+        behind = self.behind
+        for node in self.inputs[edge]:
+            made = behind.get(node)
+            for producer in self._made_by(node) if made is None else made:
+                name = names.get(producer)
+                if name is not None:
+                    found[name] = None
+        return tuple(found)
+
+    def _made_by(self, node: str) -> tuple[str, ...]:
+        """The commands (not ``phony``) that make ``node``: its own, or those behind the
+        phony name it is; remembered, as many commands share a phony name."""
+        known = self.behind.get(node)
+        if known is not None:
+            return known
+        self.behind[node] = ()  # a phony name that names itself again, through others
+        producer = self.producer.get(node)
+        if producer is None:
+            made: tuple[str, ...] = ()  # a source file
+        elif self.rules[producer] != "phony":
+            made = (producer,)
+        else:
+            made = tuple(dict.fromkeys(p for i in self.inputs[producer] for p in self._made_by(i)))
+        self.behind[node] = made
+        return made
 
 
 def _parse_graph(text: str) -> _Graph:
@@ -336,7 +371,7 @@ class NinjaRun:
             if not succeeded:
                 found = self._after_failure(graph, deadline, failures.edges)
                 if found is None:
-                    return targets + failed
+                    return _with_deps(targets + failed, graph, directories)
                 status = found
         except _ToolFailed as error:
             if succeeded:  # after a failed build (an unknown target, a bad manifest) ninja
@@ -351,7 +386,7 @@ class NinjaRun:
             if outputs and done.isdisjoint(outputs) and edge not in matched:
                 name = target_name(outputs[0], directories)
                 targets.append(NinjaTarget(name, status.get(edge, "cached")))
-        return targets
+        return _with_deps(targets, graph, directories)
 
     def _directories(self, inferred: Sequence[str]) -> list[str]:
         """Where ninja ran (as given and with links resolved), then where the log says its
@@ -490,6 +525,28 @@ class NinjaRun:
 
 class _ToolFailed(Exception):
     pass
+
+
+def _with_deps(
+    targets: list[NinjaTarget], graph: _Graph, directories: Sequence[str]
+) -> list[NinjaTarget]:
+    """``targets`` with their deps from ``graph``: for each one's command, the other
+    targets of the build whose outputs it takes as inputs. A target whose command the graph
+    does not draw (not needed by the targets asked for) keeps unknown deps."""
+    from telemetry.ingest.ninja import target_name
+
+    edge_of: dict[str, str] = {}
+    for edge in graph.commands():
+        for output in graph.named_outputs(edge):
+            edge_of.setdefault(target_name(output, directories), edge)
+    edges = {t.output: edge_of[t.output] for t in targets if t.output in edge_of}
+    names = {edge: name for name, edge in edges.items()}
+    return [
+        NinjaTarget(t.output, t.status, t.start_ms, t.end_ms, t.error, graph.needs(made, names))
+        if (made := edges.get(t.output)) is not None
+        else t
+        for t in targets
+    ]
 
 
 class _Failed:

@@ -258,7 +258,8 @@ def _target_events(
     """Ninja's outputs as the build's target events; ninja's times count from its own
     start, a moment after ours, so they are placed from ours and kept within the build. An
     output named by an absolute path is stored without the home directory or user name in
-    it; a failed command keeps what it printed first as its error."""
+    it; a failed command keeps what it printed first as its error. A command that ran
+    names its deps in its start, when ninja's graph gave them."""
     events: list[dict[str, object]] = []
     for target in targets:
         name = _without_home(_text(target.output), environ)
@@ -266,6 +267,8 @@ def _target_events(
             began = min(start + target.start_ms, end)
             finished = min(max(start + target.end_ms, began), end)
             events.append(_target("target_started", session, name, began))
+            if target.deps is not None:
+                events[-1]["deps"] = [_without_home(_text(d), environ) for d in target.deps]
             events.append(_target("target_finished", session, name, finished, target.status))
         else:
             events.append(_target("target_finished", session, name, end, target.status))

@@ -15,7 +15,8 @@ import pyarrow as pa
 Dataset: TypeAlias = Literal["sessions", "targets", "daily_targets"]
 DATASETS: Final[tuple[Dataset, ...]] = ("sessions", "targets", "daily_targets")
 
-SCHEMA_VERSION: Final = 1
+# Version 2 added the targets' deps.
+SCHEMA_VERSION: Final = 2
 VERSION_KEY: Final = b"builder_telemetry.schema_version"
 DATASET_KEY: Final = b"builder_telemetry.dataset"
 # In a compacted day's sessions file: the JSON list of the name stems of the files it
@@ -68,6 +69,11 @@ TARGETS_SCHEMA: Final = pa.schema(
         pa.field("duration_ms", pa.int64(), nullable=False),
         pa.field("worker", pa.int32()),
         pa.field("error", pa.string()),
+        # The targets this one waited for, by name, as its target_started said: null when
+        # not said (unknown), empty when it has none. Plain strings: dictionary-encoded ones
+        # would make the target files a third smaller, but a dictionary in a list turns off
+        # DuckDB's filter pushdown into Arrow files (docs/storage.md).
+        pa.field("deps", pa.list_(pa.string())),
     ],
     metadata=_metadata("targets"),
 )
@@ -100,7 +106,7 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
 # column is only ever added, nullable, at the end; none is removed, renamed or retyped.
 ADDED_IN: Final[dict[Dataset, dict[str, int]]] = {
     "sessions": {},
-    "targets": {},
+    "targets": {"deps": 2},
     "daily_targets": {},
 }
 

@@ -413,12 +413,17 @@ def test_files_from_before_a_column_was_added_read_as_nulls(
     runner, cpu = pa.field("runner", pa.string()), pa.field("cpu_ms", pa.int64())
     sessions_v2 = _added(schema.SESSIONS_SCHEMA, runner)
     targets_v2 = _added(schema.TARGETS_SCHEMA, cpu)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    future = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", future)
     monkeypatch.setitem(schema.SCHEMAS, "sessions", sessions_v2)
     monkeypatch.setitem(schema.SCHEMAS, "targets", targets_v2)
-    monkeypatch.setitem(schema.ADDED_IN, "sessions", {"runner": 2})
-    monkeypatch.setitem(schema.ADDED_IN, "targets", {"cpu_ms": 2})
-    # Build c rewritten by version 2, with the new columns filled.
+    monkeypatch.setitem(
+        schema.ADDED_IN, "sessions", {**schema.ADDED_IN["sessions"], "runner": future}
+    )
+    monkeypatch.setitem(
+        schema.ADDED_IN, "targets", {**schema.ADDED_IN["targets"], "cpu_ms": future}
+    )
+    # Build c rewritten by that version, with the new columns filled.
     for dataset, v2, field, value in (
         ("sessions", sessions_v2, runner, "linux-x64"),
         ("targets", targets_v2, cpu, 7),
@@ -441,7 +446,9 @@ def test_files_from_before_a_column_was_added_read_as_nulls(
 
 
 def _added(base: pa.Schema, field: pa.Field) -> pa.Schema:
-    return pa.schema([*base, field], metadata=dict(base.metadata) | {schema.VERSION_KEY: b"2"})
+    """``base`` with ``field`` added by the version after this one."""
+    future = str(schema.SCHEMA_VERSION + 1).encode()
+    return pa.schema([*base, field], metadata=dict(base.metadata) | {schema.VERSION_KEY: future})
 
 
 # -- maintenance beside a query -----------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +12,13 @@ from telemetry.errors import EventError
 from telemetry.events import (
     BuildFinished,
     BuildStarted,
+    EventBuilder,
     TargetFinished,
     TargetStarted,
     parse_event,
     parse_timestamp,
 )
+from tests.conftest import T0, Runner
 
 
 def test_the_seed_example_parses() -> None:
@@ -156,3 +160,82 @@ def test_huge_values_keep_the_message_short() -> None:
     with pytest.raises(EventError) as error:
         parse_event({"event": "x" * 100_000, "session": "s", "ts": 1})
     assert len(str(error.value)) < 200
+
+
+def _started(**fields: object) -> dict[str, object]:
+    return {"event": "target_started", "session": "s", "ts": 1, "target": "//app", **fields}
+
+
+def test_deps_are_the_names_a_target_waited_for_in_the_order_given() -> None:
+    assert parse_event(_started(deps=["//lib", "//gen", "//lib"])) == TargetStarted(
+        "s", 1, "//app", None, ("//lib", "//gen", "//lib")
+    )
+    # An empty list is known to be none; absent (or null) is not known.
+    assert parse_event(_started(deps=[])) == TargetStarted("s", 1, "//app", None, ())
+    assert parse_event(_started()) == TargetStarted("s", 1, "//app", None, None)
+    assert parse_event(_started(deps=None)).deps is None  # type: ignore[union-attr]
+    # The protocol has them on target_started only: elsewhere they are an unknown field.
+    finished = {"event": "target_finished", "session": "s", "ts": 1, "target": "//app",
+                "status": "built", "deps": "anything"}  # fmt: skip
+    assert parse_event(finished) == TargetFinished("s", 1, "//app", "built")
+
+
+@pytest.mark.parametrize(
+    ("deps", "message"),
+    [
+        ("//lib", "deps must be a list of target names, got '//lib'"),
+        ({"//lib": 1}, "deps must be a list of target names, got {'//lib': 1}"),
+        (5, "deps must be a list of target names, got 5"),
+        (["//lib", 5], "deps must hold target names (non-empty strings), got 5"),
+        (["//lib", None], "deps must hold target names (non-empty strings), got None"),
+        ([""], "deps must hold target names (non-empty strings), got ''"),
+        ([["//lib"]], "deps must hold target names (non-empty strings), got ['//lib']"),
+        (["x" * 65_537], "a name in deps is 65537 characters long; at most 65536 are kept"),
+        (["\ud800"], "a name in deps holds an unpaired surrogate"),
+    ],
+)
+def test_deps_that_are_no_list_of_names_are_refused(deps: object, message: str) -> None:
+    with pytest.raises(EventError) as error:
+        parse_event(_started(deps=deps))
+    assert str(error.value).startswith(message)
+
+
+def test_the_builder_checks_deps_as_parse_event_does() -> None:
+    build = EventBuilder("s")
+    assert build.target_started(1, "//app", deps=("//lib",)) == TargetStarted(
+        "s", 1, "//app", None, ("//lib",)
+    )
+    wrong = build.target_started(1, "//app", deps=[3])
+    assert isinstance(wrong, EventError)
+    assert str(wrong) == "deps must hold target names (non-empty strings), got 3"
+
+
+def test_a_line_with_bad_deps_is_named_and_skipped(cli: Runner, tmp_path: Path) -> None:
+    """Read in columns or line by line, a bad deps value is a malformed line like any other:
+    one line on stderr with its number, the rest stored, exit status 1."""
+    lines = [
+        {"event": "build_started", "session": "b", "ts": T0},
+        {"event": "target_started", "session": "b", "ts": T0, "target": "//gen", "deps": []},
+        {"event": "target_finished", "session": "b", "ts": T0 + 5, "target": "//gen",
+         "status": "built"},
+        {"event": "target_started", "session": "b", "ts": T0 + 5, "target": "//app",
+         "deps": ["//gen", 7]},
+        {"event": "target_finished", "session": "b", "ts": T0 + 9, "target": "//app",
+         "status": "built"},
+        {"event": "build_finished", "session": "b", "ts": T0 + 9, "success": True},
+    ]  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    result = cli("telemetry", "ingest", str(path))
+    assert (result.code, result.stdout, result.stderr) == (
+        1,
+        "Stored 1 build from 5 events.\n",
+        f"{path}:4: deps must hold target names (non-empty strings), got 7\n"
+        "Skipped 1 malformed line.\n",
+    )
+    # //app has no start: its deps are not known, and it took no time.
+    shown = json.loads(cli("telemetry", "show", "b", "--format", "json").stdout)
+    assert [(t["target"], t["deps"], t["durationMs"]) for t in shown["targets"]] == [
+        ("//gen", [], 5),
+        ("//app", None, 0),
+    ]

@@ -29,6 +29,7 @@ from telemetry.analyzer import TelemetryAnalyzer
 from telemetry.errors import CorruptFileWarning
 from telemetry.exporter import render_summary
 from telemetry.ingest import ingest_jsonl
+from telemetry.schema import SCHEMA_VERSION
 from telemetry.storage import TelemetryStorage
 from tests.conftest import FIXTURES, late_build, small_history_on
 
@@ -400,7 +401,7 @@ def test_packs_set_aside_are_swept_with_the_other_leftovers(tmp_path: Path) -> N
         ('{"pack": "x\\u0000", "schema": 1, "files": {}}', "names no pack: 'x\\x00'"),
         ("[" * 100_000 + "]" * 100_000, "is nested too deep to read"),
         (
-            '{"pack": "20251101T000000Z-0123456789ab", "schema": 1, '
+            f'{{"pack": "20251101T000000Z-0123456789ab", "schema": {SCHEMA_VERSION}, '
             '"files": {"sessions": {"2025-10-27": "../../x-day-n1.arrow"}}}',
             "lists 2025-10-27: '../../x-day-n1.arrow', not a compacted file's name",
         ),

@@ -256,7 +256,8 @@ def test_the_schema_is_the_stores_with_labels_as_strings_and_the_day(
     assert targets.schema == spark_schema("targets")
     assert targets.schema.simpleString() == (
         "struct<session_id:string,target:string,status:string,start_time:timestamp,"
-        "end_time:timestamp,duration_ms:bigint,worker:int,error:string,date:date>"
+        "end_time:timestamp,duration_ms:bigint,worker:int,error:string,deps:array<string>,"
+        "date:date>"
     )
     sessions = _source(spark, history.store, "sessions").schema
     assert [f.name for f in sessions][-4:] == [

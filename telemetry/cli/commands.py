@@ -520,9 +520,9 @@ def show(
     label: WithLabelOption = None,
     status: StatusOption = None,
 ) -> None:
-    """One build: its times, status, tool, host, branch, commit, labels, counts, rates and
-    weighted time, then every target with its status, duration, weighted time, worker and
-    error, slowest first.
+    """One build: its times, status, tool, host, branch, commit, labels, counts, rates,
+    weighted time and critical path (when its targets named their deps), then every target
+    with its status, duration, weighted time, worker and error, slowest first.
 
     The filters choose among the builds: with them and no SESSION, the newest build they
     take. A SESSION that matches no build, or several, is an error (exit status 1).

@@ -269,13 +269,19 @@ def show(
         else:
             out(message + "\n")
     else:
+        from telemetry.critical_path import build_critical_path
         from telemetry.weighted import weigh_build
 
         weights = weigh_build(build)
+        path = build_critical_path(build)
         if format == "json":
-            out_json(exporter.build_json(build, top=top, weights=weights))
+            out_json(exporter.build_json(build, top=top, weights=weights, critical_path=path))
         else:
-            out_report(exporter.render_build(build, top=top, color=color(), weights=weights))
+            out_report(
+                exporter.render_build(
+                    build, top=top, color=color(), weights=weights, critical_path=path
+                )
+            )
 
 
 def no_builds(stored: TelemetryStorage, window: Window, filter: Filter | None = None) -> str:

@@ -4,10 +4,10 @@ many times faster.
 The line-by-line reading (:func:`telemetry.ingest.jsonl.ingest_jsonl`) decodes and checks
 each event in Python and feeds the collector; it reports each bad line and goes on. Here the
 input is decoded by polars in one pass and every rule of the event protocol and of the
-collector is applied to whole columns: the target events (nearly all of a build's events) are
-never touched one by one, and every other line (the build events, two per build) goes through
-the line-by-line checks. The result is exactly what the line-by-line reading stores: this is
-its fast path, held equal to it by
+collector is applied to whole columns: the target events (nearly all of a build's events,
+their deps lists too) are never touched one by one, and every other line (the build events,
+two per build) goes through the line-by-line checks. The result is exactly what the
+line-by-line reading stores: this is its fast path, held equal to it by
 ``tests/ingest/test_columnar.py::test_plain_streams_are_read_in_columns_with_the_line_by_line_result``.
 What it derives per build is defined once for both: the peak concurrency is
 :func:`telemetry.metrics.session_peaks` (the collector's sweep, many builds at a time), the
@@ -57,7 +57,7 @@ from telemetry.schema import LABELS, SESSIONS_SCHEMA, TARGETS_SCHEMA
 # Inputs are read in columns a segment of about this many bytes at a time, so memory does
 # not grow with the input.
 SEGMENT_BYTES: Final = 32 << 20
-_TARGET_FIELDS: Final = {
+_TARGET_FIELDS: Final[dict[str, pl.DataType | type[pl.DataType]]] = {
     "event": pl.String,
     "session": pl.String,
     "ts": pl.Int64,
@@ -66,6 +66,7 @@ _TARGET_FIELDS: Final = {
     "worker": pl.Int64,
     "duration_ms": pl.Int64,
     "error": pl.String,
+    "deps": pl.List(pl.String),
 }
 _TEXT_FIELDS: Final = [name for name, kind in _TARGET_FIELDS.items() if kind == pl.String]
 _SESSION_SEED: Final = 0x5E55
@@ -225,11 +226,13 @@ def _build_events(builds: pl.DataFrame, decode: json.JSONDecoder) -> dict[str, d
 @dataclass(slots=True, frozen=True)
 class _Columns:
     """What the target rows hold: how many of each field, whether a text value might be
-    a number or boolean turned into text, and their length written without blanks."""
+    a number or boolean turned into text, their length written without blanks, and how
+    many names their deps hold."""
 
     present: dict[str, int]
     scalars: bool
     compact: int
+    names: int = 0
 
 
 def _check_targets(rows: pl.DataFrame) -> _Columns:
@@ -259,13 +262,23 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
     if present["error"]:
         rules.append(pl.col("error").str.len_bytes() <= MAX_TEXT)
     texts = [pl.col(n) for n in ("session", "target", "error") if present[n]]
+    # The names in deps, one a row: checked as the other texts are (a row of its own, so
+    # they are never compared row by row with those).
+    names = (
+        [pl.col("deps").list.explode(keep_nulls=False, empty_as_null=False)]
+        if present["deps"]
+        else []
+    )
+    if names:
+        # Text (not null), not empty, not too long, as the line-by-line reading wants each.
+        rules.append(names[0].str.len_bytes().is_between(1, MAX_TEXT).fill_null(False))
     # An array or object that polars turned into text, told by its first character.
     rules += [
         ~(
             text.is_between(pl.lit("["), pl.lit("\\"), closed="left")
             | text.is_between(pl.lit("{"), pl.lit("|"), closed="left")
         )
-        for text in texts
+        for text in (*texts, *names)
     ]
     # A number or boolean turned into text starts with a digit or a minus, or is true or
     # false (the event and status are held to their few values above).
@@ -274,16 +287,18 @@ def _check_targets(rows: pl.DataFrame) -> _Columns:
         | text.is_between(pl.lit("0"), pl.lit(":"), closed="left")
         | (text == "true")
         | (text == "false")
-        for text in texts
+        for text in (*texts, *names)
     ]
     found = rows.select(
         *(rule.all(ignore_nulls=True).alias(f"rule{i}") for i, rule in enumerate(rules)),
-        *([pl.any_horizontal(scalars).any().alias("scalars")] if scalars else []),
+        *(scalar.any().alias(f"scalars{i}") for i, scalar in enumerate(scalars)),
         *_length_parts(present),
     ).row(0, named=True)
     if not all(found[f"rule{i}"] for i in range(len(rules))):
         raise Declined  # a missing or invalid field: the line-by-line reading reports it
-    return _Columns(present, bool(found.get("scalars")), _compact_length(rows, present, found))
+    anywhere = any(found[f"scalars{i}"] for i in range(len(scalars)))
+    names_found = int(found.get("deps.names") or 0)
+    return _Columns(present, anywhere, _compact_length(rows, present, found), names_found)
 
 
 def _check_plain(
@@ -313,7 +328,8 @@ def _check_plain(
     fields = sum(present.values())
     if columns.scalars:
         quotes -= sum(text.count('"') for text in others)
-        if quotes != 2 * (fields + sum(present[name] for name in _TEXT_FIELDS)):
+        texts = sum(present[name] for name in _TEXT_FIELDS) + columns.names
+        if quotes != 2 * (fields + texts):
             raise Declined
     elif lines.str.len_bytes().sum() == columns.compact:
         return
@@ -332,13 +348,24 @@ def _check_plain(
 
 
 def _length_parts(present: dict[str, int]) -> list[pl.Expr]:
-    """What :func:`_compact_length` needs of the rows: the bytes of each text field, and
-    the least and greatest of each whole-number field."""
+    """What :func:`_compact_length` needs of the rows: the bytes of each text field, the
+    least and greatest of each whole-number field, and of the deps lists how many names
+    they hold, their bytes, and how many lists hold any."""
     numbers = [n for n, kind in _TARGET_FIELDS.items() if kind == pl.Int64 and present[n]]
+    deps = pl.col("deps").list
     return [
         *(pl.col(n).str.len_bytes().sum().alias(n) for n in _TEXT_FIELDS if present[n]),
         *(pl.col(n).min().alias(f"{n}.min") for n in numbers),
         *(pl.col(n).max().alias(f"{n}.max") for n in numbers),
+        *(
+            [
+                deps.len().sum().alias("deps.names"),
+                deps.eval(pl.element().str.len_bytes()).list.sum().sum().alias("deps.bytes"),
+                (deps.len() > 0).sum().alias("deps.filled"),
+            ]
+            if present["deps"]
+            else []
+        ),
     ]
 
 
@@ -357,6 +384,10 @@ def _compact_length(
     if parts is None:
         parts = rows.select(expressions).row(0, named=True)
     total += sum(int(parts[n]) + 2 * present[n] for n in _TEXT_FIELDS if present[n])
+    if present["deps"]:
+        # ``["a","b"]``: the brackets, each name quoted, a comma between two.
+        names, filled = int(parts["deps.names"]), int(parts["deps.filled"])
+        total += 2 * present["deps"] + int(parts["deps.bytes"]) + 3 * names - filled
     spread = []
     for n, kind in _TARGET_FIELDS.items():
         if kind != pl.Int64 or not present[n]:
@@ -389,6 +420,7 @@ def _assemble(
         begun_at=pl.col("order"),
         begun=pl.col("ts"),
         runner=pl.col("worker"),
+        needs=pl.col("deps"),
         begun_session=pl.col("session"),
         begun_target=pl.col("target"),
     )
@@ -419,6 +451,8 @@ def _assemble(
         begin=pl.min_horizontal(begin, pl.col("ts")).clip(lower_bound=0),
         end=pl.col("ts"),
         worker=pl.when(waiting).then(pl.col("runner")).cast(pl.Int32),
+        # What the start said; a finish's own deps are not the protocol's, and ignored.
+        deps=pl.when(waiting).then(pl.col("needs")),
     )
     return _sessions(builds, rows, done), _targets(done), events
 
@@ -549,6 +583,7 @@ def _targets(done: pl.DataFrame) -> pa.Table:
         duration_ms=pl.col("end") - pl.col("begin"),
         worker="worker",
         error="error",
+        deps="deps",
     ).to_arrow()
     columns = []
     for field in TARGETS_SCHEMA:

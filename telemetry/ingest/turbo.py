@@ -2,7 +2,8 @@
 
 One summary is one build: its tasks become targets. A task restored from the cache is
 ``cached``, and lasts as long as turbo took to replay it; one that ran is ``built``, or
-``failed`` with its error when it exited non-zero.
+``failed`` with its error when it exited non-zero, and waited for the tasks its summary
+lists as its ``dependencies`` (its deps).
 Tasks turbo never attempted (after a failure) are not in its summary, so they are not
 counted. The summary's ``user`` is never stored.
 """
@@ -82,7 +83,7 @@ def _task_events(build: EventBuilder, task: object, home: str) -> Iterator[Event
             duration = end - begin
         yield build.target_finished(end, target, "cached", duration_ms=duration)
         return
-    yield build.target_started(begin, target)
+    yield build.target_started(begin, target, deps=_dependencies(task))
     if run.get("exitCode") == 0:
         yield build.target_finished(end, target, "built")
         return
@@ -93,3 +94,12 @@ def _task_events(build: EventBuilder, task: object, home: str) -> Iterator[Event
         text = re.sub(rf"{re.escape(home)}(?=/|\W|$)", "~", text)
     text = _HOMES.sub("~", text)
     yield build.target_finished(end, target, "failed", error=text)
+
+
+def _dependencies(task: Mapping[str, Any]) -> list[str] | None:
+    """The task ids a task's summary lists as its dependencies; None (not known) for anything
+    else, which older summaries have in its place."""
+    said = task.get("dependencies")
+    if isinstance(said, list) and all(isinstance(name, str) and name for name in said):
+        return said
+    return None

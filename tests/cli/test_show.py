@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import T0, Runner
@@ -33,6 +34,7 @@ Targets/Second: 1.33
 Weighted Time: 3000ms (span 3000ms)
 Effective Parallelism: 1.00x
 Underused: 3000ms of 3000ms (100.0%) with fewer than 4 targets running
+Critical Path: n/a (no target reported its dependencies)
 
 Targets, slowest first:
   1. [failed] //app:compile - 3000ms, weighted 3000ms (worker 0)
@@ -101,6 +103,7 @@ Targets/Second: 3.00
 Weighted Time: 900ms (span 900ms)
 Effective Parallelism: 1.56x
 Underused: 500ms of 1000ms (50.0%) with fewer than 2 targets running
+Critical Path: n/a (no target reported its dependencies)
 
 Targets, slowest first:
   1. [built] //x - 900ms, weighted 650ms (worker 0)
@@ -142,6 +145,7 @@ def test_a_build_without_targets_has_no_rates(cli: Runner) -> None:
         "Weighted Time: n/a\n"
         "Effective Parallelism: n/a\n"
         "Underused: n/a\n"
+        "Critical Path: n/a (no target reported its dependencies)\n"
         "\n"
         "Targets, slowest first:\n"
         "  (none)\n"
@@ -198,17 +202,24 @@ def test_show_json(small_cli: Runner) -> None:
         "effectiveParallelism": 1.35,
         "workers": 2,
         "underusedMs": 1300,
+        # No target of b reported its deps: its critical path is not known.
+        "criticalPath": None,
         "targets": [
             {"target": "//app:test", "status": "built", "durationMs": 1100,
-             "weightedMs": 750.0, "startOffsetMs": 500, "worker": 1, "error": None},
+             "weightedMs": 750.0, "startOffsetMs": 500, "worker": 1, "error": None,
+             "deps": None},
             {"target": "//app:compile", "status": "built", "durationMs": 1000,
-             "weightedMs": 750.0, "startOffsetMs": 0, "worker": 0, "error": None},
+             "weightedMs": 750.0, "startOffsetMs": 0, "worker": 0, "error": None,
+             "deps": None},
             {"target": "//app:link", "status": "built", "durationMs": 600,
-             "weightedMs": 500.0, "startOffsetMs": 1400, "worker": 0, "error": None},
+             "weightedMs": 500.0, "startOffsetMs": 1400, "worker": 0, "error": None,
+             "deps": None},
             {"target": "//lib:extra", "status": "cached", "durationMs": 0,
-             "weightedMs": 0.0, "startOffsetMs": 1700, "worker": None, "error": None},
+             "weightedMs": 0.0, "startOffsetMs": 1700, "worker": None, "error": None,
+             "deps": None},
             {"target": "//lib:util", "status": "cached", "durationMs": 0,
-             "weightedMs": 0.0, "startOffsetMs": 5, "worker": None, "error": None},
+             "weightedMs": 0.0, "startOffsetMs": 5, "worker": None, "error": None,
+             "deps": None},
         ],
     }  # fmt: skip
 
@@ -221,7 +232,14 @@ def test_show_json_is_the_exports_object_and_the_targets(small_cli: Runner) -> N
         )
         build = json.loads(shown.stdout)
         assert len(build.pop("targets")) == 1
-        for key in ("weightedMs", "spanMs", "effectiveParallelism", "workers", "underusedMs"):
+        for key in (
+            "weightedMs",
+            "spanMs",
+            "effectiveParallelism",
+            "workers",
+            "underusedMs",
+            "criticalPath",
+        ):
             build.pop(key)  # show's own, after the export's keys
         assert list(build.items()) == list(session.items())  # the same keys in the same order
     # Rates with two decimals, as export writes them.
@@ -350,3 +368,175 @@ def test_ranks_are_aligned_on_their_dot(cli: Runner) -> None:
         "  10. [failed] //t1 - 10ms, weighted 1ms\n"
         "      Error: no\n"
     )
+
+
+def _build_p(session: str = "p", gen: str = "//gen") -> bytes:
+    """A diamond on 2 workers: gen [0,100); a [100,400) and b [100,600) wait for gen; link
+    [600,900) waits for a, b and z, a cache hit at +650 that sent no start; the build ends
+    at 1000."""
+    p = T0 + 20 * 3_600_000
+
+    def started(ts: int, target: str, worker: int, deps: list[str]) -> dict[str, object]:
+        return {"event": "target_started", "session": session, "ts": p + ts, "target": target,
+                "worker": worker, "deps": deps}  # fmt: skip
+
+    def finished(ts: int, target: str, status: str = "built") -> dict[str, object]:
+        return {"event": "target_finished", "session": session, "ts": p + ts, "target": target,
+                "status": status}  # fmt: skip
+
+    return _events(
+        {"event": "build_started", "session": session, "ts": p, "parallelism": 2},
+        started(0, gen, 0, []),
+        finished(100, gen),
+        started(100, "//a", 0, [gen]),
+        started(100, "//b", 1, [gen]),
+        finished(400, "//a"),
+        finished(600, "//b"),
+        started(600, "//link", 0, ["//a", "//b", "//z"]),
+        finished(650, "//z", "cached"),
+        finished(900, "//link"),
+        {"event": "build_finished", "session": session, "ts": p + 1000, "success": True},
+    )
+
+
+# p: 5 targets in 1000 ms, 1 hit of 5 attempted; 100 + 300 + 500 + 300 = 1200 ms executed
+# on 2 workers (60%). Weighted: gen alone [0,100), a and b [100,400) (150 each), b alone
+# [400,600), link alone [600,900): 900 ms with a target running, span 900, 1200 / 900 =
+# 1.33x; both workers busy only over [100,400): 700 ms underused. Critical path: link waited
+# for b (ended 600, after a at 400; z did not run), b for gen: 100 + 500 + 300 = 900 ms.
+SHOW_P = """\
+Targets: 5 (4 built, 1 cached, 0 failed, 0 skipped)
+Cache Hit Rate: 20.0%
+Workers: 2
+Utilization: 60.0%
+Targets/Second: 5.00
+Weighted Time: 900ms (span 900ms)
+Effective Parallelism: 1.33x
+Underused: 700ms of 1000ms (70.0%) with fewer than 2 targets running
+Critical Path: 900ms of 1000ms (90.0%), 3 targets
+
+Critical path, first to last:
+  1. [built] //gen - 100ms (10.0%) at +0ms
+  2. [built] //b - 500ms (50.0%) at +100ms
+  3. [built] //link - 300ms (30.0%) at +600ms
+
+Targets, slowest first:
+  1. [built] //b - 500ms, weighted 350ms (worker 1)
+  2. [built] //a - 300ms, weighted 150ms (worker 0)
+  3. [built] //link - 300ms, weighted 300ms (worker 0)
+  4. [built] //gen - 100ms, weighted 100ms (worker 0)
+  5. [cached] //z - 0ms
+"""
+
+
+def test_show_the_critical_path_after_the_weighted_figures(cli: Runner) -> None:
+    assert cli("telemetry", "ingest", "-", stdin=_build_p()).code == 0
+    result = cli("telemetry", "show", "p")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout.split("\n\n", 3)[3] == SHOW_P
+    # --top keeps the slowest targets; the path is shown whole.
+    top = cli("telemetry", "show", "p", "--top", "1").stdout
+    assert (
+        top.split("\n\n", 3)[3]
+        == SHOW_P.replace("Targets, slowest first:", "Targets, slowest 1 of 5:").partition(
+            "  2. [built] //a"
+        )[0]
+    )
+
+
+def test_show_json_has_the_critical_path_and_each_targets_deps(cli: Runner) -> None:
+    assert cli("telemetry", "ingest", "-", stdin=_build_p()).code == 0
+    result = cli("telemetry", "show", "p", "--format", "json")
+    assert (result.code, result.stderr) == (0, "")
+    shown = json.loads(result.stdout)
+    keys = list(shown)
+    assert keys[keys.index("underusedMs") :] == ["underusedMs", "criticalPath", "targets"]
+    assert shown["criticalPath"] == {
+        "durationMs": 900,
+        "percentOfBuild": 90.0,
+        "complete": True,
+        "targets": [
+            {"target": "//gen", "status": "built", "durationMs": 100, "percentOfBuild": 10.0,
+             "startOffsetMs": 0},
+            {"target": "//b", "status": "built", "durationMs": 500, "percentOfBuild": 50.0,
+             "startOffsetMs": 100},
+            {"target": "//link", "status": "built", "durationMs": 300, "percentOfBuild": 30.0,
+             "startOffsetMs": 600},
+        ],
+    }  # fmt: skip
+    assert [(t["target"], t["deps"]) for t in shown["targets"]] == [
+        ("//b", ["//gen"]),
+        ("//a", ["//gen"]),
+        ("//link", ["//a", "//b", "//z"]),
+        ("//gen", []),
+        ("//z", None),
+    ]
+
+
+def test_a_path_that_begins_at_a_target_of_unknown_deps_says_so(cli: Runner) -> None:
+    # cc ran [0,400) but sent only its finish, with its duration; link [400,500) waited for
+    # it. The build failed after 500 ms; link failed too (its name has a control character).
+    events = _events(
+        {"event": "build_started", "session": "u", "ts": T0},
+        {"event": "target_finished", "session": "u", "ts": T0 + 400, "target": "//c\x1bc",
+         "status": "built", "duration_ms": 400},
+        {"event": "target_started", "session": "u", "ts": T0 + 400, "target": "//link",
+         "deps": ["//c\x1bc"]},
+        {"event": "target_finished", "session": "u", "ts": T0 + 500, "target": "//link",
+         "status": "failed"},
+        {"event": "build_finished", "session": "u", "ts": T0 + 500, "success": False},
+    )  # fmt: skip
+    assert cli("telemetry", "ingest", "-", stdin=events).code == 0
+    shown = cli("telemetry", "show", "u").stdout
+    assert (
+        "Critical Path: 500ms of 500ms (100.0%), 2 targets\n"
+        "\n"
+        "Critical path, first to last:\n"
+        "  1. [built] //c\\x1bc - 400ms (80.0%) at +0ms\n"
+        "  2. [failed] //link - 100ms (20.0%) at +400ms\n"
+        "  (what //c\\x1bc waited for was not reported: the path may begin before it)\n"
+        "\n"
+        "Targets, slowest first:\n"
+    ) in shown
+    assert all(line.isprintable() for line in shown.splitlines())
+    path = json.loads(cli("telemetry", "show", "u", "--format", "json").stdout)["criticalPath"]
+    assert (path["complete"], [t["target"] for t in path["targets"]]) == (
+        False,
+        ["//c\x1bc", "//link"],
+    )
+
+
+def test_deps_known_but_nothing_ran(cli: Runner) -> None:
+    events = _events(
+        {"event": "build_started", "session": "k", "ts": T0},
+        {"event": "target_started", "session": "k", "ts": T0, "target": "//a", "deps": []},
+        {"event": "target_finished", "session": "k", "ts": T0 + 3, "target": "//a",
+         "status": "cached"},
+        {"event": "build_finished", "session": "k", "ts": T0 + 5, "success": True},
+    )  # fmt: skip
+    assert cli("telemetry", "ingest", "-", stdin=events).code == 0
+    assert (
+        "\nCritical Path: none (no target ran)\n\nTargets" in cli("telemetry", "show", "k").stdout
+    )
+    shown = json.loads(cli("telemetry", "show", "k", "--format", "json").stdout)
+    assert shown["criticalPath"] == {
+        "durationMs": 0,
+        "percentOfBuild": 0.0,
+        "complete": True,
+        "targets": [],
+    }
+
+
+def test_a_failed_step_is_red_on_a_terminal() -> None:
+    from telemetry.critical_path import build_critical_path
+    from telemetry.exporter import render_build
+    from telemetry.model import BuildDetails, TargetRun
+
+    start = datetime.fromtimestamp(T0 / 1000, UTC)
+    run = TargetRun("//x", "failed", start, start + timedelta(milliseconds=10), 10, None, "no", ())
+    build = BuildDetails(
+        "r", start, start + timedelta(milliseconds=10), 10, False, False, None, 1, 0, 0, 1, 0,
+        0.0, 100.0, 100.0, None, 1, 10, None, None, None, None, {}, (run,),
+    )  # fmt: skip
+    text = render_build(build, color=True, critical_path=build_critical_path(build))
+    assert "  1. [\x1b[31mfailed\x1b[0m] //x - 10ms (100.0%) at +0ms\n" in text

@@ -73,9 +73,10 @@ def _both(data: bytes) -> tuple[tuple[object, ...], tuple[object, ...], bool]:
 
 def _stream(rng: random.Random, builds: int, *, ahead: bool = False) -> list[dict[str, object]]:
     """Events of ``builds`` builds as tools send them, interleaved: each target at most once
-    a build, most with a start, cache hits without; some builds never finish. With
-    ``ahead``, some builds come from a machine whose clock says 2099, and some events of
-    others carry a time from 2099."""
+    a build, most with a start, cache hits without, some starts naming the targets they
+    waited for (none, the build's own, others, a finish naming some too, which the protocol
+    ignores); some builds never finish. With ``ahead``, some builds come from a machine
+    whose clock says 2099, and some events of others carry a time from 2099."""
     per_build: list[list[dict[str, object]]] = []
     for b in range(builds):
         session = f"s{b}-{rng.choice(['x', 'ci/7', 'é', 'a b'])}"
@@ -101,9 +102,13 @@ def _stream(rng: random.Random, builds: int, *, ahead: bool = False) -> list[dic
                                               "ts": begin, "target": target}  # fmt: skip
                 if rng.random() < 0.7:
                     started["worker"] = rng.randint(0, 3)
+                if (said := _deps(f"{session} {target} {begin}", 0.5)) is not None:
+                    started["deps"] = said
                 events.append(started)
             finished: dict[str, object] = {"event": "target_finished", "session": session}
             finished |= {"ts": clock, "target": target, "status": status}
+            if (said := _deps(f"{session} {target} {clock}", 0.05)) is not None:
+                finished["deps"] = said
             if rng.random() < 0.2:
                 finished["duration_ms"] = rng.choice([0, 7, 10**6])
             if status == "failed" and rng.random() < 0.5:
@@ -130,6 +135,21 @@ def _stream(rng: random.Random, builds: int, *, ahead: bool = False) -> list[dic
         if stream[i]["event"] == "target_started":
             stream[i], stream[i + 1] = stream[i + 1], stream[i]
     return stream
+
+
+def _deps(seed: str, chance: float) -> list[str] | None:
+    """With this ``chance``, names a target waited for: none, or some of the build's
+    targets (as _stream names them) and of no target of it, in any order, a name twice now
+    and then. Drawn from a generator of their own, seeded by ``seed`` (the event's own
+    values): the streams of the seeds tests name stay as they were before deps."""
+    rng = random.Random(seed)
+    if rng.random() >= chance:
+        return None
+    names = [f"//pkg:{t}" if t % 3 else f"//p{t}/üñí:{t}" for t in rng.sample(range(14), 3)]
+    chosen = rng.sample(names, rng.randint(0, 3))
+    if chosen and rng.random() < 0.1:
+        chosen.append(chosen[0])
+    return chosen
 
 
 def _text(events: list[dict[str, object]], rng: random.Random) -> bytes:
@@ -201,6 +221,16 @@ MUTATIONS = [
     ("a control character", lambda line: line.replace('"target":"', '"target":"\x01', 1)),
     ("the separator byte", lambda line: line.replace('"target":"', '"target":"\x1f', 1)),
     ("a lone CR", lambda line: line.replace('"target":"', '"target":"\r', 1)),
+    ("deps as text", lambda line: line.replace("{", '{"deps":"//a",', 1)),
+    ("a number in deps", lambda line: line.replace("{", '{"deps":["//a",12],', 1)),
+    ("a boolean in deps", lambda line: line.replace("{", '{"deps":[true],', 1)),
+    ("a null in deps", lambda line: line.replace("{", '{"deps":[null,"//a"],', 1)),
+    ("an empty name in deps", lambda line: line.replace("{", '{"deps":["//a",""],', 1)),
+    ("a list in deps", lambda line: line.replace("{", '{"deps":[["//a"]],', 1)),
+    ("an object in deps", lambda line: line.replace("{", '{"deps":[{"a":"b"}],', 1)),
+    ("deps null", lambda line: line.replace("{", '{"deps":null,', 1)),
+    ("deps an object", lambda line: line.replace("{", '{"deps":{"a":1},', 1)),
+    ("deps twice", lambda line: line.replace("{", '{"deps":["//b"],"deps":["//a"],', 1)),
 ]
 
 
@@ -241,6 +271,13 @@ UNUSUAL = [
      lambda line: line[:-1] + ',"error":1e7,"ts":2}'),
     ("a tiny exponent for text and blanks",
      lambda line: line[:-1] + ',"error":1e-20,' + " " * 9 + '"y":1}'),
+    ("deps with blanks", lambda line: line.replace("{", '{"deps": [ "//a" , "//b" ],', 1)),
+    ("names in deps like numbers",
+     lambda line: line.replace("{", '{"deps":["12","-1","true"],', 1)),
+    ("empty deps", lambda line: line.replace("{", '{"deps":[],', 1)),
+    # A number in deps takes two quotes away, an unknown key's text brings them back.
+    ("a number in deps and a key with text",
+     lambda line: line.replace("{", '{"deps":[12],"x":"y",', 1)),
 ]  # fmt: skip
 
 
@@ -715,3 +752,49 @@ def test_a_line_is_measured_alike_by_both_readings(
     got, want = _segments_and_lines(tmp_path, data, len(data) + 1, max_line=longest - excess)
     assert got == want
     assert (want[2] == ()) == (excess == 0)
+
+
+def test_deps_are_stored_alike_by_both_readings_and_the_collector(tmp_path: Path) -> None:
+    """A build whose starts name their deps (none, some, a name twice, a name of no target
+    of the build, names beyond ASCII, which the collector checks the thorough way), sent as
+    JSON lines to both readings and as calls to the collector: the same rows."""
+    from telemetry.collector import TelemetryCollector
+
+    starts = [
+        ("//gen", T0, []),
+        ("//lib", T0 + 10, ["//gen", "//gen"]),
+        ("//ünï", T0 + 10, ("//gen",)),
+        ("//app", T0 + 30, ["//lib", "//ünï", "//nowhere"]),
+        ("//docs", T0 + 30, None),
+    ]
+    events: list[dict[str, object]] = [{"event": "build_started", "session": "s", "ts": T0}]
+    for n, (target, ts, deps) in enumerate(starts):
+        started: dict[str, object] = {"event": "target_started", "session": "s", "ts": ts,
+                                      "target": target}  # fmt: skip
+        if deps is not None:
+            started["deps"] = list(deps)
+        events += [
+            started,
+            {"event": "target_finished", "session": "s", "ts": ts + 10 + n, "target": target,
+             "status": "built"},
+        ]  # fmt: skip
+    events.append({"event": "build_finished", "session": "s", "ts": T0 + 60, "success": True})
+    data = "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events)
+    got, want, took = _both(data.encode())
+    assert got == want and took
+
+    collected = TelemetryStorage(tmp_path / "collected")
+    collector = TelemetryCollector(collected)
+    collector.build_started("s", ts=T0)
+    for n, (target, ts, deps) in enumerate(starts):
+        collector.target_started("s", target, ts=ts, deps=deps)
+        collector.target_finished("s", target, ts=ts + 10 + n, status="built")
+    collector.build_finished("s", ts=T0 + 60, success=True)
+    assert _rows(collected, "targets") == got[6]
+    assert {row[1]: row[-1] for row in got[6]} == {
+        "//gen": [],
+        "//lib": ["//gen", "//gen"],
+        "//ünï": ["//gen"],
+        "//app": ["//lib", "//ünï", "//nowhere"],
+        "//docs": None,
+    }

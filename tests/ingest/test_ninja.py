@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.ipc as ipc
 import pytest
@@ -865,3 +866,118 @@ def test_a_recompacted_log_keeps_a_commands_lines_together(cli: Runner, tmp_path
         "~/.cache/tool/stamp",
         "gen/a.h",
     }
+
+
+# Commands with their inputs drawn every way ninja's graph draws them: none (gen.h, tool),
+# one input and one output (main.o, the phony name headers), explicit, implicit (| tool)
+# and order-only (|| gen.h) inputs, a dependency behind a phony name (b.o on headers). The
+# sleeps make one chain the longest by a wide margin: gen.h 100 ms, then b.o 300 ms, then
+# lib.a and app 100 ms each; a.o (100 ms) and main.o (50 ms) finish long before.
+DEPS = """\
+rule gen
+  command = sleep 0.1 && touch $out
+rule cc
+  command = sleep $t && touch $out
+rule link
+  command = sleep 0.1 && touch $out
+build gen.h: gen
+build tool: gen
+build headers: phony gen.h
+build a.o: cc a.src | tool || gen.h
+  t = 0.1
+build b.o: cc b.src || headers
+  t = 0.3
+build main.o: cc main.src
+  t = 0.05
+build lib.a: link a.o b.o
+build app: link lib.a main.o
+default app
+"""
+# The targets each command waited for, by hand from the manifest: the commands making its
+# inputs (behind phony names too), in the order it names them.
+DEPS_BY_HAND = {
+    "gen.h": [],
+    "tool": [],
+    "a.o": ["tool", "gen.h"],
+    "b.o": ["gen.h"],
+    "main.o": [],
+    "lib.a": ["a.o", "b.o"],
+    "app": ["lib.a", "main.o"],
+}
+
+
+def _deps_rows(store: Path) -> Any:
+    """``show --format json`` of the newest build stored (export folds the recorded builds
+    in first)."""
+    subprocess.run([BUILDER, "telemetry", "export"], env=process_env(store), check=True,
+                   capture_output=True)  # fmt: skip
+    shown = subprocess.run(
+        [BUILDER, "telemetry", "show", "--format", "json"],
+        env=process_env(store),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(shown.stdout)
+
+
+def test_a_recorded_build_stores_each_commands_deps_from_ninjas_graph(
+    tmp_path: Path, ninja: str
+) -> None:
+    project = _manifest(tmp_path / "p", DEPS)
+    for name in ("a", "b", "main"):
+        (project / f"{name}.src").write_text(name)
+    assert _record(tmp_path, ninja, "-C", str(project), "-j", "4").returncode == 0
+    clean = _deps_rows(tmp_path / "store")
+    assert {t["target"]: t["deps"] for t in clean["targets"]} == DEPS_BY_HAND
+    # The path, from the log's times: app waited for lib.a (main.o ended long before), lib.a
+    # for b.o (a.o too), b.o for gen.h.
+    log = {e.output: e for e in parse_log((project / ".ninja_log").read_bytes()).entries}
+    path = clean["criticalPath"]
+    assert [(t["target"], t["durationMs"]) for t in path["targets"]] == [
+        (name, log[name].end_ms - log[name].start_ms) for name in ("gen.h", "b.o", "lib.a", "app")
+    ]
+    assert path["complete"] is True
+
+    # Incremental: b.o, lib.a and app ran again; the others were up to date (cached, and
+    # sent no start, so their deps are not known); b.o still names gen.h, which did not run.
+    (project / "b.src").write_text("b, changed")
+    assert _record(tmp_path, ninja, "-C", str(project), "-j", "4").returncode == 0
+    again = _deps_rows(tmp_path / "store")
+    assert {t["target"]: (t["status"], t["deps"]) for t in again["targets"]} == {
+        name: ("built", DEPS_BY_HAND[name]) if name in ("b.o", "lib.a", "app") else ("cached", None)
+        for name in DEPS_BY_HAND
+    }
+    assert [t["target"] for t in again["criticalPath"]["targets"]] == ["b.o", "lib.a", "app"]
+
+    # The log ingested on its own tells nothing of the graph: no deps, no path.
+    other = tmp_path / "ingested"
+    subprocess.run([BUILDER, "telemetry", "ingest", str(project / ".ninja_log")],
+                   env=process_env(other), check=True, capture_output=True)  # fmt: skip
+    ingested = _deps_rows(other)
+    assert ingested["criticalPath"] is None
+    assert {t["deps"] for t in ingested["targets"]} == {None}
+
+
+def test_a_failed_build_keeps_the_deps_of_what_ran(tmp_path: Path, ninja: str) -> None:
+    # b.o fails: lib.a and app are skipped (not attempted, no start, no deps); with -k 0
+    # ninja runs the rest.
+    project = _manifest(
+        tmp_path / "p",
+        DEPS.replace("sleep $t && touch $out", "sleep $t && test $in != b.src && touch $out"),
+    )
+    for name in ("a", "b", "main"):
+        (project / f"{name}.src").write_text(name)
+    assert _record(tmp_path, ninja, "-C", str(project), "-k", "0").returncode == 1
+    shown = _deps_rows(tmp_path / "store")
+    assert {t["target"]: (t["status"], t["deps"]) for t in shown["targets"]} == {
+        "gen.h": ("built", []),
+        "tool": ("built", []),
+        "a.o": ("built", ["tool", "gen.h"]),
+        "b.o": ("failed", ["gen.h"]),
+        "main.o": ("built", []),
+        "lib.a": ("skipped", None),
+        "app": ("skipped", None),
+    }
+    # The build ended with b.o's failure, which waited for gen.h.
+    assert [t["target"] for t in shown["criticalPath"]["targets"]] == ["gen.h", "b.o"]
