@@ -40,6 +40,7 @@ import pyarrow as pa
 from telemetry import layout
 from telemetry.errors import StorageError, TelemetryWarning
 from telemetry.events import EXECUTED
+from telemetry.progress import Progress, no_progress
 from telemetry.schema import DATASETS, SCHEMAS, Dataset
 from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile, readable
 from telemetry.storage import TelemetryStorage
@@ -64,11 +65,18 @@ class CompactedDay:
         return self.files > 0
 
 
-def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> list[CompactedDay]:
+def compact(
+    storage: TelemetryStorage,
+    *,
+    days: Iterable[date] | None = None,
+    progress: Progress | None = None,
+) -> list[CompactedDay]:
     """Compact the closed days (before today, UTC) that need it, or only ``days``; returns
     the days worked on, oldest first: those merged, and those whose missing Parquet copies
     were written (:attr:`CompactedDay.merged` tells). A day already compacted, with nothing
-    stored into it since and its copies there, is skipped."""
+    stored into it since and its copies there, is skipped. ``progress`` is told the days
+    looked at, of the days chosen."""
+    told = progress or no_progress
     today = storage.today()
     done: list[CompactedDay] = []
     if not storage.days("sessions"):
@@ -81,7 +89,8 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
     try:
         with storage.lock():
             chosen = storage.days("sessions") if days is None else sorted(set(days))
-            for day in chosen:
+            for looked_at, day in enumerate(chosen):
+                told(looked_at, len(chosen))
                 if day >= today:
                     continue  # builds are still being stored into it
                 linked = storage.links(day)
@@ -107,6 +116,7 @@ def compact(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
                     done.append(dataclasses.replace(result, copies=copies))
                 elif copies:
                     done.append(CompactedDay(day, 0, 0, 0, copies=copies))
+            told(len(chosen), len(chosen))
     finally:
         # What earlier runs took out (and leftovers of dead writers) goes once its hour is
         # over, also in a store that no longer receives builds (whose writes would sweep

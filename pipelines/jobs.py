@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from telemetry import layout, locks
 from telemetry.errors import StorageError, TelemetryError, TelemetryWarning, write_failure
+from telemetry.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # the command line reads the job names from here: nothing heavy loads
     from telemetry.storage import TelemetryStorage
@@ -41,6 +42,9 @@ JobName: TypeAlias = Literal["compact", "rollup", "retention", "months"]
 # What ``jobs run`` takes: a job's name, or every job.
 JobChoice: TypeAlias = Literal["compact", "rollup", "retention", "months", "all"]
 Outcome: TypeAlias = Literal["ok", "failed", "dry run"]
+# What tells each job's progress (see :func:`run_jobs`): given a job's name as it starts,
+# the :class:`Progress` that job reports to.
+JobProgress: TypeAlias = Callable[[JobName], Progress]
 
 LOG: Final = Path(layout.JOBS) / "runs.jsonl"
 # The log keeps the newest runs: a job run daily for years stays a small file.
@@ -93,7 +97,8 @@ class _Job:
     does: str
     behind: Callable[[TelemetryStorage, Sequence[date] | None], list[date]]
     work: Callable[
-        [TelemetryStorage, Sequence[date] | None], tuple[str, tuple[date, ...], dict[str, int]]
+        [TelemetryStorage, Sequence[date] | None, Progress],
+        tuple[str, tuple[date, ...], dict[str, int]],
     ]
     plan: Callable[[TelemetryStorage, list[date]], str]
     waiting: Callable[[TelemetryStorage, list[date]], str]
@@ -109,11 +114,11 @@ def _compact_behind(storage: TelemetryStorage, days: Sequence[date] | None) -> l
 
 
 def _compact(
-    storage: TelemetryStorage, days: Sequence[date] | None
+    storage: TelemetryStorage, days: Sequence[date] | None, progress: Progress
 ) -> tuple[str, tuple[date, ...], dict[str, int]]:
     from pipelines.compaction import compact
 
-    worked = compact(storage, days=days)
+    worked = compact(storage, days=days, progress=progress)
     done = [d for d in worked if d.merged]
     counts = {
         "days": len(done),
@@ -163,11 +168,11 @@ def _rollup_behind(storage: TelemetryStorage, days: Sequence[date] | None) -> li
 
 
 def _rollup(
-    storage: TelemetryStorage, days: Sequence[date] | None
+    storage: TelemetryStorage, days: Sequence[date] | None, progress: Progress
 ) -> tuple[str, tuple[date, ...], dict[str, int]]:
     from pipelines.rollup import rollup
 
-    done = rollup(storage, days=days)
+    done = rollup(storage, days=days, progress=progress)
     counts = {
         "days": len(done.days),
         "builds": done.builds,
@@ -220,9 +225,11 @@ def _retention_behind(storage: TelemetryStorage, days: Sequence[date] | None) ->
 
 
 def _retention(
-    storage: TelemetryStorage, days: Sequence[date] | None
+    storage: TelemetryStorage, days: Sequence[date] | None, progress: Progress
 ) -> tuple[str, tuple[date, ...], dict[str, int]]:
     removed = storage.apply_retention()
+    # One call with no steps to tell: its end only, in the days it removed.
+    progress(len(removed.removed_days), len(removed.removed_days))
     counts = {"days": len(removed.removed_days), "builds": removed.removed_sessions}
     if not removed.removed_days:
         said = f"nothing to remove: {_policy(storage)}"
@@ -264,11 +271,11 @@ def _months_behind(storage: TelemetryStorage, days: Sequence[date] | None) -> li
 
 
 def _months(
-    storage: TelemetryStorage, days: Sequence[date] | None
+    storage: TelemetryStorage, days: Sequence[date] | None, progress: Progress
 ) -> tuple[str, tuple[date, ...], dict[str, int]]:
     from pipelines.months import pack
 
-    done = pack(storage, days=days)
+    done = pack(storage, days=days, progress=progress)
     counts = {
         "months": len(done.months),
         "months_retired": len(done.retired),
@@ -356,13 +363,17 @@ def run_jobs(
     days: Sequence[date] | None = None,
     dry_run: bool = False,
     clock: Callable[[], datetime] | None = None,
+    progress: JobProgress | None = None,
 ) -> list[JobResult]:
     """Run the jobs ``names`` (``"all"`` for every job, in order) on ``days`` (every day
     they apply to by default), stopping at the first that fails; returns what each did.
     With ``dry_run``, what each would do, with nothing changed or logged.
 
     Retention applies the store's policy to the whole store: ``days`` choose what compaction
-    works on."""
+    works on. As each job starts, ``progress`` is called with its name, and the job reports
+    to the :class:`~telemetry.progress.Progress` it returns, in days (compaction, rollups,
+    month packs: the days done of those to do; retention, which removes its days in one
+    step: the days removed, once, at its end)."""
     chosen = _chosen(names)
     now = clock or (lambda: datetime.now(UTC))
     if not storage.dir.is_dir():  # no store: nothing to do, and nothing is made
@@ -380,7 +391,8 @@ def run_jobs(
                 results.append(JobResult(job.name, started, 0.0, "dry run", said, tuple(waiting)))
                 continue
             try:
-                said, worked, counts = job.work(storage, days)
+                told = no_progress if progress is None else progress(job.name)
+                said, worked, counts = job.work(storage, days, told)
             except Exception as error:
                 said = (
                     str(error)
@@ -532,6 +544,7 @@ __all__ = [
     "NAMES",
     "JobChoice",
     "JobName",
+    "JobProgress",
     "JobResult",
     "JobStatus",
     "UnknownJob",

@@ -15,7 +15,7 @@ nothing to do.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from telemetry import layout, months
 from telemetry.errors import CorruptFileWarning
 from telemetry.locks import guard
 from telemetry.months import Stamp
+from telemetry.progress import Progress, Steps
 from telemetry.schema import DATASETS, Dataset
 
 if TYPE_CHECKING:
@@ -56,10 +57,16 @@ def pending(storage: TelemetryStorage, *, days: Iterable[date] | None = None) ->
     return _stale(storage, _wanted(storage, snapshot), _chosen_months(storage, days))
 
 
-def pack(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> Packed:
+def pack(
+    storage: TelemetryStorage,
+    *,
+    days: Iterable[date] | None = None,
+    progress: Progress | None = None,
+) -> Packed:
     """Pack the closed months (of ``days``) whose pack is missing or out of date, and retire
     the packs of months with no compacted day left; holds the store's lock, so it never runs
-    beside a compaction."""
+    beside a compaction. ``progress`` is told the days packed, of those of the months to
+    pack."""
     written: list[date] = []
     retired: list[date] = []
     counts = {"days": 0, "sessions": 0, "targets": 0}
@@ -71,6 +78,7 @@ def pack(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> Pa
         wanted = _wanted(storage, snapshot)
         asked = _chosen_months(storage, days)
         stale = _stale(storage, wanted, asked)
+        steps = Steps(progress, sum(len(_days_named(wanted.get(m, {}))) for m in stale))
         for month in stale:
             named = wanted.get(month)
             if not named or not any(named.values()):
@@ -82,7 +90,7 @@ def pack(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> Pa
             pack = months.write(
                 storage.dir,
                 month,
-                _rows(snapshot, named, skipped, packed),
+                _rows(snapshot, named, skipped, packed, steps.step),
                 stem=layout.new_stem(storage.now()),
                 skipped=skipped,
                 stamps=_alone(snapshot, named, stamped or {}),
@@ -90,6 +98,7 @@ def pack(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> Pa
             if pack is not None:  # else a day went meanwhile: the next run packs the month
                 written.append(month)
                 counts = {key: counts[key] + packed[key] for key in counts}
+        steps.finish()  # a month given up on (a day went meanwhile) is over too
         for month, pack in months.current(storage.dir).items():
             if month in stale or (asked is not None and month not in asked) or stamped is None:
                 continue
@@ -228,16 +237,22 @@ def _alone(
     return found
 
 
+def _days_named(named: dict[Dataset, dict[date, str]]) -> list[date]:
+    """The days that files are ``named`` for, oldest first."""
+    return sorted({day for by_day in named.values() for day in by_day})
+
+
 def _rows(
     snapshot: Snapshot,
     named: dict[Dataset, dict[date, str]],
     skipped: dict[Dataset, dict[date, str]],
     counts: dict[str, int],
+    done: Callable[[], None],
 ) -> Iterator[tuple[date, dict[Dataset, tuple[str, pa.Table]]]]:
     """Each day's rows of the files ``named``, a day at a time, oldest first; a file whose
-    data cannot be read in full is named in a warning and added to ``skipped``."""
-    days = sorted({day for by_day in named.values() for day in by_day})
-    for day in days:
+    data cannot be read in full is named in a warning and added to ``skipped``. ``done`` is
+    called as each day is over: written, or skipped."""
+    for day in _days_named(named):
         tables: dict[Dataset, tuple[str, pa.Table]] = {}
         for dataset in DATASETS:
             name = named[dataset].get(day)
@@ -268,6 +283,7 @@ def _rows(
             counts["sessions"] += tables["sessions"][1].num_rows if "sessions" in tables else 0
             counts["targets"] += tables["targets"][1].num_rows if "targets" in tables else 0
             yield day, tables
+        done()
 
 
 __all__ = ["Packed", "pack", "pending"]

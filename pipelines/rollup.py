@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from telemetry import rollups
 from telemetry.layout import new_stem
+from telemetry.progress import Progress, Steps
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -108,9 +109,15 @@ def expired(storage: TelemetryStorage) -> list[date]:
     return sorted(day for day in rollups.rolled_builds(storage.dir) if day < cutoff)
 
 
-def rollup(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> RolledUp:
+def rollup(
+    storage: TelemetryStorage,
+    *,
+    days: Iterable[date] | None = None,
+    progress: Progress | None = None,
+) -> RolledUp:
     """Roll up the closed days (of ``days``) that need it and drop the rolled-up days past
-    the rollup retention; holds the store's lock, so it never runs beside a compaction."""
+    the rollup retention; holds the store's lock, so it never runs beside a compaction.
+    ``progress`` is told the days rolled up, of those that need it."""
     with storage.lock():
         snapshot = storage.snapshot(days=days) if days is not None else storage.snapshot()
         stored = _stored_builds(storage, days, snapshot)
@@ -121,6 +128,7 @@ def rollup(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> 
         gone = sorted(day for day in rolled if cutoff is not None and day < cutoff)
         builds = 0
         months = rollups.months_of([*stale, *gone])
+        steps = Steps(progress, len(stale))
         for month in months:
             fresh_days, fresh_targets = [], []
             for day in (d for d in stale if rollups.month_of(d) == month):
@@ -128,6 +136,7 @@ def rollup(storage: TelemetryStorage, *, days: Iterable[date] | None = None) -> 
                 fresh_days.append(day_rows)
                 fresh_targets.append(target_rows)
                 builds += day_rows["builds"][0].as_py() if day_rows.num_rows else 0
+                steps.step()
             replaced = {d for d in [*stale, *gone] if rollups.month_of(d) == month}
             days_table = _month_rows(existing.days, month, replaced, fresh_days)
             targets_table = _month_rows(existing.targets, month, replaced, fresh_targets)

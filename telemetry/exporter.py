@@ -28,12 +28,17 @@ from telemetry.model import (
     TargetRun,
     WeightedBottleneck,
 )
+from telemetry.progress import Progress, no_progress
 from telemetry.text import json_for_terminal, printable, spreadsheet_text
 
 if TYPE_CHECKING:  # the reports render without polars; only exports take its frames
+    from collections.abc import Iterator
+
     import polars as pl
 
 BINARY_FORMATS: Final = frozenset({"parquet", "arrow"})
+# A text export renders its builds this many at a time, telling its progress after each.
+_EXPORT_CHUNK: Final = 1_000
 
 # The seed's keys first, in the seed's order; more keys follow.
 SESSION_KEYS: Final = (
@@ -627,24 +632,33 @@ def write_export(
     *,
     terminal: bool = False,
     compress: Compression | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Write sessions (oldest first, as :meth:`TelemetryAnalyzer.sessions` gives them);
     ``terminal`` escapes what a terminal must not receive raw, as the text reports do;
-    ``compress="zstd"`` writes one zstd frame of the very bytes a text format would be."""
+    ``compress="zstd"`` writes one zstd frame of the very bytes a text format would be.
+
+    ``progress`` is told the builds rendered, a thousand at a time, of all of them; Parquet
+    and Arrow are written in one call, so it hears of their start and end only."""
     if fmt in BINARY_FORMATS:
         if compress is not None:
             raise TelemetryError(
                 f"{fmt} compresses inside the file; export it without --compress {compress} "
                 "and without a .zst name"
             )
+        told = progress or no_progress
+        told(0, sessions.height)
         _write_binary(sessions, fmt, out)
+        told(sessions.height, sessions.height)
         return
     if fmt == "json":
-        text = sessions_json(sessions, terminal=terminal)
+        text = sessions_json(sessions, terminal=terminal, progress=progress)
     elif fmt == "csv":
-        text = sessions_csv(sessions, terminal=terminal)
+        text = sessions_csv(sessions, terminal=terminal, progress=progress)
     elif fmt in ("prometheus", "openmetrics"):
-        text = sessions_prometheus(sessions, openmetrics=fmt == "openmetrics", terminal=terminal)
+        text = sessions_prometheus(
+            sessions, openmetrics=fmt == "openmetrics", terminal=terminal, progress=progress
+        )
     else:
         raise TelemetryError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
@@ -659,15 +673,19 @@ def write_export(
     out.write(data)
 
 
-def sessions_json(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
+def sessions_json(
+    sessions: pl.DataFrame, *, terminal: bool = False, progress: Progress | None = None
+) -> str:
     """``{"sessions": [...]}`` with the seed's keys first, :data:`EXACT_KEYS` last and rates
     with two decimals (``null`` for a build that reported no targets); with ``terminal``, the
-    same values through :func:`json_for_terminal`."""
+    same values through :func:`json_for_terminal`; ``progress`` told the builds rendered."""
     if sessions.is_empty():
+        (progress or no_progress)(0, 0)
         return '{\n  "sessions": []\n}\n'
     objects = [
         "    {\n" + ",\n".join(_session_fields(row, "      ")) + "\n    }"
-        for row in _session_rows(sessions)
+        for chunk in _chunks(sessions, progress)
+        for row in _session_rows(chunk)
     ]
     document = '{\n  "sessions": [\n' + ",\n".join(objects) + "\n  ]\n}\n"
     return json_for_terminal(document) if terminal else document
@@ -686,15 +704,18 @@ def _session_fields(row: Mapping[str, Any], indent: str) -> list[str]:
     return fields
 
 
-def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
+def sessions_csv(
+    sessions: pl.DataFrame, *, terminal: bool = False, progress: Progress | None = None
+) -> str:
     """One row per session with a header; RFC 4180 (CRLF, quotes where needed), an unknown
     rate as an empty cell. With ``terminal``, each text cell through :func:`printable` and
     the labels' JSON through :func:`json_for_terminal`: CSV has no escapes of its own, and a
-    terminal is read, not parsed."""
+    terminal is read, not parsed. ``progress`` is told the builds rendered."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(SESSION_KEYS)
-    for row in _session_rows(sessions):
+    rows = (row for chunk in _chunks(sessions, progress) for row in _session_rows(chunk))
+    for row in rows:
         cells = [_csv_value(key, row[key]) for key in SESSION_KEYS]
         if terminal:
             cells = [
@@ -707,6 +728,18 @@ def sessions_csv(sessions: pl.DataFrame, *, terminal: bool = False) -> str:
 
 def _session_rows(sessions: pl.DataFrame) -> list[dict[str, Any]]:
     return [_session_row(r) for r in sessions.iter_rows(named=True)]
+
+
+def _chunks(sessions: pl.DataFrame, progress: Progress | None) -> Iterator[pl.DataFrame]:
+    """``sessions`` :data:`_EXPORT_CHUNK` rows at a time, ``progress`` told the rows done
+    once each is rendered (an empty frame: none, and the work is done)."""
+    told = progress or no_progress
+    total = sessions.height
+    told(0, total)
+    for start in range(0, total, _EXPORT_CHUNK):
+        chunk = sessions.slice(start, _EXPORT_CHUNK)
+        yield chunk
+        told(start + chunk.height, total)
 
 
 def _session_row(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -737,18 +770,26 @@ def _csv_value(key: str, value: object) -> str:
 
 
 def sessions_prometheus(
-    sessions: pl.DataFrame, *, openmetrics: bool = False, terminal: bool = False
+    sessions: pl.DataFrame,
+    *,
+    openmetrics: bool = False,
+    terminal: bool = False,
+    progress: Progress | None = None,
 ) -> str:
     """Each build as gauges in the Prometheus text exposition format, one family after
     another, every sample labelled by ``session`` (and ``tool``, ``branch`` when the build
     gave them) and stamped with the build's start: integer milliseconds since the epoch, or
     with ``openmetrics``, seconds and a closing ``# EOF``. An unknown rate (the build
-    reported no targets) has no sample.
+    reported no targets) has no sample. ``progress`` is told the builds read.
 
     >>> print(sessions_prometheus(sessions).splitlines()[2])  # doctest: +SKIP
     builder_build_duration_seconds{session="a",tool="ninja"} 1.0 1761575000000
     """
-    builds = [_metric_build(r, openmetrics, terminal) for r in sessions.iter_rows(named=True)]
+    builds = [
+        _metric_build(r, openmetrics, terminal)
+        for chunk in _chunks(sessions, progress)
+        for r in chunk.iter_rows(named=True)
+    ]
     lines = []
     for name, column, scale, text in _GAUGES:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]

@@ -1,8 +1,8 @@
 """The docs show real output: their examples run here, against the demo history.
 
-- every ``console`` block of docs/guide.md, cache.md, weighted.md, trace.md and report.md:
-  each ``$ command`` runs in bash, and what it prints (stdout and stderr together) must be
-  the lines that follow it;
+- every ``console`` block of docs/guide.md, cache.md, weighted.md, trace.md, report.md and
+  terminal.md: each ``$ command`` runs in bash, and what it prints (stdout and stderr
+  together) must be the lines that follow it;
 - every ``bash`` block of docs/guide.md, docs/events.md and the analyses' pages (check,
   regressions, cache, compare, flaky, weighted, trace) followed by a ``text`` block runs
   in a new directory with a store of its own, and prints that text;
@@ -92,7 +92,7 @@ def in_demo_copy(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 GUIDE = [
     example
-    for page in ("guide", "cache", "weighted", "trace", "report")
+    for page in ("guide", "cache", "weighted", "trace", "report", "terminal")
     for example in console_examples(DOCS / f"{page}.md")
 ]
 

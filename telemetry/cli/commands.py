@@ -589,6 +589,7 @@ def export(
     rollups, partitioned by day for Spark, Athena or BigQuery; a PATH ending in .parquet gets
     the sessions as one file."""
     from telemetry import exporter
+    from telemetry.cli.progress import bar
     from telemetry.files import atomic_output
 
     if compress is None and output is not None and output.suffix.lower() == ".zst":
@@ -618,15 +619,21 @@ def export(
         )
     sessions = analyzer.sessions()
     if output is None:
-        with reports.writing():
+        # No bar over the export itself, when stdout is the terminal.
+        with reports.writing(), bar("export", "builds", shown=not terminal) as progress:
             # A terminal gets the text fields escaped; a pipe or file, the exact values.
             exporter.write_export(
-                sessions, format, sys.stdout.buffer, terminal=terminal, compress=compress
+                sessions,
+                format,
+                sys.stdout.buffer,
+                terminal=terminal,
+                compress=compress,
+                progress=progress,
             )
             sys.stdout.buffer.flush()
     else:
-        with atomic_output(output) as handle:
-            exporter.write_export(sessions, format, handle, compress=compress)
+        with atomic_output(output) as handle, bar("export", "builds") as progress:
+            exporter.write_export(sessions, format, handle, compress=compress, progress=progress)
     if sessions.is_empty():
         _err(reports.no_builds(analyzer.storage, analyzer.window, analyzer.filter))
 
@@ -684,12 +691,14 @@ def compact(ctx: typer.Context) -> None:
     """Merge each closed day (before today, UTC) into one file per dataset and roll up its
     targets, so long windows read fast; the numbers stay the same. Run it daily."""
     from pipelines.jobs import run_jobs
+    from telemetry.cli.progress import job_bars
 
     storage = reports.storage(_config(ctx))
     if storage.is_empty():
         reports.out(f"No telemetry data in {storage.dir}.\n")
         return
-    [done] = run_jobs(storage, ["compact"])
+    with job_bars() as progress:
+        [done] = run_jobs(storage, ["compact"], progress=progress)
     if done.outcome == "failed":
         _err(f"Error: {' '.join(done.said.split())}")
         raise typer.Exit(1)
@@ -900,12 +909,16 @@ def ingest(
     """Store builds from JSON-lines events, a Turborepo run summary, Bazel's Build Event
     Protocol JSON, a Chrome trace or a .ninja_log; gzip or zstd compressed or not (malformed
     lines are reported and skipped)."""
+    from telemetry.cli.progress import bar
     from telemetry.events import MAX_LINE_BYTES
     from telemetry.ingest import ingest_file
 
     storage = reports.storage(_config(ctx))
     limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
-    result = ingest_file(storage, path, format=format, profile=profile, max_line=limit)
+    with bar("ingest", "bytes") as progress:
+        result = ingest_file(
+            storage, path, format=format, profile=profile, max_line=limit, progress=progress
+        )
     name = "<stdin>" if path == "-" else path
     if result.problems and result.events == 0 and result.refused == 0:  # not JSON lines
         first = result.problems[0]

@@ -40,6 +40,7 @@ def run(
     """``jobs run``: one line per job on stdout; a job that fails is one ``Error:`` line on
     stderr, and exit status 1."""
     from pipelines.jobs import days_between, run_jobs
+    from telemetry.cli.progress import job_bars
     from telemetry.text import printable
 
     storage = reports.storage(found)
@@ -52,7 +53,8 @@ def run(
     elif since is not None or until is not None:
         asked = reports.window(since, until)
         days = days_between(storage, asked.since, asked.until)
-    results = run_jobs(storage, names, days=days, dry_run=dry_run)
+    with job_bars() as progress:  # one bar per job in turn, on a terminal
+        results = run_jobs(storage, names, days=days, dry_run=dry_run, progress=progress)
     status = 0
     for result in results:
         if result.outcome == "failed":

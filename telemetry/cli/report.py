@@ -74,6 +74,7 @@ def report(
     need the changepoints extra; without it the report says so."""
     from telemetry import report as page
     from telemetry.cli import reports
+    from telemetry.cli.progress import bar
     from telemetry.errors import TelemetryError
     from telemetry.text import printable
 
@@ -87,14 +88,14 @@ def report(
         )
     page.require()  # before reading the store: the extra is needed whatever it holds
     asked = reports.analyzer(_config(ctx), since, until, only)
-    # The progress bar (on stderr, only when it is a terminal) plugs in here: a callable
-    # given as progress= to report_data and render_html is told (done, total) of
-    # page.STEPS as the report is made, and (total, total) once the page is whole.
-    data = page.report_data(asked, top=top, progress=None)
-    if data.total == 0:
-        why = reports.no_builds(asked.storage, asked.window, asked.filter)
-        raise TelemetryError(f"no report written: {why[:1].lower()}{why[1:]}")
-    text = page.render_html(data, progress=None)
+    # A bar on stderr (when it is a terminal) of page.STEPS, erased before anything else
+    # is written.
+    with bar("report", "steps") as progress:
+        data = page.report_data(asked, top=top, progress=progress)
+        if data.total == 0:
+            why = reports.no_builds(asked.storage, asked.window, asked.filter)
+            raise TelemetryError(f"no report written: {why[:1].lower()}{why[1:]}")
+        text = page.render_html(data, progress=progress)
     if to_stdout:
         with reports.writing():
             sys.stdout.buffer.write(text.encode("utf-8"))

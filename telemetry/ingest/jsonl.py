@@ -45,6 +45,7 @@ from telemetry.ingest.detection import (
 from telemetry.ingest.ninja import log_events
 from telemetry.ingest.trace import is_trace, trace_events
 from telemetry.ingest.turbo import is_turbo_summary, turbo_events
+from telemetry.progress import Progress, counted
 from telemetry.schema import SESSIONS_SCHEMA, TARGETS_SCHEMA
 from telemetry.storage import RetentionResult, TelemetryStorage
 
@@ -331,6 +332,7 @@ def ingest_file(
     profile: str | os.PathLike[str] | None = None,
     apply_retention: bool = True,
     max_line: int = MAX_LINE_BYTES,
+    progress: Progress | None = None,
 ) -> IngestResult:
     """Ingest a file (``-`` reads standard input): JSON-lines events, a Turborepo run
     summary, or Bazel's Build Event Protocol JSON (with the build's trace ``profile``, if
@@ -341,16 +343,20 @@ def ingest_file(
     and a line longer than ``max_line`` bytes (an endless one, say) ends the reading there,
     reported as a problem of that line; the builds finished before it are stored.
 
+    ``progress`` is told the bytes of the input read (compressed ones for a compressed
+    file), of the file's size, or of an unknown total (None) for a pipe.
+
     >>> ingest_file(TelemetryStorage(".builder-cache/telemetry"), "events.jsonl")  # doctest: +SKIP
     """
     trace = _read_profile(profile) if profile is not None else None
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
+        stdin = sys.stdin.buffer if progress is None else counted(sys.stdin.buffer, progress)
         return _ingest_stream(
-            storage, sys.stdin.buffer, "<stdin>", format, trace, None, apply_retention, max_line
+            storage, stdin, "<stdin>", format, trace, None, apply_retention, max_line
         )
-    with _opened(path) as handle:
+    with _opened(path, progress) as handle:
         written = os.fstat(handle.fileno()).st_mtime_ns // 1_000_000
         return _ingest_stream(
             storage, handle, str(path), format, trace, written, apply_retention, max_line
@@ -358,7 +364,7 @@ def ingest_file(
 
 
 @contextlib.contextmanager
-def _opened(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+def _opened(path: str | os.PathLike[str], progress: Progress | None = None) -> Iterator[IO[bytes]]:
     try:
         handle = Path(path).open("rb")  # noqa: SIM115 - closed below
     except IsADirectoryError:
@@ -370,7 +376,7 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
-        yield handle
+        yield handle if progress is None else counted(handle, progress)
 
 
 def _read_profile(path: str | os.PathLike[str]) -> object:

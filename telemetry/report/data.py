@@ -17,6 +17,7 @@ from telemetry.cache import CacheReport, cache_value
 from telemetry.changes import ChangepointsMissing, ChangeReport, change_points
 from telemetry.events import EXECUTED
 from telemetry.model import Bottleneck, Regression, WeightedBottleneck
+from telemetry.progress import Progress as Progress
 from telemetry.weighted import weighted_bottlenecks
 
 DEFAULT_TOP: Final = 10
@@ -31,7 +32,6 @@ STEPS: Final = (
     "charts",
     "scripts",  # Vega's, bundled by vl-convert: a few seconds
 )
-Progress = Callable[[int, int | None], None]
 
 _EXECUTED: Final = sorted(EXECUTED)
 
