@@ -564,10 +564,16 @@ def simulate(
                 fin["error"] = compile_error(targets[i].label, rng)
             else:
                 fin["status"] = "built"
+            # The targets of this build it waited for (so `show` has a critical path).
+            deps = [targets[d].label for d in targets[i].deps if d in members]
             if report_duration:
+                # A tool that tells the duration when it finishes: its start says only what
+                # the target waited for (the duration decides its times).
                 fin["duration_ms"] = math.floor(done) - math.floor(begin)
+                emit(begin, 2, {"event": "target_started", "target": targets[i].label, "deps": deps})
             else:
-                emit(begin, 2, {"event": "target_started", "target": targets[i].label, "worker": w})
+                started = {"event": "target_started", "target": targets[i].label, "worker": w}
+                emit(begin, 2, started | {"deps": deps})
             emit(done, 1, fin)
 
     now = analysis
