@@ -570,7 +570,8 @@ def simulate(
                 # A tool that tells the duration when it finishes: its start says only what
                 # the target waited for (the duration decides its times).
                 fin["duration_ms"] = math.floor(done) - math.floor(begin)
-                emit(begin, 2, {"event": "target_started", "target": targets[i].label, "deps": deps})
+                told = {"event": "target_started", "target": targets[i].label, "deps": deps}
+                emit(begin, 2, told)
             else:
                 started = {"event": "target_started", "target": targets[i].label, "worker": w}
                 emit(begin, 2, started | {"deps": deps})

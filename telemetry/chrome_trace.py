@@ -96,7 +96,10 @@ def trace_document(
         tids.update((id(run), tid) for run in runs)
     for tid, (_, runs) in enumerate(tracks, start=1):
         events.extend(_slice(run, tid, origin, id(run) in marked) for run in runs)
-    for number, (before, after) in enumerate(itertools.pairwise(critical), 1):
+    # A run that took no time has no inside for an arrow to land in (its instant is where a
+    # neighbour's slice ends): the arrows pass from the run before it to the run after it.
+    lasting = [run for run in critical if run.end_time > run.start_time]
+    for number, (before, after) in enumerate(itertools.pairwise(lasting), 1):
         events.append(_flow("s", number, before, tids[id(before)], origin))
         events.append(_flow("f", number, after, tids[id(after)], origin))
     return {

@@ -572,3 +572,39 @@ def test_an_empty_output_is_a_usage_error(small_cli: Runner, tmp_path: Path) -> 
         "Error: --output must be a path, or - for stdout, got ''\n",
     )
     assert not list(tmp_path.glob("*.trace.json"))
+
+
+def test_a_run_that_took_no_time_on_the_path_gets_no_arrow(t_store: TelemetryStorage) -> None:
+    # //lib is a cache hit at 400 ms (0 ms), between //gen (250-650) and //cc a (650-1450):
+    # its instant has no inside, so the one arrow goes from //gen to //cc a.
+    build = TelemetryAnalyzer(t_store).build("t")
+    document = trace_document(build, critical_path=["//gen", "//lib", "//cc a"])
+    assert_trace_rules(document)
+    flows = [(e["ph"], e["ts"]) for e in document["traceEvents"] if e["ph"] in ("s", "f")]
+    # Halfway through each, in µs from the whole second the build began in (T): //gen's
+    # middle at 450 ms, //cc a's at 1050 ms.
+    assert flows == [("s", 450_000), ("f", 1_050_000)]
+    critical = [e["name"] for e in document["traceEvents"] if e.get("args", {}).get("critical")]
+    assert sorted(critical) == ["//cc a", "//gen", "//lib"]
+
+
+def test_the_command_marks_the_critical_path_when_deps_are_known(cli: Runner) -> None:
+    # //cc a (650-1450, the last to finish of those that ran) waited for //gen (250-650),
+    # which waited for nothing: the path is //gen, then //cc a.
+    history = [
+        line.replace('"target": "//cc a", "worker": 0', '"target": "//cc a", "worker": 0, '
+                     '"deps": ["//gen", "//lib"]')
+        .replace('"target": "//gen", "worker": 0', '"target": "//gen", "worker": 0, "deps": []')
+        for line in _t_history()
+    ]  # fmt: skip
+    assert sum('"deps"' in line for line in history) == 2
+    assert cli("telemetry", "ingest", "-", stdin="\n".join(history).encode()).code == 0
+    done = cli("telemetry", "trace", "t", "--output", "-")
+    assert done.code == 0
+    events = json.loads(done.stdout)["traceEvents"]
+    critical = [e["name"] for e in events if e["ph"] == "X" and e["args"].get("critical")]
+    assert sorted(critical) == ["//cc a", "//gen"]
+    assert [(e["ph"], e["ts"]) for e in events if e["ph"] in ("s", "f")] == [
+        ("s", 450_000),
+        ("f", 1_050_000),
+    ]

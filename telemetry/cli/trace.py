@@ -59,7 +59,8 @@ def trace(
 ) -> None:
     """One build as a Chrome trace (Trace Event Format JSON) that Perfetto (ui.perfetto.dev,
     Open trace file) and chrome://tracing open: a track per worker, each target a slice
-    coloured by its status, targets without a worker on a track of their own.
+    coloured by its status, targets without a worker on a track of their own, and the
+    critical path marked with arrows when the build's targets named their deps.
 
     The filters choose among the builds: with them and no SESSION, the newest build they
     take. A SESSION that matches no build, or several, is an error (exit status 1).
@@ -83,7 +84,11 @@ def trace(
     build = asked.newest_build() if session is None else asked.build(session)
     if build is None:
         raise TelemetryError(reports.no_builds(asked.storage, asked.window, asked.filter))
-    document = chrome_trace.trace_document(build)
+    from telemetry.critical_path import build_critical_path
+
+    path = build_critical_path(build)  # marked when the build's targets named their deps
+    steps = None if path is None else [step.target for step in path.steps]
+    document = chrome_trace.trace_document(build, critical_path=steps)
     if output == "-":
         reports.out(chrome_trace.trace_text(document))
         return
