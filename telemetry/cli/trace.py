@@ -86,8 +86,8 @@ def trace(
         raise TelemetryError(reports.no_builds(asked.storage, asked.window, asked.filter))
     from telemetry.critical_path import build_critical_path
 
-    path = build_critical_path(build)  # marked when the build's targets named their deps
-    steps = None if path is None else [step.target for step in path.steps]
+    critical = build_critical_path(build)  # marked when the build's targets named their deps
+    steps = None if critical is None else [step.target for step in critical.steps]
     document = chrome_trace.trace_document(build, critical_path=steps)
     if output == "-":
         reports.out(chrome_trace.trace_text(document))
