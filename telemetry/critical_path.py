@@ -10,9 +10,11 @@ its ``deps``, the targets its ``target_started`` said it waited for):
 
 Ties go to the target whose name sorts first. Cached and skipped targets did not run: they
 are never on the path, as they have no weighted time (:mod:`telemetry.weighted`). A name in
-deps that is no target of the build is passed over, and so is a dependency that finished
-after its dependent did (the times or the deps are wrong: it cannot have held it up), or
-one already on the path (deps that go round in a circle). Each step has its duration and
+deps that is no target of the build is passed over, and so is a run of a dependency that
+had not finished when its dependent started (the times or the deps are wrong, or it is
+another run of that target: it cannot have held this one up), or one already on the path
+(deps that go round in a circle): the steps never overlap, and the path never takes longer
+than the build. Each step has its duration and
 its share of the build's wall time (``durationMs``); the path's duration is the sum of its
 steps', the time the build could not have been shorter by, however many workers it had,
 unless one of these targets got faster.
@@ -70,6 +72,7 @@ def critical_path(targets: Sequence[TargetRun], *, build_ms: int) -> CriticalPat
     if not ran:
         return CriticalPath((), 0, build_ms, _share(0, build_ms), complete=True)
     ends = {i: (targets[i].end_time - _EPOCH) // _MILLISECOND for i in ran}
+    starts = {i: (targets[i].start_time - _EPOCH) // _MILLISECOND for i in ran}
     runs_of: dict[str, list[int]] = {}
     for i in ran:
         runs_of.setdefault(targets[i].target, []).append(i)
@@ -91,7 +94,7 @@ def critical_path(targets: Sequence[TargetRun], *, build_ms: int) -> CriticalPat
             i
             for name in set(deps)
             for i in runs_of.get(name, ())
-            if i not in on_path and ends[i] <= ends[current]
+            if i not in on_path and ends[i] <= starts[current]
         ]
         if not candidates:
             break

@@ -159,12 +159,25 @@ def test_dependencies_that_cannot_have_held_a_target_up_are_passed_over() -> Non
 
 
 def test_deps_that_go_round_in_a_circle_end_the_walk() -> None:
-    # //p and //q end together and name each other: the path ends at //p (the name first),
-    # takes //q, and does not take //p again.
-    targets = [_run("//p", 0, 100, ["//q"]), _run("//q", 50, 100, ["//p"])]
-    assert _chain(critical_path(targets, build_ms=100)) == [("//q", 50, 0.5), ("//p", 100, 1.0)]
+    # //q [0,50) and //p [50,100) name each other: //p waited for //q, and //p had not
+    # finished when //q started, so the walk stops at //q.
+    targets = [_run("//p", 50, 100, ["//q"]), _run("//q", 0, 50, ["//p"])]
+    assert _chain(critical_path(targets, build_ms=100)) == [("//q", 50, 0.5), ("//p", 50, 0.5)]
+    # Two runs that took no time at 5 ms, naming each other: each ended by the other's
+    # start. The path ends at //a (the name first), takes //b, and does not take //a again.
+    instants = [_run("//a", 5, 5, ["//b"]), _run("//b", 5, 5, ["//a"])]
+    assert _chain(critical_path(instants, build_ms=10)) == [("//b", 0, 0.0), ("//a", 0, 0.0)]
     # A target naming itself.
     assert _chain(critical_path([_run("//s", 0, 10, ["//s"])], build_ms=10)) == [("//s", 10, 1.0)]
+
+
+def test_a_dependency_still_running_when_its_dependent_started_is_not_on_the_path() -> None:
+    # //a [0,900) and //b [100,1000), which names //a: //a had not finished when //b began,
+    # so it did not hold //b up; the path is //b alone, and never longer than the build.
+    targets = [_run("//a", 0, 900, []), _run("//b", 100, 1000, ["//a"])]
+    path = critical_path(targets, build_ms=1000)
+    assert _chain(path) == [("//b", 900, 0.9)]
+    assert path is not None and path.duration_ms <= path.build_ms
 
 
 def test_a_target_run_twice_waits_for_the_run_that_finished_before_it() -> None:

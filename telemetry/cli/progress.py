@@ -124,6 +124,11 @@ class Line:
             if self.pending is not None and now - self.started >= self.delay:
                 self._show(self.pending, now)
 
+    def held(self) -> threading.RLock:
+        """The line's lock, for writing something else to the terminal in its place: nothing
+        is drawn while it is held."""
+        return self._lock
+
     def erase(self, *, redraw: bool = False) -> None:
         """Clear the line; with ``redraw``, the next :meth:`tick` draws it again (after a
         warning written in its place)."""
@@ -203,8 +208,11 @@ def _line(shown: bool = True) -> Iterator[Line | None]:
     show_warning = warnings.showwarning
 
     def erase_then_show(*args: Any, **kwargs: Any) -> None:
-        line.erase(redraw=True)  # the bar comes back under the warning
-        show_warning(*args, **kwargs)
+        # Under the line's lock: the redrawing thread cannot put the bar back before the
+        # warning is written. The bar comes back under it.
+        with line.held():
+            line.erase(redraw=True)
+            show_warning(*args, **kwargs)
 
     stop = threading.Event()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,6 +152,9 @@ def _flow_deps(
     ]
     deps: dict[int, list[str]] = {}
     arrows: dict[tuple[str, str, str], int] = {}  # each flow going on: the slice it left
+    # A dependency is stored by its name: a flow leaving a slice whose name another slice
+    # of the trace has too (RunTask, CppCompile) would name them all, so it names none.
+    named = Counter(piece.name for piece in slices)
     for event in sorted(flows, key=lambda e: e["ts"]):  # stable: the file's order for ties
         thread = by_worker.get(workers.get(_thread(event), -1))
         if thread is None:
@@ -162,7 +166,11 @@ def _flow_deps(
         key = (repr(event.get("cat")), repr(event.get("name")), repr(event.get("id")))
         came_from = arrows.pop(key, None) if event["ph"] != "s" else None
         deps.setdefault(bound, [])
-        if came_from not in (None, bound) and slices[came_from].name not in deps[bound]:
+        if (
+            came_from not in (None, bound)
+            and named[slices[came_from].name] == 1
+            and slices[came_from].name not in deps[bound]
+        ):
             deps[bound].append(slices[came_from].name)
         if event["ph"] != "f":
             arrows[key] = bound

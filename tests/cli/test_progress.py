@@ -173,6 +173,28 @@ def test_a_bar_is_erased_when_the_work_fails(monkeypatch: pytest.MonkeyPatch) ->
     assert terminal.getvalue() == FIRST + ERASE
 
 
+def test_no_redraw_comes_between_the_erase_and_a_slow_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The redrawing thread ticks every 0.1 s: a warning that takes longer to write (a slow
+    terminal, the GIL elsewhere) still follows the erase directly. Whatever the timing, the
+    lock makes the order the same, so this cannot pass or fail by chance the other way."""
+    terminal = _on_a_terminal(monkeypatch)
+
+    def slow(message: Warning | str, *args: object, **kwargs: object) -> None:
+        time.sleep(0.35)
+        terminal.write(f"Warning: {message}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", slow)
+        with bar("ingest", "bytes") as told:
+            told(0, 27_000_000)
+            warnings.warn("skipping a damaged file", UserWarning, stacklevel=1)
+            told(27_000_000, 27_000_000)
+    assert terminal.getvalue().startswith(FIRST + ERASE + "Warning: skipping a damaged file\n")
+
+
 def test_a_warning_meanwhile_erases_the_bar_first(monkeypatch: pytest.MonkeyPatch) -> None:
     terminal = _on_a_terminal(monkeypatch)
 

@@ -88,3 +88,27 @@ def test_a_trace_without_flows_has_no_deps(tmp_path: Path) -> None:
     build = TelemetryAnalyzer(storage).build(session)
     assert {run.deps for run in build.targets} == {None}
     assert build_critical_path(build) is None
+
+
+def test_a_flow_from_a_name_the_trace_repeats_names_no_dependency(tmp_path: Path) -> None:
+    # Two slices named compile (thread 1 [0, 100) ms, thread 2 [0, 900) ms):
+    # an arrow leaves the first for link, but a dependency is stored by name, which would
+    # name the other one too: link gets none from it (and the one from gen it does get).
+    events = [
+        _x("compile", 1, 0, 100_000),
+        _x("compile", 2, 0, 900_000),
+        _x("gen", 3, 0, 50_000),
+        _x("link", 1, 950_000, 50_000),
+        _flow("s", 1, 1, 50_000),
+        _flow("f", 1, 1, 960_000, bp="e"),
+        _flow("s", 2, 3, 10_000),
+        _flow("f", 2, 1, 970_000, bp="e"),
+    ]
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"traceEvents": events}))
+    storage = TelemetryStorage(tmp_path / "store", retention_days=10**5)
+    assert ingest_file(storage, trace).sessions == 1
+    [session] = TelemetryAnalyzer(storage).sessions()["session_id"].to_list()
+    build = TelemetryAnalyzer(storage).build(session)
+    deps = {run.target: run.deps for run in build.targets if run.target in ("link", "gen")}
+    assert deps == {"link": ("gen",), "gen": ()}
