@@ -199,11 +199,11 @@ def job_bars() -> Iterator[Callable[[str], Progress]]:
 
 @contextlib.contextmanager
 def _line(shown: bool = True) -> Iterator[Line | None]:
-    delay = _delay()
     stream = sys.stderr
     if not shown or not _watched(stream):
-        yield None
+        yield None  # nobody watches: the delay is not even read
         return
+    delay = _delay()
     line = Line(stream, width=_width(stream), delay=delay)
     show_warning = warnings.showwarning
 
