@@ -369,8 +369,14 @@ def session_problem(value: str) -> str | None:
     >>> session_problem("")
     "session must be a non-empty string, got ''"
     """
+    return text_problem(value, "session")
+
+
+def text_problem(value: str, name: str) -> str | None:
+    """Why ``value`` cannot be stored as the protocol's text ``name`` (empty, too long, not
+    text), or None."""
     try:
-        _required(value, "session")
+        _required(value, name)
     except EventError as error:
         return str(error)
     return None

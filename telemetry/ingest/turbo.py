@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from telemetry.errors import EventError, InputError
-from telemetry.events import Event, EventBuilder
+from telemetry.events import Event, EventBuilder, text_problem
 
 _HOMES = re.compile(r"(/home|/Users)/[^/\s)'\"]+")
 
@@ -101,5 +101,6 @@ def _dependencies(task: Mapping[str, Any]) -> list[str] | None:
     else, which older summaries have in its place."""
     said = task.get("dependencies")
     if isinstance(said, list) and all(isinstance(name, str) and name for name in said):
-        return said
+        # A name the protocol cannot store (too long, not text) is left out, never the task.
+        return [name for name in said if text_problem(name, "deps") is None]
     return None

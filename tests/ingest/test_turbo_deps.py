@@ -61,3 +61,17 @@ def test_a_run_has_a_critical_path(tmp_path: Path) -> None:
         ("c#build", 300, 0.3),
     ]
     assert critical.complete
+
+
+def test_a_dependency_name_that_cannot_be_stored_is_left_out_not_the_task() -> None:
+    summary = _summary()
+    tasks = summary["tasks"]
+    assert isinstance(tasks, list)
+    # 65,537 characters: one more than the protocol keeps of any text; a lone surrogate.
+    tasks[2]["dependencies"] = ["a#build", "x" * 65_537, "bad\udc80", "b#build"]
+    starts = [e for e in turbo_events(summary, home="/nobody") if isinstance(e, TargetStarted)]
+    assert [(e.target, e.deps) for e in starts] == [
+        ("b#build", ("a#build",)),
+        ("c#build", ("a#build", "b#build")),
+        ("d#build", None),
+    ]
