@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 from telemetry import layout
 from telemetry.errors import ConfigError, CorruptFileWarning, StorageError, write_failure
 from telemetry.layout import Layout
+from telemetry.progress import Progress, no_progress
 from telemetry.schema import DATASETS, SCHEMA_VERSION, SCHEMAS, Dataset
 
 if TYPE_CHECKING:
@@ -95,10 +96,16 @@ def whole_store(output: Path) -> bool:
     return True
 
 
-def sink_parquet(storage: TelemetryStorage, output: str | os.PathLike[str]) -> ParquetExport:
+def sink_parquet(
+    storage: TelemetryStorage,
+    output: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
+) -> ParquetExport:
     """Write the whole store (sessions with their rates, targets, daily rollups) as
     Hive-partitioned Parquet in the folder ``output``: new, empty, or an earlier export,
     which is replaced whole; any other folder is refused (:class:`ConfigError`).
+    ``progress`` is told the files written, a dataset's day each.
 
     >>> sink_parquet(TelemetryStorage(".builder-cache/telemetry"), "warehouse")  # doctest: +SKIP
     ParquetExport(directory=PosixPath('warehouse'), sessions=200, targets=25864, ...)
@@ -111,7 +118,7 @@ def sink_parquet(storage: TelemetryStorage, output: str | os.PathLike[str]) -> P
         snapshot = storage.snapshot()
         staging = _staging_folder(target)
         try:
-            rows, days = _write_datasets(snapshot, staging)
+            rows, days = _write_datasets(snapshot, staging, progress or no_progress)
             marker = {"format": "builder-telemetry", "schema_version": SCHEMA_VERSION, "rows": rows}
             (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             _check_destination(target, Path(output))
@@ -201,9 +208,11 @@ class _Changed(Exception):
     """A file of the snapshot was deleted before it was read: take a new snapshot."""
 
 
-def _write_datasets(snapshot: Snapshot, folder: Path) -> tuple[dict[str, int], int]:
-    """Every dataset of ``snapshot`` in ``folder``, a file per day; the rows of each, and
-    the number of days."""
+def _write_datasets(
+    snapshot: Snapshot, folder: Path, progress: Progress
+) -> tuple[dict[str, int], int]:
+    """Every dataset of ``snapshot`` in ``folder``, a file per day (``progress`` told the
+    days of the datasets done); the rows of each, and the number of days."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -212,23 +221,35 @@ def _write_datasets(snapshot: Snapshot, folder: Path) -> tuple[dict[str, int], i
     out = Layout(folder)
     rows: dict[str, int] = {}
     days: set[date] = set()
+    grouped = {
+        dataset: [
+            (day, list(files))
+            for day, files in groupby(
+                sorted(snapshot.files(dataset), key=lambda f: f.day), key=lambda f: f.day
+            )
+        ]
+        for dataset in DATASETS
+    }
+    total = sum(len(groups) for groups in grouped.values())
+    done = 0
+    progress(done, total)
     for dataset in DATASETS:
         os.makedirs(out.dataset(dataset))
         rows[dataset] = 0
-        by_day = sorted(snapshot.files(dataset), key=lambda f: f.day)
-        for day, files in groupby(by_day, key=lambda f: f.day):
+        for day, files in grouped[dataset]:
+            done += 1
             try:
                 tables = list(_readable(snapshot, files, dataset))
             except SnapshotChanged:
                 raise _Changed from None
-            if not tables:
-                continue
-            table = exported(pa.concat_tables(tables), dataset)
-            partition = out.partition(dataset, day)
-            partition.mkdir()
-            pq.write_table(table, partition / _PART, compression="zstd")
-            rows[dataset] += table.num_rows
-            days.add(day)
+            if tables:
+                table = exported(pa.concat_tables(tables), dataset)
+                partition = out.partition(dataset, day)
+                partition.mkdir()
+                pq.write_table(table, partition / _PART, compression="zstd")
+                rows[dataset] += table.num_rows
+                days.add(day)
+            progress(done, total)
     return rows, len(days)
 
 

@@ -306,3 +306,18 @@ def test_a_small_history_is_counted_once(tmp_path: Path, compressed: bool) -> No
     calls, progress = _recorder()
     assert ingest_file(TelemetryStorage(tmp_path / "t"), path, progress=progress).sessions == 3
     assert calls == [(0, size), (size, size)]
+
+
+def test_the_parquet_export_of_the_store_tells_its_files(tmp_path: Path) -> None:
+    from telemetry.parquet import sink_parquet
+
+    storage = TelemetryStorage(tmp_path / "t", retention_days=10**5)
+    ingest_jsonl(storage, small_history_on(0, 1))
+    told: list[tuple[int, int | None]] = []
+    written = sink_parquet(
+        storage, tmp_path / "warehouse", progress=lambda d, t: told.append((d, t))
+    )
+    # Two days, not compacted: a sessions and a targets file each, no daily rollup: 4 files.
+    assert told == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert len(list((tmp_path / "warehouse").rglob("*.parquet"))) == 4
+    assert written.sessions == 6

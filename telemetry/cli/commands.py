@@ -545,9 +545,11 @@ def _export_store(ctx: typer.Context, output: Path, windowed: bool, only: Filter
             "(and filter where you query it), or give a name ending in .parquet for the "
             "sessions they select"
         )
+    from telemetry.cli.progress import bar
+
     storage = reports.storage(_config(ctx))
-    with reports.option_value():
-        written = sink_parquet(storage, output)
+    with reports.option_value(), bar("export", "files") as progress:
+        written = sink_parquet(storage, output, progress=progress)
     reports.out(
         f"Exported {_plural(written.sessions, 'build')}, "
         f"{_plural(written.targets, 'target run')} and "

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from telemetry.progress import Progress
 
 # What a bar counts: bytes are shown in megabytes (10^6), the others as counts.
-Unit: TypeAlias = Literal["bytes", "builds", "days", "steps"]
+Unit: TypeAlias = Literal["bytes", "builds", "days", "files", "steps"]
 
 DELAY_VARIABLE: Final = "BUILDER_PROGRESS_DELAY"
 # Seconds of work before a bar is first drawn.
