@@ -226,6 +226,7 @@ def _kind(source: Source, team: TelemetryStorage) -> SourceKind:
     if path.resolve() == team.dir.resolve():
         raise ConfigError(f"{path} is the team store itself; name the stores to merge into it")
     if (path / MARKER).is_file():
+        _check_export_version(path / MARKER)
         return "parquet export"
     if (path / "sessions").is_dir():
         return "store"
@@ -233,6 +234,25 @@ def _kind(source: Source, team: TelemetryStorage) -> SourceKind:
         f"{path} holds no builds: neither a telemetry store (a sessions folder) nor a Parquet "
         f"export ({MARKER})"
     )
+
+
+def _check_export_version(marker: Path) -> None:
+    """Refuse a Parquet export written by a newer version: its columns may hold what this
+    one would drop without a word."""
+    import json
+
+    from telemetry.schema import SCHEMA_VERSION
+
+    try:
+        said = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read {marker}: {error}") from None
+    version = said.get("schema_version") if isinstance(said, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{marker.parent} was exported with schema version {version}, newer than this "
+            f"version's {SCHEMA_VERSION}; upgrade builder-telemetry to merge it"
+        )
 
 
 def _joined(tables: list[pa.Table], dataset: Literal["sessions", "targets"]) -> pa.Table:

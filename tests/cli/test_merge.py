@@ -190,6 +190,26 @@ def test_a_damaged_export_is_one_error_line(cli: Runner, sources: Path) -> None:
     assert merged.stderr.count("\n") == 1
 
 
+def test_an_export_of_a_newer_schema_is_refused_and_nothing_merged(
+    cli: Runner, sources: Path
+) -> None:
+    # Its columns may hold what this version does not know and would drop without a word.
+    from telemetry.parquet import MARKER
+    from telemetry.schema import SCHEMA_VERSION
+
+    marker = sources / "export" / MARKER
+    said = json.loads(marker.read_text())
+    marker.write_text(json.dumps(said | {"schema_version": SCHEMA_VERSION + 1}))
+    merged = cli("telemetry", "merge", "x=export", "--into", "team")
+    # An unusable source, as one that does not exist: exit status 2.
+    assert (merged.code, merged.stdout) == (2, "")
+    assert merged.stderr == (
+        f"Error: export was exported with schema version {SCHEMA_VERSION + 1}, newer than "
+        f"this version's {SCHEMA_VERSION}; upgrade builder-telemetry to merge it\n"
+    )
+    assert not (sources / "team").exists()
+
+
 def test_merging_again_reads_no_target_file(
     cli: Runner, sources: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
