@@ -15,6 +15,7 @@ chunk, day or file, never once a row: the command line draws a bar from it
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -94,13 +95,12 @@ class _Counted:
         self._progress = progress
         self._position = 0
         self.total: int | None = None
-        try:
+        # Not a file of the system's (a buffer in memory): a total not known.
+        with contextlib.suppress(OSError, AttributeError, ValueError, io.UnsupportedOperation):
             status = os.fstat(handle.fileno())
             if stat.S_ISREG(status.st_mode):
                 self._position = handle.tell()
                 self.total = max(status.st_size - self._position, 0)
-        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
-            pass  # not a file of the system's (a buffer in memory): a total not known
         self.done = self._reported = 0
         self._glanced = 0  # bytes to be read again that are not counted again
         progress(0, self.total)

@@ -176,13 +176,24 @@ def test_a_bar_is_erased_when_the_work_fails(monkeypatch: pytest.MonkeyPatch) ->
 def test_no_redraw_comes_between_the_erase_and_a_slow_warning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The redrawing thread ticks every 0.1 s: a warning that takes longer to write (a slow
-    terminal, the GIL elsewhere) still follows the erase directly. Whatever the timing, the
-    lock makes the order the same, so this cannot pass or fail by chance the other way."""
+    """A warning written while the redrawing thread ticks (a slow terminal, the GIL
+    elsewhere) still follows the erase directly: the warning waits for a tick of that
+    thread to finish before it writes. Under the line's lock the tick cannot finish until
+    the warning is written, so the wait ends unanswered and the order holds; without the
+    lock the tick would draw the bar first."""
     terminal = _on_a_terminal(monkeypatch)
+    ticked = threading.Event()
+    tick = Line.tick
+
+    def told_tick(self: Line) -> None:
+        tick(self)
+        ticked.set()
+
+    monkeypatch.setattr(Line, "tick", told_tick)
 
     def slow(message: Warning | str, *args: object, **kwargs: object) -> None:
-        time.sleep(0.35)
+        ticked.clear()
+        ticked.wait(1.0)  # a tick that ends before this warning is written, if one can
         terminal.write(f"Warning: {message}\n")
 
     with warnings.catch_warnings():
