@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 from telemetry.errors import StorageError, TelemetryError
 
 if TYPE_CHECKING:  # duckdb is optional: it and pyarrow load when a function runs
+    import arro3.core
     import duckdb
     import pyarrow as pa
 
@@ -42,6 +43,11 @@ if TYPE_CHECKING:  # duckdb is optional: it and pyarrow load when a function run
 INSTALL: Final = "pip install 'builder-telemetry[duckdb]'"
 # How many snapshots a query is tried on while files of the last are deleted beside it.
 _ATTEMPTS: Final = 5
+# Days since 1970-01-01, the start of Arrow's date32.
+_EPOCH: Final = date(1970, 1, 1).toordinal()
+# Up to how many target rows the files read through Arrow are read whole rather than
+# scanned (a few days of a busy team's builds; tens of megabytes).
+_IN_MEMORY_ROWS: Final = 500_000
 
 # The SPEC §3 rates of a stored session row, as the analyzer's with_session_metrics
 # computes them: the same operations on doubles, in the same order, so that they round alike
@@ -93,19 +99,26 @@ def connect(
     >>> views.sql("select count(*) from sessions").fetchall()  # doctest: +SKIP
     [(200,)]
     """
+    from telemetry.snapshot import SnapshotChanged
+
     storage = _storage(store)
     low, high = _bounds(since, until)
-    snapshot = _snapshot(storage, low, high)
-    files, copies = _chosen(snapshot)
     duckdb = _duckdb()
-    try:
-        return _views(duckdb, snapshot, files, copies, low, high).connection
-    except duckdb.Error as error:
-        if not _any(copies):
-            raise
-        _name_damaged(snapshot, copies, error)  # or gone: the files themselves, then
-        files, copies = _chosen(snapshot, copies=False)
-        return _views(duckdb, snapshot, files, copies, low, high).connection
+    for _ in range(_ATTEMPTS):
+        snapshot = _snapshot(storage, low, high)
+        files, copies = _chosen(snapshot)
+        try:
+            try:
+                return _views(duckdb, snapshot, files, copies, low, high).connection
+            except duckdb.Error as error:
+                if not _any(copies):
+                    raise
+                _name_damaged(snapshot, copies, error)  # or gone: the files themselves, then
+                files, copies = _chosen(snapshot, copies=False)
+                return _views(duckdb, snapshot, files, copies, low, high).connection
+        except SnapshotChanged:
+            continue  # a file read whole was deleted meanwhile: a new snapshot
+    raise StorageError(f"the files in {storage.dir} kept changing while they were read; try again")
 
 
 def query(
@@ -127,6 +140,30 @@ def query(
     >>> answer.to_pylist()  # doctest: +SKIP
     [{'n': 200}]
     """
+    import pyarrow as pa
+
+    return pa.table(answer(store, sql, since=since, until=until))
+
+
+def answer(
+    store: str | os.PathLike[str] | TelemetryStorage,
+    sql: str,
+    *,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> arro3.core.Table | pa.Table:
+    """:func:`query`'s answer as an Arrow table that any Arrow library takes without a copy
+    (it has ``__arrow_c_stream__``): arro3's (the ``duckdb`` extra installs arro3) when
+    nothing in the process has loaded pyarrow, else pyarrow's. Read so, a query loads
+    neither pyarrow nor numpy, whose imports take about as long as the whole query over a
+    year's store (docs/performance.md): for `builder telemetry sql`.
+
+    >>> table = answer("store", "select count(*) as n from sessions")  # doctest: +SKIP
+    >>> table.column("n").to_pylist()  # doctest: +SKIP
+    [200]
+    """
+    from telemetry.snapshot import SnapshotChanged
+
     duckdb = _duckdb()
     storage = _storage(store)
     low, high = _bounds(since, until)
@@ -140,6 +177,8 @@ def query(
         while files is not None:
             try:
                 views = _views(duckdb, snapshot, files, copies, low, high, named)
+            except SnapshotChanged:
+                break  # a file read whole was deleted meanwhile: a new snapshot
             except duckdb.Error as error:
                 if not _any(copies):
                     raise
@@ -303,7 +342,6 @@ def _views(
     named: frozenset[str] | None = None,
 ) -> _Views:
     from telemetry.layout import PARTITION_KEY
-    from telemetry.schema import SCHEMAS
 
     connection = duckdb.connect()
     scans: dict[str, Dataset] = {}
@@ -314,14 +352,17 @@ def _views(
             if named is not None and dataset not in named:
                 continue  # listed as the others' commit markers only
             # The same columns in the same order from either reader.
-            columns = ", ".join(f'"{name}"' for name in [*SCHEMAS[dataset].names, PARTITION_KEY])
+            columns = ", ".join(f'"{name}"' for name in [*_names(dataset), PARTITION_KEY])
             parts = []
             if copies.copies[dataset]:
                 paths = [str(path) for path in copies.copies[dataset].values()]
                 parts.append(connection.read_parquet(paths).project(columns))
             if copies.packed[dataset]:
                 parts.append(_packed(connection, snapshot, copies.packed[dataset]).project(columns))
-            if chosen:
+            table = _in_memory(snapshot, dataset, chosen)
+            if table is not None:
+                parts.append(connection.from_arrow(table).project(columns))
+            elif chosen:
                 arrow = connection.from_arrow(snapshot.arrow_dataset(dataset, chosen))
                 scans[arrow.alias] = dataset
                 parts.append(arrow.project(columns))
@@ -354,6 +395,107 @@ def _views(
     return _Views(connection, scans)
 
 
+def _in_memory(snapshot: Snapshot, dataset: Dataset, files: list[StoredFile]) -> _Table | None:
+    """The rows of ``files`` read whole, in today's schema with the day as ``date``, when
+    they are few (today's builds, days not compacted yet: the compacted days are read from
+    their Parquet copies and packs); None when there are none or too many rows to hold.
+
+    Read so, they need neither :mod:`pyarrow.dataset` nor :mod:`pyarrow.compute`, which take
+    longer to import than DuckDB takes to count a year's rows from the packs; and with
+    arro3 (the ``duckdb`` extra), while nothing has loaded pyarrow, not pyarrow at all. A
+    file whose data is damaged is named in a warning and left out; one deleted since the
+    snapshot raises :class:`~telemetry.snapshot.SnapshotChanged`."""
+    from telemetry.snapshot import damaged
+
+    rows = [f.rows for f in files]
+    if not _light() or not files or None in rows or sum(rows) > _IN_MEMORY_ROWS:  # type: ignore[arg-type]
+        return None
+    tables: list[_Table] = []
+    for stored in files:
+        table = _whole(snapshot, stored, dataset)
+        if table is None:  # named as every reader names a damaged file
+            damaged(dataset, [stored])
+            snapshot.left_out.add(stored.path)
+            continue
+        tables.append(table)
+    return _concat(tables) if tables else _empty(dataset)
+
+
+# An Arrow table: arro3's, or pyarrow's once something loaded pyarrow.
+_Table: TypeAlias = "arro3.core.Table | pa.Table"
+
+
+def _light() -> bool:
+    """Whether to read through arro3 (:func:`telemetry.integrity.without_pyarrow`)."""
+    from telemetry import integrity
+
+    return integrity.without_pyarrow()
+
+
+def _names(dataset: Dataset) -> list[str]:
+    """The columns of ``dataset`` in this version, in order."""
+    from telemetry import schema
+
+    return list(schema.arro3_schema(dataset).names if _light() else schema.SCHEMAS[dataset].names)
+
+
+def _whole(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> _Table | None:
+    """All of one file's rows in today's schema with its day as ``date``; None when its
+    data cannot be read in full. Through arro3 when :func:`_light` and the file has exactly
+    today's columns, else as :meth:`~telemetry.snapshot.Snapshot.read` reads it."""
+    if _light():
+        from arro3.core import Array, ChunkedArray, DataType, Field
+        from arro3.io import read_ipc
+
+        from telemetry.layout import PARTITION_KEY
+        from telemetry.schema import arro3_schema
+        from telemetry.snapshot import SnapshotChanged
+
+        plain = arro3_schema(dataset).remove_metadata()
+        for _ in range(_ATTEMPTS):  # it may move between being found and being opened
+            try:
+                table = read_ipc(str(snapshot.find(stored, dataset))).read_all()
+                break
+            except FileNotFoundError:
+                continue
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # a Rust panic too: damaged
+                return None
+        else:
+            raise SnapshotChanged(f"{stored.path} was removed while it was read")
+        if table.schema.remove_metadata() == plain:
+            days = Array([stored.day.toordinal() - _EPOCH] * table.num_rows, DataType.int32())
+            return table.with_schema(plain).append_column(
+                Field(PARTITION_KEY, DataType.date32()),
+                ChunkedArray([days.cast(DataType.date32())]),
+            )
+    import pyarrow as pa
+
+    from telemetry.layout import PARTITION_KEY
+
+    read = snapshot.read(stored, dataset)
+    if read is None:
+        return None
+    day = pa.repeat(pa.scalar(stored.day, pa.date32()), read.num_rows)
+    # Without the metadata, as arro3's tables are: a compacted file's names what it replaced.
+    dated = read.append_column(pa.field(PARTITION_KEY, pa.date32()), day)
+    return dated.replace_schema_metadata(None)
+
+
+def _concat(tables: list[_Table]) -> _Table:
+    """One table of ``tables`` (all of one dataset, each with ``date``)."""
+    if _light():
+        from arro3.core import Table
+
+        if all(isinstance(t, Table) for t in tables):
+            batches = [batch for t in tables for batch in t.to_batches()]
+            return Table.from_batches(batches, schema=tables[0].schema)
+    import pyarrow as pa
+
+    return pa.concat_tables([pa.table(t) for t in tables])
+
+
 def _packed(
     connection: duckdb.DuckDBPyConnection, snapshot: Snapshot, files: list[StoredFile]
 ) -> duckdb.DuckDBPyRelation:
@@ -375,10 +517,19 @@ def _packed(
     return functools.reduce(lambda a, b: a.union(b), parts)
 
 
-def _empty(dataset: Dataset) -> pa.Table:
+def _empty(dataset: Dataset) -> _Table:
+    """No rows of ``dataset``, with ``date``."""
+    from telemetry.layout import PARTITION_KEY
+
+    if _light():
+        from arro3.core import DataType, Field
+
+        from telemetry.schema import arro3_schema
+
+        plain = arro3_schema(dataset).remove_metadata()
+        return plain.append(Field(PARTITION_KEY, DataType.date32())).empty_table()
     import pyarrow as pa
 
-    from telemetry.layout import PARTITION_KEY
     from telemetry.schema import SCHEMAS
 
     return SCHEMAS[dataset].append(pa.field(PARTITION_KEY, pa.date32())).empty_table()
@@ -406,10 +557,14 @@ def _cuts_a_day(low: datetime | None, high: datetime | None) -> bool:
 # -- running -----------------------------------------------------------------------------------
 
 
-def _answer(connection: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+def _answer(connection: duckdb.DuckDBPyConnection, sql: str) -> _Table:
+    relation = connection.sql(sql)
+    if _light():
+        from arro3.core import Table
+
+        return Table.from_pydict({}) if relation is None else Table.from_arrow(relation)
     import pyarrow as pa
 
-    relation = connection.sql(sql)
     return pa.table({}) if relation is None else relation.to_arrow_table()
 
 
@@ -522,4 +677,4 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-__all__ = ["INSTALL", "RATES", "DuckDBMissing", "QueryError", "connect", "query"]
+__all__ = ["INSTALL", "RATES", "DuckDBMissing", "QueryError", "answer", "connect", "query"]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 from pathlib import Path
-from typing import NamedTuple
-
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from typing import TYPE_CHECKING, NamedTuple
 
 from telemetry.schema import Dataset, judge_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # How a problem that is the user's permissions, not the file's content, begins.
 UNREADABLE = "unreadable"
@@ -50,6 +51,13 @@ def problem(path: Path, dataset: Dataset, *, full: bool = False) -> str | None:
 
 def examine(path: Path, dataset: Dataset, *, full: bool) -> tuple[str | None, tuple[str, ...]]:
     """What :func:`problem` says, and the columns a readable file lacks."""
+    if not full:
+        said = _examined_without_pyarrow(path, dataset)
+        if said is not None:
+            return said
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     try:
         schema = footer_schema(path)
         if full:
@@ -78,6 +86,7 @@ def copy_problem(path: Path, dataset: Dataset, rows: int | None) -> str | None:
     """Why the Parquet copy at ``path`` of a ``dataset`` file cannot be read in full, or does
     not hold this version's columns (and ``date``) or the file's ``rows`` (when known), or
     None when it can."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from telemetry.layout import PARTITION_KEY
@@ -123,6 +132,21 @@ def footer_schema(path: Path) -> pa.Schema:
     footer from those bytes, without the file: a third cheaper than opening it with pyarrow,
     which checks no block.
     """
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    head, footer = _sound_ends(path)
+    try:  # the footer and what follows it, behind a start: no block is read here
+        with ipc.open_file(pa.BufferReader(head[:8] + footer)) as reader:
+            return reader.schema
+    except (OSError, pa.ArrowException) as error:
+        raise Unsound(f"its footer is damaged: {first_line(error)}") from None
+
+
+def _sound_ends(path: Path) -> tuple[bytes, bytes]:
+    """The first 16 bytes of an Arrow IPC file and its footer with what follows it, once the
+    footer's blocks are known to tile the file (see :func:`footer_schema`); :class:`Unsound`
+    when they do not."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -150,11 +174,60 @@ def footer_schema(path: Path) -> pa.Schema:
         end = offset + metadata + body
     if end not in (footer_start, footer_start - _EOS):
         raise Unsound("its footer places its record batches outside the data")
-    try:  # the footer and what follows it, behind a start: no block is read here
-        with ipc.open_file(pa.BufferReader(head[:8] + tail[-10 - footer_length :])) as reader:
-            return reader.schema
-    except (OSError, pa.ArrowException) as error:
-        raise Unsound(f"its footer is damaged: {first_line(error)}") from None
+    return head, tail[-10 - footer_length :]
+
+
+def without_pyarrow() -> bool:
+    """Whether files are checked and read here through arro3 rather than pyarrow: when
+    arro3 is installed (the ``duckdb`` extra) and nothing in this process has loaded
+    pyarrow, whose import (about 40 ms, and numpy's as much again when it is installed)
+    takes about as long as a whole query over a year's store; once loaded, pyarrow is as
+    quick."""
+    if "pyarrow" in sys.modules:
+        return False
+    try:
+        import arro3.io  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _examined_without_pyarrow(
+    path: Path, dataset: Dataset
+) -> tuple[str | None, tuple[str, ...]] | None:
+    """What :func:`examine` says of a sound file in this version's schema, found without
+    pyarrow, through arro3 (the optional ``duckdb`` extra): for `builder telemetry sql`,
+    which reads through DuckDB and arro3 and never loads pyarrow (about 40 ms). None when
+    pyarrow is loaded already (it is as quick then), when arro3 is not installed, and for
+    any file this cannot vouch for: :func:`examine` then says what is wrong, in pyarrow's
+    words, as it always has.
+
+    arro3 reads the footer and the dictionary batches (the target labels) whole, so a file
+    that passes is one every reader here opens."""
+    if not without_pyarrow():
+        return None
+    from arro3.io import read_ipc
+
+    from telemetry.schema import DATASET_KEY, VERSION_KEY, arro3_schema
+
+    try:
+        _sound_ends(path)
+        schema = read_ipc(str(path)).schema
+    except FileNotFoundError:
+        return VANISHED, ()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # any other failure (a Rust panic too): pyarrow's reading names it
+        return None
+    expected = arro3_schema(dataset)
+    metadata = schema.metadata
+    if (
+        schema.remove_metadata() != expected.remove_metadata()
+        or metadata.get(DATASET_KEY) != expected.metadata[DATASET_KEY]
+        or metadata.get(VERSION_KEY) != expected.metadata[VERSION_KEY]
+    ):
+        return None
+    return None, ()
 
 
 def _footer_blocks(

@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Final
-
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from typing import TYPE_CHECKING, Final
 
 from telemetry import layout, months
 from telemetry.errors import StorageError
@@ -50,6 +47,9 @@ from telemetry.snapshot import (
     replaced,
 )
 from telemetry.writer import as_table, write_copy, write_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 QUARANTINE: Final = "quarantine"
 # A temporary file older than this was left by a writer that died; the sweep removes it.
@@ -499,6 +499,9 @@ def count_rows(stored: StoredFile) -> int:
     """A file's rows: from its name where it says, else by opening it (0 if it cannot be)."""
     if stored.rows is not None:
         return stored.rows
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     try:
         with ipc.open_file(stored.path) as reader:
             return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))

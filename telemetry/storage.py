@@ -35,8 +35,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from telemetry import locks, maintenance, writer
 from telemetry.config import TelemetryConfig
@@ -47,6 +46,9 @@ from telemetry.maintenance import QUARANTINE, RetentionResult
 from telemetry.pending import fold, folding, pending_files
 from telemetry.schema import DATASETS, Dataset
 from telemetry.snapshot import Snapshot, SnapshotChanged, StoredFile, list_days, list_files
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # How many snapshots a read is tried on while files are deleted beside it.
 _RETRIES = 3

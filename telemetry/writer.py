@@ -21,10 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Final
-
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from typing import TYPE_CHECKING, Final
 
 from telemetry import layout
 from telemetry.errors import StorageError, write_failure
@@ -32,10 +29,10 @@ from telemetry.layout import Layout
 from telemetry.locks import guard
 from telemetry.schema import SCHEMA_VERSION, SCHEMAS, Dataset
 
-_WRITE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd")
-# A backfill's days are written in threads of their own: one more pool per file would only
-# make them wait on each other.
-_STAGE_OPTIONS: Final = ipc.IpcWriteOptions(compression="zstd", use_threads=False)
+if TYPE_CHECKING:  # loaded by the functions that write: a reader never needs them
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
 _BATCH_ROWS: Final = 65_536
 # A backfill of many days writes this many days at once (most of a day's write is
 # compressing and syncing, which let go of the GIL).
@@ -53,6 +50,7 @@ def write(
     """Store sessions and their targets, each in the partition of the UTC day its session
     started; returns the days written to. A given ``stem`` names the files (the same stem
     again replaces them: a rewrite of the same rows); it is for sessions of one day."""
+    import pyarrow as pa
     import pyarrow.compute as pc  # only writers need it: readers start faster without
 
     sessions_table = as_table(sessions, "sessions")
@@ -148,6 +146,8 @@ def write_file(
     metadata: dict[bytes, bytes] | None = None,
 ) -> Path:
     """Write one data file atomically (temporary name, sync, rename, sync the folder)."""
+    import pyarrow.ipc as ipc
+
     folder = store.partition(dataset, day)
     final = folder / layout.file_name(stem, table.num_rows)
     temporary = folder / layout.temporary_name(stem)
@@ -157,7 +157,7 @@ def write_file(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with temporary.open("xb") as handle:
-            with ipc.new_file(handle, schema, options=_WRITE_OPTIONS) as writer:
+            with ipc.new_file(handle, schema, options=_options()) as writer:
                 # One batch per 64k rows: a batch per build makes files large and slow.
                 writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
             handle.flush()
@@ -169,6 +169,21 @@ def write_file(
             temporary.unlink()
         raise StorageError(f"could not write {final}: {write_failure(error)}") from error
     return final
+
+
+def _options(*, threads: bool = True) -> ipc.IpcWriteOptions:
+    """zstd-compressed buffers; without ``threads`` when the file is written in a thread of
+    its own (a backfill's days: one more pool per file would only make them wait on each
+    other)."""
+    import pyarrow.ipc as ipc
+
+    key = "threads" if threads else "alone"
+    if key not in _OPTIONS:
+        _OPTIONS[key] = ipc.IpcWriteOptions(compression="zstd", use_threads=threads)
+    return _OPTIONS[key]
+
+
+_OPTIONS: dict[str, ipc.IpcWriteOptions] = {}
 
 
 @dataclass(slots=True, frozen=True)
@@ -183,11 +198,14 @@ def _stage(store: Layout, dataset: Dataset, day: date, stem: str, table: pa.Tabl
     """Write one data file under its temporary name and sync it (see :func:`_commit`). The
     file is made in memory first, which pyarrow does without the GIL, and written at once:
     writing to a file object takes the GIL back for every buffer."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     folder = store.partition(dataset, day)
     final = folder / layout.file_name(stem, table.num_rows)
     temporary = folder / layout.temporary_name(stem)
     sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, SCHEMAS[dataset], options=_STAGE_OPTIONS) as writer:
+    with ipc.new_file(sink, SCHEMAS[dataset], options=_options(threads=False)) as writer:
         writer.write_table(table.combine_chunks(), max_chunksize=_BATCH_ROWS)
     data = sink.getvalue()
     try:
@@ -226,6 +244,7 @@ def write_copy(source: Path, table: pa.Table, day: date) -> Path:
     version's schema) with the day as a ``date`` column, atomically, into the hidden folder
     of ``source``'s day (:func:`telemetry.layout.copy_path`); :class:`StorageError` when it
     cannot, as when the day folder is gone (it is never made again here)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     final = Path(layout.copy_path(str(source), SCHEMA_VERSION))
@@ -254,6 +273,8 @@ def write_copy(source: Path, table: pa.Table, day: date) -> Path:
 
 def as_table(data: pa.RecordBatch | pa.Table, dataset: Dataset) -> pa.Table:
     """``data`` as a table of ``dataset``'s schema; :class:`StorageError` when it has another."""
+    import pyarrow as pa
+
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     schema = SCHEMAS[dataset]
     if not table.schema.equals(schema, check_metadata=False):
@@ -267,6 +288,7 @@ def prune_dictionaries(table: pa.Table) -> pa.Table:
     """``table`` in one chunk, each dictionary holding only the labels its rows use: a
     filter keeps the whole dictionary, and a day's file would carry every other day's
     target names."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     for index, field in enumerate(table.schema):

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import arro3.core
 import duckdb
 import polars as pl
 import pyarrow as pa
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 import telemetry.duckdb as sql
 import telemetry.schema as schema
 from pipelines.compaction import compact
-from telemetry import layout
+from telemetry import integrity, layout
 from telemetry.analyzer import TelemetryAnalyzer, with_session_metrics
 from telemetry.errors import CorruptFileWarning
 from telemetry.ingest import ingest_jsonl
@@ -46,6 +47,15 @@ LATER = datetime(2027, 1, 1, tzinfo=UTC)
 RATES = ("cache_hit_rate", "parallelism_utilization", "targets_per_second")
 COUNTS = ("duration_ms", "total_targets", "built", "cached", "failed", "skipped")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@pytest.fixture(autouse=True, params=["pyarrow", "arro3"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test reads through pyarrow, as any process that has loaded it does, and through
+    arro3, as `builder telemetry sql` does (it never loads pyarrow: its subprocess test is
+    test_the_command_loads_neither_pyarrow_nor_numpy)."""
+    monkeypatch.setattr(integrity, "without_pyarrow", lambda: request.param == "arro3")
+    return str(request.param)
 
 
 def _rows(store: Path | TelemetryStorage, text: str, **window: Any) -> list[tuple[Any, ...]]:
@@ -283,9 +293,13 @@ def test_the_views_columns_and_types(demo: TelemetryStorage) -> None:
     assert connection.sql("select current_setting('TimeZone')").fetchall() == [("UTC",)]
 
 
-def test_filters_and_projections_reach_the_files(demo: TelemetryStorage, tmp_path: Path) -> None:
-    """A day's filter opens that day's files only: every other day's files are replaced by
-    junk once the views are made, and the query still answers."""
+def test_filters_and_projections_reach_the_files(
+    demo: TelemetryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the files read through Arrow hold more rows than are read whole, a day's filter
+    opens that day's files only: every other day's files are replaced by junk once the
+    views are made, and the query still answers."""
+    monkeypatch.setattr(sql, "_IN_MEMORY_ROWS", 0)
     copy = tmp_path / "telemetry"
     shutil.copytree(demo.dir, copy)
     day = "2026-11-02"
@@ -417,6 +431,10 @@ def test_files_from_before_a_column_was_added_read_as_nulls(
     monkeypatch.setattr(schema, "SCHEMA_VERSION", future)
     monkeypatch.setitem(schema.SCHEMAS, "sessions", sessions_v2)
     monkeypatch.setitem(schema.SCHEMAS, "targets", targets_v2)
+    # As that version has them for reading without pyarrow (test_schema.py holds the two
+    # equal in every version).
+    monkeypatch.setitem(schema._ARRO3, "sessions", arro3.core.Schema.from_arrow(sessions_v2))
+    monkeypatch.setitem(schema._ARRO3, "targets", arro3.core.Schema.from_arrow(targets_v2))
     monkeypatch.setitem(
         schema.ADDED_IN, "sessions", {**schema.ADDED_IN["sessions"], "runner": future}
     )
@@ -479,6 +497,16 @@ def meanwhile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[]
 COUNT_BOTH = "select (select count(*) from sessions), (select count(*) from targets)"
 
 
+@pytest.fixture(params=[False, True], ids=["few-rows", "many-rows"])
+def scanned(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, route: str) -> bool:
+    """Whether the files read through Arrow are scanned as the query runs: through pyarrow,
+    and through arro3 when they hold more rows than are read whole (when the views are
+    made, as today's builds are read without pyarrow)."""
+    if request.param:
+        monkeypatch.setattr(sql, "_IN_MEMORY_ROWS", 0)
+    return bool(request.param) or route == "pyarrow"
+
+
 def _keeping_two_days(folder: Path) -> TelemetryStorage:
     """The three days, with a retention that keeps the last two."""
     day2 = datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC)
@@ -497,10 +525,11 @@ def test_a_day_retention_removes_beside_a_query_is_read_where_it_went(
 
 
 def test_a_day_deleted_beside_a_query_is_read_anew(
-    tmp_path: Path, meanwhile: Callable[[Callable[[], object]], None]
+    tmp_path: Path, meanwhile: Callable[[Callable[[], object]], None], scanned: bool
 ) -> None:
-    """The day retention moved aside is deleted too, as once its hour is over: the query
-    runs again over the store as it is now."""
+    """The day retention moved aside is deleted too, as once its hour is over: a query that
+    scans the files runs again over the store as it is now; one that read them whole when
+    its views were made answers as the store was then."""
     storage = _keeping_two_days(tmp_path / "t")
 
     def past_the_hour() -> None:
@@ -509,7 +538,8 @@ def test_a_day_deleted_beside_a_query_is_read_anew(
             shutil.rmtree(aside)
 
     meanwhile(past_the_hour)
-    assert _rows(storage, COUNT_BOTH) == [(6, 26)]
+    assert _rows(storage, COUNT_BOTH) == [(6, 26) if scanned else (9, 39)]
+    assert _rows(storage, COUNT_BOTH) == [(6, 26)]  # and after it
 
 
 def test_compaction_beside_a_query_counts_every_build_once(
@@ -523,11 +553,34 @@ def test_compaction_beside_a_query_counts_every_build_once(
 
 
 def test_clear_beside_a_query_answers_the_empty_store(
-    tmp_path: Path, meanwhile: Callable[[Callable[[], object]], None]
+    tmp_path: Path, meanwhile: Callable[[Callable[[], object]], None], scanned: bool
 ) -> None:
+    """A scanning query runs again, over the empty store; one whose rows were read whole
+    answers as the store was when it began."""
     storage = _three_days(TelemetryStorage(tmp_path / "t"))
     meanwhile(storage.clear)
+    assert _rows(storage, COUNT_BOTH) == [(0, 0) if scanned else (9, 39)]
     assert _rows(storage, COUNT_BOTH) == [(0, 0)]
+
+
+def test_files_deleted_before_the_views_are_made_take_a_new_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``clear`` between the snapshot and the views (which read today's files whole, in
+    the arro3 route): the query answers the store as it is now, never half of it."""
+    storage = _three_days(TelemetryStorage(tmp_path / "t"))
+    views = sql._views
+    cleared: list[bool] = []
+
+    def clearing_first(*args: Any, **kwargs: Any) -> Any:
+        if not cleared:
+            cleared.append(True)
+            storage.clear()
+        return views(*args, **kwargs)
+
+    monkeypatch.setattr(sql, "_views", clearing_first)
+    assert _rows(storage, COUNT_BOTH) == [(0, 0)]
+    assert cleared
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -120,11 +120,23 @@ def test_the_analyzer_counts_every_build_once_while_maintenance_runs(
     assert overlapped > 0 and compactions > 0
 
 
+@pytest.mark.parametrize(
+    "route",
+    [
+        "arro3, read whole",  # as `builder telemetry sql` reads today's files
+        "pyarrow, scanned",  # as it reads many rows, or in a process that loaded pyarrow
+    ],
+)
 def test_sql_counts_every_build_once_while_maintenance_runs(
-    maintenance: tuple[Path, Maintenance],
+    maintenance: tuple[Path, Maintenance], route: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from telemetry.duckdb import query  # duckdb is a dev dependency: CI runs this
+    import telemetry.duckdb  # duckdb is a dev dependency: CI runs this
+    from telemetry import integrity
+    from telemetry.duckdb import query
 
+    monkeypatch.setattr(integrity, "without_pyarrow", lambda: route.startswith("arro3"))
+    if route.endswith("scanned"):
+        monkeypatch.setattr(telemetry.duckdb, "_IN_MEMORY_ROWS", 0)
     store, running = maintenance
     kept = loop.storage(store)
     sql = """

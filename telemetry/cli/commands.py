@@ -26,6 +26,7 @@ from telemetry.cli.messages import err as _err
 from telemetry.cli.messages import show_warning
 from telemetry.errors import TelemetryError
 from telemetry.formats import Compression, ExportFormat, InputFormat
+from telemetry.model import RankBy
 from telemetry.record import Source
 from telemetry.tables import TableFormat
 from telemetry.window import BuildStatus
@@ -441,7 +442,7 @@ def summary(
         int, typer.Option(min=1, max=_MAX_COUNT, metavar="N", help="How many bottlenecks to show.")
     ] = 5,
     by: Annotated[
-        reports.RankBy,
+        RankBy,
         typer.Option(
             "--by",
             help="Rank the bottlenecks by the mean duration of their executed runs, or by "

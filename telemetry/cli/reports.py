@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, get_args
 from telemetry.cli.messages import err, internal_error
 from telemetry.config import TelemetryConfig, parse_threshold
 from telemetry.errors import ConfigError, TelemetryError
-from telemetry.model import RankBy as RankBy  # the choices of summary --by
 
 if TYPE_CHECKING:  # the heavy modules load only in the commands that use them
     from telemetry.analyzer import TelemetryAnalyzer
+    from telemetry.model import RankBy
     from telemetry.storage import TelemetryStorage
     from telemetry.tables import TableFormat
     from telemetry.window import BuildStatus, Filter, Window
@@ -227,7 +227,7 @@ def sql(
     format: TableFormat = "table",
 ) -> None:
     """``builder telemetry sql``: the answer on stdout."""
-    from telemetry.duckdb import query as run
+    from telemetry.duckdb import answer as run
     from telemetry.tables import render
 
     asked = window(since, until)

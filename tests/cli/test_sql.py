@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,54 @@ def test_the_table_and_json_keep_formulas_as_they_are(tmp_path: Path) -> None:
     assert piped("--format", "json") == (
         '[\n  {"target": "+3", "n": -2},\n  {"target": "=1+2", "n": -1}\n]\n'
     )
+
+
+def test_the_command_loads_neither_pyarrow_nor_numpy(tmp_path: Path) -> None:
+    """`builder telemetry sql` over a compacted day and a day of builds not compacted reads
+    through DuckDB and arro3 alone: pyarrow's import (numpy's with it) takes about as long
+    as the whole query (docs/performance.md). Its answer is the one read through pyarrow, in
+    a process that has loaded it, and the one worked out by hand."""
+    from pipelines.compaction import compact
+    from telemetry.ingest import ingest_jsonl
+    from telemetry.storage import TelemetryStorage
+
+    store = tmp_path / "telemetry"
+    storage = TelemetryStorage(store, clock=lambda: datetime(2025, 10, 29, tzinfo=UTC))
+    assert ingest_jsonl(storage, small_history(), apply_retention=False).sessions == 3
+    assert compact(storage)  # the 27th: its Parquet copies are read
+    later = []  # the same builds two days on, not compacted
+    for line in small_history():
+        event = json.loads(line)
+        event["session"], event["ts"] = f"late-{event['session']}", event["ts"] + 2 * 86_400_000
+        later.append(json.dumps(event))
+    assert ingest_jsonl(storage, later, apply_retention=False).sessions == 3
+    query = (
+        "select date, count(*) as rows, sum(duration_ms) as ms, min(target) as first "
+        "from targets group by date order by date"
+    )
+    loaded = (
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'numpy', 'polars'}))"
+    )
+    code = (
+        "import sys\nBEFORE\nfrom telemetry.cli import main\n"
+        f"try:\n    main(['telemetry', 'sql', {query!r}])\nexcept SystemExit as e:\n"
+        f"    assert e.code == 0, e.code\n{loaded}\n"
+    )
+    env = process_env(store)
+    alone, with_pyarrow = (
+        subprocess.run([sys.executable, "-c", code.replace("BEFORE", before)], env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+        for before in ("", "import pyarrow")
+    )  # fmt: skip
+    assert alone.stderr == with_pyarrow.stderr == ""
+    # By hand: small_history()'s 13 target rows, their executed runs 300+400+200, 1000+1100
+    # +600 and 3000 ms (the others took none), on the 27th and again two days on.
+    answer = (
+        "date        rows  ms    first\n"
+        "----------  ----  ----  -------------\n"
+        "2025-10-27    13  6600  //app:compile\n"
+        "2025-10-29    13  6600  //app:compile\n"
+    )
+    assert alone.stdout == answer + "[]\n"
+    assert with_pyarrow.stdout.startswith(answer)
+    assert "'pyarrow'" in with_pyarrow.stdout.splitlines()[-1]
