@@ -163,11 +163,16 @@ class Snapshot:
         )
 
     def committed(self, dataset: Dataset) -> list[StoredFile]:
-        """The listed files of ``dataset`` whose sessions file is in the snapshot; nothing
-        is opened."""
+        """The listed files of ``dataset`` whose sessions file is in the snapshot, and not
+        found unreadable: the builds of a damaged sessions file are left out whole, their
+        targets and rollups with them. Nothing is opened."""
         if dataset == "sessions":
             return list(self.listed["sessions"])
-        visible = {(f.day, f.stem) for f in self.listed["sessions"]}
+        visible = {
+            (f.day, f.stem)
+            for f in self.listed["sessions"]
+            if self._checked.get(f.path, f) is not None and f.path not in self.left_out
+        }
         return [f for f in self.listed[dataset] if (f.day, f.stem) in visible]
 
     def files(

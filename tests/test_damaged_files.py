@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[list[str], set[str]]] = {
     "cut summary": (["summary", "--since", "2025-10-28T02:00"], {"sessions", "targets"}),
     "recent": (["recent", "20"], {"sessions", "targets"}),
     "export": (["export", "--format", "json"], {"sessions"}),
+    # Read without pyarrow, through arro3: the footers are checked all the same.
+    "sql": (
+        ["sql", "select (select count(*) from sessions), (select count(*) from targets)"],
+        {"sessions", "targets"},
+    ),
 }
 
 

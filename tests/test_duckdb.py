@@ -418,6 +418,23 @@ def test_targets_without_their_sessions_file_are_not_counted(storage: TelemetryS
     assert _one(storage, "select count(*) from sessions") == 2
 
 
+def test_the_targets_of_a_damaged_sessions_file_are_not_counted(
+    storage: TelemetryStorage,
+) -> None:
+    """Build b's sessions file damaged: its build is left out whole, targets too, as the
+    analyzer leaves it out (the store reads as one without that file)."""
+    _by_build(storage)
+    damaged = _file(storage, "sessions", "b")
+    damaged.write_bytes(damaged.read_bytes()[:-40])
+    with pytest.warns(CorruptFileWarning, match=f"skipping {damaged}"):
+        assert _rows(storage, PER_BUILD) == [("a", 4, 900), ("c", 4, 3000)]
+    with pytest.warns(CorruptFileWarning):
+        assert _one(storage, "select count(*) from sessions") == 2
+    with pytest.warns(CorruptFileWarning):
+        _, rows = TelemetryAnalyzer(storage).targets()
+    assert rows.height == 8
+
+
 def test_files_from_before_a_column_was_added_read_as_nulls(
     storage: TelemetryStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
