@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -352,7 +352,8 @@ def ingest_file(
     if str(path) == "-":
         if sys.stdin is None:
             raise InputError("standard input is closed; give a JSON-lines file instead of -")
-        stdin = sys.stdin.buffer if progress is None else counted(sys.stdin.buffer, progress)
+        stdin = _answering_signals(sys.stdin.buffer)
+        stdin = stdin if progress is None else counted(stdin, progress)
         return _ingest_stream(
             storage, stdin, "<stdin>", format, trace, None, apply_retention, max_line
         )
@@ -377,6 +378,45 @@ def _opened(path: str | os.PathLike[str], progress: Progress | None = None) -> I
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
         yield handle if progress is None else counted(handle, progress)
+
+
+def _answering_signals(stdin: IO[bytes]) -> IO[bytes]:
+    """Standard input, read so that Ctrl-C is answered while it waits for a pipe (``tail -f
+    build.log | builder telemetry ingest -``, a FIFO, a socket, a terminal); a regular file,
+    or a stream that is no file, as it is.
+
+    Python raises KeyboardInterrupt in the main thread, but the system hands SIGINT to any
+    thread of the process: once polars and pyarrow have started their thread pools, a read
+    of an idle pipe in the main thread was never woken, and Ctrl-C did nothing. Waiting for
+    input in slices of a tenth of a second gives Python a moment between them to raise it.
+    """
+    try:
+        fd = stdin.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return stdin
+    if regular or os.name != "posix":
+        return stdin
+    return io.BufferedReader(_Waiting(fd), buffer_size=1 << 16)
+
+
+class _Waiting(io.RawIOBase):
+    """A file descriptor's reads, each after waiting for input in short slices."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        import select
+
+        while not select.select([self._fd], [], [], 0.1)[0]:
+            pass  # a signal's handler runs here, between two waits
+        data = os.read(self._fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _read_profile(path: str | os.PathLike[str]) -> object:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import resource
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,45 @@ def test_a_line_at_the_bound_is_read_and_one_byte_more_is_not(
             f"{name}:{len(history)}: {TOO_LONG.format('400 bytes')}: reading stopped here\n"
             "Skipped 1 malformed line.\n",
         )
+
+
+def _waiting_for_input(pid: int) -> bool:
+    """Whether the process's main thread sleeps in a read or a wait for input (its kernel
+    wait channel), with other threads beside it (polars' and pyarrow's pools)."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+    except OSError:
+        return False
+    return threads > 1 and any(word in wchan for word in ("pipe", "select", "poll"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("sent", ["", "a build begun"])
+def test_ctrl_c_ends_an_ingest_waiting_on_a_pipe(tmp_path: Path, sent: str) -> None:
+    """`tail -f build.log | builder telemetry ingest -`, stopped with Ctrl-C (SIGINT) while
+    the pipe is idle: it exits with 130 and no traceback. The system may hand the signal to
+    any of the process's threads; it used to wait on the pipe for ever."""
+    lines = [line for line in small_history() if '"a"' in line][:2] if sent else []
+    process = subprocess.Popen(
+        [BUILDER, "telemetry", "ingest", "-"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=process_env(tmp_path / "store"),
+    )
+    assert process.stdin is not None and process.stderr is not None
+    process.stdin.write("".join(line + "\n" for line in lines).encode())
+    process.stdin.flush()
+    deadline = time.monotonic() + 120  # a bound for a stuck start, not a timing
+    while not _waiting_for_input(process.pid):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.stdin.close()
+    assert code == 130
+    assert b"Traceback" not in process.stderr.read()
+    assert not (tmp_path / "store" / "sessions").exists()  # nothing finished, nothing stored
