@@ -396,15 +396,16 @@ def _views(
 
 
 def _in_memory(snapshot: Snapshot, dataset: Dataset, files: list[StoredFile]) -> _Table | None:
-    """The rows of ``files`` read whole, in today's schema with the day as ``date``, when
-    they are few (today's builds, days not compacted yet: the compacted days are read from
-    their Parquet copies and packs); None when there are none or too many rows to hold.
+    """The rows of ``files`` read whole with arro3, in today's schema with the day as
+    ``date``, when nothing in the process has loaded pyarrow (:func:`_light`) and they are
+    few (today's builds, days not compacted yet: the compacted days are read from their
+    Parquet copies and packs); None otherwise, and they are scanned through
+    :mod:`pyarrow.dataset`.
 
-    Read so, they need neither :mod:`pyarrow.dataset` nor :mod:`pyarrow.compute`, which take
-    longer to import than DuckDB takes to count a year's rows from the packs; and with
-    arro3 (the ``duckdb`` extra), while nothing has loaded pyarrow, not pyarrow at all. A
-    file whose data is damaged is named in a warning and left out; one deleted since the
-    snapshot raises :class:`~telemetry.snapshot.SnapshotChanged`."""
+    Read so, they need no pyarrow, whose import (and numpy's) takes about as long as
+    DuckDB's count of a year's rows from the packs. A file whose data is damaged is named in
+    a warning and left out; one deleted since the snapshot raises
+    :class:`~telemetry.snapshot.SnapshotChanged`."""
     from telemetry.snapshot import damaged
 
     rows = [f.rows for f in files]
