@@ -1,15 +1,18 @@
 """DuckDB over the store: a connection with the views ``sessions``, ``targets`` and
 ``daily_targets`` over one snapshot, and ``rollup_days`` and ``rollup_targets`` over the
 daily rollups (:mod:`telemetry.rollups`) (:func:`connect`), and one query answered whole while
-maintenance runs beside it (:func:`query`), as a pyarrow Table that
-:func:`telemetry.tables.render` shows as text, CSV or JSON.
+maintenance runs beside it (:func:`query`, as a pyarrow Table; :func:`answer`, as an arro3
+Table while nothing has loaded pyarrow), which :func:`telemetry.tables.render` shows as text,
+CSV or JSON.
 
 The views read a compacted file's Parquet copy where it has one (written by compaction,
-see :func:`telemetry.writer.write_copy`): DuckDB reads Parquet natively, on all cores, counts
-rows from the footers and skips row groups by their statistics. DuckDB has no Arrow IPC
-reader built in (its IPC reader is a community extension fetched over the network at first
-use), so the other files (today's builds, days not compacted yet) are read through
-:mod:`pyarrow.dataset`, which needs nothing but pyarrow, and which DuckDB's Arrow scan
+see :func:`telemetry.writer.write_copy`), and a closed month's days from its pack: DuckDB
+reads Parquet natively, on all cores, counts rows from the footers and skips row groups by
+their statistics. DuckDB has no Arrow IPC reader built in (its IPC reader is a community
+extension fetched over the network at first use), so the other files (today's builds, days
+not compacted yet) are read whole with arro3 when they are few and nothing has loaded
+pyarrow (`builder telemetry sql` then never loads it: its import, and numpy's, take about as
+long as the query), and otherwise through :mod:`pyarrow.dataset`, which DuckDB's Arrow scan
 pushes its projections and filters into (``where date = ...`` opens only that day's files,
 and only the columns the query names). A query that fails while it reads copies runs again
 over the files themselves.
@@ -351,6 +354,8 @@ def _views(
         for dataset, chosen in files.items():
             if named is not None and dataset not in named:
                 continue  # listed as the others' commit markers only
+            if dataset != "sessions":  # a sessions file read whole was found damaged
+                chosen = _without(files, snapshot.left_out)[dataset]
             # The same columns in the same order from either reader.
             columns = ", ".join(f'"{name}"' for name in [*_names(dataset), PARTITION_KEY])
             parts = []
@@ -453,6 +458,7 @@ def _whole(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> _Table |
         from telemetry.snapshot import SnapshotChanged
 
         plain = arro3_schema(dataset).remove_metadata()
+        table = None
         for _ in range(_ATTEMPTS):  # it may move between being found and being opened
             try:
                 table = read_ipc(str(snapshot.find(stored, dataset))).read_all()
@@ -461,11 +467,11 @@ def _whole(snapshot: Snapshot, stored: StoredFile, dataset: Dataset) -> _Table |
                 continue
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException:  # a Rust panic too: damaged
-                return None
+            except BaseException:  # a Rust panic too: pyarrow's reading judges the file
+                break
         else:
             raise SnapshotChanged(f"{stored.path} was removed while it was read")
-        if table.schema.remove_metadata() == plain:
+        if table is not None and table.schema.remove_metadata() == plain:
             days = Array([stored.day.toordinal() - _EPOCH] * table.num_rows, DataType.int32())
             return table.with_schema(plain).append_column(
                 Field(PARTITION_KEY, DataType.date32()),
@@ -561,9 +567,21 @@ def _cuts_a_day(low: datetime | None, high: datetime | None) -> bool:
 def _answer(connection: duckdb.DuckDBPyConnection, sql: str) -> _Table:
     relation = connection.sql(sql)
     if _light():
+        import duckdb
         from arro3.core import Table
 
-        return Table.from_pydict({}) if relation is None else Table.from_arrow(relation)
+        if relation is None:
+            return Table.from_pydict({})
+        try:
+            return Table.from_arrow(relation)
+        except duckdb.Error:
+            raise
+        except Exception as error:
+            # DuckDB's error after its first rows (a damaged page of a pack, error() in
+            # the query) reaches arro3 through the Arrow stream: DuckDB's again, to be
+            # handled as any other.
+            said = str(error).removeprefix("C Data interface error: ")
+            raise duckdb.Error(said) from error
     import pyarrow as pa
 
     return pa.table({}) if relation is None else relation.to_arrow_table()
@@ -600,7 +618,21 @@ def _again(snapshot: Snapshot, views: _Views, files: _Files, error: Exception) -
         raise QueryError(_first_line(error)) from None
     if not all(os.path.exists(path) for path in bad):  # deleted while it was checked
         return None
-    return {d: [f for f in chosen if f.path not in bad] for d, chosen in files.items()}
+    return _without(files, bad)
+
+
+def _without(files: _Files, bad: set[Path]) -> _Files:
+    """``files`` less those at ``bad``, and less the targets and rollups that a sessions
+    file among them commits: its builds are left out whole, as every reader leaves them."""
+    gone = {(f.day, f.stem) for f in files.get("sessions", []) if f.path in bad}
+    return {
+        dataset: [
+            f
+            for f in chosen
+            if f.path not in bad and (dataset == "sessions" or (f.day, f.stem) not in gone)
+        ]
+        for dataset, chosen in files.items()
+    }
 
 
 def _without_failed(

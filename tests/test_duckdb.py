@@ -435,6 +435,62 @@ def test_the_targets_of_a_damaged_sessions_file_are_not_counted(
     assert rows.height == 8
 
 
+def _damage_the_data(path: Path) -> None:
+    """Take the zstd magic off the record batch of ``path``: its footer stays sound."""
+    data = path.read_bytes()
+    block, count = _blocks_at(data, 3)
+    assert count == 1
+    offset, metadata, _, body = struct.unpack_from("<qi4sq", data, block)
+    end = offset + metadata + body
+    assert ZSTD_MAGIC in data[offset:end]
+    path.write_bytes(data[:offset] + data[offset:end].replace(ZSTD_MAGIC, b"\0\0\0\0") + data[end:])
+
+
+def test_the_targets_of_a_sessions_file_with_damaged_data_are_not_counted(
+    storage: TelemetryStorage, scanned: bool
+) -> None:
+    """Build b's sessions file damaged behind a sound footer: found when it is read (whole,
+    or when the query fails on it), and its build left out whole, as the analyzer does."""
+    _by_build(storage)
+    damaged = _file(storage, "sessions", "b")
+    _damage_the_data(damaged)
+    with pytest.warns(CorruptFileWarning, match=f"skipping {damaged}: damaged data"):
+        assert _rows(storage, COUNT_BOTH) == [(2, 8)]  # a and c: 4 targets each
+    with pytest.warns(CorruptFileWarning):
+        _, rows = TelemetryAnalyzer(storage).targets()
+    assert rows.height == 8
+
+
+def test_a_file_arro3_refuses_and_pyarrow_reads_is_read(storage: TelemetryStorage) -> None:
+    """A null in a column declared not null: arro3 refuses the file, pyarrow reads it in
+    full; it is read through pyarrow, never left out without a word."""
+    _three_days(storage)
+    [path] = (storage.dir / "targets" / "date=2025-10-28").glob("*.arrow")
+    table = ipc.open_file(path).read_all()
+    at = table.schema.get_field_index("duration_ms")
+    durations = table.column(at).to_pylist()
+    durations[0] = None
+    table = table.set_column(at, table.schema.field(at), pa.array(durations, pa.int64()))
+    with ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _rows(storage, "select date, count(*) from targets group by 1 order by 1") == [
+            (date(2025, 10, 27), 13),
+            (date(2025, 10, 28), 13),
+            (date(2025, 10, 29), 13),
+        ]
+
+
+def test_an_error_after_the_first_rows_is_one_query_error(small_store: TelemetryStorage) -> None:
+    """DuckDB fails after it began to answer (its rows reach arro3 through an Arrow stream):
+    the failure is DuckDB's first line, as any other."""
+    late = "select range, case when range > 5000000 then error('late') end from range(10000000)"
+    with pytest.raises(sql.QueryError) as refused:
+        sql.query(small_store, late)
+    assert str(refused.value) == "Invalid Input Error: late"
+
+
 def test_files_from_before_a_column_was_added_read_as_nulls(
     storage: TelemetryStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
