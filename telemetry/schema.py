@@ -140,6 +140,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ARROW_NAMES})
+
+
 class _Schemas(MutableMapping["Dataset", "pa.Schema"]):
     """Each dataset's schema, made at the first look (see :func:`_arrow`)."""
 
