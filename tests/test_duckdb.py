@@ -381,14 +381,7 @@ def test_damaged_data_behind_a_sound_footer_is_named_and_left_out(
     """
     _by_build(storage)
     victim = _file(storage, "targets", "b")
-    data = victim.read_bytes()
-    block, count = _blocks_at(data, 3)
-    assert count == 1
-    offset, metadata, _, body = struct.unpack_from("<qi4sq", data, block)
-    end = offset + metadata + body
-    assert ZSTD_MAGIC in data[offset:end]
-    damaged = data[offset:end].replace(ZSTD_MAGIC, b"\0\0\0\0")
-    victim.write_bytes(data[:offset] + damaged + data[end:])
+    _damage_the_data(victim)
     every_column = "select * from targets order by session_id, target"
     with pytest.warns(CorruptFileWarning, match=f"skipping {victim}: damaged data"):
         rows = _rows(storage, every_column)
