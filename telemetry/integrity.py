@@ -8,6 +8,7 @@ wrong with a file, the words ``verify`` and every warning use.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -183,8 +184,12 @@ def without_pyarrow() -> bool:
     pyarrow, whose import (about 40 ms, and numpy's as much again when it is installed)
     takes about as long as a whole query over a year's store; once loaded, pyarrow is as
     quick."""
-    if "pyarrow" in sys.modules:
-        return False
+    return "pyarrow" not in sys.modules and _arro3_installed()
+
+
+@functools.cache
+def _arro3_installed() -> bool:
+    """Once a process: without arro3, every file checked would look for it again."""
     try:
         import arro3.io  # noqa: F401
     except ImportError:

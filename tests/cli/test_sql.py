@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from telemetry.storage import TelemetryStorage
 from tests.cli.test_terminal import _in_terminal
 from tests.conftest import BUILDER, Runner, process_env, small_history
 from tests.test_properties import SETTINGS
@@ -422,7 +423,6 @@ def test_the_command_loads_neither_pyarrow_nor_numpy(tmp_path: Path) -> None:
     a process that has loaded it, and the one worked out by hand."""
     from pipelines.compaction import compact
     from telemetry.ingest import ingest_jsonl
-    from telemetry.storage import TelemetryStorage
 
     store = tmp_path / "telemetry"
     storage = TelemetryStorage(store, clock=lambda: datetime(2025, 10, 29, tzinfo=UTC))
@@ -464,3 +464,22 @@ def test_the_command_loads_neither_pyarrow_nor_numpy(tmp_path: Path) -> None:
     assert alone.stdout == answer + "[]\n"
     assert with_pyarrow.stdout.startswith(answer)
     assert "'pyarrow'" in with_pyarrow.stdout.splitlines()[-1]
+
+
+def test_without_arro3_the_command_reads_through_pyarrow(small_store: TelemetryStorage) -> None:
+    """DuckDB installed on its own, without the extra's arro3: the same answer, through
+    pyarrow (worked out by hand: small_history()'s 13 target rows)."""
+    code = (
+        "import sys\n"
+        "for name in ('arro3', 'arro3.io', 'arro3.core'):\n"
+        "    sys.modules[name] = None\n"
+        "from telemetry.cli import main\n"
+        "try:\n    main(['telemetry', 'sql', 'select count(*) as n from targets'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('pyarrow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=process_env(small_store.dir),
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert (done.stdout, done.stderr) == ("n\n--\n13\nTrue\n", "")  # names to the left
